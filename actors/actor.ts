@@ -1,0 +1,48 @@
+/**
+ * What an actor is: a handler per message type. Spawn one on an {@linkcode ActorSystem} under an
+ * address; its inbox is the stream of that address.
+ *
+ * @module
+ */
+import type { Envelope } from "../transport/envelope.ts";
+import type { ActorSystem, AskOptions, SendOptions } from "./system.ts";
+
+/** What a handler sees besides the message's content. */
+export interface ActorContext {
+  /** The address of the actor handling the message. */
+  readonly self: string;
+  /** The system the actor runs on. */
+  readonly system: ActorSystem;
+  /** The message being handled. */
+  readonly envelope: Envelope;
+  /** Sends a message from this actor. Resolves once it is written; returns its id. */
+  send(to: string, type: string, content?: unknown, options?: SendOptions): Promise<string>;
+  /** Sends a message from this actor and waits for its answer. */
+  ask<T = unknown>(to: string, type: string, content?: unknown, options?: AskOptions): Promise<T>;
+  /**
+   * Takes over answering: the handler's return value is then not sent, and the answer goes out
+   * when the returned function is called (with a value, or an error).
+   */
+  deferReply(): (result: { value: unknown } | { error: unknown }) => Promise<void>;
+}
+
+/** Handles one message: its return value (awaited) answers the message when one is expected. */
+export type Handler = (content: never, context: ActorContext) => unknown;
+
+/** An actor: its handlers, by message type. */
+export interface ActorDefinition {
+  /** Handlers of ordinary messages, run one at a time in arrival order. */
+  handlers: Record<string, Handler>;
+  /**
+   * Handlers of control messages (stop, heartbeat, abort), run as soon as the message arrives,
+   * never queued behind an ordinary message that is still being handled.
+   */
+  control?: Record<string, Handler>;
+  /** Called once when the actor stops. */
+  stopped?: () => void | Promise<void>;
+}
+
+/** Identity function that gives an actor definition its type. */
+export function defineActor<D extends ActorDefinition>(definition: D): D {
+  return definition;
+}

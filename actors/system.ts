@@ -1,0 +1,539 @@
+/**
+ * The actor runtime of one event loop: it spawns actors on a transport, reads all their inboxes
+ * with one blocking reader, hands each actor its messages one at a time, acknowledges each after
+ * it is handled, and moves entries that do not verify to the dead-letter stream.
+ *
+ * @module
+ */
+import {
+  InvalidMessageError,
+  RemoteError,
+  type RemoteErrorData,
+  SerializationError,
+  TimeoutError,
+  TransportClosedError,
+} from "../errors.ts";
+import {
+  type ClusterKey,
+  type Envelope,
+  openEnvelope,
+  sealEnvelope,
+} from "../transport/envelope.ts";
+import type { StreamEntry, Transport } from "../transport/types.ts";
+import type { ActorContext, ActorDefinition, Handler } from "./actor.ts";
+
+/** The consumer group every inbox is read through. */
+export const GROUP = "actors";
+
+/** Options of {@linkcode ActorSystem}. */
+export interface ActorSystemOptions {
+  /** The transport the inboxes live on. */
+  transport: Transport;
+  /** The cluster key that signs every message. */
+  key: ClusterKey;
+  /** Prefix of every stream key, so clusters (and tests) sharing a Redis stay apart. */
+  namespace: string;
+  /** This system's consumer name; unique in the cluster. Default: a random one. */
+  id?: string;
+  /** How long one blocking read waits, in ms. Default 1000. */
+  blockMs?: number;
+  /** Inboxes are trimmed to about this many entries. Default 10,000. */
+  maxLen?: number;
+  /** Entries larger than this are dead-lettered unread. Default 512 MiB. */
+  maxMessageBytes?: number;
+}
+
+/** Options of {@linkcode ActorSystem.send}. */
+export interface SendOptions {
+  /** The id of the message this one answers. */
+  parent?: string;
+  /** Where the answer goes. */
+  replyTo?: string;
+  /** When the sender stops waiting, in ms since the epoch. */
+  deadline?: number;
+}
+
+/** Options of {@linkcode ActorSystem.ask}. */
+export interface AskOptions {
+  /** How long to wait for the answer, in ms. Default 30,000. */
+  timeout?: number;
+  /** Cancels the wait. */
+  signal?: AbortSignal;
+}
+
+/** What answers a message that expects an answer. */
+export type Reply = { ok: true; value: unknown } | { ok: false; error: RemoteErrorData };
+
+/** The `detail` of a `"deadletter"` event: an entry that was moved to the dead-letter stream. */
+export interface DeadLetterDetail {
+  /** Why it was dead-lettered. */
+  error: InvalidMessageError;
+}
+
+/** An actor as its system runs it. */
+interface Running {
+  address: string;
+  stream: string;
+  definition: ActorDefinition;
+  queue: StreamEntryWithEnvelope[];
+  busy: boolean;
+}
+
+interface StreamEntryWithEnvelope {
+  entry: StreamEntry;
+  envelope: Envelope;
+}
+
+interface Waiting {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  to: string;
+  cleanup: () => void;
+}
+
+/**
+ * Runs actors on one event loop. Dispatches `"deadletter"` events (detail
+ * {@linkcode DeadLetterDetail}) and `"error"` events (an `ErrorEvent`) for failures no caller
+ * awaits; it never prints.
+ */
+export class ActorSystem extends EventTarget {
+  /** This system's consumer name. */
+  readonly id: string;
+  /** The transport the inboxes live on. */
+  readonly transport: Transport;
+  /** Prefix of every stream key. */
+  readonly namespace: string;
+  /** The address answers to this system's `ask` calls go to. */
+  readonly replyAddress: string;
+  readonly #key: ClusterKey;
+  readonly #blockMs: number;
+  readonly #maxLen: number;
+  readonly #maxMessageBytes: number;
+  readonly #actors = new Map<string, Running>();
+  readonly #byStream = new Map<string, Running>();
+  readonly #asks = new Map<string, Waiting>();
+  readonly #wakeStream: string;
+  readonly #replyStream: string;
+  #loop: Promise<void> | undefined;
+  #closed = false;
+  #handling = 0;
+  #idle: (() => void) | undefined;
+
+  constructor(options: ActorSystemOptions) {
+    super();
+    this.transport = options.transport;
+    this.namespace = options.namespace;
+    this.#key = options.key;
+    this.id = options.id ?? `sys-${crypto.randomUUID().slice(0, 8)}`;
+    this.#blockMs = options.blockMs ?? 1000;
+    this.#maxLen = options.maxLen ?? 10_000;
+    this.#maxMessageBytes = options.maxMessageBytes ?? 512 * 1024 * 1024;
+    this.replyAddress = `_reply.${this.id}`;
+    this.#replyStream = this.inboxOf(this.replyAddress);
+    this.#wakeStream = `${this.namespace}:wake:${this.id}`;
+  }
+
+  /** The stream key of the inbox of `address`. */
+  inboxOf(address: string): string {
+    return `${this.namespace}:inbox:${address}`;
+  }
+
+  /** The stream key of the dead-letter stream. */
+  get deadLetterStream(): string {
+    return `${this.namespace}:dead`;
+  }
+
+  /** Starts an actor under `address`; its inbox is read from the next read on. */
+  spawn(address: string, definition: ActorDefinition): void {
+    if (this.#closed) throw new TransportClosedError("Cannot spawn actor: the system is closed");
+    if (this.#actors.has(address)) {
+      throw new RangeError(`Cannot spawn actor "${address}": the address is taken`);
+    }
+    const running: Running = {
+      address,
+      stream: this.inboxOf(address),
+      definition,
+      queue: [],
+      busy: false,
+    };
+    this.#actors.set(address, running);
+    this.#byStream.set(running.stream, running);
+    this.#start();
+    this.#wake();
+  }
+
+  /** Stops the actor at `address`: its inbox is no longer read; its stopped hook runs. */
+  async stopActor(address: string): Promise<void> {
+    const running = this.#actors.get(address);
+    if (!running) return;
+    this.#actors.delete(address);
+    this.#byStream.delete(running.stream);
+    running.queue.length = 0;
+    await running.definition.stopped?.();
+  }
+
+  /** The addresses of the actors running here. */
+  get addresses(): string[] {
+    return [...this.#actors.keys()];
+  }
+
+  /** Signs and writes one message to the inbox of `to`. Returns its id. */
+  async send(
+    to: string,
+    type: string,
+    content?: unknown,
+    options: SendOptions & { from?: string } = {},
+  ): Promise<string> {
+    const envelope = this.#envelope(to, type, content, options);
+    const bytes = sealEnvelope(envelope, this.#key);
+    await this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen });
+    return envelope.id;
+  }
+
+  /** Signs and writes several messages in one round trip. Returns their ids. */
+  async sendMany(
+    messages: readonly {
+      to: string;
+      type: string;
+      content?: unknown;
+      options?: SendOptions & { from?: string };
+    }[],
+  ): Promise<string[]> {
+    const envelopes = messages.map((m) => this.#envelope(m.to, m.type, m.content, m.options ?? {}));
+    const entries = envelopes.map((e) => ({
+      stream: this.inboxOf(e.to),
+      data: sealEnvelope(e, this.#key),
+    }));
+    await this.transport.appendMany(entries, { maxLen: this.#maxLen });
+    return envelopes.map((e) => e.id);
+  }
+
+  #envelope(
+    to: string,
+    type: string,
+    content: unknown,
+    options: SendOptions & { from?: string },
+  ): Envelope {
+    return {
+      id: crypto.randomUUID(),
+      type,
+      from: options.from ?? this.replyAddress,
+      to,
+      ...(options.parent ? { parent: options.parent } : {}),
+      ...(options.replyTo ? { replyTo: options.replyTo } : {}),
+      sent: Date.now(),
+      ...(options.deadline ? { deadline: options.deadline } : {}),
+      content,
+    };
+  }
+
+  /**
+   * Sends a message that expects an answer and waits for it. Rejects with {@linkcode TimeoutError}
+   * when the deadline passes, with {@linkcode RemoteError} when the handler threw.
+   */
+  ask<T = unknown>(
+    to: string,
+    type: string,
+    content?: unknown,
+    options: AskOptions & { from?: string } = {},
+  ): Promise<T> {
+    const timeout = options.timeout ?? 30_000;
+    const envelope = this.#envelope(to, type, content, {
+      from: options.from,
+      replyTo: this.replyAddress,
+      deadline: Date.now() + timeout,
+    });
+    let bytes: Uint8Array;
+    try {
+      bytes = sealEnvelope(envelope, this.#key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#start();
+    const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
+    this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen }).catch((error) =>
+      this.#settle(envelope.id, { error })
+    );
+    return result;
+  }
+
+  /**
+   * Waits for the answer to message `id` (sent elsewhere with `replyTo` = this system's
+   * {@linkcode replyAddress}).
+   */
+  expectReply<T>(
+    id: string,
+    to: string,
+    timeout: number,
+    signal?: AbortSignal,
+    what = "message",
+  ): Promise<T> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    this.#start();
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#settle(id, {
+          error: new TimeoutError(
+            `Cannot get answer from "${to}": no answer to "${what}" within ${timeout} ms`,
+            timeout,
+          ),
+        });
+      }, timeout);
+      const onAbort = () => this.#settle(id, { error: signal!.reason });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#asks.set(id, {
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        to,
+        cleanup: () => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+        },
+      });
+    });
+  }
+
+  /** Fails every wait on an answer from `to` with `error` (its actor is known to be gone). */
+  failAsksTo(to: string, error: Error): void {
+    for (const [id, waiting] of this.#asks) if (waiting.to === to) this.#settle(id, { error });
+  }
+
+  #settle(id: string, outcome: { value: unknown } | { error: unknown }): void {
+    const waiting = this.#asks.get(id);
+    if (!waiting) return;
+    this.#asks.delete(id);
+    waiting.cleanup();
+    if ("error" in outcome) waiting.reject(outcome.error as Error);
+    else waiting.resolve(outcome.value);
+  }
+
+  #start(): void {
+    this.#loop ??= this.#readLoop();
+  }
+
+  #wake(): void {
+    if (this.#loop) this.transport.append(this.#wakeStream, new Uint8Array(1)).catch(() => {});
+  }
+
+  async #readLoop(): Promise<void> {
+    let from: ">" | "0" = "0";
+    let failures = 0;
+    while (!this.#closed) {
+      const streams = [this.#replyStream, this.#wakeStream, ...this.#byStream.keys()];
+      let entries: StreamEntry[];
+      try {
+        entries = await this.transport.read(GROUP, this.id, streams, {
+          count: 256,
+          blockMs: this.#blockMs,
+          from,
+        });
+        failures = 0;
+      } catch (error) {
+        if (this.#closed) break;
+        this.#emitError(error);
+        await delay(Math.min(2000, 50 * 2 ** failures++));
+        continue;
+      }
+      if (from === "0" && entries.length === 0) from = ">";
+      for (const entry of entries) this.#accept(entry);
+    }
+  }
+
+  #accept(entry: StreamEntry): void {
+    if (entry.stream === this.#wakeStream) {
+      this.#ack(entry);
+      return;
+    }
+    let envelope: Envelope;
+    try {
+      if (entry.data === null) throw new RangeError("entry has no payload field");
+      envelope = openEnvelope(entry.data, this.#key, this.#maxMessageBytes);
+    } catch (cause) {
+      this.#deadLetter(entry, (cause as Error).message, cause);
+      return;
+    }
+    if (entry.stream === this.#replyStream) {
+      this.#ack(entry);
+      const reply = envelope.content as Reply;
+      if (!envelope.parent) return;
+      if (reply?.ok) this.#settle(envelope.parent, { value: reply.value });
+      else {
+        const data = reply?.error ?? { name: "Error", message: "malformed reply" };
+        this.#settle(envelope.parent, {
+          error: new RemoteError(engineIdOf(envelope.from), data, envelope.from),
+        });
+      }
+      return;
+    }
+    const running = this.#byStream.get(entry.stream);
+    if (!running) {
+      this.#ack(entry); // its actor stopped after the read
+      return;
+    }
+    const control = running.definition.control?.[envelope.type];
+    if (control) {
+      this.#handle(running, entry, envelope, control);
+      return;
+    }
+    if (!Object.hasOwn(running.definition.handlers, envelope.type)) {
+      this.#deadLetter(entry, `unknown message type "${envelope.type}"`);
+      this.#replyTo(envelope, running.address, {
+        ok: false,
+        error: {
+          name: "TypeError",
+          message: `Actor "${running.address}" has no handler for "${envelope.type}"`,
+        },
+      });
+      return;
+    }
+    running.queue.push({ entry, envelope });
+    this.#drain(running);
+  }
+
+  async #drain(running: Running): Promise<void> {
+    if (running.busy) return;
+    running.busy = true;
+    try {
+      while (running.queue.length > 0 && this.#actors.get(running.address) === running) {
+        const { entry, envelope } = running.queue.shift()!;
+        await this.#handle(running, entry, envelope, running.definition.handlers[envelope.type]);
+      }
+    } finally {
+      running.busy = false;
+    }
+  }
+
+  async #handle(
+    running: Running,
+    entry: StreamEntry,
+    envelope: Envelope,
+    handler: Handler,
+  ): Promise<void> {
+    this.#handling++;
+    let deferred = false;
+    const context: ActorContext = {
+      self: running.address,
+      system: this,
+      envelope,
+      send: (to, type, content, options) =>
+        this.send(to, type, content, { ...options, from: running.address }),
+      ask: (to, type, content, options) =>
+        this.ask(to, type, content, { ...options, from: running.address }),
+      deferReply: () => {
+        deferred = true;
+        return (result) =>
+          this.#replyTo(
+            envelope,
+            running.address,
+            "error" in result
+              ? { ok: false, error: errorData(result.error) }
+              : { ok: true, value: result.value },
+          );
+      },
+    };
+    let reply: Reply;
+    try {
+      reply = { ok: true, value: await handler(envelope.content as never, context) };
+    } catch (error) {
+      reply = { ok: false, error: errorData(error) };
+    }
+    try {
+      if (!deferred) await this.#replyTo(envelope, running.address, reply);
+    } finally {
+      this.#ack(entry);
+      if (--this.#handling === 0) this.#idle?.();
+    }
+  }
+
+  async #replyTo(envelope: Envelope, from: string, reply: Reply): Promise<void> {
+    if (!envelope.replyTo) return;
+    try {
+      await this.send(envelope.replyTo, "reply", reply, { parent: envelope.id, from });
+    } catch (error) {
+      if (!(error instanceof SerializationError)) return this.#emitError(error);
+      await this.send(
+        envelope.replyTo,
+        "reply",
+        {
+          ok: false,
+          error: errorData(error),
+        } satisfies Reply,
+        { parent: envelope.id, from },
+      ).catch((e) => this.#emitError(e));
+    }
+  }
+
+  #ack(entry: StreamEntry): void {
+    this.transport.ack(entry.stream, GROUP, [entry.id]).catch((error) => {
+      if (!this.#closed) this.#emitError(error);
+    });
+  }
+
+  #deadLetter(entry: StreamEntry, reason: string, cause?: unknown): void {
+    const error = new InvalidMessageError(entry.stream, entry.id, reason, { cause });
+    const record = new TextEncoder().encode(
+      JSON.stringify({ stream: entry.stream, id: entry.id, reason, at: Date.now() }),
+    );
+    const payload = entry.data ?? new Uint8Array(0);
+    const letter = new Uint8Array(4 + record.byteLength + payload.byteLength);
+    new DataView(letter.buffer).setUint32(0, record.byteLength);
+    letter.set(record, 4);
+    letter.set(payload, 4 + record.byteLength);
+    this.transport.append(this.deadLetterStream, letter, { maxLen: this.#maxLen })
+      .catch((e) => this.#emitError(e))
+      .finally(() => this.#ack(entry));
+    this.dispatchEvent(new CustomEvent<DeadLetterDetail>("deadletter", { detail: { error } }));
+  }
+
+  #emitError(error: unknown): void {
+    this.dispatchEvent(
+      new ErrorEvent("error", { error, message: String((error as Error)?.message ?? error) }),
+    );
+  }
+
+  /** Waits until no handler is running (messages already read are handled first). */
+  idle(): Promise<void> {
+    if (this.#handling === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#idle = () => {
+        this.#idle = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /**
+   * Stops every actor and the reader, fails every open `ask` with `TransportClosedError`, and
+   * removes this system's own reply and wake streams. Does not close the transport.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const address of [...this.#actors.keys()]) await this.stopActor(address);
+    const error = new TransportClosedError("Cannot get answer: the actor system closed");
+    for (const id of [...this.#asks.keys()]) this.#settle(id, { error });
+    if (this.#loop) {
+      await this.transport.append(this.#wakeStream, new Uint8Array(1)).catch(() => {});
+      await this.#loop;
+    }
+    await this.transport.deletePrefix(this.#replyStream).catch(() => {});
+    await this.transport.deletePrefix(this.#wakeStream).catch(() => {});
+  }
+}
+
+/** Turns anything thrown into the data of a `RemoteError`. */
+export function errorData(error: unknown): RemoteErrorData {
+  if (error instanceof Error) {
+    return { name: error.name, message: error.message, stack: error.stack ?? "" };
+  }
+  return { name: "Error", message: `non-Error thrown: ${String(error)}` };
+}
+
+function engineIdOf(address: string): number {
+  const m = /^engine\.(\d+)$/.exec(address);
+  return m ? Number(m[1]) : -1;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

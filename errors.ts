@@ -1,0 +1,126 @@
+/**
+ * The error classes of deno-parallel. Each carries its data as fields and, where there is one,
+ * the underlying error as `cause`.
+ *
+ * @module
+ */
+
+/** A value cannot be sent: it is found on the sender's side, before anything is written. */
+export class SerializationError extends TypeError {
+  /** Where the bad value sits in what was sent, e.g. `$.args[1].callback`. */
+  readonly path: string;
+  constructor(path: string, reason: string, options?: ErrorOptions) {
+    super(`Cannot serialize value at ${path}: ${reason}`, options);
+    this.name = "SerializationError";
+    this.path = path;
+  }
+}
+
+/** An entry that is not a valid message of this cluster: undecodable, unsigned or wrongly signed. */
+export class InvalidMessageError extends Error {
+  /** The stream the entry was read from. */
+  readonly stream: string;
+  /** The transport's id of the entry. */
+  readonly entryId: string;
+  constructor(stream: string, entryId: string, reason: string, options?: ErrorOptions) {
+    super(`Cannot accept entry ${entryId} of stream "${stream}": ${reason}`, options);
+    this.name = "InvalidMessageError";
+    this.stream = stream;
+    this.entryId = entryId;
+  }
+}
+
+/** The transport is closed, or lost its server and could not get it back in time. */
+export class TransportClosedError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TransportClosedError";
+  }
+}
+
+/** A deadline passed before the awaited answer came. */
+export class TimeoutError extends Error {
+  /** The deadline, in milliseconds, that passed. */
+  readonly timeoutMs: number;
+  /** The engines that had not answered, when the wait was for engines. */
+  readonly engineIds: readonly number[];
+  constructor(
+    message: string,
+    timeoutMs: number,
+    engineIds: readonly number[] = [],
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "TimeoutError";
+    this.timeoutMs = timeoutMs;
+    this.engineIds = engineIds;
+  }
+}
+
+/** What an error raised on an engine looks like once it has crossed the wire. */
+export interface RemoteErrorData {
+  /** The remote error's `name`, e.g. `"RangeError"`. */
+  name: string;
+  /** The remote error's message. */
+  message: string;
+  /** The remote error's stack, as the engine printed it. */
+  stack?: string;
+}
+
+/** A task or handler threw on an engine or another actor. */
+export class RemoteError extends Error {
+  /** The engine the task ran on, or -1 when the failing actor is not an engine. */
+  readonly engineId: number;
+  /** The address of the actor that failed, e.g. `"engine.3"`. */
+  readonly address: string;
+  /** The `name` of the error the task threw, e.g. `"ReferenceError"`. */
+  readonly remoteName: string;
+  /** The message of the error the task threw. */
+  readonly remoteMessage: string;
+  /** The stack of the error the task threw, as the engine printed it. */
+  readonly remoteStack: string;
+  constructor(engineId: number, data: RemoteErrorData, address?: string, options?: ErrorOptions) {
+    const where = engineId >= 0 ? `engine ${engineId}` : `actor "${address}"`;
+    super(`Task failed on ${where}: ${data.name}: ${data.message}`, options);
+    this.name = "RemoteError";
+    this.engineId = engineId;
+    this.address = address ?? `engine.${engineId}`;
+    this.remoteName = data.name;
+    this.remoteMessage = data.message;
+    this.remoteStack = data.stack ?? "";
+  }
+}
+
+/** An engine died (its host crashed, exited or was killed) while it owed an answer. */
+export class EngineDiedError extends Error {
+  /** The engine that died. */
+  readonly engineId: number;
+  constructor(engineId: number, reason: string, options?: ErrorOptions) {
+    super(`Engine ${engineId} died: ${reason}`, options);
+    this.name = "EngineDiedError";
+    this.engineId = engineId;
+  }
+}
+
+/** Several engines failed in one call: `errors` holds each engine's error, in engine order. */
+export class CompositeError extends AggregateError {
+  /** The engines that failed, in the order of `errors`. */
+  readonly engineIds: readonly number[];
+  constructor(errors: readonly (Error & { engineId?: number })[], options?: ErrorOptions) {
+    const lines = errors.map((e) => `  [engine ${e.engineId ?? "?"}] ${describe(e)}`);
+    super(
+      errors,
+      `${errors.length} engine${errors.length === 1 ? "" : "s"} failed:\n${lines.join("\n")}`,
+      options,
+    );
+    this.name = "CompositeError";
+    this.engineIds = errors.map((e) => e.engineId ?? -1);
+  }
+}
+
+function describe(e: Error): string {
+  const m = e instanceof RemoteError
+    ? `${e.remoteName}: ${e.remoteMessage}`
+    : `${e.name}: ${e.message}`;
+  return m.split("\n", 1)[0];
+}

@@ -1,0 +1,244 @@
+/**
+ * MessagePack encoding of the values that travel between actors: JSON-like data plus typed
+ * arrays, `Map`, `Set`, `BigInt`, `Date`, `undefined`, `ArrayBuffer` and `Error`, and the wire
+ * types other modules register with {@linkcode defineWireType}.
+ *
+ * @module
+ */
+import { Decoder, Encoder, ExtensionCodec } from "../deps.ts";
+import { SerializationError } from "../errors.ts";
+
+const EXT_UNDEFINED = 0;
+const EXT_MAP = 1;
+const EXT_SET = 2;
+const EXT_BIGINT = 3;
+const EXT_TYPED_ARRAY = 4;
+const EXT_ARRAY_BUFFER = 5;
+const EXT_ERROR = 6;
+const EXT_FIRST_USER = 16;
+
+const TYPED_ARRAYS = [
+  Int8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+] as const;
+type TypedArrayCtor = (typeof TYPED_ARRAYS)[number];
+
+/** Stands for `undefined` inside the tree handed to the encoder, which would write `nil`. */
+const UNDEFINED = Object.freeze({ undefined: true });
+
+interface WireType<T> {
+  tag: number;
+  test: (value: unknown) => value is T;
+  toData: (value: T) => unknown;
+  fromData: (data: unknown) => T;
+}
+const wireTypes: WireType<unknown>[] = [];
+
+const extensions = new ExtensionCodec();
+extensions.register({
+  type: EXT_UNDEFINED,
+  encode: (v) => (v === UNDEFINED ? new Uint8Array(0) : null),
+  decode: () => undefined,
+});
+extensions.register({
+  type: EXT_MAP,
+  encode: (v) => (v instanceof Map ? encodeRaw([...v]) : null),
+  decode: (data) => new Map(decodeRaw(data) as [unknown, unknown][]),
+});
+extensions.register({
+  type: EXT_SET,
+  encode: (v) => (v instanceof Set ? encodeRaw([...v]) : null),
+  decode: (data) => new Set(decodeRaw(data) as unknown[]),
+});
+extensions.register({
+  type: EXT_BIGINT,
+  encode: (v) => (typeof v === "bigint" ? textEncoder.encode(v.toString()) : null),
+  decode: (data) => BigInt(textDecoder.decode(data)),
+});
+extensions.register({
+  type: EXT_TYPED_ARRAY,
+  encode: (v) => {
+    if (!ArrayBuffer.isView(v) || v instanceof Uint8Array || v instanceof DataView) return null;
+    const kind = TYPED_ARRAYS.findIndex((C) => v instanceof C);
+    const out = new Uint8Array(1 + v.byteLength);
+    out[0] = kind;
+    out.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), 1);
+    return out;
+  },
+  decode: (data) => {
+    const C: TypedArrayCtor | undefined = TYPED_ARRAYS[data[0]];
+    if (!C) throw new RangeError(`Cannot decode typed array: unknown kind ${data[0]}`);
+    const bytes = data.slice(1); // a fresh, aligned buffer
+    return new C(bytes.buffer, 0, bytes.byteLength / C.BYTES_PER_ELEMENT);
+  },
+});
+extensions.register({
+  type: EXT_ARRAY_BUFFER,
+  encode: (v) => (v instanceof ArrayBuffer ? new Uint8Array(v) : null),
+  decode: (data) => data.slice().buffer,
+});
+extensions.register({
+  type: EXT_ERROR,
+  encode: (v) =>
+    v instanceof Error ? encodeRaw({ name: v.name, message: v.message, stack: v.stack }) : null,
+  decode: (data) => {
+    const { name, message, stack } = decodeRaw(data) as Record<string, string>;
+    const error = new Error(message);
+    error.name = name;
+    error.stack = stack;
+    return error;
+  },
+});
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+const encoder = new Encoder({ extensionCodec: extensions, useBigInt64: false });
+const decoder = new Decoder({ extensionCodec: extensions });
+
+function encodeRaw(value: unknown): Uint8Array {
+  return encoder.encode(value);
+}
+function decodeRaw(bytes: Uint8Array): unknown {
+  return decoder.decode(bytes);
+}
+
+/**
+ * Registers a class that crosses the wire as itself: `toData` turns an instance into plain data,
+ * `fromData` rebuilds it. `tag` (0–111) must be the same in every process of a cluster.
+ */
+export function defineWireType<T>(
+  tag: number,
+  test: (value: unknown) => value is T,
+  toData: (value: T) => unknown,
+  fromData: (data: unknown) => T,
+): void {
+  const type = EXT_FIRST_USER + tag;
+  const wireType = { tag: type, test, toData, fromData } as WireType<unknown>;
+  wireTypes.push(wireType);
+  extensions.register({
+    type,
+    encode: (v) => (test(v) ? encodeRaw(prepare(toData(v), "$", [])) : null),
+    decode: (data) => fromData(decodeRaw(data)),
+  });
+}
+
+/**
+ * Encodes `value` with MessagePack. Throws {@linkcode SerializationError} naming the path of the
+ * first value that cannot be sent: a symbol, a function, a circular reference, a WeakMap, a
+ * Promise and the like.
+ */
+export function encodeValue(value: unknown): Uint8Array {
+  return encodeRaw(prepare(value, "$", []));
+}
+
+/** Decodes what {@linkcode encodeValue} encoded. */
+export function decodeValue(bytes: Uint8Array): unknown {
+  return decodeRaw(bytes);
+}
+
+/**
+ * Checks that `value` can be sent and returns it with every `undefined` replaced by a marker the
+ * encoder understands, copying only the containers that hold one.
+ */
+function prepare(value: unknown, path: string, ancestors: object[]): unknown {
+  switch (typeof value) {
+    case "undefined":
+      return UNDEFINED;
+    case "string":
+    case "number":
+    case "boolean":
+    case "bigint":
+      return value;
+    case "symbol":
+      throw new SerializationError(path, "a symbol cannot be sent");
+    case "function":
+      throw new SerializationError(
+        path,
+        `a function (${value.name || "anonymous"}) cannot be sent where data is expected`,
+      );
+  }
+  if (value === null) return null;
+  const object = value as object;
+  if (
+    ArrayBuffer.isView(object) || object instanceof ArrayBuffer || object instanceof Date ||
+    object instanceof Error
+  ) {
+    if (object instanceof DataView) {
+      throw new SerializationError(path, "a DataView cannot be sent; send its typed array");
+    }
+    return object;
+  }
+  if (wireTypes.some((t) => t.test(object))) return object;
+  if (ancestors.includes(object)) {
+    throw new SerializationError(path, "a circular reference cannot be sent");
+  }
+  ancestors.push(object);
+  try {
+    if (Array.isArray(object)) return prepareArray(object, path, ancestors);
+    if (object instanceof Map) {
+      const entries = [...object];
+      const prepared = prepareArray(entries, `${path}<Map>`, ancestors);
+      return prepared === entries ? object : new Map(prepared as [unknown, unknown][]);
+    }
+    if (object instanceof Set) {
+      const items = [...object];
+      const prepared = prepareArray(items, `${path}<Set>`, ancestors);
+      return prepared === items ? object : new Set(prepared as unknown[]);
+    }
+    const proto = Object.getPrototypeOf(object);
+    if (proto !== Object.prototype && proto !== null) {
+      const kind = object.constructor?.name ?? "object";
+      if (
+        object instanceof Promise || object instanceof WeakMap || object instanceof WeakSet ||
+        object instanceof WeakRef
+      ) {
+        throw new SerializationError(path, `a ${kind} cannot be sent`);
+      }
+    }
+    return prepareObject(object as Record<string, unknown>, path, ancestors);
+  } finally {
+    ancestors.pop();
+  }
+}
+
+function prepareArray(array: unknown[], path: string, ancestors: object[]): unknown[] {
+  let copy: unknown[] | undefined;
+  for (let i = 0; i < array.length; i++) {
+    const item = array[i];
+    const prepared = prepare(item, `${path}[${i}]`, ancestors);
+    if (prepared !== item) {
+      copy ??= array.slice();
+      copy[i] = prepared;
+    }
+  }
+  return copy ?? array;
+}
+
+function prepareObject(
+  object: Record<string, unknown>,
+  path: string,
+  ancestors: object[],
+): Record<string, unknown> {
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(object)) {
+    const item = object[key];
+    const prepared = prepare(item, `${path}${propertyPath(key)}`, ancestors);
+    if (prepared !== item) {
+      copy ??= { ...object };
+      copy[key] = prepared;
+    }
+  }
+  return copy ?? object;
+}
+
+function propertyPath(key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+}

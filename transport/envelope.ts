@@ -1,0 +1,123 @@
+/**
+ * The envelope every message travels in, and its signed wire form:
+ * `[version: 1 byte][HMAC-SHA256(key, version ‖ body): 32 bytes][body: MessagePack]`, where the
+ * body is the array `[id, type, from, to, parent, replyTo, sent, deadline, content]` and `content`
+ * is itself MessagePack, embedded as binary.
+ *
+ * @module
+ */
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { decodeValue, encodeValue } from "./codec.ts";
+
+/** The wire format's version byte. */
+export const WIRE_VERSION = 1;
+const HEADER_BYTES = 1 + 32;
+
+/** One message between actors. */
+export interface Envelope<C = unknown> {
+  /** Unique id of this message. */
+  id: string;
+  /** What the message asks for; the recipient's handler of that name handles it. */
+  type: string;
+  /** The sender's address. */
+  from: string;
+  /** The recipient's address. */
+  to: string;
+  /** The id of the message this one answers, if it is an answer. */
+  parent?: string;
+  /** Where the answer to this message goes, if one is expected. */
+  replyTo?: string;
+  /** When the sender wrote it, in ms since the epoch (sender's clock). */
+  sent: number;
+  /** When the sender stops waiting for an answer, in ms since the epoch, if it waits. */
+  deadline?: number;
+  /** The payload: any value the codec can send, typed arrays included. */
+  content: C;
+}
+
+/** A per-cluster secret key that signs and verifies envelopes. */
+export type ClusterKey = Uint8Array;
+
+/** Returns a new random 32-byte cluster key. */
+export function generateKey(): ClusterKey {
+  return crypto.getRandomValues(new Uint8Array(32));
+}
+
+/**
+ * Encodes and signs `envelope`. Throws `SerializationError` when its content cannot be sent, so
+ * nothing is written.
+ */
+export function sealEnvelope(envelope: Envelope, key: ClusterKey): Uint8Array {
+  const body = encodeValue([
+    envelope.id,
+    envelope.type,
+    envelope.from,
+    envelope.to,
+    envelope.parent ?? null,
+    envelope.replyTo ?? null,
+    envelope.sent,
+    envelope.deadline ?? null,
+    encodeValue(envelope.content),
+  ]);
+  const out = new Uint8Array(HEADER_BYTES + body.byteLength);
+  out[0] = WIRE_VERSION;
+  out.set(body, HEADER_BYTES);
+  out.set(sign(key, out.subarray(0, 1), body), 1);
+  return out;
+}
+
+/**
+ * Verifies and decodes what {@linkcode sealEnvelope} wrote. Throws a `RangeError` saying what is
+ * wrong when the bytes are not a valid envelope signed with `key`; the body is decoded only once
+ * the signature holds.
+ */
+export function openEnvelope(bytes: Uint8Array, key: ClusterKey, maxBytes = Infinity): Envelope {
+  if (bytes.byteLength > maxBytes) {
+    throw new RangeError(`message of ${bytes.byteLength} bytes exceeds the ${maxBytes}-byte limit`);
+  }
+  if (bytes.byteLength <= HEADER_BYTES) throw new RangeError("message is truncated");
+  if (bytes[0] !== WIRE_VERSION) {
+    throw new RangeError(`unknown wire version ${bytes[0]} (expected ${WIRE_VERSION})`);
+  }
+  const body = bytes.subarray(HEADER_BYTES);
+  const expected = sign(key, bytes.subarray(0, 1), body);
+  if (!timingSafeEqual(expected, bytes.subarray(1, HEADER_BYTES))) {
+    throw new RangeError("signature does not verify");
+  }
+  let fields: unknown;
+  try {
+    fields = decodeValue(body);
+  } catch (cause) {
+    throw new RangeError(`body is not valid MessagePack: ${(cause as Error).message}`);
+  }
+  if (
+    !Array.isArray(fields) || fields.length !== 9 || typeof fields[0] !== "string" ||
+    typeof fields[1] !== "string" || typeof fields[2] !== "string" ||
+    typeof fields[3] !== "string" || typeof fields[6] !== "number" ||
+    !(fields[8] instanceof Uint8Array)
+  ) {
+    throw new RangeError("body is not an envelope");
+  }
+  const [id, type, from, to, parent, replyTo, sent, deadline, contentBytes] = fields;
+  let content: unknown;
+  try {
+    content = decodeValue(contentBytes);
+  } catch (cause) {
+    throw new RangeError(`content is not valid MessagePack: ${(cause as Error).message}`);
+  }
+  return {
+    id,
+    type,
+    from,
+    to,
+    ...(typeof parent === "string" ? { parent } : {}),
+    ...(typeof replyTo === "string" ? { replyTo } : {}),
+    sent,
+    ...(typeof deadline === "number" ? { deadline } : {}),
+    content,
+  };
+}
+
+function sign(key: ClusterKey, version: Uint8Array, body: Uint8Array): Uint8Array {
+  return createHmac("sha256", key).update(version).update(body).digest();
+}

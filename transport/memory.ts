@@ -1,0 +1,514 @@
+/**
+ * The embedded transport: streams, consumer groups, pending lists and claims held in the memory
+ * of one process, with the semantics of Redis Streams. Workers of the same process reach it
+ * through a `MessagePort` ({@linkcode MemoryTransport.openPort} and
+ * {@linkcode MemoryTransport.fromPort}).
+ *
+ * @module
+ */
+import { TransportClosedError } from "../errors.ts";
+import type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./types.ts";
+
+interface Entry {
+  id: string;
+  data: Uint8Array;
+}
+
+interface Pending {
+  consumer: string;
+  deliveries: number;
+  deliveredAt: number;
+}
+
+interface Group {
+  /** Index into `Stream.entries` (offset by `Stream.dropped`) of the next undelivered entry. */
+  next: number;
+  pending: Map<string, Pending>;
+}
+
+interface Stream {
+  entries: Entry[];
+  /** How many entries were trimmed from the front. */
+  dropped: number;
+  lastMs: number;
+  lastSeq: number;
+  groups: Map<string, Group>;
+}
+
+interface Waiter {
+  group: string;
+  consumer: string;
+  streams: readonly string[];
+  count: number;
+  resolve: (entries: StreamEntry[]) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Streams held in this process's memory, shared by every `MemoryTransport` made from it. */
+class Broker {
+  readonly streams = new Map<string, Stream>();
+  readonly blobs = new Map<string, { data: Uint8Array; expires: number }>();
+  readonly waiters = new Set<Waiter>();
+
+  stream(name: string): Stream {
+    let s = this.streams.get(name);
+    if (!s) {
+      s = { entries: [], dropped: 0, lastMs: 0, lastSeq: 0, groups: new Map() };
+      this.streams.set(name, s);
+    }
+    return s;
+  }
+
+  append(name: string, data: Uint8Array, maxLen?: number): string {
+    const s = this.stream(name);
+    const now = Date.now();
+    if (now > s.lastMs) {
+      s.lastMs = now;
+      s.lastSeq = 0;
+    } else {
+      s.lastSeq++;
+    }
+    const id = `${s.lastMs}-${s.lastSeq}`;
+    s.entries.push({ id, data: data.slice() });
+    if (maxLen !== undefined) this.trim(name, maxLen);
+    this.wake(name);
+    return id;
+  }
+
+  trim(name: string, maxLen: number): void {
+    const s = this.streams.get(name);
+    if (!s || s.entries.length <= maxLen) return;
+    const cut = s.entries.length - maxLen;
+    s.entries.splice(0, cut);
+    s.dropped += cut;
+  }
+
+  group(s: Stream, name: string): Group {
+    let g = s.groups.get(name);
+    if (!g) {
+      g = { next: s.dropped, pending: new Map() };
+      s.groups.set(name, g);
+    }
+    return g;
+  }
+
+  readNow(
+    group: string,
+    consumer: string,
+    streams: readonly string[],
+    count: number,
+    from: ">" | "0",
+  ): StreamEntry[] {
+    const out: StreamEntry[] = [];
+    const now = Date.now();
+    for (const name of streams) {
+      const s = this.stream(name);
+      const g = this.group(s, group);
+      if (from === "0") {
+        let n = 0;
+        for (const [id, p] of g.pending) {
+          if (p.consumer !== consumer) continue;
+          if (n++ >= count) break;
+          out.push({ stream: name, id, data: this.find(s, id), deliveries: p.deliveries });
+        }
+        continue;
+      }
+      g.next = Math.max(g.next, s.dropped);
+      for (let n = 0; n < count && g.next - s.dropped < s.entries.length; n++) {
+        const e = s.entries[g.next - s.dropped];
+        g.next++;
+        g.pending.set(e.id, { consumer, deliveries: 1, deliveredAt: now });
+        out.push({ stream: name, id: e.id, data: e.data, deliveries: 1 });
+      }
+    }
+    return out;
+  }
+
+  find(s: Stream, id: string): Uint8Array | null {
+    return s.entries.find((e) => e.id === id)?.data ?? null;
+  }
+
+  wake(stream: string): void {
+    for (const w of this.waiters) {
+      if (!w.streams.includes(stream)) continue;
+      const entries = this.readNow(w.group, w.consumer, w.streams, w.count, ">");
+      if (entries.length === 0) continue;
+      this.waiters.delete(w);
+      clearTimeout(w.timer);
+      w.resolve(entries);
+    }
+  }
+
+  read(
+    group: string,
+    consumer: string,
+    streams: readonly string[],
+    options: ReadOptions,
+  ): Promise<StreamEntry[]> {
+    const count = options.count ?? 100;
+    const from = options.from ?? ">";
+    const entries = this.readNow(group, consumer, streams, count, from);
+    const blockMs = options.blockMs ?? 1000;
+    if (entries.length > 0 || from === "0" || blockMs <= 0) return Promise.resolve(entries);
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        group,
+        consumer,
+        streams: [...streams],
+        count,
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters.delete(waiter);
+          resolve([]);
+        }, blockMs),
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  ack(stream: string, group: string, ids: readonly string[]): void {
+    const g = this.streams.get(stream)?.groups.get(group);
+    for (const id of ids) g?.pending.delete(id);
+  }
+
+  claim(
+    stream: string,
+    group: string,
+    consumer: string,
+    minIdleMs: number,
+    count: number,
+  ): StreamEntry[] {
+    const s = this.streams.get(stream);
+    const g = s?.groups.get(group);
+    if (!s || !g) return [];
+    const now = Date.now();
+    const out: StreamEntry[] = [];
+    for (const [id, p] of g.pending) {
+      if (out.length >= count) break;
+      if (now - p.deliveredAt < minIdleMs) continue;
+      const data = this.find(s, id);
+      if (data === null) {
+        g.pending.delete(id); // trimmed away, as XAUTOCLAIM drops deleted entries
+        continue;
+      }
+      p.consumer = consumer;
+      p.deliveries++;
+      p.deliveredAt = now;
+      out.push({ stream, id, data, deliveries: p.deliveries });
+    }
+    return out;
+  }
+
+  range(stream: string, start: string, count: number): StreamEntry[] {
+    const s = this.streams.get(stream);
+    if (!s) return [];
+    const from = start === "-" ? -1 : start;
+    return s.entries
+      .filter((e) => from === -1 || compareIds(e.id, from as string) >= 0)
+      .slice(0, count)
+      .map((e) => ({ stream, id: e.id, data: e.data, deliveries: 0 }));
+  }
+
+  backlog(stream: string, group: string): number {
+    const s = this.streams.get(stream);
+    if (!s) return 0;
+    const g = s.groups.get(group);
+    if (!g) return s.entries.length;
+    return g.pending.size + Math.max(0, s.entries.length - (g.next - s.dropped));
+  }
+
+  getBlob(key: string): Uint8Array | null {
+    const blob = this.blobs.get(key);
+    if (!blob) return null;
+    if (blob.expires <= Date.now()) {
+      this.blobs.delete(key);
+      return null;
+    }
+    return blob.data;
+  }
+
+  deletePrefix(prefix: string): void {
+    for (const key of this.streams.keys()) if (key.startsWith(prefix)) this.streams.delete(key);
+    for (const key of this.blobs.keys()) if (key.startsWith(prefix)) this.blobs.delete(key);
+  }
+
+  releaseWaiters(): void {
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.resolve([]);
+    }
+    this.waiters.clear();
+  }
+}
+
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split("-").map(Number);
+  const [bm, bs] = b.split("-").map(Number);
+  return am - bm || as - bs;
+}
+
+/** The embedded transport: Redis Streams semantics in this process's memory. */
+export class MemoryTransport implements Transport {
+  readonly url = "memory:";
+  #broker: Broker;
+  #owner: boolean;
+  #closed = false;
+  #ports = new Set<MessagePort>();
+
+  /** A transport over new, empty streams; `share` gives another handle on the same streams. */
+  constructor(share?: MemoryTransport) {
+    this.#broker = share ? share.#broker : new Broker();
+    this.#owner = !share;
+  }
+
+  #open(): Broker {
+    if (this.#closed) throw new TransportClosedError("Cannot use transport: it is closed");
+    return this.#broker;
+  }
+
+  append(stream: string, data: Uint8Array, options?: AppendOptions): Promise<string> {
+    try {
+      return Promise.resolve(this.#open().append(stream, data, options?.maxLen));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  appendMany(
+    entries: readonly { stream: string; data: Uint8Array }[],
+    options?: AppendOptions,
+  ): Promise<string[]> {
+    try {
+      const broker = this.#open();
+      return Promise.resolve(entries.map((e) => broker.append(e.stream, e.data, options?.maxLen)));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async read(
+    group: string,
+    consumer: string,
+    streams: readonly string[],
+    options: ReadOptions = {},
+  ): Promise<StreamEntry[]> {
+    return await this.#open().read(group, consumer, streams, options);
+  }
+
+  async ack(stream: string, group: string, ids: readonly string[]): Promise<void> {
+    await this.#open().ack(stream, group, ids);
+  }
+
+  async claim(
+    stream: string,
+    group: string,
+    consumer: string,
+    minIdleMs: number,
+    count = 100,
+  ): Promise<StreamEntry[]> {
+    return await this.#open().claim(stream, group, consumer, minIdleMs, count);
+  }
+
+  async range(stream: string, start = "-", count = Infinity): Promise<StreamEntry[]> {
+    return await this.#open().range(stream, start, count);
+  }
+
+  async backlog(stream: string, group: string): Promise<number> {
+    return await this.#open().backlog(stream, group);
+  }
+
+  async trim(stream: string, maxLen: number): Promise<void> {
+    await this.#open().trim(stream, maxLen);
+  }
+
+  async putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {
+    await this.#open().blobs.set(key, { data: data.slice(), expires: Date.now() + ttlMs });
+  }
+
+  async getBlob(key: string): Promise<Uint8Array | null> {
+    return await this.#open().getBlob(key);
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    await this.#open().deletePrefix(prefix);
+  }
+
+  /** Closes this handle; closing the handle that made the streams also ends every blocked read. */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      for (const port of this.#ports) port.close();
+      this.#ports.clear();
+      if (this.#owner) this.#broker.releaseWaiters();
+    }
+    return Promise.resolve();
+  }
+
+  /**
+   * Returns a port through which a Worker of this process reaches the same streams: transfer it
+   * to the worker and call {@linkcode MemoryTransport.fromPort} there.
+   */
+  openPort(): MessagePort {
+    const broker = this.#open();
+    const { port1, port2 } = new MessageChannel();
+    this.#ports.add(port1);
+    port1.onmessage = async (event: MessageEvent<PortRequest>) => {
+      const { i, m, a } = event.data;
+      try {
+        const r = await servePort(broker, m, a);
+        port1.postMessage({ i, r } satisfies PortReply);
+      } catch (error) {
+        port1.postMessage({ i, e: String((error as Error).message) } satisfies PortReply);
+      }
+    };
+    return port2;
+  }
+
+  /** A transport over the streams of the `MemoryTransport` that opened `port`. */
+  static fromPort(port: MessagePort): Transport {
+    return new PortTransport(port);
+  }
+}
+
+type Method =
+  | "append"
+  | "appendMany"
+  | "read"
+  | "ack"
+  | "claim"
+  | "range"
+  | "backlog"
+  | "trim"
+  | "putBlob"
+  | "getBlob"
+  | "deletePrefix";
+interface PortRequest {
+  i: number;
+  m: Method;
+  a: unknown[];
+}
+interface PortReply {
+  i: number;
+  r?: unknown;
+  e?: string;
+}
+
+// deno-lint-ignore no-explicit-any
+function servePort(broker: Broker, method: Method, a: any[]): unknown {
+  switch (method) {
+    case "append":
+      return broker.append(a[0], a[1], a[2]?.maxLen);
+    case "appendMany":
+      return (a[0] as { stream: string; data: Uint8Array }[]).map((e) =>
+        broker.append(e.stream, e.data, a[1]?.maxLen)
+      );
+    case "read":
+      return broker.read(a[0], a[1], a[2], a[3] ?? {});
+    case "ack":
+      return broker.ack(a[0], a[1], a[2]);
+    case "claim":
+      return broker.claim(a[0], a[1], a[2], a[3], a[4] ?? 100);
+    case "range":
+      return broker.range(a[0], a[1] ?? "-", a[2] ?? Infinity);
+    case "backlog":
+      return broker.backlog(a[0], a[1]);
+    case "trim":
+      return broker.trim(a[0], a[1]);
+    case "putBlob":
+      return void broker.blobs.set(a[0], { data: a[1], expires: Date.now() + a[2] });
+    case "getBlob":
+      return broker.getBlob(a[0]);
+    case "deletePrefix":
+      return broker.deletePrefix(a[0]);
+  }
+}
+
+/** A Worker's handle on a `MemoryTransport` of its parent, reached through a `MessagePort`. */
+class PortTransport implements Transport {
+  readonly url = "memory:";
+  #port: MessagePort;
+  #next = 0;
+  #calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  #closed = false;
+
+  constructor(port: MessagePort) {
+    this.#port = port;
+    port.onmessage = (event: MessageEvent<PortReply>) => {
+      const { i, r, e } = event.data;
+      const call = this.#calls.get(i);
+      if (!call) return;
+      this.#calls.delete(i);
+      if (e !== undefined) call.reject(new Error(e));
+      else call.resolve(r);
+    };
+  }
+
+  #call<T>(m: Method, ...a: unknown[]): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(new TransportClosedError("Cannot use transport: it is closed"));
+    }
+    const i = this.#next++;
+    return new Promise<T>((resolve, reject) => {
+      this.#calls.set(i, { resolve: resolve as (v: unknown) => void, reject });
+      this.#port.postMessage({ i, m, a } satisfies PortRequest);
+    });
+  }
+
+  append(stream: string, data: Uint8Array, options?: AppendOptions): Promise<string> {
+    return this.#call("append", stream, data, options);
+  }
+  appendMany(
+    entries: readonly { stream: string; data: Uint8Array }[],
+    options?: AppendOptions,
+  ): Promise<string[]> {
+    return this.#call("appendMany", entries, options);
+  }
+  read(
+    group: string,
+    consumer: string,
+    streams: readonly string[],
+    options?: ReadOptions,
+  ): Promise<StreamEntry[]> {
+    return this.#call("read", group, consumer, streams, options);
+  }
+  ack(stream: string, group: string, ids: readonly string[]): Promise<void> {
+    return this.#call("ack", stream, group, ids);
+  }
+  claim(
+    stream: string,
+    group: string,
+    consumer: string,
+    minIdleMs: number,
+    count?: number,
+  ): Promise<StreamEntry[]> {
+    return this.#call("claim", stream, group, consumer, minIdleMs, count);
+  }
+  range(stream: string, start?: string, count?: number): Promise<StreamEntry[]> {
+    return this.#call("range", stream, start, count);
+  }
+  backlog(stream: string, group: string): Promise<number> {
+    return this.#call("backlog", stream, group);
+  }
+  trim(stream: string, maxLen: number): Promise<void> {
+    return this.#call("trim", stream, maxLen);
+  }
+  putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {
+    return this.#call("putBlob", key, data, ttlMs);
+  }
+  getBlob(key: string): Promise<Uint8Array | null> {
+    return this.#call("getBlob", key);
+  }
+  deletePrefix(prefix: string): Promise<void> {
+    return this.#call("deletePrefix", prefix);
+  }
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#port.close();
+      const error = new TransportClosedError("Cannot use transport: it is closed");
+      for (const call of this.#calls.values()) call.reject(error);
+      this.#calls.clear();
+    }
+    return Promise.resolve();
+  }
+}

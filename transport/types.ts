@@ -1,0 +1,93 @@
+/**
+ * The one interface every transport implements: named append-only streams read through consumer
+ * groups, the model of Redis Streams. Entries carry one binary payload each.
+ *
+ * @module
+ */
+
+/** One entry read from a stream. */
+export interface StreamEntry {
+  /** The stream the entry belongs to. */
+  stream: string;
+  /** The entry's id, unique and increasing within its stream (`"<ms>-<seq>"`). */
+  id: string;
+  /** The entry's payload, or `null` when the entry has no payload field (a stray writer's). */
+  data: Uint8Array | null;
+  /** How many times the entry was delivered to a consumer of the group (1 on first delivery). */
+  deliveries: number;
+}
+
+/** Options of {@linkcode Transport.append}. */
+export interface AppendOptions {
+  /** Trim the stream to about this many entries (Redis `MAXLEN ~`). */
+  maxLen?: number;
+}
+
+/** Options of {@linkcode Transport.read}. */
+export interface ReadOptions {
+  /** The most entries to return per stream. Default 100. */
+  count?: number;
+  /** How long to wait for an entry when none is ready, in ms; 0 returns at once. Default 1000. */
+  blockMs?: number;
+  /**
+   * `">"` (default) reads entries never delivered to the group; `"0"` re-reads this consumer's
+   * own pending entries, those delivered to it and not yet acknowledged.
+   */
+  from?: ">" | "0";
+}
+
+/**
+ * A store of streams shared by every actor of a cluster.
+ *
+ * A consumer group delivers each entry of a stream to one consumer; the entry stays pending until
+ * acknowledged, and another consumer can claim it after it stayed pending long enough (its
+ * consumer died). Groups are created on first read; a stream is created on first append.
+ */
+export interface Transport {
+  /** The transport's address, with any password hidden. */
+  readonly url: string;
+  /** Appends `data` to `stream` and returns the new entry's id. */
+  append(stream: string, data: Uint8Array, options?: AppendOptions): Promise<string>;
+  /** Appends several entries at once, in order, and returns their ids. */
+  appendMany(
+    entries: readonly { stream: string; data: Uint8Array }[],
+    options?: AppendOptions,
+  ): Promise<string[]>;
+  /**
+   * Reads entries of `streams` as `consumer` of `group`, creating the group on any stream that
+   * lacks it, waiting at most `blockMs` when none is ready. Returns `[]` when the wait ends empty.
+   */
+  read(
+    group: string,
+    consumer: string,
+    streams: readonly string[],
+    options?: ReadOptions,
+  ): Promise<StreamEntry[]>;
+  /** Acknowledges handled entries: they leave the group's pending list. */
+  ack(stream: string, group: string, ids: readonly string[]): Promise<void>;
+  /**
+   * Moves to `consumer` the entries of `stream` pending in `group` for at least `minIdleMs`, and
+   * returns them, their delivery counts raised by one.
+   */
+  claim(
+    stream: string,
+    group: string,
+    consumer: string,
+    minIdleMs: number,
+    count?: number,
+  ): Promise<StreamEntry[]>;
+  /** Reads entries of `stream` in order, outside any group, from `start` (inclusive; `"-"`). */
+  range(stream: string, start?: string, count?: number): Promise<StreamEntry[]>;
+  /** How many entries of `stream` the group has not yet had delivered, plus those pending. */
+  backlog(stream: string, group: string): Promise<number>;
+  /** Trims `stream` to at most `maxLen` newest entries. */
+  trim(stream: string, maxLen: number): Promise<void>;
+  /** Stores a value under `key` for `ttlMs` (values too large to copy into every message). */
+  putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void>;
+  /** The value stored under `key`, or `null` when there is none (never stored, or expired). */
+  getBlob(key: string): Promise<Uint8Array | null>;
+  /** Deletes every stream and value whose key starts with `prefix`. */
+  deletePrefix(prefix: string): Promise<void>;
+  /** Closes the transport's connections; pending and later calls reject. */
+  close(): Promise<void>;
+}
