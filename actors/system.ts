@@ -45,6 +45,8 @@ export interface ActorSystemOptions {
 
 /** Options of {@linkcode ActorSystem.send}. */
 export interface SendOptions {
+  /** The message's id; default a new random UUID. Set it to wait for the answer before sending. */
+  id?: string;
   /** The id of the message this one answers. */
   parent?: string;
   /** Where the answer goes. */
@@ -215,7 +217,7 @@ export class ActorSystem extends EventTarget {
     options: SendOptions & { from?: string },
   ): Envelope {
     return {
-      id: crypto.randomUUID(),
+      id: options.id ?? crypto.randomUUID(),
       type,
       from: options.from ?? this.replyAddress,
       to,
@@ -241,7 +243,7 @@ export class ActorSystem extends EventTarget {
     const envelope = this.#envelope(to, type, content, {
       from: options.from,
       replyTo: this.replyAddress,
-      deadline: Date.now() + timeout,
+      deadline: Number.isFinite(timeout) ? Date.now() + timeout : undefined,
     });
     let bytes: Uint8Array;
     try {
@@ -271,14 +273,16 @@ export class ActorSystem extends EventTarget {
     if (signal?.aborted) return Promise.reject(signal.reason);
     this.#start();
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#settle(id, {
-          error: new TimeoutError(
-            `Cannot get answer from "${to}": no answer to "${what}" within ${timeout} ms`,
-            timeout,
-          ),
-        });
-      }, timeout);
+      const timer = Number.isFinite(timeout)
+        ? setTimeout(() => {
+          this.#settle(id, {
+            error: new TimeoutError(
+              `Cannot get answer from "${to}": no answer to "${what}" within ${timeout} ms`,
+              timeout,
+            ),
+          });
+        }, timeout)
+        : undefined;
       const onAbort = () => this.#settle(id, { error: signal!.reason });
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#asks.set(id, {
@@ -291,6 +295,11 @@ export class ActorSystem extends EventTarget {
         },
       });
     });
+  }
+
+  /** Fails the wait on the answer to message `id` with `error`. */
+  failReply(id: string, error: Error): void {
+    this.#settle(id, { error });
   }
 
   /** Fails every wait on an answer from `to` with `error` (its actor is known to be gone). */

@@ -1,0 +1,430 @@
+/**
+ * A cluster: engine hosts started on this machine (Workers or processes), the transport they
+ * share, and the client that talks to them (IPython Parallel's `Cluster`).
+ *
+ * @module
+ */
+import { EngineDiedError, TimeoutError, TransportClosedError } from "../errors.ts";
+import { type ClusterKey, generateKey, openEnvelope } from "../transport/envelope.ts";
+import { MemoryTransport } from "../transport/memory.ts";
+import { createTransport, redactUrl } from "../transport/mod.ts";
+import type { Transport } from "../transport/types.ts";
+import type { FromWorker, ToWorker } from "./_worker_host.ts";
+import { Client } from "./client.ts";
+import { type EngineHostConfig, type Registration, REGISTRY } from "./engine_host.ts";
+import { ActorSystem } from "./system.ts";
+
+/** Options of {@linkcode Cluster}. */
+export interface ClusterOptions {
+  /** How many engines to start. Default: the number of CPU cores. */
+  n?: number;
+  /** `"memory:"` (default, or `REDIS_URL` when set) or a `redis://…` / `rediss://…` URL. */
+  transport?: string;
+  /** How engine hosts run: `"worker"` (default) or `"process"` (needs Redis). */
+  launcher?: "worker" | "process";
+  /** How many engine hosts; engines are spread round-robin. Default: one per CPU core. */
+  hosts?: number;
+  /** Prefix of every stream key; names the cluster. Default: a random one. */
+  namespace?: string;
+  /** The cluster key (32 random bytes by default). */
+  key?: ClusterKey;
+  /** How long to wait for every engine to register, in ms. Default 60,000. */
+  engineTimeout?: number;
+  /** Show a progress bar on stderr while engines start. Default: when stderr is a terminal. */
+  progress?: boolean;
+}
+
+interface Host {
+  id: string;
+  engineIds: number[];
+  worker?: Worker;
+  process?: Deno.ChildProcess;
+  stopped?: Promise<void>;
+  dead?: string;
+}
+
+/**
+ * Engines started on this machine plus the client that drives them. Dispatches an
+ * `"enginedied"` `CustomEvent` (detail `{ engineId, reason }`) when an engine dies.
+ */
+export class Cluster extends EventTarget {
+  /** The number of engines. */
+  readonly n: number;
+  /** The cluster's namespace: its name, and the prefix of its stream keys. */
+  readonly namespace: string;
+  readonly #options: ClusterOptions;
+  readonly #key: ClusterKey;
+  readonly #hosts: Host[] = [];
+  #transport: Transport | undefined;
+  #client: Client | undefined;
+  #failure: ((error: Error) => void) | undefined;
+  #stopping = false;
+
+  constructor(options: ClusterOptions = {}) {
+    super();
+    const cores = navigator.hardwareConcurrency || 1;
+    this.n = options.n ?? cores;
+    if (!Number.isInteger(this.n) || this.n < 1) {
+      throw new RangeError(`Cannot make cluster: n must be a positive integer, got ${options.n}`);
+    }
+    const launcher = options.launcher ?? "worker";
+    if (launcher !== "worker" && launcher !== "process") {
+      throw new TypeError(`Cannot make cluster: unknown launcher "${launcher}"`);
+    }
+    const transport = options.transport ?? Deno.env.get("REDIS_URL") ?? "memory:";
+    if (launcher === "process" && transport.startsWith("memory:")) {
+      throw new TypeError(
+        'Cannot use the "process" launcher with the embedded "memory:" transport: processes ' +
+          "share no memory; pass a Redis URL as `transport` (or set REDIS_URL)",
+      );
+    }
+    this.#options = { ...options, transport, launcher };
+    this.namespace = options.namespace ?? `dp-${crypto.randomUUID().slice(0, 8)}`;
+    this.#key = options.key ?? generateKey();
+  }
+
+  /** The client, once connected. */
+  get client(): Client | undefined {
+    return this.#client;
+  }
+
+  /** Starts the engine hosts. Resolves once every host is running (engines may still register). */
+  async start(): Promise<void> {
+    if (this.#transport) throw new Error("Cannot start cluster: it is already started");
+    this.#transport = await createTransport(this.#options.transport);
+    const hostCount = Math.min(this.n, this.#options.hosts ?? (navigator.hardwareConcurrency || 1));
+    for (let h = 0; h < hostCount; h++) {
+      const engineIds = [];
+      for (let id = h; id < this.n; id += hostCount) engineIds.push(id);
+      this.#hosts.push({ id: `h${h}-${crypto.randomUUID().slice(0, 6)}`, engineIds });
+    }
+    await Promise.all(this.#hosts.map((host) => this.#launch(host)));
+  }
+
+  async #launch(host: Host): Promise<void> {
+    const config: EngineHostConfig = {
+      namespace: this.namespace,
+      key: this.#key,
+      engineIds: host.engineIds,
+      size: this.n,
+      hostId: host.id,
+    };
+    if (this.#options.launcher === "process") return this.#launchProcess(host, config);
+    const worker = new Worker(new URL("./_worker_host.ts", import.meta.url), { type: "module" });
+    host.worker = worker;
+    let stopped!: () => void;
+    host.stopped = new Promise((resolve) => (stopped = resolve));
+    const started = new Promise<void>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        const message = event.data;
+        if (message.type === "started") resolve();
+        else if (message.type === "failed") {
+          const error = new Error(
+            `Cannot start engines ${host.engineIds.join(", ")}: ${message.message}`,
+          );
+          reject(error);
+          this.#hostDied(host, `failed to start: ${message.message.split("\n")[0]}`);
+        } else if (message.type === "exiting") {
+          this.#hostDied(host, `its host called Deno.exit(${message.code})`);
+        } else if (message.type === "stopped") stopped();
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        const reason = `its host crashed: ${event.message}`;
+        reject(new Error(`Cannot start engines ${host.engineIds.join(", ")}: ${reason}`));
+        this.#hostDied(host, reason);
+      };
+    });
+    const transport = this.#transport!;
+    if (transport instanceof MemoryTransport) {
+      const port = transport.openPort();
+      worker.postMessage({ type: "start", config, port } satisfies ToWorker, [port]);
+    } else {
+      worker.postMessage(
+        { type: "start", config, url: this.#options.transport } satisfies ToWorker,
+      );
+    }
+    await started;
+  }
+
+  async #launchProcess(host: Host, config: EngineHostConfig): Promise<void> {
+    const script = new URL("../engine.ts", import.meta.url).href;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        script,
+        "--redis",
+        this.#options.transport!,
+        "--cluster",
+        config.namespace,
+        "--key-stdin",
+        "--ids",
+        config.engineIds.join(","),
+        "--size",
+        String(config.size),
+        "--host-id",
+        config.hostId,
+      ],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    host.process = child;
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(toHex(this.#key) + "\n"));
+    await writer.close();
+    const stderr = new Response(child.stderr).text();
+    host.stopped = child.status.then(async (status) => {
+      const text = await stderr;
+      if (!this.#stopping) {
+        const tail = text.trim().split("\n").slice(-3).join(" | ");
+        this.#hostDied(
+          host,
+          `its process exited with code ${status.code}${tail ? `: ${tail}` : ""}`,
+        );
+      }
+    });
+  }
+
+  #hostDied(host: Host, reason: string): void {
+    if (host.dead || this.#stopping) return;
+    host.dead = reason;
+    host.worker?.terminate();
+    for (const engineId of host.engineIds) {
+      this.#client?.engineDied(engineId, reason);
+      this.dispatchEvent(new CustomEvent("enginedied", { detail: { engineId, reason } }));
+    }
+    this.#failure?.(
+      new EngineDiedError(host.engineIds[0], `engines ${host.engineIds.join(", ")}: ${reason}`),
+    );
+  }
+
+  /**
+   * Waits until every engine registered, then returns the client. Rejects with
+   * `TimeoutError` naming the engines that did not register in time, or with the error of a host
+   * that failed to start.
+   */
+  async connect(): Promise<Client> {
+    if (this.#client) return this.#client;
+    const transport = this.#transport;
+    if (!transport) throw new Error("Cannot connect: the cluster is not started");
+    const system = new ActorSystem({ transport, key: this.#key, namespace: this.namespace });
+    const failed = new Promise<never>((_, reject) => (this.#failure = reject));
+    failed.catch(() => {});
+    try {
+      const ids = await Promise.race([
+        waitForEngines(system, this.#key, this.n, {
+          timeout: this.#options.engineTimeout ?? 60_000,
+          progress: this.#options.progress ?? Deno.stderr.isTerminal(),
+        }),
+        failed,
+      ]);
+      this.#client = new Client({ system, ids });
+    } catch (error) {
+      await system.close();
+      throw error;
+    }
+    for (const host of this.#hosts) {
+      if (host.dead) { for (const id of host.engineIds) this.#client.engineDied(id, host.dead); }
+    }
+    return this.#client;
+  }
+
+  /** {@linkcode start}, then {@linkcode connect}. */
+  async startAndConnect(): Promise<Client> {
+    try {
+      await this.start();
+      return await this.connect();
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  /**
+   * Kills the host that runs engine `engineId` at once, as a crash would (with the default one
+   * engine host per core, that kills the other engines of that host too).
+   */
+  kill(engineId: number): void {
+    const host = this.#hosts.find((h) => h.engineIds.includes(engineId));
+    if (!host) throw new RangeError(`Cannot kill engine ${engineId}: no such engine`);
+    if (host.process) {
+      try {
+        host.process.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }
+    this.#hostDied(host, "killed");
+  }
+
+  /**
+   * Stops every engine and the client, and removes every stream and value of the cluster from
+   * the transport. Leaves no worker, process or connection behind.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    const transport = this.#transport;
+    await this.#client?.close();
+    this.#stopping = true;
+    if (transport) {
+      const system = new ActorSystem({ transport, key: this.#key, namespace: this.namespace });
+      await Promise.all(this.#hosts.map(async (host) => {
+        if (host.dead) return host.worker?.terminate();
+        if (host.worker) host.worker.postMessage({ type: "stop" } satisfies ToWorker);
+        else await system.send(`host.${host.id}`, "stop").catch(() => {});
+        const timer = deadline(5000);
+        await Promise.race([host.stopped, timer.promise]);
+        timer.cancel();
+        host.worker?.terminate();
+        if (host.process) {
+          try {
+            host.process.kill("SIGKILL");
+          } catch { /* exited */ }
+          await host.stopped;
+        }
+      }));
+      await system.close();
+      await transport.deletePrefix(`${this.namespace}:`).catch(() => {});
+      await transport.close();
+    }
+  }
+
+  /** Same as {@linkcode stop}: `await using cluster = new Cluster(…)` stops it at scope end. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /**
+   * A client on a running cluster this process did not start (engines started with
+   * `engine.ts`), IPython Parallel's `Client(url_file=…)`.
+   */
+  static async connect(options: {
+    /** The cluster's transport URL (`redis://…`). */
+    transport: string;
+    /** The cluster's name (its namespace). */
+    cluster: string;
+    /** The cluster key, or a file holding it in hex. */
+    key?: ClusterKey;
+    /** A file holding the cluster key in hex. */
+    keyFile?: string;
+    /** How many engines to wait for. Default: those registered within `timeout`. */
+    n?: number;
+    /** How long to wait for engines, in ms. Default 10,000. */
+    timeout?: number;
+  }): Promise<Client> {
+    const key = options.key ?? (options.keyFile ? await readKeyFile(options.keyFile) : undefined);
+    if (!key) throw new TypeError("Cannot connect: pass `key` or `keyFile`");
+    const transport = await createTransport(options.transport);
+    const system = new ActorSystem({ transport, key, namespace: options.cluster });
+    try {
+      const ids = await waitForEngines(system, key, options.n, {
+        timeout: options.timeout ?? 10_000,
+        progress: false,
+      });
+      return new Client({ system, ids, onClose: () => transport.close() });
+    } catch (error) {
+      await system.close();
+      await transport.close();
+      throw error;
+    }
+  }
+}
+
+/**
+ * Reads the registry until `n` engines registered (or, when `n` is not given, until it is quiet
+ * for a moment). Returns their ids, sorted.
+ */
+async function waitForEngines(
+  system: ActorSystem,
+  key: ClusterKey,
+  n: number | undefined,
+  options: { timeout: number; progress: boolean },
+): Promise<number[]> {
+  const { transport } = system;
+  const stream = system.inboxOf(REGISTRY);
+  const group = `client.${system.id}`;
+  const ids = new Set<number>();
+  const until = Date.now() + options.timeout;
+  const bar = options.progress ? progressBar(n) : undefined;
+  let quiet = 0;
+  try {
+    while (n === undefined || ids.size < n) {
+      const left = until - Date.now();
+      if (left <= 0) {
+        if (n === undefined && ids.size > 0) break;
+        const missing = n === undefined ? [] : range(n).filter((i) => !ids.has(i));
+        throw new TimeoutError(
+          `Cannot connect to cluster "${system.namespace}" on ${redactUrl(transport.url)}: ` +
+            (n === undefined
+              ? `no engine registered within ${options.timeout} ms`
+              : `engines ${missing.join(", ")} did not register within ${options.timeout} ms`),
+          options.timeout,
+          missing,
+        );
+      }
+      const entries = await transport.read(group, system.id, [stream], {
+        blockMs: Math.min(left, 200),
+        count: 1000,
+      });
+      for (const entry of entries) {
+        try {
+          const envelope = openEnvelope(entry.data ?? new Uint8Array(), key);
+          if (envelope.type === "register") ids.add((envelope.content as Registration).id);
+        } catch { /* a stray entry: the engines' systems dead-letter what they read */ }
+      }
+      if (entries.length) await transport.ack(stream, group, entries.map((e) => e.id));
+      bar?.(ids.size);
+      quiet = entries.length === 0 ? quiet + 1 : 0;
+      if (n === undefined && ids.size > 0 && quiet >= 3) break;
+    }
+  } catch (error) {
+    if (error instanceof TransportClosedError) throw error;
+    throw error;
+  } finally {
+    bar?.(ids.size, true);
+  }
+  return [...ids].sort((a, b) => a - b);
+}
+
+function progressBar(total: number | undefined): (count: number, done?: boolean) => void {
+  const encoder = new TextEncoder();
+  const started = Date.now();
+  return (count, done = false) => {
+    const width = 30;
+    const filled = total ? Math.round((count / total) * width) : 0;
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    const line = `\rengines ${count}/${total ?? "?"} [${"#".repeat(filled)}${
+      " ".repeat(width - filled)
+    }] ${seconds}s${done ? "\n" : ""}`;
+    Deno.stderr.writeSync(encoder.encode(line));
+  };
+}
+
+function deadline(ms: number): { promise: Promise<void>; cancel: () => void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** The key as hex, the form key files hold. */
+export function toHex(key: ClusterKey): string {
+  return [...key].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Reads a key file: 64 hex digits (whitespace ignored). */
+export async function readKeyFile(path: string): Promise<ClusterKey> {
+  const text = (await Deno.readTextFile(path)).trim();
+  return parseHexKey(text, `key file "${path}"`);
+}
+
+/** Parses a hex key; `what` names its source in the error. */
+export function parseHexKey(text: string, what: string): ClusterKey {
+  if (!/^([0-9a-f]{2}){16,}$/i.test(text)) {
+    throw new TypeError(`Cannot read ${what}: expected at least 32 hex digits`);
+  }
+  return new Uint8Array(text.match(/../g)!.map((h) => parseInt(h, 16)));
+}

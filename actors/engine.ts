@@ -1,0 +1,187 @@
+/**
+ * The engine actor: owns a namespace and runs the tasks sent to its inbox (`execute`, `apply`,
+ * `push`, `pull`, `clear`), capturing what they print.
+ *
+ * @module
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { RemoteErrorData } from "../errors.ts";
+import { decodeValue } from "../transport/codec.ts";
+import type { Transport } from "../transport/types.ts";
+import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
+import { Namespace } from "./namespace.ts";
+import { errorData } from "./system.ts";
+import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./wire_types.ts";
+
+/** The outcome of one task on one engine, with its timing and captured output. */
+export interface EngineResult {
+  /** The engine that ran the task. */
+  engineId: number;
+  /** The task's value, when it succeeded. */
+  value?: unknown;
+  /** What the task threw, when it failed. */
+  error?: RemoteErrorData;
+  /** What the task printed with `console.log`/`info`/`debug`. */
+  stdout: string;
+  /** What the task printed with `console.error`/`warn`. */
+  stderr: string;
+  /** When the client sent the task (ms since the epoch, client's clock). */
+  submitted: number;
+  /** When the engine started it (engine's clock). */
+  started: number;
+  /** When the engine finished it (engine's clock). */
+  completed: number;
+}
+
+/** The content of an `apply` message. */
+export interface ApplyContent {
+  fn: FunctionSource | ModuleFunction;
+  args: unknown[];
+}
+
+/** Where `console` output of a running task goes. */
+interface Capture {
+  stdout: string[];
+  stderr: string[];
+}
+
+const capture = new AsyncLocalStorage<Capture>();
+let consolePatched = false;
+
+/** Routes `console` output made inside a task to that task's capture. Idempotent. */
+function patchConsole(): void {
+  if (consolePatched) return;
+  consolePatched = true;
+  const streams: [keyof Capture, string[]][] = [
+    ["stdout", ["log", "info", "debug"]],
+    ["stderr", ["error", "warn"]],
+  ];
+  for (const [stream, methods] of streams) {
+    for (const method of methods) {
+      const original = (console as unknown as Record<string, (...a: unknown[]) => void>)[method];
+      (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        const store = capture.getStore();
+        if (!store) return original.apply(console, args);
+        store[stream].push(
+          args.map((a) => (typeof a === "string" ? a : Deno.inspect(a))).join(" "),
+        );
+      };
+    }
+  }
+}
+
+/** Options of {@linkcode engineActor}. */
+export interface EngineOptions {
+  /** The engine's id. */
+  id: number;
+  /** The number of engines in the cluster: the default `size` in the namespace. */
+  size: number;
+  /** The transport, for fetching values stored as blobs. */
+  transport: Transport;
+  /** Extra values every namespace starts with (e.g. the tree communicator). */
+  extras?: () => Record<string, unknown>;
+}
+
+/** An engine: the actor definition and the namespace it runs tasks in. */
+export interface Engine {
+  /** The engine's id. */
+  readonly id: number;
+  /** The engine's namespace. */
+  readonly namespace: Namespace;
+  /** The actor to spawn under `engine.<id>`. */
+  readonly definition: ActorDefinition;
+}
+
+/** Makes an engine actor. */
+export function engineActor(options: EngineOptions): Engine {
+  patchConsole();
+  const { id, size, transport } = options;
+  const defaults = () => ({ id, rank: id, size, ...options.extras?.() });
+  let namespace = new Namespace(defaults());
+
+  const resolve = async (value: unknown): Promise<unknown> => {
+    if (value instanceof BlobRef) {
+      const bytes = await transport.getBlob(value.key);
+      if (bytes === null) {
+        throw new ReferenceError(`Blob "${value.key}" expired or was never stored`);
+      }
+      value = decodeValue(bytes);
+    }
+    if (value instanceof Reference) {
+      if (!Object.hasOwn(namespace.values, value.name)) {
+        throw new ReferenceError(`${value.name} is not defined`);
+      }
+      return namespace.values[value.name];
+    }
+    return await namespace.materialize(value);
+  };
+
+  const aborted = new Set<string>();
+  const run = async (ctx: ActorContext, task: () => unknown): Promise<EngineResult> => {
+    const sent = ctx.envelope.sent;
+    const output: Capture = { stdout: [], stderr: [] };
+    const started = Date.now();
+    const result: EngineResult = {
+      engineId: id,
+      stdout: "",
+      stderr: "",
+      submitted: sent,
+      started,
+      completed: started,
+    };
+    try {
+      if (aborted.delete(ctx.envelope.id)) {
+        throw new DOMException("Task aborted before it started", "AbortError");
+      }
+      result.value = await capture.run(output, task);
+    } catch (error) {
+      result.error = errorData(error);
+    }
+    result.completed = Date.now();
+    result.stdout = output.stdout.length ? output.stdout.join("\n") + "\n" : "";
+    result.stderr = output.stderr.length ? output.stderr.join("\n") + "\n" : "";
+    return result;
+  };
+
+  const definition = defineActor({
+    handlers: {
+      apply: (content: ApplyContent, ctx) =>
+        run(ctx, async () => {
+          const fn = await resolve(content.fn);
+          if (typeof fn !== "function") throw new TypeError("Cannot apply: not a function");
+          const args = await Promise.all(content.args.map(resolve));
+          return await fn(...args);
+        }),
+      execute: (content: { code: string }, ctx) => run(ctx, () => namespace.execute(content.code)),
+      push: (content: { values: Record<string, unknown> }, ctx) =>
+        run(ctx, async () => {
+          for (const [name, value] of Object.entries(content.values)) {
+            namespace.values[name] = await resolve(value);
+          }
+        }),
+      pull: (content: { names: string[] }, ctx) =>
+        run(ctx, () =>
+          content.names.map((name) => {
+            if (!Object.hasOwn(namespace.values, name)) {
+              throw new ReferenceError(`${name} is not defined`);
+            }
+            return namespace.values[name];
+          })),
+      clear: (_: unknown, ctx) =>
+        run(ctx, () => {
+          namespace = new Namespace(defaults());
+        }),
+    },
+    control: {
+      ping: () => ({ id, at: Date.now() }),
+      abort: (content: { id: string }) => void aborted.add(content.id),
+    },
+  });
+  return {
+    id,
+    get namespace() {
+      return namespace;
+    },
+    definition,
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * How `scatter` splits a sequence over engines, as IPython Parallel does: contiguous chunks in
+ * engine order whose sizes differ by at most one, the first chunks the larger.
+ *
+ * @module
+ */
+
+/** A sequence `scatter` can split: an array or a typed array. */
+export type Sequence<T = unknown> = readonly T[] | ArrayBufferView & ArrayLike<T>;
+
+/** The `[start, end)` bounds of chunk `index` of `length` items split into `count` chunks. */
+export function partitionBounds(length: number, index: number, count: number): [number, number] {
+  if (!Number.isInteger(count) || count < 1) {
+    throw new RangeError(`Cannot partition: count must be a positive integer, got ${count}`);
+  }
+  const base = Math.floor(length / count);
+  const remainder = length % count;
+  const start = index * base + Math.min(index, remainder);
+  return [start, start + base + (index < remainder ? 1 : 0)];
+}
+
+/** Chunk `index` of `sequence` split into `count` chunks (a copy, of the same kind). */
+export function partition<S extends Sequence>(sequence: S, index: number, count: number): S {
+  const [start, end] = partitionBounds(sequence.length, index, count);
+  return (sequence as unknown as { slice(a: number, b: number): S }).slice(start, end);
+}
+
+/** Concatenates chunks as `gather` does: arrays into an array, typed arrays into their kind. */
+export function concatenate(chunks: readonly unknown[]): unknown[] | ArrayBufferView {
+  const first = chunks.find((c) => c !== undefined);
+  if (ArrayBuffer.isView(first) && !(first instanceof DataView)) {
+    const C = first.constructor as new (n: number) => ArrayBufferView & {
+      set(a: ArrayLike<unknown>, o: number): void;
+      length: number;
+    };
+    const typed = chunks as (ArrayBufferView & { length: number })[];
+    const out = new C(typed.reduce((n, c) => n + c.length, 0));
+    let offset = 0;
+    for (const c of typed) {
+      out.set(c as unknown as ArrayLike<unknown>, offset);
+      offset += c.length;
+    }
+    return out;
+  }
+  return chunks.flatMap((c) => (Array.isArray(c) ? c : [c]));
+}

@@ -1,0 +1,230 @@
+/**
+ * Views: the operations a client runs on a set of engines (IPython Parallel's `rc[:]`).
+ * {@linkcode DirectView} sends one message per engine; `BroadcastView` sends one in all.
+ *
+ * @module
+ */
+import { encodeValue } from "../transport/codec.ts";
+import { AsyncResult, type Outcome } from "./async_result.ts";
+import type { Client } from "./client.ts";
+import type { EngineResult } from "./engine.ts";
+import { concatenate, partition, type Sequence } from "./partition.ts";
+import { BlobRef, FunctionSource, ModuleFunction } from "./wire_types.ts";
+
+/** Values pushed or passed at least this large (encoded) are stored once as blobs. */
+export const BLOB_THRESHOLD = 64 * 1024;
+const BLOB_TTL_MS = 10 * 60_000;
+
+/** Options every call takes. */
+export interface CallOptions {
+  /** Fail engines that have not answered after this many ms with `TimeoutError`. */
+  timeout?: number;
+  /** Cancel the call. */
+  signal?: AbortSignal;
+}
+
+/** Options of `scatter`. */
+export interface ScatterOptions extends CallOptions {
+  /** Push a one-item chunk as the item itself (IPython Parallel's `flatten`). */
+  flatten?: boolean;
+}
+
+// deno-lint-ignore no-explicit-any
+type AnyFunction = (...args: any[]) => any;
+
+/** One operation for the engines of a view. */
+export interface Operation {
+  /** The engine message type. */
+  type: "apply" | "execute" | "push" | "pull" | "clear";
+  /** The content every engine gets. */
+  content: Record<string, unknown>;
+  /** For `scatter`: each engine also gets its chunk of `sequence` pushed under `name`. */
+  scatter?: { name: string; sequence: Sequence; flatten: boolean };
+}
+
+/** The content of the push an engine gets for its chunk of a scatter. */
+export function chunkFor(
+  scatter: NonNullable<Operation["scatter"]>,
+  index: number,
+  count: number,
+): Record<string, unknown> {
+  const chunk = partition(scatter.sequence, index, count);
+  return { [scatter.name]: scatter.flatten && chunk.length === 1 ? chunk[0] : chunk };
+}
+
+/** The operations common to every view. */
+export abstract class View {
+  /** The client the view belongs to. */
+  readonly client: Client;
+  /** The engines of the view, in the order results come back. */
+  readonly targets: readonly number[];
+
+  constructor(client: Client, targets: readonly number[]) {
+    this.client = client;
+    this.targets = targets;
+  }
+
+  /** Sends `operation` to the view's engines; resolves each engine's outcome in target order. */
+  protected abstract dispatch(operation: Operation, options: CallOptions): AsyncResult<unknown>;
+
+  /**
+   * Calls `fn(...args)` on every engine. `fn` travels as its source (its free variables resolve
+   * in the engine's namespace) or is a {@linkcode ModuleFunction}; `Reference` arguments resolve
+   * to the engine's value of that name.
+   */
+  apply<F extends AnyFunction>(
+    fn: F | ModuleFunction,
+    ...args: unknown[]
+  ): AsyncResult<Awaited<ReturnType<F>>> {
+    return this.applyWith({}, fn, ...args);
+  }
+
+  /** {@linkcode apply} with call options (timeout, signal). */
+  applyWith<F extends AnyFunction>(
+    options: CallOptions,
+    fn: F | ModuleFunction,
+    ...args: unknown[]
+  ): AsyncResult<Awaited<ReturnType<F>>> {
+    const shipped = fn instanceof ModuleFunction ? fn : FunctionSource.of(fn);
+    return this.#run({ type: "apply", content: { fn: shipped, args: [] } }, options, async () => ({
+      fn: shipped,
+      args: await Promise.all(args.map((a) => this.#ship(a))),
+    })) as AsyncResult<Awaited<ReturnType<F>>>;
+  }
+
+  /**
+   * Runs `code` on every engine as a notebook cell: top-level `await` works and top-level
+   * declarations and assignments persist in the engine's namespace.
+   */
+  execute(code: string, options: CallOptions = {}): AsyncResult<void> {
+    return this.#run({ type: "execute", content: { code } }, options) as AsyncResult<void>;
+  }
+
+  /** Sets names in every engine's namespace. Functions travel as their source. */
+  push(values: Record<string, unknown>, options: CallOptions = {}): AsyncResult<void> {
+    return this.#run({ type: "push", content: {} }, options, async () => {
+      const shipped: Record<string, unknown> = {};
+      for (const [name, value] of Object.entries(values)) shipped[name] = await this.#ship(value);
+      return { values: shipped };
+    }) as AsyncResult<void>;
+  }
+
+  /** Each engine's value of `name` (or, for a list of names, the list of values). */
+  pull(name: string, options?: CallOptions): AsyncResult<unknown>;
+  pull(names: string[], options?: CallOptions): AsyncResult<unknown[]>;
+  pull(names: string | string[], options: CallOptions = {}): AsyncResult<unknown> {
+    const single = typeof names === "string";
+    const result = this.#run(
+      { type: "pull", content: { names: single ? [names] : names } },
+      options,
+    );
+    return single ? mapResult(result, (v) => (v as unknown[])[0]) : result;
+  }
+
+  /** Splits `sequence` into contiguous chunks, one per engine in target order, under `name`. */
+  scatter(name: string, sequence: Sequence, options: ScatterOptions = {}): AsyncResult<void> {
+    return this.#run(
+      {
+        type: "push",
+        content: { values: {} },
+        scatter: { name, sequence, flatten: options.flatten ?? false },
+      },
+      options,
+    ) as AsyncResult<void>;
+  }
+
+  /** Pulls `name` from every engine and concatenates the values in target order. */
+  async gather(name: string, options: CallOptions = {}): Promise<unknown[] | ArrayBufferView> {
+    return concatenate(await this.pull(name, options));
+  }
+
+  /** Clears every engine's namespace (back to `id`, `rank`, `size`). */
+  clear(options: CallOptions = {}): AsyncResult<void> {
+    return this.#run({ type: "clear", content: {} }, options) as AsyncResult<void>;
+  }
+
+  #run(
+    operation: Operation,
+    options: CallOptions,
+    prepare?: () => Promise<Record<string, unknown>>,
+  ): AsyncResult<unknown> {
+    if (!prepare) return this.dispatch(operation, options);
+    // Preparing may store blobs (async); the AsyncResult is returned at once all the same.
+    // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
+    const prepared = prepare().then((content) => ({
+      result: this.dispatch({ ...operation, content }, options),
+    }));
+    const outcomes = this.targets.map((engineId, i) =>
+      prepared.then(
+        ({ result }) => result.outcome(i),
+        (error): Outcome => ({ engineId, error }),
+      )
+    );
+    return new AsyncResult(crypto.randomUUID(), this.targets, outcomes, () => {
+      prepared.then(({ result }) => result.abort(), () => {});
+    });
+  }
+
+  /** `value` as it crosses the wire: functions as source, large values as blobs. */
+  async #ship(value: unknown): Promise<unknown> {
+    if (typeof value === "function") return FunctionSource.of(value as AnyFunction);
+    if (value === null || typeof value !== "object") return value;
+    if (ArrayBuffer.isView(value) && value.byteLength < BLOB_THRESHOLD) return value;
+    const bytes = encodeValue(value);
+    if (bytes.byteLength < BLOB_THRESHOLD) return value;
+    const key = `${this.client.namespace}:blob:${crypto.randomUUID()}`;
+    await this.client.transport.putBlob(key, bytes, BLOB_TTL_MS);
+    return new BlobRef(key);
+  }
+}
+
+/** An AsyncResult whose values are `map`ped from another's. */
+function mapResult(
+  result: AsyncResult<unknown>,
+  map: (v: unknown) => unknown,
+): AsyncResult<unknown> {
+  const outcomes = result.engineIds.map((_, i) =>
+    result.outcome(i).then((o): Outcome =>
+      "result" in o && !o.result.error
+        ? { engineId: o.engineId, result: { ...o.result, value: map(o.result.value) } }
+        : o
+    )
+  );
+  return new AsyncResult(result.id, result.engineIds, outcomes, () => result.abort());
+}
+
+/** A view that sends one message to each engine (IPython Parallel's `DirectView`). */
+export class DirectView extends View {
+  protected dispatch(operation: Operation, options: CallOptions): AsyncResult<unknown> {
+    const { client, targets } = this;
+    const id = crypto.randomUUID();
+    const messages = targets.map((engineId, i) => ({
+      to: `engine.${engineId}`,
+      type: operation.type,
+      content: operation.scatter
+        ? { ...operation.content, values: chunkFor(operation.scatter, i, targets.length) }
+        : operation.content,
+      options: { id: `${id}_${engineId}`, replyTo: client.system.replyAddress },
+    }));
+    const outcomes = messages.map((m, i) => {
+      const engineId = targets[i];
+      const dead = client.deadEngine(engineId);
+      if (dead) return Promise.resolve<Outcome>({ engineId, error: dead });
+      return client.system
+        .expectReply<EngineResult>(m.options.id, m.to, options.timeout ?? Infinity, options.signal)
+        .then(
+          (result): Outcome => ({ engineId, result }),
+          (error): Outcome => ({ engineId, error }),
+        );
+    });
+    const live = messages.filter((_, i) => !client.deadEngine(targets[i]));
+    client.system.sendMany(live).catch((error) => {
+      for (const m of live) client.system.failReply(m.options.id, error);
+    });
+    return new AsyncResult(id, targets, outcomes, () => {
+      for (const m of live) {
+        client.system.send(m.to, "abort", { id: m.options.id }).catch(() => {});
+      }
+    });
+  }
+}

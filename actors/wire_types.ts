@@ -1,0 +1,100 @@
+/**
+ * Values with a meaning on the engines: a reference to a name in the engine's namespace, a
+ * function shipped as source, and a function exported by a module.
+ *
+ * @module
+ */
+import { defineWireType } from "../transport/codec.ts";
+
+/**
+ * A name in the engine's namespace, passed as an argument of `apply`: each engine replaces it by
+ * its own value of that name (IPython Parallel's `Reference`).
+ */
+export class Reference {
+  /** The name to look up in the engine's namespace. */
+  readonly name: string;
+  constructor(name: string) {
+    if (typeof name !== "string" || name === "") {
+      throw new TypeError(`Cannot make Reference: name must be a non-empty string`);
+    }
+    this.name = name;
+  }
+}
+
+/** A function crossing the wire as its source text; the engine evaluates it in its namespace. */
+export class FunctionSource {
+  /** The function's source, as `Function.prototype.toString` gives it. */
+  readonly source: string;
+  /** The function's name, for error messages. */
+  readonly name: string;
+  constructor(source: string, name = "") {
+    this.source = source;
+    this.name = name;
+  }
+
+  /** The source form of `fn`. Throws `TypeError` for native and bound functions. */
+  static of(fn: (...args: never[]) => unknown): FunctionSource {
+    const source = Function.prototype.toString.call(fn);
+    if (/\{\s*\[native code\]\s*\}\s*$/.test(source)) {
+      throw new TypeError(
+        `Cannot ship function "${fn.name}": native or bound functions have no source; ` +
+          `wrap it in an arrow function or use ModuleFunction`,
+      );
+    }
+    return new FunctionSource(source, fn.name);
+  }
+}
+
+/**
+ * A function exported by a module, named by the module's URL (`file:`, `http:`, `https:`): each
+ * engine imports the module and calls the export. The way to use imports inside tasks.
+ */
+export class ModuleFunction {
+  /** The module's URL. */
+  readonly url: string;
+  /** The name of the export; `"default"` for the default export. */
+  readonly exportName: string;
+  constructor(url: string | URL, exportName = "default") {
+    const href = new URL(url).href;
+    if (!/^(file|https?):/.test(href)) {
+      throw new TypeError(`Cannot use module "${href}": expected a file:, http: or https: URL`);
+    }
+    this.url = href;
+    this.exportName = exportName;
+  }
+}
+
+defineWireType(
+  0,
+  (v): v is Reference => v instanceof Reference,
+  (v) => v.name,
+  (d) => new Reference(d as string),
+);
+defineWireType(
+  1,
+  (v): v is FunctionSource => v instanceof FunctionSource,
+  (v) => [v.source, v.name],
+  (d) => new FunctionSource(...(d as [string, string])),
+);
+defineWireType(
+  2,
+  (v): v is ModuleFunction => v instanceof ModuleFunction,
+  (v) => [v.url, v.exportName],
+  (d) => new ModuleFunction(...(d as [string, string])),
+);
+
+/** A value too large to copy into every message: stored once in the transport under `key`. */
+export class BlobRef {
+  /** The transport key the encoded value is stored under. */
+  readonly key: string;
+  constructor(key: string) {
+    this.key = key;
+  }
+}
+
+defineWireType(
+  3,
+  (v): v is BlobRef => v instanceof BlobRef,
+  (v) => v.key,
+  (d) => new BlobRef(d as string),
+);

@@ -1,0 +1,67 @@
+/**
+ * Starts engines that join a running cluster (IPython Parallel's `ipengine`):
+ *
+ * ```sh
+ * deno run -A engine.ts --redis redis://host:6379 --cluster NAME --key-file FILE [--n 4]
+ * ```
+ *
+ * Options: `--ids 0,1,2` (or `--n N` with `--first K`) chooses the engine ids; `--size N` is the
+ * `size` their namespaces start with (default: the number of ids); `--key-stdin` reads the key
+ * from standard input instead of a file. The key is never printed.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { EngineHost } from "./actors/engine_host.ts";
+import { parseHexKey, readKeyFile } from "./actors/cluster.ts";
+import { createTransport } from "./transport/mod.ts";
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      redis: { type: "string" },
+      cluster: { type: "string" },
+      "key-file": { type: "string" },
+      "key-stdin": { type: "boolean" },
+      ids: { type: "string" },
+      n: { type: "string" },
+      first: { type: "string" },
+      size: { type: "string" },
+      "host-id": { type: "string" },
+    },
+  });
+  const url = values.redis ?? Deno.env.get("REDIS_URL");
+  if (!url || !values.cluster) fail("pass --redis URL (or set REDIS_URL) and --cluster NAME");
+  const key = values["key-stdin"]
+    ? parseHexKey((await new Response(Deno.stdin.readable).text()).trim(), "the key on stdin")
+    : values["key-file"]
+    ? await readKeyFile(values["key-file"])
+    : fail("pass --key-file FILE or --key-stdin");
+  const ids = values.ids
+    ? values.ids.split(",").map(Number)
+    : Array.from({ length: Number(values.n ?? 1) }, (_, i) => Number(values.first ?? 0) + i);
+  if (ids.some((id) => !Number.isInteger(id) || id < 0)) fail(`bad engine ids: ${ids}`);
+  const transport = await createTransport(url);
+  const host = await EngineHost.start(transport, {
+    namespace: values.cluster,
+    key,
+    engineIds: ids,
+    size: Number(values.size ?? ids.length),
+    hostId: values["host-id"] ?? `host-${Deno.pid}`,
+  });
+  const stop = async () => {
+    await host.close();
+    await transport.close();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  await host.stopRequested;
+  await stop();
+}
+
+function fail(message: string): never {
+  // deno-lint-ignore no-console
+  console.error(`engine.ts: ${message}`);
+  Deno.exit(2);
+}
