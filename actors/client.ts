@@ -4,7 +4,12 @@
  * @module
  */
 import { EngineDiedError } from "../errors.ts";
+import type { ClusterKey } from "../transport/envelope.ts";
+import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
+import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker.ts";
+import { broadcastAddress } from "./broadcast.ts";
+import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
 import { ActorSystem } from "./system.ts";
 import { DirectView } from "./view.ts";
 
@@ -14,6 +19,10 @@ export interface ClientOptions {
   system: ActorSystem;
   /** The ids of the engines, sorted. */
   ids: number[];
+  /** The cluster key. */
+  key: ClusterKey;
+  /** The transport's URL, password included (for the broadcast worker to connect with). */
+  transportUrl: string;
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;
 }
@@ -25,10 +34,15 @@ export class Client {
   readonly #ids: number[];
   readonly #dead = new Map<number, EngineDiedError>();
   readonly #onClose?: () => Promise<void>;
+  readonly #key: ClusterKey;
+  readonly #transportUrl: string;
+  #broadcast: { worker: Worker; ready: Promise<string>; stopped: Promise<void> } | undefined;
   #closed = false;
 
   constructor(options: ClientOptions) {
     this.system = options.system;
+    this.#key = options.key;
+    this.#transportUrl = options.transportUrl;
     this.#ids = [...options.ids].sort((a, b) => a - b);
     this.#onClose = options.onClose;
   }
@@ -54,6 +68,64 @@ export class Client {
    */
   view(targets?: number | readonly number[]): DirectView {
     return new DirectView(this, this.resolveTargets(targets));
+  }
+
+  /**
+   * A view whose calls go out as one message to a tree of broadcast actors (at most `fanout`
+   * children each) and come back as one answer, in target order.
+   */
+  broadcastView(
+    targets?: number | readonly number[],
+    options: BroadcastViewOptions = {},
+  ): BroadcastView {
+    return new BroadcastView(this, this.resolveTargets(targets), options);
+  }
+
+  /**
+   * @internal Starts, once, the Worker that runs this client's broadcast actors; resolves to its
+   * host id.
+   */
+  broadcastHost(): Promise<string> {
+    if (this.#closed) return Promise.reject(new Error("Cannot broadcast: the client is closed"));
+    if (this.#broadcast) return this.#broadcast.ready;
+    const hostId = `b-${this.system.id}`;
+    const worker = new Worker(new URL("./_broadcast_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    let stopped!: () => void;
+    const ready = new Promise<string>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<FromBroadcastWorker>) => {
+        const message = event.data;
+        if (message.type === "started") resolve(hostId);
+        else if (message.type === "failed") {
+          reject(new Error(`Cannot start broadcast actors: ${message.message}`));
+        } else stopped();
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        reject(new Error(`Cannot run broadcast actors: ${event.message}`));
+      };
+    });
+    this.#broadcast = {
+      worker,
+      ready,
+      stopped: new Promise((resolve) => (stopped = resolve)),
+    };
+    const start: ToBroadcastWorker = {
+      type: "start",
+      key: this.#key,
+      namespace: this.namespace,
+      hostId,
+      nodes: Math.max(1, this.#ids.length),
+    };
+    const transport = this.system.transport;
+    if (transport instanceof MemoryTransport) {
+      const port = transport.openPort();
+      worker.postMessage({ ...start, port }, [port]);
+    } else {
+      worker.postMessage({ ...start, url: this.#transportUrl });
+    }
+    return ready;
   }
 
   /** @internal Checks and normalises a targets argument. */
@@ -84,12 +156,25 @@ export class Client {
     const error = new EngineDiedError(id, reason);
     this.#dead.set(id, error);
     this.system.failAsksTo(`engine.${id}`, error);
+    this.#broadcast?.ready.then((hostId) =>
+      this.system.send(broadcastAddress(hostId, 0), "died", { engineIds: [id], reason })
+    ).catch(() => {});
   }
 
   /** Closes the client's connections. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#broadcast) {
+      const { worker, ready, stopped } = this.#broadcast;
+      if (await ready.then(() => true, () => false)) {
+        worker.postMessage({ type: "stop" } satisfies ToBroadcastWorker);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([stopped, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+        clearTimeout(timer);
+      }
+      worker.terminate();
+    }
     await this.system.close();
     await this.#onClose?.();
   }

@@ -220,7 +220,12 @@ export class Cluster extends EventTarget {
         }),
         failed,
       ]);
-      this.#client = new Client({ system, ids });
+      this.#client = new Client({
+        system,
+        ids,
+        key: this.#key,
+        transportUrl: this.#options.transport!,
+      });
     } catch (error) {
       await system.close();
       throw error;
@@ -321,7 +326,13 @@ export class Cluster extends EventTarget {
         timeout: options.timeout ?? 10_000,
         progress: false,
       });
-      return new Client({ system, ids, onClose: () => transport.close() });
+      return new Client({
+        system,
+        ids,
+        key,
+        transportUrl: options.transport,
+        onClose: () => transport.close(),
+      });
     } catch (error) {
       await system.close();
       await transport.close();

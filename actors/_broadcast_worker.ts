@@ -1,0 +1,59 @@
+/// <reference lib="deno.worker" />
+// The Worker that runs a client's broadcast nodes, off the client's thread.
+import { createTransport } from "../transport/mod.ts";
+import { MemoryTransport } from "../transport/memory.ts";
+import type { ClusterKey } from "../transport/envelope.ts";
+import type { Transport } from "../transport/types.ts";
+import { broadcastAddress, BroadcastNodes } from "./broadcast.ts";
+import { ActorSystem } from "./system.ts";
+
+/** Messages from the client. */
+export type ToBroadcastWorker =
+  | {
+    type: "start";
+    port?: MessagePort;
+    url?: string;
+    key: ClusterKey;
+    namespace: string;
+    hostId: string;
+    nodes: number;
+  }
+  | { type: "stop" };
+/** Messages to the client. */
+export type FromBroadcastWorker =
+  | { type: "started" }
+  | { type: "failed"; message: string }
+  | { type: "stopped" };
+
+const post = (message: FromBroadcastWorker) => self.postMessage(message);
+let system: ActorSystem | undefined;
+let transport: Transport | undefined;
+
+self.onmessage = async (event: MessageEvent<ToBroadcastWorker>) => {
+  const message = event.data;
+  if (message.type === "start") {
+    try {
+      transport = message.port
+        ? MemoryTransport.fromPort(message.port)
+        : await createTransport(message.url);
+      system = new ActorSystem({
+        transport,
+        key: message.key,
+        namespace: message.namespace,
+        id: message.hostId,
+      });
+      const nodes = new BroadcastNodes(message.hostId);
+      for (let node = 0; node < message.nodes; node++) {
+        system.spawn(broadcastAddress(message.hostId, node), nodes.actor(node));
+      }
+      post({ type: "started" });
+    } catch (error) {
+      post({ type: "failed", message: String((error as Error)?.stack ?? error) });
+    }
+  } else {
+    await system?.close();
+    await transport?.close();
+    post({ type: "stopped" });
+    self.close();
+  }
+};
