@@ -117,9 +117,13 @@ export class ActorSystem extends EventTarget {
   readonly #wakeStream: string;
   readonly #replyStream: string;
   #loop: Promise<void> | undefined;
+  /** The streams the reader reads; rebuilt when an actor starts or stops. */
+  #streams: string[] | undefined;
   #closed = false;
   #handling = 0;
   #idle: (() => void) | undefined;
+  #sent = 0;
+  #received = 0;
 
   constructor(options: ActorSystemOptions) {
     super();
@@ -160,6 +164,7 @@ export class ActorSystem extends EventTarget {
     };
     this.#actors.set(address, running);
     this.#byStream.set(running.stream, running);
+    this.#streams = undefined;
     this.#start();
     this.#wake();
   }
@@ -170,8 +175,14 @@ export class ActorSystem extends EventTarget {
     if (!running) return;
     this.#actors.delete(address);
     this.#byStream.delete(running.stream);
+    this.#streams = undefined;
     running.queue.length = 0;
     await running.definition.stopped?.();
+  }
+
+  /** How many envelopes this system wrote (`send`, `sendMany`, `ask`) and its reader accepted. */
+  get stats(): { sent: number; received: number } {
+    return { sent: this.#sent, received: this.#received };
   }
 
   /** The addresses of the actors running here. */
@@ -189,6 +200,7 @@ export class ActorSystem extends EventTarget {
     const envelope = this.#envelope(to, type, content, options);
     const bytes = sealEnvelope(envelope, this.#key);
     await this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen });
+    this.#sent++;
     return envelope.id;
   }
 
@@ -207,6 +219,7 @@ export class ActorSystem extends EventTarget {
       data: sealEnvelope(e, this.#key),
     }));
     await this.transport.appendMany(entries, { maxLen: this.#maxLen });
+    this.#sent += entries.length;
     return envelopes.map((e) => e.id);
   }
 
@@ -253,8 +266,9 @@ export class ActorSystem extends EventTarget {
     }
     this.#start();
     const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
-    this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen }).catch((error) =>
-      this.#settle(envelope.id, { error })
+    this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen }).then(
+      () => void this.#sent++,
+      (error) => this.#settle(envelope.id, { error }),
     );
     return result;
   }
@@ -328,7 +342,11 @@ export class ActorSystem extends EventTarget {
     let from: ">" | "0" = "0";
     let failures = 0;
     while (!this.#closed) {
-      const streams = [this.#replyStream, this.#wakeStream, ...this.#byStream.keys()];
+      const streams = this.#streams ??= [
+        this.#replyStream,
+        this.#wakeStream,
+        ...this.#byStream.keys(),
+      ];
       let entries: StreamEntry[];
       try {
         entries = await this.transport.read(GROUP, this.id, streams, {
@@ -361,6 +379,7 @@ export class ActorSystem extends EventTarget {
       this.#deadLetter(entry, (cause as Error).message, cause);
       return;
     }
+    this.#received++;
     if (entry.stream === this.#replyStream) {
       this.#ack(entry);
       const reply = envelope.content as Reply;

@@ -100,11 +100,22 @@ extensions.register({
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
-const encoder = new Encoder({ extensionCodec: extensions, useBigInt64: false });
+// One encoder per nesting level: extensions encode their contents with the next level's.
+const encoders: Encoder[] = [];
+let depth = 0;
 const decoder = new Decoder({ extensionCodec: extensions });
 
 function encodeRaw(value: unknown): Uint8Array {
-  return encoder.encode(value);
+  const encoder = encoders[depth] ??= new Encoder({
+    extensionCodec: extensions,
+    useBigInt64: false,
+  });
+  depth++;
+  try {
+    return encoder.encode(value);
+  } finally {
+    depth--;
+  }
 }
 function decodeRaw(bytes: Uint8Array): unknown {
   return decoder.decode(bytes);

@@ -352,13 +352,21 @@ export class MemoryTransport implements Transport {
     const broker = this.#open();
     const { port1, port2 } = new MessageChannel();
     this.#ports.add(port1);
-    port1.onmessage = async (event: MessageEvent<PortRequest>) => {
-      const { i, m, a } = event.data;
-      try {
-        const r = await servePort(broker, m, a);
-        port1.postMessage({ i, r } satisfies PortReply);
-      } catch (error) {
-        port1.postMessage({ i, e: String((error as Error).message) } satisfies PortReply);
+    const send = batched<PortReply>((replies) => port1.postMessage(replies));
+    let list: string[] = [];
+    port1.onmessage = (event: MessageEvent<PortRequest[]>) => {
+      for (const { i, m, a } of event.data) {
+        try {
+          if (m === "read") {
+            if (a[2] === null) a[2] = list;
+            else list = a[2] as string[];
+          }
+          const r = servePort(broker, m, a);
+          if (r instanceof Promise) r.then((r) => send({ i, r }), (e) => send({ i, e: String(e) }));
+          else send({ i, r });
+        } catch (error) {
+          send({ i, e: String((error as Error).message) });
+        }
       }
     };
     return port2;
@@ -423,6 +431,20 @@ function servePort(broker: Broker, method: Method, a: any[]): unknown {
   }
 }
 
+/** Collects the items passed in one microtask checkpoint and hands them over in one batch. */
+function batched<T>(flush: (items: T[]) => void): (item: T) => void {
+  let items: T[] = [];
+  return (item) => {
+    if (items.push(item) === 1) {
+      queueMicrotask(() => {
+        const batch = items;
+        items = [];
+        flush(batch);
+      });
+    }
+  };
+}
+
 /** A Worker's handle on a `MemoryTransport` of its parent, reached through a `MessagePort`. */
 class PortTransport implements Transport {
   readonly url = "memory:";
@@ -430,16 +452,22 @@ class PortTransport implements Transport {
   #next = 0;
   #calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   #closed = false;
+  #send: (request: PortRequest) => void;
+  #lastStreams: readonly string[] | undefined;
 
   constructor(port: MessagePort) {
     this.#port = port;
-    port.onmessage = (event: MessageEvent<PortReply>) => {
-      const { i, r, e } = event.data;
-      const call = this.#calls.get(i);
-      if (!call) return;
-      this.#calls.delete(i);
-      if (e !== undefined) call.reject(new Error(e));
-      else call.resolve(r);
+    this.#send = batched<PortRequest>((requests) => {
+      if (!this.#closed) this.#port.postMessage(requests);
+    });
+    port.onmessage = (event: MessageEvent<PortReply[]>) => {
+      for (const { i, r, e } of event.data) {
+        const call = this.#calls.get(i);
+        if (!call) continue;
+        this.#calls.delete(i);
+        if (e !== undefined) call.reject(new Error(e));
+        else call.resolve(r);
+      }
     };
   }
 
@@ -450,7 +478,7 @@ class PortTransport implements Transport {
     const i = this.#next++;
     return new Promise<T>((resolve, reject) => {
       this.#calls.set(i, { resolve: resolve as (v: unknown) => void, reject });
-      this.#port.postMessage({ i, m, a } satisfies PortRequest);
+      this.#send({ i, m, a });
     });
   }
 
@@ -469,7 +497,12 @@ class PortTransport implements Transport {
     streams: readonly string[],
     options?: ReadOptions,
   ): Promise<StreamEntry[]> {
-    return this.#call("read", group, consumer, streams, options);
+    // A reader passes the same list read after read: send it once, then `null` for "the same".
+    if (streams !== this.#lastStreams) {
+      this.#lastStreams = streams;
+      return this.#call("read", group, consumer, streams, options);
+    }
+    return this.#call("read", group, consumer, null, options);
   }
   ack(stream: string, group: string, ids: readonly string[]): Promise<void> {
     return this.#call("ack", stream, group, ids);
