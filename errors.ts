@@ -9,6 +9,7 @@
 export class SerializationError extends TypeError {
   /** Where the bad value sits in what was sent, e.g. `$.args[1].callback`. */
   readonly path: string;
+  /** Makes the error for the bad value at `path`, `reason` saying what is wrong with it. */
   constructor(path: string, reason: string, options?: ErrorOptions) {
     super(`Cannot serialize value at ${path}: ${reason}`, options);
     this.name = "SerializationError";
@@ -22,6 +23,7 @@ export class InvalidMessageError extends Error {
   readonly stream: string;
   /** The transport's id of the entry. */
   readonly entryId: string;
+  /** Makes the error for entry `entryId` of `stream`, `reason` saying what is wrong with it. */
   constructor(stream: string, entryId: string, reason: string, options?: ErrorOptions) {
     super(`Cannot accept entry ${entryId} of stream "${stream}": ${reason}`, options);
     this.name = "InvalidMessageError";
@@ -32,6 +34,7 @@ export class InvalidMessageError extends Error {
 
 /** The transport is closed, or lost its server and could not get it back in time. */
 export class TransportClosedError extends Error {
+  /** Makes the error with `message`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "TransportClosedError";
@@ -44,6 +47,7 @@ export class TimeoutError extends Error {
   readonly timeoutMs: number;
   /** The engines that had not answered, when the wait was for engines. */
   readonly engineIds: readonly number[];
+  /** Makes the error: `message`, the deadline that passed, the engines that had not answered. */
   constructor(
     message: string,
     timeoutMs: number,
@@ -79,6 +83,7 @@ export class RemoteError extends Error {
   readonly remoteMessage: string;
   /** The stack of the error the task threw, as the engine printed it. */
   readonly remoteStack: string;
+  /** Makes the error of engine `engineId` (-1 for other actors, named by `address`). */
   constructor(engineId: number, data: RemoteErrorData, address?: string, options?: ErrorOptions) {
     const where = engineId >= 0 ? `engine ${engineId}` : `actor "${address}"`;
     super(`Task failed on ${where}: ${data.name}: ${data.message}`, options);
@@ -95,6 +100,7 @@ export class RemoteError extends Error {
 export class EngineDiedError extends Error {
   /** The engine that died. */
   readonly engineId: number;
+  /** Makes the error for engine `engineId`, `reason` saying how it died. */
   constructor(engineId: number, reason: string, options?: ErrorOptions) {
     super(`Engine ${engineId} died: ${reason}`, options);
     this.name = "EngineDiedError";
@@ -106,6 +112,7 @@ export class EngineDiedError extends Error {
 export class CompositeError extends AggregateError {
   /** The engines that failed, in the order of `errors`. */
   readonly engineIds: readonly number[];
+  /** Makes the error from each failed engine's error, in engine order. */
   constructor(errors: readonly (Error & { engineId?: number })[], options?: ErrorOptions) {
     const lines = errors.map((e) => `  [engine ${e.engineId ?? "?"}] ${describe(e)}`);
     super(

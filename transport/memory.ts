@@ -41,6 +41,7 @@ interface Waiter {
   streams: readonly string[];
   count: number;
   resolve: (entries: StreamEntry[]) => void;
+  reject: (error: Error) => void;
   timer: ReturnType<typeof setTimeout>;
 }
 
@@ -109,6 +110,8 @@ class Broker {
         for (const [id, p] of g.pending) {
           if (p.consumer !== consumer) continue;
           if (n++ >= count) break;
+          p.deliveries++; // as XREADGROUP does when it re-reads a pending entry
+          p.deliveredAt = now;
           out.push({ stream: name, id, data: this.find(s, id), deliveries: p.deliveries });
         }
         continue;
@@ -149,14 +152,17 @@ class Broker {
     const from = options.from ?? ">";
     const entries = this.readNow(group, consumer, streams, count, from);
     const blockMs = options.blockMs ?? 1000;
-    if (entries.length > 0 || from === "0" || blockMs <= 0) return Promise.resolve(entries);
-    return new Promise((resolve) => {
+    if (entries.length > 0 || from === "0" || blockMs <= 0 || streams.length === 0) {
+      return Promise.resolve(entries);
+    }
+    return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         group,
         consumer,
         streams: [...streams],
         count,
         resolve,
+        reject,
         timer: setTimeout(() => {
           this.waiters.delete(waiter);
           resolve([]);
@@ -228,14 +234,15 @@ class Broker {
   }
 
   deletePrefix(prefix: string): void {
+    if (prefix === "") throw new RangeError("Cannot delete by prefix: the prefix is empty");
     for (const key of this.streams.keys()) if (key.startsWith(prefix)) this.streams.delete(key);
     for (const key of this.blobs.keys()) if (key.startsWith(prefix)) this.blobs.delete(key);
   }
 
-  releaseWaiters(): void {
+  rejectWaiters(error: Error): void {
     for (const w of this.waiters) {
       clearTimeout(w.timer);
-      w.resolve([]);
+      w.reject(error);
     }
     this.waiters.clear();
   }
@@ -339,7 +346,11 @@ export class MemoryTransport implements Transport {
       this.#closed = true;
       for (const port of this.#ports) port.close();
       this.#ports.clear();
-      if (this.#owner) this.#broker.releaseWaiters();
+      if (this.#owner) {
+        this.#broker.rejectWaiters(
+          new TransportClosedError("Cannot read: the transport was closed while waiting"),
+        );
+      }
     }
     return Promise.resolve();
   }

@@ -13,7 +13,10 @@ export interface StreamEntry {
   id: string;
   /** The entry's payload, or `null` when the entry has no payload field (a stray writer's). */
   data: Uint8Array | null;
-  /** How many times the entry was delivered to a consumer of the group (1 on first delivery). */
+  /**
+   * How many times the entry was delivered to a consumer of the group: 1 on first delivery, one
+   * more for each claim and each re-read of a pending entry; 0 for entries read by `range`.
+   */
   deliveries: number;
 }
 

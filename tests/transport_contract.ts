@@ -1,0 +1,341 @@
+/**
+ * The behaviour every {@linkcode Transport} must have, as a suite of `Deno.test`s that
+ * `transport_test.ts` runs unchanged against each implementation.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { TransportClosedError } from "../errors.ts";
+import type { StreamEntry, Transport } from "../transport/types.ts";
+import { uniqueNamespace } from "./_redis_server.ts";
+
+/** A transport opened for one test, and whatever it needs disposed with it. */
+export interface TransportHandle extends AsyncDisposable {
+  /** The transport under test. */
+  transport: Transport;
+}
+
+/** Options of {@linkcode transportContract}. */
+export interface ContractOptions {
+  /** Register the tests as ignored (e.g. no server to run them against). */
+  ignore?: boolean;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function utf8(s: string): Uint8Array {
+  return encoder.encode(s);
+}
+
+function texts(entries: StreamEntry[]): string[] {
+  return entries.map((e) => e.data === null ? "<null>" : decoder.decode(e.data));
+}
+
+function randomBytes(n: number): Uint8Array {
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+  return bytes;
+}
+
+function assertBytes(actual: Uint8Array | null, expected: Uint8Array): void {
+  assert.ok(actual !== null, "expected bytes, got null");
+  assert.equal(actual.length, expected.length, "length differs");
+  const at = actual.findIndex((b, i) => b !== expected[i]);
+  assert.equal(at, -1, `bytes differ from index ${at}`);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Registers the transport contract tests for `name`, each on a transport `open` gives it. */
+export function transportContract(
+  name: string,
+  open: () => Promise<TransportHandle>,
+  options: ContractOptions = {},
+): void {
+  function test(title: string, fn: (t: Transport, ns: string) => Promise<void>): void {
+    Deno.test({
+      name: `${name}: ${title}`,
+      ignore: options.ignore ?? false,
+      sanitizeOps: true,
+      sanitizeResources: true,
+      async fn() {
+        await using handle = await open();
+        const ns = uniqueNamespace();
+        try {
+          await fn(handle.transport, ns);
+        } finally {
+          await handle.transport.deletePrefix(`${ns}:`);
+        }
+      },
+    });
+  }
+
+  test("append() and read() deliver entries in append order", async (t, ns) => {
+    const s = `${ns}:s`;
+    const ids: string[] = [];
+    for (const word of ["a", "b", "c", "d", "e"]) ids.push(await t.append(s, utf8(word)));
+    const entries = await t.read("g", "c1", [s], { blockMs: 0 });
+    assert.deepEqual(texts(entries), ["a", "b", "c", "d", "e"]);
+    assert.deepEqual(entries.map((e) => e.id), ids);
+    assert.ok(entries.every((e) => e.stream === s && e.deliveries === 1));
+    assert.deepEqual(await t.read("g", "c1", [s], { blockMs: 0 }), []);
+  });
+
+  test("read() returns entries of every stream it reads", async (t, ns) => {
+    await t.append(`${ns}:a`, utf8("a1"));
+    await t.append(`${ns}:b`, utf8("b1"));
+    await t.append(`${ns}:a`, utf8("a2"));
+    const entries = await t.read("g", "c1", [`${ns}:a`, `${ns}:b`, `${ns}:empty`], { blockMs: 0 });
+    const byStream = (s: string) => texts(entries.filter((e) => e.stream === s));
+    assert.deepEqual(byStream(`${ns}:a`), ["a1", "a2"]);
+    assert.deepEqual(byStream(`${ns}:b`), ["b1"]);
+    assert.equal(entries.length, 3);
+  });
+
+  test(
+    "read() gives each entry of a group to one consumer, and every entry to each group",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      const sent = Array.from({ length: 10 }, (_, i) => `m${i}`);
+      for (const m of sent) await t.append(s, utf8(m));
+      const first = await t.read("g", "c1", [s], { count: 3, blockMs: 0 });
+      const second = await t.read("g", "c2", [s], { blockMs: 0 });
+      assert.equal(first.length, 3);
+      assert.equal(second.length, 7);
+      assert.deepEqual([...texts(first), ...texts(second)], sent);
+      assert.deepEqual(await t.read("g", "c1", [s], { blockMs: 0 }), []);
+      assert.deepEqual(texts(await t.read("other", "c1", [s], { blockMs: 0 })), sent);
+    },
+  );
+
+  test("read() waits up to blockMs and returns [] when nothing comes", async (t, ns) => {
+    assert.deepEqual(await t.read("g", "c1", [`${ns}:s`], { blockMs: 200 }), []);
+    assert.deepEqual(await t.read("g", "c1", [`${ns}:s`], { blockMs: 0 }), []);
+  });
+
+  test("read() blocked on a stream wakes when an entry is appended", async (t, ns) => {
+    const s = `${ns}:s`;
+    await t.read("g", "c1", [s], { blockMs: 0 }); // Creates the group before anything is sent.
+    const reading = t.read("g", "c1", [s], { blockMs: 5000 });
+    await delay(50);
+    await t.append(s, utf8("wake"));
+    assert.deepEqual(texts(await reading), ["wake"]);
+  });
+
+  test(
+    "read() from '0' returns the consumer's entries until they are acknowledged",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      for (const m of ["a", "b", "c"]) await t.append(s, utf8(m));
+      const read = await t.read("g", "c1", [s], { blockMs: 0 });
+      assert.equal(read.length, 3);
+      const again = await t.read("g", "c1", [s], { from: "0", blockMs: 0 });
+      assert.deepEqual(again.map((e) => e.id), read.map((e) => e.id));
+      assert.deepEqual(texts(again), ["a", "b", "c"]);
+      assert.ok(again.every((e) => e.deliveries >= 1));
+      assert.deepEqual(await t.read("g", "c2", [s], { from: "0", blockMs: 0 }), []);
+      await t.ack(s, "g", [read[0].id, read[1].id]);
+      assert.deepEqual(texts(await t.read("g", "c1", [s], { from: "0", blockMs: 0 })), ["c"]);
+      await t.ack(s, "g", [read[2].id]);
+      assert.deepEqual(await t.read("g", "c1", [s], { from: "0", blockMs: 0 }), []);
+      assert.deepEqual(await t.read("g", "c1", [s], { blockMs: 0 }), []);
+    },
+  );
+
+  test(
+    "claim() hands a dead consumer's unacknowledged entries to another, deliveries 2",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      await t.append(s, utf8("x"));
+      await t.append(s, utf8("y"));
+      const taken = await t.read("g", "dead", [s], { blockMs: 0 });
+      assert.equal(taken.length, 2);
+      assert.deepEqual(await t.claim(s, "g", "alive", 60_000), []);
+      await delay(100);
+      const claimed = await t.claim(s, "g", "alive", 50);
+      assert.deepEqual(claimed.map((e) => e.id), taken.map((e) => e.id));
+      assert.deepEqual(texts(claimed), ["x", "y"]);
+      assert.deepEqual(claimed.map((e) => e.deliveries), [2, 2]);
+      assert.ok(claimed.every((e) => e.stream === s));
+      assert.equal((await t.read("g", "alive", [s], { from: "0", blockMs: 0 })).length, 2);
+      assert.deepEqual(await t.read("g", "dead", [s], { from: "0", blockMs: 0 }), []);
+      await t.ack(s, "g", claimed.map((e) => e.id));
+      await delay(100);
+      assert.deepEqual(await t.claim(s, "g", "third", 0), []);
+    },
+  );
+
+  test("claim() returns [] for a stream or group that does not exist", async (t, ns) => {
+    assert.deepEqual(await t.claim(`${ns}:none`, "g", "c", 0), []);
+    await t.append(`${ns}:s`, utf8("x"));
+    assert.deepEqual(await t.claim(`${ns}:s`, "nogroup", "c", 0), []);
+  });
+
+  test("trim() keeps the newest maxLen entries", async (t, ns) => {
+    const s = `${ns}:s`;
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) ids.push(await t.append(s, utf8(`m${i}`)));
+    await t.trim(s, 3);
+    assert.deepEqual((await t.range(s)).map((e) => e.id), ids.slice(7));
+    await t.trim(s, 0);
+    assert.deepEqual(await t.range(s), []);
+  });
+
+  test(
+    "append() and appendMany() with maxLen keep about that many newest entries",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      let last = "";
+      for (let i = 0; i < 300; i++) last = await t.append(s, utf8(`m${i}`), { maxLen: 10 });
+      let kept = await t.range(s);
+      assert.ok(kept.length >= 10 && kept.length < 300, `kept ${kept.length} entries`);
+      assert.equal(kept[kept.length - 1].id, last);
+      const many = Array.from({ length: 300 }, (_, i) => ({ stream: s, data: utf8(`n${i}`) }));
+      const ids = await t.appendMany(many, { maxLen: 10 });
+      kept = await t.range(s);
+      assert.ok(kept.length >= 10 && kept.length < 300, `kept ${kept.length} entries`);
+      assert.deepEqual(kept.slice(-10).map((e) => e.id), ids.slice(-10));
+    },
+  );
+
+  test("range() reads in order from an inclusive start, at most count entries", async (t, ns) => {
+    const s = `${ns}:s`;
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await t.append(s, utf8(`m${i}`)));
+    const all = await t.range(s);
+    assert.deepEqual(all.map((e) => e.id), ids);
+    assert.deepEqual(texts(all), ["m0", "m1", "m2", "m3", "m4"]);
+    assert.ok(all.every((e) => e.stream === s));
+    assert.deepEqual((await t.range(s, ids[2])).map((e) => e.id), ids.slice(2));
+    assert.deepEqual((await t.range(s, "-", 2)).map((e) => e.id), ids.slice(0, 2));
+    assert.deepEqual(await t.range(`${ns}:none`), []);
+    // range() reads outside any group: nothing is delivered.
+    assert.equal((await t.read("g", "c1", [s], { blockMs: 0 })).length, 5);
+  });
+
+  test(
+    "backlog() counts entries not yet delivered to the group plus those pending",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      assert.equal(await t.backlog(s, "g"), 0);
+      for (let i = 0; i < 5; i++) await t.append(s, utf8(`m${i}`));
+      assert.equal(await t.backlog(s, "g"), 5);
+      const read = await t.read("g", "c1", [s], { count: 2, blockMs: 0 });
+      assert.equal(await t.backlog(s, "g"), 5);
+      await t.ack(s, "g", read.map((e) => e.id));
+      assert.equal(await t.backlog(s, "g"), 3);
+      const rest = await t.read("g", "c1", [s], { blockMs: 0 });
+      assert.equal(await t.backlog(s, "g"), 3);
+      await t.ack(s, "g", rest.map((e) => e.id));
+      assert.equal(await t.backlog(s, "g"), 0);
+      assert.equal(await t.backlog(s, "other"), 5);
+    },
+  );
+
+  test("putBlob() stores a value getBlob() returns until its ttl passes", async (t, ns) => {
+    const value = randomBytes(1024);
+    await t.putBlob(`${ns}:blob`, value, 60_000);
+    assertBytes(await t.getBlob(`${ns}:blob`), value);
+    await t.putBlob(`${ns}:short`, utf8("soon gone"), 50);
+    assert.equal(decoder.decode((await t.getBlob(`${ns}:short`)) ?? undefined), "soon gone");
+    await delay(150);
+    assert.equal(await t.getBlob(`${ns}:short`), null);
+    assert.equal(await t.getBlob(`${ns}:never`), null);
+  });
+
+  test(
+    "deletePrefix() deletes the streams and values under the prefix and nothing else",
+    async (t, ns) => {
+      await t.append(`${ns}:a:s`, utf8("gone"));
+      await t.read("g", "c1", [`${ns}:a:s`], { blockMs: 0 });
+      await t.putBlob(`${ns}:a:blob`, utf8("gone"), 60_000);
+      await t.append(`${ns}:ab`, utf8("kept"));
+      await t.putBlob(`${ns}:b:blob`, utf8("kept"), 60_000);
+      await t.append(`${ns}:g[1]:s`, utf8("gone"));
+      await t.append(`${ns}:g1:s`, utf8("kept"));
+      await t.append(`${ns}:g*:s`, utf8("kept"));
+      await t.deletePrefix(`${ns}:a:`);
+      await t.deletePrefix(`${ns}:g[1]`);
+      assert.deepEqual(await t.range(`${ns}:a:s`), []);
+      assert.equal(await t.getBlob(`${ns}:a:blob`), null);
+      assert.deepEqual(await t.range(`${ns}:g[1]:s`), []);
+      assert.deepEqual(texts(await t.range(`${ns}:ab`)), ["kept"]);
+      assert.deepEqual(texts(await t.range(`${ns}:g1:s`)), ["kept"]);
+      assert.deepEqual(texts(await t.range(`${ns}:g*:s`)), ["kept"]);
+      assert.equal(decoder.decode((await t.getBlob(`${ns}:b:blob`)) ?? undefined), "kept");
+      // A deleted stream starts afresh, group included.
+      await t.append(`${ns}:a:s`, utf8("new"));
+      assert.deepEqual(texts(await t.read("g", "c1", [`${ns}:a:s`], { blockMs: 0 })), ["new"]);
+    },
+  );
+
+  test(
+    "append() and putBlob() round-trip every byte value, empty and 1 MiB payloads exactly",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+      const big = randomBytes(1 << 20);
+      const empty = new Uint8Array(0);
+      for (const data of [all, big, empty]) await t.append(s, data);
+      const read = await t.read("g", "c1", [s], { blockMs: 0 });
+      assert.equal(read.length, 3);
+      assertBytes(read[0].data, all);
+      assertBytes(read[1].data, big);
+      assertBytes(read[2].data, empty);
+      assertBytes((await t.range(s))[1].data, big);
+      await t.putBlob(`${ns}:blob`, big, 60_000);
+      assertBytes(await t.getBlob(`${ns}:blob`), big);
+      await t.putBlob(`${ns}:bytes`, all, 60_000);
+      assertBytes(await t.getBlob(`${ns}:bytes`), all);
+    },
+  );
+
+  test("appendMany() appends in order across streams and returns the ids", async (t, ns) => {
+    const a = `${ns}:a`;
+    const b = `${ns}:b`;
+    const entries = ["a0", "b0", "a1", "a2", "b1"].map((m) => ({
+      stream: m.startsWith("a") ? a : b,
+      data: utf8(m),
+    }));
+    const ids = await t.appendMany(entries);
+    assert.equal(ids.length, 5);
+    assert.deepEqual((await t.range(a)).map((e) => e.id), [ids[0], ids[2], ids[3]]);
+    assert.deepEqual(texts(await t.range(b)), ["b0", "b1"]);
+    assert.deepEqual(texts(await t.read("g", "c1", [a], { blockMs: 0 })), ["a0", "a1", "a2"]);
+    assert.deepEqual(await t.appendMany([]), []);
+  });
+
+  Deno.test({
+    name: `${name}: close() is idempotent and makes every later call reject`,
+    ignore: options.ignore ?? false,
+    sanitizeOps: true,
+    sanitizeResources: true,
+    async fn() {
+      await using handle = await open();
+      const t = handle.transport;
+      const s = `${uniqueNamespace()}:s`;
+      await t.close();
+      await t.close();
+      const calls: [string, () => Promise<unknown>][] = [
+        ["append", () => t.append(s, utf8("x"))],
+        ["appendMany", () => t.appendMany([{ stream: s, data: utf8("x") }])],
+        ["read", () => t.read("g", "c", [s], { blockMs: 0 })],
+        ["blocking read", () => t.read("g", "c", [s], { blockMs: 100 })],
+        ["ack", () => t.ack(s, "g", ["1-1"])],
+        ["claim", () => t.claim(s, "g", "c", 0)],
+        ["range", () => t.range(s)],
+        ["backlog", () => t.backlog(s, "g")],
+        ["trim", () => t.trim(s, 1)],
+        ["putBlob", () => t.putBlob(s, utf8("x"), 1000)],
+        ["getBlob", () => t.getBlob(s)],
+        ["deletePrefix", () => t.deletePrefix(s)],
+      ];
+      for (const [method, call] of calls) {
+        await assert.rejects(call, TransportClosedError, `${method} after close()`);
+      }
+    },
+  });
+}
