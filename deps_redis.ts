@@ -1,2 +1,4 @@
-// The Redis client, kept apart from deps.ts so that only a `redis://` URL ever loads it.
-export { createClient, RESP_TYPES } from "npm:@redis/client@5.10.0";
+// The Redis client, loaded on import. Only modules that need Redis import this file.
+import { loadRedisClient } from "./deps.ts";
+
+export const { createClient, RESP_TYPES, ErrorReply } = await loadRedisClient();
