@@ -121,7 +121,9 @@ export class ActorSystem extends EventTarget {
   #streams: string[] | undefined;
   #closed = false;
   #handling = 0;
-  #idle: (() => void) | undefined;
+  #idle: (() => void)[] = [];
+  /** Entries queued or being handled, so that one delivered again is not handled twice. */
+  readonly #inFlight = new Set<string>();
   #sent = 0;
   #received = 0;
 
@@ -361,7 +363,9 @@ export class ActorSystem extends EventTarget {
         await delay(Math.min(2000, 50 * 2 ** failures++));
         continue;
       }
-      if (from === "0" && entries.length === 0) from = ">";
+      // Read this consumer's pending entries once: reading "0" again returns those still being
+      // handled, at once and forever.
+      from = ">";
       for (const entry of entries) this.#accept(entry);
     }
   }
@@ -393,6 +397,9 @@ export class ActorSystem extends EventTarget {
       }
       return;
     }
+    const tag = `${entry.stream}\n${entry.id}`;
+    if (this.#inFlight.has(tag)) return; // delivered again while still queued or being handled
+    this.#inFlight.add(tag);
     const running = this.#byStream.get(entry.stream);
     if (!running) {
       this.#ack(entry); // its actor stopped after the read
@@ -469,7 +476,7 @@ export class ActorSystem extends EventTarget {
       if (!deferred) await this.#replyTo(envelope, running.address, reply);
     } finally {
       this.#ack(entry);
-      if (--this.#handling === 0) this.#idle?.();
+      if (--this.#handling === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
     }
   }
 
@@ -494,7 +501,7 @@ export class ActorSystem extends EventTarget {
   #ack(entry: StreamEntry): void {
     this.transport.ack(entry.stream, GROUP, [entry.id]).catch((error) => {
       if (!this.#closed) this.#emitError(error);
-    });
+    }).finally(() => this.#inFlight.delete(`${entry.stream}\n${entry.id}`));
   }
 
   #deadLetter(entry: StreamEntry, reason: string, cause?: unknown): void {
@@ -522,12 +529,7 @@ export class ActorSystem extends EventTarget {
   /** Waits until no handler is running (messages already read are handled first). */
   idle(): Promise<void> {
     if (this.#handling === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#idle = () => {
-        this.#idle = undefined;
-        resolve();
-      };
-    });
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   /**

@@ -15,6 +15,7 @@ const EXT_BIGINT = 3;
 const EXT_TYPED_ARRAY = 4;
 const EXT_ARRAY_BUFFER = 5;
 const EXT_ERROR = 6;
+const EXT_NEGATIVE_ZERO = 7;
 const EXT_FIRST_USER = 16;
 
 const TYPED_ARRAYS = [
@@ -28,11 +29,15 @@ const TYPED_ARRAYS = [
   Float64Array,
   BigInt64Array,
   BigUint64Array,
+  // Last, so that the kinds above keep their numbers on runtimes without it.
+  ...(typeof Float16Array === "function" ? [Float16Array] : []),
 ] as const;
 type TypedArrayCtor = (typeof TYPED_ARRAYS)[number];
 
 /** Stands for `undefined` inside the tree handed to the encoder, which would write `nil`. */
 const UNDEFINED = Object.freeze({ undefined: true });
+/** Stands for `-0`, which the encoder would write as the integer 0. */
+const NEGATIVE_ZERO = Object.freeze({ negativeZero: true });
 
 interface WireType<T> {
   tag: number;
@@ -47,6 +52,11 @@ extensions.register({
   type: EXT_UNDEFINED,
   encode: (v) => (v === UNDEFINED ? new Uint8Array(0) : null),
   decode: () => undefined,
+});
+extensions.register({
+  type: EXT_NEGATIVE_ZERO,
+  encode: (v) => (v === NEGATIVE_ZERO ? new Uint8Array(0) : null),
+  decode: () => -0,
 });
 extensions.register({
   type: EXT_MAP,
@@ -163,8 +173,9 @@ function prepare(value: unknown, path: string, ancestors: object[]): unknown {
   switch (typeof value) {
     case "undefined":
       return UNDEFINED;
-    case "string":
     case "number":
+      return Object.is(value, -0) ? NEGATIVE_ZERO : value;
+    case "string":
     case "boolean":
     case "bigint":
       return value;
@@ -182,6 +193,9 @@ function prepare(value: unknown, path: string, ancestors: object[]): unknown {
     ArrayBuffer.isView(object) || object instanceof ArrayBuffer || object instanceof Date ||
     object instanceof Error
   ) {
+    if (object instanceof Date && Number.isNaN(object.getTime())) {
+      throw new SerializationError(path, "an invalid Date cannot be sent");
+    }
     if (object instanceof DataView) {
       throw new SerializationError(path, "a DataView cannot be sent; send its typed array");
     }
@@ -240,6 +254,9 @@ function prepareObject(
 ): Record<string, unknown> {
   let copy: Record<string, unknown> | undefined;
   for (const key of Object.keys(object)) {
+    if (key === "__proto__") {
+      throw new SerializationError(path, 'an own "__proto__" key cannot be sent');
+    }
     const item = object[key];
     const prepared = prepare(item, `${path}${propertyPath(key)}`, ancestors);
     if (prepared !== item) {

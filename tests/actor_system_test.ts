@@ -1,0 +1,697 @@
+/**
+ * The actor core (`ActorSystem`), run on both transports: the embedded `MemoryTransport` always,
+ * and `RedisTransport` against a private `redis-server` (or `REDIS_URL`).
+ */
+import assert from "node:assert/strict";
+import { ActorSystem, type DeadLetterDetail, GROUP } from "../actors/system.ts";
+import { loadRedisClient } from "../deps.ts";
+import { RemoteError, TimeoutError } from "../errors.ts";
+import { type ClusterKey, generateKey, sealEnvelope } from "../transport/envelope.ts";
+import { MemoryTransport } from "../transport/memory.ts";
+import type { Transport } from "../transport/types.ts";
+import {
+  hasRedisServer,
+  redisAvailable,
+  startRedisServer,
+  testRedisUrl,
+  uniqueNamespace,
+} from "./_redis_server.ts";
+
+/** What one test runs against: transports on one store, a key, and its own namespace. */
+interface Fixture extends AsyncDisposable {
+  readonly namespace: string;
+  readonly key: ClusterKey;
+  /** A new transport handle on the store (one per actor system, as one per process). */
+  transport(): Promise<Transport>;
+  /** A new actor system on its own transport, closed with the fixture. */
+  system(options?: { id?: string; blockMs?: number }): Promise<ActorSystem>;
+  /** Writes an entry whose only field is not `m`, or `null` when the transport has no such thing. */
+  appendForeignField?(stream: string): Promise<void>;
+}
+
+type MakeFixture = () => Promise<Fixture>;
+
+function fixtureOn(
+  newTransport: () => Promise<Transport>,
+  extra: {
+    cleanup?: (namespace: string, transport: Transport) => Promise<void>;
+    appendForeignField?: (stream: string) => Promise<void>;
+  } = {},
+): Fixture {
+  const namespace = uniqueNamespace();
+  const key = generateKey();
+  const systems: ActorSystem[] = [];
+  const transports: Transport[] = [];
+  const fixture: Fixture = {
+    namespace,
+    key,
+    async transport() {
+      const t = await newTransport();
+      transports.push(t);
+      return t;
+    },
+    async system(options = {}) {
+      const system = new ActorSystem({
+        transport: await fixture.transport(),
+        key,
+        namespace,
+        blockMs: options.blockMs ?? 200,
+        ...(options.id ? { id: options.id } : {}),
+      });
+      systems.push(system);
+      return system;
+    },
+    ...(extra.appendForeignField ? { appendForeignField: extra.appendForeignField } : {}),
+    async [Symbol.asyncDispose]() {
+      for (const system of systems.reverse()) await system.close();
+      if (extra.cleanup && transports[0]) await extra.cleanup(namespace, transports[0]);
+      // Close the first handle last: on memory it owns the streams.
+      for (const t of transports.reverse()) await t.close();
+    },
+  };
+  return fixture;
+}
+
+function memoryFixture(): Promise<Fixture> {
+  let owner: MemoryTransport | undefined;
+  return Promise.resolve(fixtureOn(() => {
+    const t = owner ? new MemoryTransport(owner) : (owner = new MemoryTransport());
+    return Promise.resolve(t);
+  }));
+}
+
+async function redisFixture(): Promise<Fixture> {
+  const server = hasRedisServer() ? await startRedisServer() : undefined;
+  const url = server?.url ?? testRedisUrl()!;
+  const { RedisTransport } = await import("../transport/redis.ts");
+  const inner = fixtureOn(() => RedisTransport.connect(url), {
+    // A shared REDIS_URL outlives the test: remove what the test wrote.
+    cleanup: (namespace, t) => server ? Promise.resolve() : t.deletePrefix(`${namespace}:`),
+    appendForeignField: async (stream) => {
+      const { createClient } = await loadRedisClient();
+      const client = createClient({ url });
+      await client.connect();
+      try {
+        await client.xAdd(stream, "*", { other: "not the m field" });
+      } finally {
+        client.destroy();
+      }
+    },
+  });
+  return {
+    namespace: inner.namespace,
+    key: inner.key,
+    transport: inner.transport,
+    system: inner.system,
+    appendForeignField: inner.appendForeignField!,
+    async [Symbol.asyncDispose]() {
+      try {
+        await inner[Symbol.asyncDispose]();
+      } finally {
+        await server?.[Symbol.asyncDispose]();
+      }
+    },
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A promise opened from outside: `open()` resolves it. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
+}
+
+/** Polls `check` until it holds, failing with `what` after `timeoutMs`. */
+async function waitUntil(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(5);
+  }
+}
+
+/** One dead-letter entry, taken apart as `#deadLetter` in actors/system.ts lays it out. */
+function parseDeadLetter(letter: Uint8Array): {
+  record: { stream: string; id: string; reason: string; at: number };
+  payload: Uint8Array;
+} {
+  const length = new DataView(letter.buffer, letter.byteOffset, letter.byteLength).getUint32(0);
+  const record = JSON.parse(new TextDecoder().decode(letter.subarray(4, 4 + length)));
+  return { record, payload: letter.subarray(4 + length) };
+}
+
+function suite(name: string, make: MakeFixture, ignore: boolean): void {
+  function test(title: string, fn: (fx: Fixture) => Promise<void>): void {
+    Deno.test({
+      name: `${title} (${name})`,
+      ignore,
+      sanitizeOps: true,
+      sanitizeResources: true,
+      async fn() {
+        await using fx = await make();
+        await fn(fx);
+      },
+    });
+  }
+
+  test("ActorSystem.ask() returns the value the handler returns", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    host.spawn("calc", {
+      handlers: {
+        add: ({ a, b }: { a: number; b: number }) => a + b,
+        echo: (content: unknown) => content,
+        later: async (ms: number) => {
+          await delay(ms);
+          return "late";
+        },
+        nothing: () => {},
+      },
+    });
+    assert.equal(await client.ask("calc", "add", { a: 2, b: 40 }), 42);
+    const value = {
+      bytes: new Float64Array([1.5, -2]),
+      map: new Map([[1n, new Set(["x"])]]),
+      nothing: undefined,
+    };
+    assert.deepEqual(await client.ask("calc", "echo", value), value);
+    assert.equal(await client.ask("calc", "later", 20), "late");
+    assert.equal(await client.ask("calc", "nothing"), undefined);
+    const many = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => client.ask("calc", "add", { a: i, b: 1 })),
+    );
+    assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => i + 1));
+  });
+
+  test("ActorSystem.ask() works from the system that hosts the actor", async (fx) => {
+    const system = await fx.system();
+    system.spawn("self", { handlers: { hi: (who: string) => `hi ${who}` } });
+    assert.equal(await system.ask("self", "hi", "me"), "hi me");
+  });
+
+  test("ActorContext.ask() lets a handler ask another actor and deferReply() answer later", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    host.spawn("leaf", { handlers: { double: (n: number) => n * 2 } });
+    host.spawn("middle", {
+      handlers: {
+        quad: async (n: number, ctx) => 2 * await ctx.ask<number>("leaf", "double", n),
+        deferred: (n: number, ctx) => {
+          const reply = ctx.deferReply();
+          setTimeout(() => reply(n < 0 ? { error: new RangeError("negative") } : { value: n }), 10);
+          return "ignored";
+        },
+      },
+    });
+    assert.equal(await client.ask("middle", "quad", 5), 20);
+    assert.equal(await client.ask("middle", "deferred", 7), 7);
+    await assert.rejects(client.ask("middle", "deferred", -1), (e: unknown) => {
+      assert.ok(e instanceof RemoteError);
+      assert.equal(e.remoteName, "RangeError");
+      return true;
+    });
+  });
+
+  test("ActorSystem.ask() rejects with RemoteError when the handler throws", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    host.spawn("calc", {
+      handlers: {
+        fail: () => {
+          throw new RangeError("value 7 is out of range");
+        },
+        failAsync: async () => {
+          await delay(1);
+          throw new TypeError("async failure");
+        },
+        throwString: () => {
+          throw "a string";
+        },
+      },
+    });
+    host.spawn("engine.3", {
+      handlers: {
+        fail: () => {
+          throw new Error("engine failure");
+        },
+      },
+    });
+    await assert.rejects(client.ask("calc", "fail"), (e: unknown) => {
+      assert.ok(e instanceof RemoteError);
+      assert.equal(e.address, "calc");
+      assert.equal(e.engineId, -1);
+      assert.equal(e.remoteName, "RangeError");
+      assert.equal(e.remoteMessage, "value 7 is out of range");
+      assert.match(e.remoteStack, /RangeError: value 7 is out of range/);
+      assert.match(e.message, /actor "calc".*RangeError: value 7 is out of range/);
+      return true;
+    });
+    await assert.rejects(client.ask("calc", "failAsync"), {
+      name: "RemoteError",
+      remoteName: "TypeError",
+      remoteMessage: "async failure",
+    });
+    await assert.rejects(client.ask("calc", "throwString"), {
+      name: "RemoteError",
+      remoteName: "Error",
+      remoteMessage: "non-Error thrown: a string",
+    });
+    await assert.rejects(client.ask("engine.3", "fail"), (e: unknown) => {
+      assert.ok(e instanceof RemoteError);
+      assert.equal(e.engineId, 3);
+      assert.equal(e.address, "engine.3");
+      return true;
+    });
+    // The actor keeps serving after a failure.
+    host.spawn("after", { handlers: { ok: () => "still here" } });
+    assert.equal(await client.ask("after", "ok"), "still here");
+  });
+
+  test("ActorSystem.ask() rejects with TimeoutError within the deadline when no actor answers", async (fx) => {
+    const client = await fx.system();
+    const started = Date.now();
+    await assert.rejects(client.ask("nobody", "hello", null, { timeout: 300 }), (e: unknown) => {
+      assert.ok(e instanceof TimeoutError);
+      assert.equal(e.timeoutMs, 300);
+      assert.match(e.message, /"nobody".*"hello".*300 ms/);
+      return true;
+    });
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 290, `rejected early, after ${elapsed} ms`);
+    assert.ok(elapsed < 1500, `rejected late, after ${elapsed} ms`);
+  });
+
+  test("ActorSystem.ask() rejects with the signal's reason when aborted", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    const release = gate();
+    let started = false;
+    host.spawn("slow", {
+      handlers: {
+        wait: async () => {
+          started = true;
+          await release.opened;
+          return "done";
+        },
+      },
+    });
+    const controller = new AbortController();
+    const asked = client.ask("slow", "wait", null, { signal: controller.signal, timeout: 10_000 });
+    await waitUntil("the handler to start", () => started);
+    const t0 = Date.now();
+    const reason = new Error("caller gave up");
+    controller.abort(reason);
+    await assert.rejects(asked, (e: unknown) => e === reason);
+    assert.ok(Date.now() - t0 < 500);
+    // An already-aborted signal rejects at once, without waiting for the actor.
+    await assert.rejects(
+      client.ask("slow", "wait", null, { signal: AbortSignal.abort(new Error("before")) }),
+      { message: "before" },
+    );
+    release.open();
+    await host.idle();
+  });
+
+  test("ActorSystem runs an actor's ordinary messages one at a time, in order", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    const log: string[] = [];
+    host.spawn("worker", {
+      handlers: {
+        step: async (i: number) => {
+          log.push(`start ${i}`);
+          await delay(i % 2 === 0 ? 25 : 5);
+          log.push(`end ${i}`);
+        },
+      },
+    });
+    await client.sendMany(
+      Array.from({ length: 6 }, (_, i) => ({ to: "worker", type: "step", content: i })),
+    );
+    await waitUntil("six messages handled", () => log.length === 12);
+    assert.deepEqual(log, Array.from({ length: 6 }, (_, i) => [`start ${i}`, `end ${i}`]).flat());
+    // Different actors are not serialized against each other.
+    const release = gate();
+    host.spawn("blocked", { handlers: { wait: () => release.opened } });
+    host.spawn("free", { handlers: { ping: () => "pong" } });
+    const blocked = client.ask("blocked", "wait");
+    assert.equal(await client.ask("free", "ping"), "pong");
+    release.open();
+    await blocked;
+  });
+
+  test("ActorSystem runs a control handler while an ordinary handler is still running", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    const release = gate();
+    let finished = false;
+    host.spawn("engine.0", {
+      handlers: {
+        long: async () => {
+          await release.opened;
+          finished = true;
+          return "long done";
+        },
+      },
+      control: { heartbeat: () => ({ alive: true, busy: !finished }) },
+    });
+    const long = client.ask("engine.0", "long", null, { timeout: 10_000 });
+    // Queue an ordinary message behind it too: the control message must overtake both.
+    const queued = client.ask("engine.0", "long", null, { timeout: 10_000 });
+    assert.deepEqual(await client.ask("engine.0", "heartbeat", null, { timeout: 2000 }), {
+      alive: true,
+      busy: true,
+    });
+    assert.equal(finished, false);
+    release.open();
+    assert.equal(await long, "long done");
+    assert.equal(await queued, "long done");
+  });
+
+  test("ActorSystem acknowledges an entry only after its handler finishes", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    const release = gate();
+    let started = false;
+    host.spawn("worker", {
+      handlers: {
+        block: async () => {
+          started = true;
+          await release.opened;
+          return "ok";
+        },
+      },
+    });
+    const inbox = host.inboxOf("worker");
+    const asked = client.ask("worker", "block", null, { timeout: 10_000 });
+    await waitUntil("the handler to start", () => started);
+    await delay(50); // an early ack would have landed by now
+    assert.ok(await host.transport.backlog(inbox, GROUP) > 0, "acknowledged before handling");
+    release.open();
+    assert.equal(await asked, "ok");
+    await waitUntil("the ack", async () => await host.transport.backlog(inbox, GROUP) === 0);
+  });
+
+  test("ActorSystem answers a reply value that cannot be serialized with a RemoteError", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    host.spawn("bad", {
+      handlers: {
+        fn: () => ({ result: () => 1 }),
+        circular: () => {
+          const a: Record<string, unknown> = {};
+          a.self = a;
+          return a;
+        },
+      },
+    });
+    const started = Date.now();
+    await assert.rejects(client.ask("bad", "fn", null, { timeout: 5000 }), (e: unknown) => {
+      assert.ok(e instanceof RemoteError, `expected RemoteError, got ${e}`);
+      assert.equal(e.remoteName, "SerializationError");
+      assert.match(e.remoteMessage, /\.result/);
+      assert.match(e.remoteMessage, /function/);
+      return true;
+    });
+    await assert.rejects(client.ask("bad", "circular", null, { timeout: 5000 }), {
+      name: "RemoteError",
+      remoteName: "SerializationError",
+    });
+    assert.ok(Date.now() - started < 2000, "the asker waited instead of being told");
+  });
+
+  test("ActorSystem.ask() throws SerializationError for content it cannot send", async (fx) => {
+    const client = await fx.system();
+    await assert.rejects(client.ask("anyone", "x", { f: () => 1 }), {
+      name: "SerializationError",
+      path: "$.f",
+    });
+    await assert.rejects(client.send("anyone", "x", [Symbol("s")]), {
+      name: "SerializationError",
+    });
+    assert.equal((await client.transport.range(client.inboxOf("anyone"))).length, 0);
+  });
+
+  test("ActorSystem dead-letters a message of unknown type and tells the asker", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    const letters: DeadLetterDetail[] = [];
+    host.addEventListener("deadletter", (e) => letters.push((e as CustomEvent).detail));
+    host.spawn("worker", { handlers: { known: () => 1 } });
+    await assert.rejects(
+      client.ask("worker", "nope", { x: 1 }, { timeout: 5000 }),
+      (e: unknown) => {
+        assert.ok(e instanceof RemoteError);
+        assert.equal(e.remoteName, "TypeError");
+        assert.match(e.remoteMessage, /no handler for "nope"/);
+        return true;
+      },
+    );
+    assert.equal(letters.length, 1);
+    assert.equal(letters[0].error.name, "InvalidMessageError");
+    assert.equal(letters[0].error.stream, host.inboxOf("worker"));
+    assert.match(letters[0].error.message, /unknown message type "nope"/);
+    // A message type inherited from Object.prototype is unknown too.
+    await assert.rejects(client.ask("worker", "toString", null, { timeout: 5000 }), {
+      name: "RemoteError",
+    });
+    await waitUntil(
+      "two dead letters",
+      async () => (await host.transport.range(host.deadLetterStream)).length === 2,
+    );
+    const [first] = await host.transport.range(host.deadLetterStream);
+    const { record, payload } = parseDeadLetter(first.data!);
+    assert.equal(record.stream, host.inboxOf("worker"));
+    assert.match(record.reason, /unknown message type "nope"/);
+    assert.equal(typeof record.at, "number");
+    assert.ok(payload.byteLength > 33, "the dead letter keeps the original entry");
+    assert.equal(await client.ask("worker", "known"), 1);
+    await waitUntil(
+      "the inbox to drain",
+      async () => await host.transport.backlog(host.inboxOf("worker"), GROUP) === 0,
+    );
+  });
+
+  test("ActorSystem dead-letters 2,000 garbage entries and keeps serving", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    let events = 0;
+    const reasons = new Map<string, number>();
+    host.addEventListener("deadletter", (e) => {
+      events++;
+      const reason = (e as CustomEvent<DeadLetterDetail>).detail.error.message
+        .replace(/^.*?: /, "").replace(/\d+/g, "N");
+      reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+    });
+    let handled = 0;
+    host.spawn("target", { handlers: { good: (n: number) => (handled++, n + 1) } });
+    assert.equal(await client.ask("target", "good", 1), 2);
+    const inbox = host.inboxOf("target");
+
+    const random: Uint8Array[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const bytes = new Uint8Array(Math.floor(Math.random() * 300));
+      crypto.getRandomValues(bytes);
+      if (i % 2 === 0 && bytes.length > 0) bytes[0] = 1; // the right version byte
+      random.push(bytes);
+    }
+    const otherKey = generateKey();
+    const forged: Uint8Array[] = [];
+    for (let i = 0; i < 1000; i++) {
+      forged.push(sealEnvelope({
+        id: `forged-${i}`,
+        type: "good",
+        from: "intruder",
+        to: "target",
+        replyTo: client.replyAddress,
+        sent: Date.now(),
+        content: i,
+      }, otherKey));
+    }
+    const writer = await fx.transport();
+    const all = [...random, ...forged];
+    await writer.append(inbox, all[0]);
+    for (let i = 1; i < all.length; i += 250) {
+      await writer.appendMany(all.slice(i, i + 250).map((data) => ({ stream: inbox, data })));
+    }
+    let total = all.length;
+    if (fx.appendForeignField) {
+      for (let i = 0; i < 3; i++) await fx.appendForeignField(inbox);
+      total += 3;
+    }
+
+    await waitUntil(`${total} "deadletter" events`, () => events >= total, 20_000);
+    await waitUntil(
+      `${total} dead-letter entries`,
+      async () => (await host.transport.range(host.deadLetterStream)).length >= total,
+      10_000,
+    );
+    const letters = await host.transport.range(host.deadLetterStream);
+    assert.equal(letters.length, total);
+    assert.equal(events, total);
+    assert.ok(
+      (reasons.get("signature does not verify") ?? 0) >= 1000,
+      `reasons: ${JSON.stringify([...reasons])}`,
+    );
+    if (fx.appendForeignField) assert.equal(reasons.get("entry has no payload field"), 3);
+
+    // Each dead letter records its source entry and keeps its bytes.
+    const sources = await host.transport.range(inbox);
+    const byId = new Map(sources.map((e) => [e.id, e.data]));
+    for (const letter of letters) {
+      const { record, payload } = parseDeadLetter(letter.data!);
+      assert.equal(record.stream, inbox);
+      assert.deepEqual(payload, byId.get(record.id) ?? new Uint8Array(0));
+    }
+
+    // No forged message ran, the actor still serves, and everything was acknowledged.
+    assert.equal(handled, 1);
+    assert.equal(await client.ask("target", "good", 41), 42);
+    assert.equal(handled, 2);
+    await waitUntil(
+      "the inbox to drain",
+      async () => await host.transport.backlog(inbox, GROUP) === 0,
+    );
+  });
+
+  test("ActorSystem.idle() resolves every caller waiting at once", async (fx) => {
+    const host = await fx.system();
+    const release = gate();
+    let started = false;
+    host.spawn("worker", {
+      handlers: {
+        block: async () => {
+          started = true;
+          await release.opened;
+        },
+      },
+    });
+    await host.send("worker", "block");
+    await waitUntil("the handler to start", () => started);
+    const waits = [host.idle().then(() => "first"), host.idle().then(() => "second")];
+    release.open();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      Promise.all(waits),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve("timed out"), 2000))),
+    ]);
+    clearTimeout(timer);
+    assert.deepEqual(outcome, ["first", "second"]);
+  });
+
+  test("ActorSystem.close() fails open asks with TransportClosedError", async (fx) => {
+    const client = await fx.system();
+    const asked = client.ask("nobody", "x", null, { timeout: 10_000 });
+    const rejected = assert.rejects(asked, { name: "TransportClosedError" });
+    await delay(20);
+    await client.close();
+    await rejected;
+  });
+}
+
+/**
+ * A system that closed while a handler was still running leaves that entry pending; a new system
+ * under the same id must handle it once, not once per read. Returns how many times it ran.
+ */
+async function restartUnderSameId(transports: () => Promise<Transport>): Promise<number[]> {
+  const key = generateKey();
+  const namespace = uniqueNamespace();
+  const first = await transports();
+  const a = new ActorSystem({ transport: first, key, namespace, id: "fixed", blockMs: 100 });
+  let started = false;
+  a.spawn("worker", {
+    handlers: {
+      job: () => {
+        started = true;
+        return new Promise(() => {}); // never finishes: the entry stays pending
+      },
+    },
+  });
+  await a.send("worker", "job");
+  while (!started) await delay(5);
+  await a.close();
+  const second = await transports();
+  const b = new ActorSystem({ transport: second, key, namespace, id: "fixed", blockMs: 100 });
+  let runs = 0;
+  b.spawn("worker", {
+    handlers: {
+      job: async () => {
+        runs++;
+        await delay(100);
+      },
+    },
+  });
+  await delay(600);
+  const afterRestart = runs;
+  await b.send("worker", "job");
+  await delay(300);
+  const afterNew = runs;
+  await b.idle();
+  await b.close();
+  await second.deletePrefix(`${namespace}:`);
+  await second.close();
+  await first.close();
+  return [afterRestart, afterNew];
+}
+
+Deno.test("ActorSystem handles a pending entry once after a restart under the same id (memory)", async () => {
+  // Run in a child process: if the reader spins on the pending entry without yielding to timers,
+  // it starves this process's event loop, and only a kill from outside ends it.
+  const code = `
+    import { MemoryTransport } from ${
+    JSON.stringify(import.meta.resolve("../transport/memory.ts"))
+  };
+    import { restartUnderSameId } from ${JSON.stringify(import.meta.url)};
+    let owner;
+    const runs = await restartUnderSameId(async () =>
+      owner ? new MemoryTransport(owner) : (owner = new MemoryTransport())
+    );
+    console.log(JSON.stringify(runs));
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-check", code],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(15_000),
+  });
+  const { success, stdout, stderr } = await child.output();
+  const out = new TextDecoder().decode(stdout).trim();
+  assert.ok(
+    success,
+    `the child did not finish (killed after 15 s: event loop starved?)\n${
+      new TextDecoder().decode(stderr)
+    }`,
+  );
+  assert.deepEqual(JSON.parse(out.split("\n").at(-1)!), [1, 2]);
+});
+
+Deno.test({
+  name: "ActorSystem handles a pending entry once after a restart under the same id (redis)",
+  ignore: !redisAvailable(),
+  async fn() {
+    await using server = hasRedisServer() ? await startRedisServer() : undefined;
+    const url = server?.url ?? testRedisUrl()!;
+    const { RedisTransport } = await import("../transport/redis.ts");
+    assert.deepEqual(await restartUnderSameId(() => RedisTransport.connect(url)), [1, 2]);
+  },
+});
+
+// The memory variant's child process imports the scenario from this file (outside `deno test`,
+// the file's Deno.test calls register nothing).
+export { restartUnderSameId };
+
+suite("memory", memoryFixture, false);
+if (!redisAvailable()) {
+  // deno-lint-ignore no-console
+  console.warn("actor_system_test: Redis tests ignored: no redis-server on PATH and no REDIS_URL");
+}
+suite("redis", redisFixture, !redisAvailable());

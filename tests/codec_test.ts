@@ -1,0 +1,455 @@
+import assert from "node:assert/strict";
+import { decodeValue, encodeValue } from "../transport/codec.ts";
+import { SerializationError } from "../errors.ts";
+
+function roundTrip<T>(value: T): T {
+  return decodeValue(encodeValue(value)) as T;
+}
+
+type TypedArray =
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
+
+interface TypedArrayCtor {
+  readonly name: string;
+  readonly BYTES_PER_ELEMENT: number;
+  new (buffer: ArrayBuffer, byteOffset?: number, length?: number): TypedArray;
+}
+
+/** Every typed array, with sample values that exercise its range. */
+const TYPED_ARRAYS: [TypedArrayCtor, unknown[]][] = [
+  [Int8Array, [0, 1, -1, 127, -128]],
+  [Uint8Array, [0, 1, 254, 255, 7]],
+  [Uint8ClampedArray, [0, 1, 128, 255, 3]],
+  [Int16Array, [0, -1, 32767, -32768, 5]],
+  [Uint16Array, [0, 1, 65535, 256, 9]],
+  [Int32Array, [0, -1, 2147483647, -2147483648, 11]],
+  [Uint32Array, [0, 1, 4294967295, 65536, 13]],
+  [Float32Array, [0, -1.5, 3.25, Infinity, NaN]],
+  [Float64Array, [0, -0, Math.PI, -Infinity, NaN, Number.MIN_VALUE]],
+  [BigInt64Array, [0n, -1n, 2n ** 63n - 1n, -(2n ** 63n), 17n]],
+  [BigUint64Array, [0n, 1n, 2n ** 64n - 1n, 2n ** 32n, 19n]],
+];
+
+/** A typed array holding `values` that starts `offsetElements` elements into a larger buffer. */
+function makeTyped(C: TypedArrayCtor, values: unknown[], offsetElements: number): TypedArray {
+  const size = C.BYTES_PER_ELEMENT;
+  const buffer = new ArrayBuffer((offsetElements + values.length + 3) * size);
+  const view = new C(buffer, offsetElements * size, values.length);
+  // Fill the whole buffer with a pattern first, so leaking neighbours would show.
+  new Uint8Array(buffer).fill(0xa5);
+  values.forEach((v, i) => ((view as unknown as unknown[])[i] = v));
+  return view;
+}
+
+function assertSameTyped(actual: unknown, expected: TypedArray): void {
+  assert.equal(Object.getPrototypeOf(actual), Object.getPrototypeOf(expected));
+  const a = actual as TypedArray;
+  assert.equal(a.length, expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    assert.ok(
+      Object.is(a[i], expected[i]),
+      `${expected.constructor.name}[${i}]: ${a[i]} !== ${expected[i]}`,
+    );
+  }
+}
+
+for (const [C, values] of TYPED_ARRAYS) {
+  Deno.test(`encodeValue() round-trips a ${C.name} with its type and values`, () => {
+    const value = makeTyped(C, values, 0);
+    assertSameTyped(roundTrip(value), value);
+  });
+
+  Deno.test(`encodeValue() round-trips a ${C.name} view that starts inside its buffer`, () => {
+    // One element in for wide types; for byte-wide types that is an odd byteOffset.
+    for (const offset of [1, 3]) {
+      const value = makeTyped(C, values, offset);
+      assert.equal(value.byteOffset, offset * C.BYTES_PER_ELEMENT);
+      const back = roundTrip(value);
+      assertSameTyped(back, value);
+      assert.equal((back as TypedArray).byteLength, values.length * C.BYTES_PER_ELEMENT);
+    }
+  });
+
+  Deno.test(`encodeValue() round-trips an empty ${C.name}`, () => {
+    assertSameTyped(roundTrip(new C(new ArrayBuffer(0))), new C(new ArrayBuffer(0)));
+  });
+}
+
+Deno.test("encodeValue() round-trips typed arrays nested in objects, arrays, Maps and Sets", () => {
+  const value = {
+    list: [new Float64Array([1.5, 2.5]), new Int16Array([-3, 4])],
+    map: new Map<string, unknown>([["u8", new Uint8Array([1, 2, 3])]]),
+    set: new Set([new Uint32Array([7])]),
+  };
+  const back = roundTrip(value);
+  assertSameTyped(back.list[0], value.list[0]);
+  assertSameTyped(back.list[1], value.list[1]);
+  assertSameTyped(back.map.get("u8"), value.map.get("u8") as Uint8Array);
+  assertSameTyped([...back.set][0], [...value.set][0]);
+});
+
+Deno.test("decodeValue() returns wide typed arrays whose buffer holds only their bytes", () => {
+  const back = roundTrip(new Float64Array([1, 2, 3]));
+  assert.equal(back.byteOffset, 0);
+  assert.equal(back.buffer.byteLength, 24);
+  assert.deepEqual([...new Float64Array(back.buffer)], [1, 2, 3]);
+});
+
+Deno.test("encodeValue() round-trips a Float16Array when the runtime has one", {
+  ignore: !("Float16Array" in globalThis),
+}, () => {
+  // Float16Array is a typed array the runtime has but the codec's kind table lacks: it must
+  // either round-trip or be refused on the sender's side, never fail on the receiver's.
+  const F16 = (globalThis as unknown as { Float16Array: new (v: number[]) => ArrayLike<number> })
+    .Float16Array;
+  const value = new F16([1.5, -2, 0.25]);
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeValue(value);
+  } catch (error) {
+    assert.ok(error instanceof SerializationError, `expected SerializationError, got ${error}`);
+    return;
+  }
+  const back = decodeValue(bytes) as ArrayLike<number>;
+  assert.equal(Object.getPrototypeOf(back), F16.prototype);
+  assert.deepEqual([...Array.from(back)], [1.5, -2, 0.25]);
+});
+
+Deno.test("encodeValue() round-trips an ArrayBuffer as an ArrayBuffer", () => {
+  const buffer = new Uint8Array([0, 1, 2, 250, 255]).buffer;
+  const back = roundTrip(buffer);
+  assert.ok(back instanceof ArrayBuffer);
+  assert.deepEqual([...new Uint8Array(back)], [0, 1, 2, 250, 255]);
+  assert.equal(roundTrip(new ArrayBuffer(0)).byteLength, 0);
+});
+
+Deno.test("encodeValue() round-trips a Map with string keys, keeping insertion order", () => {
+  const value = new Map([["b", 1], ["a", 2], ["c", 3]]);
+  const back = roundTrip(value);
+  assert.ok(back instanceof Map);
+  assert.deepEqual([...back], [["b", 1], ["a", 2], ["c", 3]]);
+});
+
+Deno.test("encodeValue() round-trips a Map with non-string keys", () => {
+  const value = new Map<unknown, unknown>([
+    [1, "one"],
+    [-2.5, "float"],
+    [true, "bool"],
+    [null, "null"],
+    [undefined, "undefined"],
+    [10n, "bigint"],
+    [{ x: 1 }, "object"],
+    [[1, 2], "array"],
+  ]);
+  const back = roundTrip(value);
+  assert.ok(back instanceof Map);
+  assert.deepEqual([...back], [...value]);
+  assert.equal(back.get(1), "one");
+  assert.equal(back.get(undefined), "undefined");
+  assert.equal(back.get(10n), "bigint");
+});
+
+Deno.test("encodeValue() round-trips nested Maps and Sets", () => {
+  const value = new Map<unknown, unknown>([
+    ["inner", new Map([[1, new Map([["deep", new Set([1, 2])]])]])],
+    [new Set(["k"]), [new Map(), new Set()]],
+  ]);
+  const back = roundTrip(value);
+  assert.deepEqual(back, value);
+  const inner = back.get("inner") as Map<number, Map<string, Set<number>>>;
+  assert.ok(inner.get(1)!.get("deep") instanceof Set);
+});
+
+Deno.test("encodeValue() round-trips a Set with mixed members, keeping order", () => {
+  const value = new Set<unknown>([3, "x", null, undefined, 2n, { a: 1 }, [1]]);
+  const back = roundTrip(value);
+  assert.ok(back instanceof Set);
+  assert.deepEqual([...back], [...value]);
+});
+
+Deno.test("encodeValue() round-trips BigInts, huge and negative", () => {
+  const values = [0n, 1n, -1n, 2n ** 64n, -(2n ** 64n), 2n ** 1000n + 7n, -(10n ** 300n) - 3n];
+  for (const v of values) {
+    const back = roundTrip(v);
+    assert.equal(typeof back, "bigint");
+    assert.equal(back, v);
+  }
+  assert.deepEqual(roundTrip({ n: -(2n ** 200n), list: [5n] }), { n: -(2n ** 200n), list: [5n] });
+});
+
+Deno.test("encodeValue() keeps numbers and BigInts apart", () => {
+  assert.equal(typeof roundTrip(5), "number");
+  assert.equal(typeof roundTrip(5n), "bigint");
+  assert.equal(typeof roundTrip(2 ** 53 + 2), "number");
+});
+
+Deno.test("encodeValue() round-trips Dates, to the millisecond", () => {
+  for (
+    const d of [new Date(0), new Date(1_700_000_000_123), new Date(-1_234_567), new Date(8.64e15)]
+  ) {
+    const back = roundTrip(d);
+    assert.ok(back instanceof Date);
+    assert.equal(back.getTime(), d.getTime());
+  }
+});
+
+Deno.test("encodeValue() does not turn an invalid Date into a valid one", () => {
+  // An Invalid Date must come back invalid, or be refused before sending; it must never arrive
+  // as a different, valid date.
+  let back: Date;
+  try {
+    back = roundTrip(new Date(NaN));
+  } catch (error) {
+    assert.ok(error instanceof SerializationError, `expected SerializationError, got ${error}`);
+    return;
+  }
+  assert.ok(Number.isNaN(back.getTime()), `Invalid Date came back as ${back.toISOString()}`);
+});
+
+Deno.test("encodeValue() round-trips undefined at top level", () => {
+  assert.equal(roundTrip(undefined), undefined);
+  assert.equal(decodeValue(encodeValue(undefined)), undefined);
+  assert.equal(roundTrip(null), null);
+});
+
+Deno.test("encodeValue() round-trips undefined in arrays, including holes", () => {
+  const back = roundTrip([1, undefined, null, undefined]);
+  assert.deepEqual(back, [1, undefined, null, undefined]);
+  assert.equal(back.length, 4);
+  // deno-lint-ignore no-sparse-arrays
+  const sparse = roundTrip([1, , 3]);
+  assert.equal(sparse.length, 3);
+  assert.ok(1 in sparse);
+  assert.equal(sparse[1], undefined);
+});
+
+Deno.test("encodeValue() round-trips undefined object properties as present keys", () => {
+  const back = roundTrip({ a: undefined, b: null, c: { d: undefined } });
+  assert.ok(Object.hasOwn(back, "a"));
+  assert.equal(back.a, undefined);
+  assert.equal(back.b, null);
+  assert.ok(Object.hasOwn(back.c, "d"));
+  assert.equal(back.c.d, undefined);
+});
+
+Deno.test("encodeValue() round-trips undefined as Map values and keys, and in Sets", () => {
+  const back = roundTrip(new Map<unknown, unknown>([["k", undefined], [undefined, 1]]));
+  assert.ok(back.has("k"));
+  assert.equal(back.get("k"), undefined);
+  assert.equal(back.get(undefined), 1);
+  const set = roundTrip(new Set([undefined, null]));
+  assert.ok(set.has(undefined));
+  assert.ok(set.has(null));
+});
+
+Deno.test("encodeValue() leaves the caller's value untouched when it replaces undefined", () => {
+  const inner = { x: undefined };
+  const value = { list: [undefined], inner, map: new Map([["k", undefined]]) };
+  encodeValue(value);
+  assert.equal(value.list[0], undefined);
+  assert.equal(value.inner, inner);
+  assert.equal(inner.x, undefined);
+  assert.equal(value.map.get("k"), undefined);
+});
+
+Deno.test("encodeValue() round-trips an Error's name, message and stack", () => {
+  const error = new RangeError("out of range");
+  const back = roundTrip(error);
+  assert.ok(back instanceof Error);
+  assert.equal(back.name, "RangeError");
+  assert.equal(back.message, "out of range");
+  assert.equal(back.stack, error.stack);
+  const custom = new Error("boom");
+  custom.name = "CustomError";
+  const nested = roundTrip({ failure: custom });
+  assert.ok(nested.failure instanceof Error);
+  assert.equal(nested.failure.name, "CustomError");
+  assert.equal(nested.failure.message, "boom");
+});
+
+Deno.test("encodeValue() round-trips nested plain objects and arrays", () => {
+  const value = {
+    s: "héllo ✓",
+    n: 42,
+    f: -3.5,
+    t: true,
+    nil: null,
+    list: [1, "two", [3, [4, { five: 5 }]]],
+    obj: { a: { b: { c: { d: [] } } } },
+    "key with spaces": 1,
+    "": "empty key",
+  };
+  assert.deepEqual(roundTrip(value), value);
+});
+
+Deno.test("encodeValue() round-trips empty containers", () => {
+  assert.deepEqual(roundTrip({}), {});
+  assert.deepEqual(roundTrip([]), []);
+  assert.deepEqual(roundTrip(""), "");
+  assert.deepEqual(roundTrip(new Map()), new Map());
+  assert.deepEqual(roundTrip(new Set()), new Set());
+  assert.deepEqual(roundTrip(new Uint8Array(0)), new Uint8Array(0));
+  assert.deepEqual(roundTrip({ a: [], b: {}, c: new Map(), d: new Set() }), {
+    a: [],
+    b: {},
+    c: new Map(),
+    d: new Set(),
+  });
+});
+
+Deno.test("encodeValue() round-trips NaN and the infinities", () => {
+  assert.ok(Number.isNaN(roundTrip(NaN)));
+  assert.equal(roundTrip(Infinity), Infinity);
+  assert.equal(roundTrip(-Infinity), -Infinity);
+  assert.deepEqual(roundTrip([NaN, Infinity, -Infinity]), [NaN, Infinity, -Infinity]);
+  assert.equal(roundTrip(Number.MAX_VALUE), Number.MAX_VALUE);
+  assert.equal(roundTrip(Number.MIN_SAFE_INTEGER), Number.MIN_SAFE_INTEGER);
+});
+
+Deno.test("encodeValue() round-trips -0 as -0", () => {
+  assert.ok(Object.is(roundTrip(-0), -0), "top-level -0 came back as 0");
+  assert.ok(Object.is(roundTrip([-0])[0], -0), "-0 in an array came back as 0");
+  assert.ok(Object.is(roundTrip({ z: -0 }).z, -0), "-0 in an object came back as 0");
+});
+
+Deno.test("encodeValue() round-trips a Uint8Array with an odd byteOffset", () => {
+  const buffer = new Uint8Array([9, 8, 7, 6, 5, 4, 3]);
+  const view = buffer.subarray(1, 6);
+  assert.equal(view.byteOffset, 1);
+  const back = roundTrip(view);
+  assert.ok(back instanceof Uint8Array);
+  assert.deepEqual([...back], [8, 7, 6, 5, 4]);
+});
+
+Deno.test("encodeValue() round-trips a 1 MiB Uint8Array byte for byte", () => {
+  const big = new Uint8Array(1 << 20);
+  for (let i = 0; i < big.length; i += 4096) crypto.getRandomValues(big.subarray(i, i + 4096));
+  const back = roundTrip(big);
+  assert.equal(back.byteLength, big.byteLength);
+  assert.deepEqual(back, big);
+});
+
+Deno.test("encodeValue() sends a value shared twice (not circular) twice", () => {
+  const shared = { x: 1 };
+  assert.deepEqual(roundTrip([shared, shared, { a: shared }]), [{ x: 1 }, { x: 1 }, {
+    a: { x: 1 },
+  }]);
+});
+
+// --- Values that cannot be sent --------------------------------------------------------------
+
+function assertRefused(value: unknown, path: string, reason?: RegExp): void {
+  let error: unknown;
+  try {
+    encodeValue(value);
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof SerializationError, `expected SerializationError, got ${error}`);
+  assert.ok(error instanceof TypeError, "SerializationError must be a TypeError");
+  assert.equal(error.name, "SerializationError");
+  assert.equal(error.path, path);
+  assert.ok(error.message.includes(path), `message should name the path: ${error.message}`);
+  if (reason) assert.match(error.message, reason);
+}
+
+Deno.test("encodeValue() refuses a symbol, naming its path", () => {
+  assertRefused(Symbol("s"), "$", /symbol/);
+  assertRefused({ a: [1, Symbol("s")] }, "$.a[1]", /symbol/);
+});
+
+Deno.test("encodeValue() refuses a function, naming its path and the function", () => {
+  function callback() {}
+  assertRefused(callback, "$", /callback/);
+  assertRefused({ args: [1, { callback }] }, "$.args[1].callback", /function/);
+  assertRefused({ "odd key": () => 1 }, '$["odd key"]', /function/);
+});
+
+Deno.test("encodeValue() refuses a circular object", () => {
+  const a: Record<string, unknown> = { name: "a" };
+  a.self = a;
+  assertRefused(a, "$.self", /circular/);
+  const b: Record<string, unknown> = { child: { list: [] as unknown[] } };
+  (b.child as { list: unknown[] }).list.push(b);
+  assertRefused({ root: b }, "$.root.child.list[0]", /circular/);
+});
+
+Deno.test("encodeValue() refuses a circular array", () => {
+  const list: unknown[] = [1, 2];
+  list.push(list);
+  assertRefused(list, "$[2]", /circular/);
+  const outer: unknown[] = [[0, { back: null as unknown }]];
+  ((outer[0] as unknown[])[1] as { back: unknown }).back = outer;
+  assertRefused(outer, "$[0][1].back", /circular/);
+});
+
+Deno.test("encodeValue() refuses a circular Map and Set", () => {
+  const map = new Map<string, unknown>();
+  map.set("me", map);
+  assertRefused(map, "$<Map>[0][1]", /circular/);
+  const keyed = new Map<unknown, unknown>();
+  keyed.set(keyed, 1);
+  assertRefused({ m: keyed }, "$.m<Map>[0][0]", /circular/);
+  const set = new Set<unknown>();
+  set.add(set);
+  assertRefused(set, "$<Set>[0]", /circular/);
+});
+
+Deno.test("encodeValue() refuses a Promise", () => {
+  assertRefused(Promise.resolve(1), "$", /Promise/);
+  assertRefused({ later: [Promise.resolve(1)] }, "$.later[0]", /Promise/);
+});
+
+Deno.test("encodeValue() refuses a WeakMap, a WeakSet and a WeakRef", () => {
+  assertRefused(new WeakMap(), "$", /WeakMap/);
+  assertRefused({ w: new WeakSet() }, "$.w", /WeakSet/);
+  assertRefused([new WeakRef({})], "$[0]", /WeakRef/);
+});
+
+Deno.test("encodeValue() refuses a DataView, pointing to its typed array", () => {
+  assertRefused(new DataView(new ArrayBuffer(4)), "$", /DataView/);
+  assertRefused({ view: new DataView(new ArrayBuffer(4)) }, "$.view", /typed array/);
+});
+
+Deno.test("encodeValue() refuses bad values inside Maps and Sets, naming the entry", () => {
+  assertRefused(new Map([["k", () => 1]]), "$<Map>[0][1]", /function/);
+  assertRefused(new Set([1, Symbol("x")]), "$<Set>[1]", /symbol/);
+});
+
+Deno.test("encodeValue() never sends an own __proto__ key the receiver cannot decode", () => {
+  // Such objects come from JSON.parse. The decoder rejects the key, so if the encoder let it
+  // through the receiver would fail instead of the sender.
+  const value = JSON.parse('{"__proto__": 1, "a": 2}');
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeValue(value);
+  } catch (error) {
+    assert.ok(error instanceof SerializationError, `expected SerializationError, got ${error}`);
+    return;
+  }
+  assert.doesNotThrow(() => decodeValue(bytes), "the receiver cannot decode what was sent");
+});
+
+Deno.test("encodeValue() leaves nothing half-written when it refuses a value", () => {
+  // A refused value throws before the encoder writes anything: the next encode is clean.
+  const good = { a: [1, 2, 3], b: "x" };
+  const before = encodeValue(good);
+  assert.throws(() => encodeValue({ a: [1, 2, 3], b: "x", c: () => 1 }), SerializationError);
+  assert.deepEqual(encodeValue(good), before);
+  assert.deepEqual(decodeValue(encodeValue(good)), good);
+});
+
+Deno.test("decodeValue() rejects truncated input", () => {
+  const bytes = encodeValue({ a: "a fairly long string", b: [1, 2, 3] });
+  assert.throws(() => decodeValue(bytes.subarray(0, bytes.length - 3)));
+});
