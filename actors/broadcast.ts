@@ -9,14 +9,18 @@
  * of one broadcast gets its own actor, and no inbox gets more than `fanout` replies of one
  * broadcast. A one-target broadcast is handled by node 0.
  *
+ * A scatter's sequence travels whole only to the root: each node passes on to a subtree only the
+ * items of that subtree's targets. Engines known to be dead (from the request, or a `died`
+ * control message) get nothing and fail with their death at once.
+ *
  * @module
  */
 import type { RemoteErrorData } from "../errors.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
 import type { EngineResult } from "./engine.ts";
-import { partitionBounds } from "./partition.ts";
+import { partitionBounds, type Sequence } from "./partition.ts";
 import { errorData, type Reply } from "./system.ts";
-import { chunkFor, type Operation } from "./view.ts";
+import type { Operation } from "./view.ts";
 
 /** What a broadcast node is asked to do. */
 export interface BroadcastRequest {
@@ -30,6 +34,14 @@ export interface BroadcastRequest {
   hi: number;
   /** The most children per node. */
   fanout: number;
+  /**
+   * For a scatter: the length of the whole sequence, and the index in it of the first item of
+   * `operation.scatter.sequence`, which holds only the items of this node's range. Absent at the
+   * root, which gets the whole sequence.
+   */
+  scatterSpan?: { length: number; offset: number };
+  /** Engines the sender knows to be dead, with why: they get no message and fail at once. */
+  dead?: Record<number, string>;
 }
 
 /** One engine's part of a broadcast's merged answer. */
@@ -54,10 +66,11 @@ export function nodeFor(lo: number, hi: number, fanout: number): number {
 }
 
 interface Pending {
+  /** The key of this node and broadcast in `BroadcastNodes.#inbox`. */
+  inbox: string;
   request: BroadcastRequest;
   parts: (BroadcastPart | undefined)[];
   waiting: number;
-  replies: number;
   reply: (result: { value: unknown }) => Promise<void>;
   /** Child message id → [first, end) positions it covers, relative to `lo`. */
   children: Map<string, [number, number]>;
@@ -69,7 +82,9 @@ export class BroadcastNodes {
   readonly #pending = new Map<string, Pending>();
   readonly #byChild = new Map<string, string>();
   readonly #dead = new Map<number, string>();
-  /** The most replies any node received for one broadcast. */
+  /** Per node inbox and broadcast in flight (`"<node> <root message id>"`): replies received. */
+  readonly #inbox = new Map<string, { ranges: number; replies: number }>();
+  /** The most replies one node's inbox received for one broadcast. */
   maxRepliesPerBroadcast = 0;
 
   constructor(hostId: string) {
@@ -80,7 +95,7 @@ export class BroadcastNodes {
   actor(node: number): ActorDefinition {
     return defineActor({
       handlers: {
-        broadcast: (request: BroadcastRequest, ctx) => this.#forward(request, ctx),
+        broadcast: (request: BroadcastRequest, ctx) => this.#forward(node, request, ctx),
         reply: (reply: Reply, ctx) => this.#collect(reply, ctx),
       },
       control: {
@@ -90,20 +105,42 @@ export class BroadcastNodes {
     });
   }
 
-  async #forward(request: BroadcastRequest, ctx: ActorContext): Promise<void> {
+  async #forward(node: number, request: BroadcastRequest, ctx: ActorContext): Promise<void> {
+    // Thrown before the reply is deferred, a bad request is answered with the error at once.
+    checkRequest(request);
     const { lo, hi, fanout, targets, operation } = request;
+    for (const [engineId, reason] of Object.entries(request.dead ?? {})) {
+      if (!this.#dead.has(Number(engineId))) this.#dead.set(Number(engineId), reason);
+    }
     const size = hi - lo;
     const reply = ctx.deferReply();
+    const id = ctx.envelope.id;
+    // Sub-broadcast ids extend their parent's: the root's id names the whole broadcast.
+    const inbox = `${node} ${id.split(".")[0]}`;
+    const counts = this.#inbox.get(inbox) ?? { ranges: 0, replies: 0 };
+    counts.ranges++;
+    this.#inbox.set(inbox, counts);
     const pending: Pending = {
+      inbox,
       request,
       parts: new Array(size),
       waiting: 0,
-      replies: 0,
       reply,
       children: new Map(),
     };
-    const id = ctx.envelope.id;
     this.#pending.set(id, pending);
+    const scatter = operation.scatter;
+    const span = request.scatterSpan ??
+      (scatter ? { length: scatter.sequence.length, offset: 0 } : undefined);
+    // The items of the scatter that go to the targets at positions [from, to).
+    const items = (from: number, to: number) => {
+      const start = partitionBounds(span!.length, from, targets.length)[0] - span!.offset;
+      const end = partitionBounds(span!.length, to, targets.length)[0] - span!.offset;
+      return (scatter!.sequence as unknown as { slice(a: number, b: number): Sequence }).slice(
+        start,
+        end,
+      );
+    };
     const messages = [];
     const chunks = Math.min(fanout, size);
     for (let c = 0; c < chunks; c++) {
@@ -113,23 +150,34 @@ export class BroadcastNodes {
         const position = lo + a;
         const engineId = targets[position];
         const died = this.#dead.get(engineId);
-        if (died) {
+        if (died !== undefined) {
           pending.parts[a] = diedPart(engineId, died);
           continue;
+        }
+        let content = operation.content;
+        if (scatter) {
+          const chunk = items(position, position + 1);
+          const value = scatter.flatten && chunk.length === 1 ? chunk[0] : chunk;
+          content = { ...content, values: { [scatter.name]: value } };
         }
         messages.push({
           to: `engine.${engineId}`,
           type: operation.type,
-          content: operation.scatter
-            ? {
-              ...operation.content,
-              values: chunkFor(operation.scatter, position, targets.length),
-            }
-            : operation.content,
+          content,
           options: { id: childId, replyTo: ctx.self, from: ctx.self },
         });
       } else {
-        const child = { ...request, lo: lo + a, hi: lo + b };
+        const child: BroadcastRequest = { ...request, lo: lo + a, hi: lo + b };
+        if (scatter) {
+          child.operation = {
+            ...operation,
+            scatter: { ...scatter, sequence: items(lo + a, lo + b) },
+          };
+          child.scatterSpan = {
+            length: span!.length,
+            offset: partitionBounds(span!.length, lo + a, targets.length)[0],
+          };
+        }
         messages.push({
           to: broadcastAddress(this.#hostId, nodeFor(child.lo, child.hi, fanout)),
           type: "broadcast",
@@ -155,8 +203,9 @@ export class BroadcastNodes {
     const childId = ctx.envelope.parent;
     const pending = this.#pending.get(this.#byChild.get(childId ?? "") ?? "");
     if (!childId || !pending) return;
-    pending.replies++;
-    this.maxRepliesPerBroadcast = Math.max(this.maxRepliesPerBroadcast, pending.replies);
+    const counts = this.#inbox.get(pending.inbox)!;
+    counts.replies++;
+    this.maxRepliesPerBroadcast = Math.max(this.maxRepliesPerBroadcast, counts.replies);
     this.#fill(childId, reply, "engine");
   }
 
@@ -168,6 +217,12 @@ export class BroadcastNodes {
     const [a, b] = pending.children.get(childId)!;
     pending.children.delete(childId);
     const { lo, targets } = pending.request;
+    if (reply.ok && !isAnswer(reply.value, b - a)) {
+      reply = {
+        ok: false,
+        error: { name: "TypeError", message: `Malformed answer to broadcast part ${childId}` },
+      };
+    }
     if (reply.ok && b - a === 1 && !Array.isArray(reply.value)) {
       pending.parts[a] = { engineId: targets[lo + a], result: reply.value as EngineResult };
     } else if (reply.ok) {
@@ -182,6 +237,8 @@ export class BroadcastNodes {
 
   #finish(id: string, pending: Pending): Promise<void> {
     this.#pending.delete(id);
+    const counts = this.#inbox.get(pending.inbox)!;
+    if (--counts.ranges === 0) this.#inbox.delete(pending.inbox);
     return pending.reply({ value: pending.parts });
   }
 
@@ -200,6 +257,39 @@ export class BroadcastNodes {
         }, "died");
       }
     }
+  }
+}
+
+/** Whether `value` is the answer of an engine (`size` 1) or of a node covering `size` targets. */
+function isAnswer(value: unknown, size: number): boolean {
+  if (size > 1) return Array.isArray(value) && value.length === size;
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Throws `TypeError` unless `request` is a request a node can carry out. */
+function checkRequest(request: BroadcastRequest): void {
+  const fail = (what: string): never => {
+    throw new TypeError(`Cannot broadcast: malformed request: ${what}`);
+  };
+  if (typeof request !== "object" || request === null) fail("not an object");
+  const { lo, hi, fanout, targets, operation, scatterSpan } = request;
+  if (!Array.isArray(targets) || !targets.every(Number.isInteger)) fail("bad targets");
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > targets.length || lo >= hi) {
+    fail(`bad range [${lo}, ${hi}) of ${targets.length} targets`);
+  }
+  if (!Number.isInteger(fanout) || fanout < 2) fail(`bad fanout ${fanout}`);
+  if (typeof operation !== "object" || operation === null || typeof operation.type !== "string") {
+    fail("bad operation");
+  }
+  const sequence = operation.scatter?.sequence as { length?: unknown; slice?: unknown } | undefined;
+  if (
+    operation.scatter &&
+    (typeof sequence?.slice !== "function" || typeof sequence.length !== "number")
+  ) fail("bad scatter sequence");
+  if (
+    scatterSpan && (!Number.isInteger(scatterSpan.length) || !Number.isInteger(scatterSpan.offset))
+  ) {
+    fail("bad scatter span");
   }
 }
 

@@ -45,6 +45,12 @@ export class BroadcastView extends View {
       hi: targets.length,
       fanout,
     };
+    // The broadcast actors hear of deaths by message, which a broadcast may overtake (or which
+    // was sent before they started): deaths the client knows of travel with the request.
+    for (const engineId of targets) {
+      const dead = client.deadEngine(engineId);
+      if (dead) (request.dead ??= {})[engineId] = dead.message.replace(/^Engine \d+ died: /, "");
+    }
     const parts = client.broadcastHost().then(async (hostId) => {
       const root = broadcastAddress(hostId, nodeFor(0, targets.length, fanout));
       const { system } = client;
@@ -60,7 +66,7 @@ export class BroadcastView extends View {
     });
     const outcomes = targets.map((engineId, i) =>
       parts.then(
-        (all) => toOutcome(all[i]),
+        (all) => toOutcome(all[i], client),
         (error): Outcome => ({ engineId, error }),
       )
     );
@@ -68,13 +74,14 @@ export class BroadcastView extends View {
   }
 }
 
-function toOutcome(part: BroadcastPart): Outcome {
+function toOutcome(part: BroadcastPart, client: Client): Outcome {
   if ("result" in part) return part;
   const { engineId, error } = part;
   if (error.kind === "died") {
     return {
       engineId,
-      error: new EngineDiedError(engineId, error.message.replace(/^.*died: /, "")),
+      error: client.deadEngine(engineId) ??
+        new EngineDiedError(engineId, error.message.replace(/^Engine \d+ died: /, "")),
     };
   }
   return { engineId, error: new RemoteError(engineId, error) };

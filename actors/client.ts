@@ -10,7 +10,7 @@ import type { Transport } from "../transport/types.ts";
 import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker.ts";
 import { broadcastAddress } from "./broadcast.ts";
 import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
-import { ActorSystem } from "./system.ts";
+import type { ActorSystem } from "./system.ts";
 import { DirectView } from "./view.ts";
 
 /** Options of {@linkcode Client}. */
