@@ -41,6 +41,8 @@ self.onmessage = async (event: MessageEvent<ToBroadcastWorker>) => {
         key: message.key,
         namespace: message.namespace,
         id: message.hostId,
+        // The nodes of one tree live here: hops between them need not cross the transport.
+        localDelivery: true,
       });
       const nodes = new BroadcastNodes(message.hostId);
       for (let node = 0; node < message.nodes; node++) {

@@ -41,6 +41,12 @@ export interface ActorSystemOptions {
   maxLen?: number;
   /** Entries larger than this are dead-lettered unread. Default 512 MiB. */
   maxMessageBytes?: number;
+  /**
+   * Hand messages between actors of this system to the recipient directly instead of through
+   * the transport. Faster, but such a message is not in any stream: it is lost if the system
+   * dies before handling it. Default `false`.
+   */
+  localDelivery?: boolean;
 }
 
 /** Options of {@linkcode ActorSystem.send}. */
@@ -82,7 +88,7 @@ interface Running {
 }
 
 interface StreamEntryWithEnvelope {
-  entry: StreamEntry;
+  entry: StreamEntry | null;
   envelope: Envelope;
 }
 
@@ -111,6 +117,7 @@ export class ActorSystem extends EventTarget {
   readonly #blockMs: number;
   readonly #maxLen: number;
   readonly #maxMessageBytes: number;
+  readonly #localDelivery: boolean;
   readonly #actors = new Map<string, Running>();
   readonly #byStream = new Map<string, Running>();
   readonly #asks = new Map<string, Waiting>();
@@ -136,6 +143,7 @@ export class ActorSystem extends EventTarget {
     this.#blockMs = options.blockMs ?? 1000;
     this.#maxLen = options.maxLen ?? 10_000;
     this.#maxMessageBytes = options.maxMessageBytes ?? 512 * 1024 * 1024;
+    this.#localDelivery = options.localDelivery ?? false;
     this.replyAddress = `_reply.${this.id}`;
     this.#replyStream = this.inboxOf(this.replyAddress);
     this.#wakeStream = `${this.namespace}:wake:${this.id}`;
@@ -200,10 +208,21 @@ export class ActorSystem extends EventTarget {
     options: SendOptions & { from?: string } = {},
   ): Promise<string> {
     const envelope = this.#envelope(to, type, content, options);
+    if (this.#deliverLocally(envelope)) return envelope.id;
     const bytes = sealEnvelope(envelope, this.#key);
     await this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen });
     this.#sent++;
     return envelope.id;
+  }
+
+  #deliverLocally(envelope: Envelope): boolean {
+    if (!this.#localDelivery) return false;
+    const running = this.#actors.get(envelope.to);
+    if (!running) return false;
+    queueMicrotask(() => {
+      if (this.#actors.get(envelope.to) === running) this.#route(running, envelope, null);
+    });
+    return true;
   }
 
   /** Signs and writes several messages in one round trip. Returns their ids. */
@@ -216,7 +235,8 @@ export class ActorSystem extends EventTarget {
     }[],
   ): Promise<string[]> {
     const envelopes = messages.map((m) => this.#envelope(m.to, m.type, m.content, m.options ?? {}));
-    const entries = envelopes.map((e) => ({
+    const remote = envelopes.filter((e) => !this.#deliverLocally(e));
+    const entries = remote.map((e) => ({
       stream: this.inboxOf(e.to),
       data: sealEnvelope(e, this.#key),
     }));
@@ -405,13 +425,18 @@ export class ActorSystem extends EventTarget {
       this.#ack(entry); // its actor stopped after the read
       return;
     }
+    this.#route(running, envelope, entry);
+  }
+
+  /** Hands a message to its actor; `entry` is `null` for a message delivered locally. */
+  #route(running: Running, envelope: Envelope, entry: StreamEntry | null): void {
     const control = running.definition.control?.[envelope.type];
     if (control) {
       this.#handle(running, entry, envelope, control);
       return;
     }
     if (!Object.hasOwn(running.definition.handlers, envelope.type)) {
-      this.#deadLetter(entry, `unknown message type "${envelope.type}"`);
+      if (entry) this.#deadLetter(entry, `unknown message type "${envelope.type}"`);
       this.#replyTo(envelope, running.address, {
         ok: false,
         error: {
@@ -440,7 +465,7 @@ export class ActorSystem extends EventTarget {
 
   async #handle(
     running: Running,
-    entry: StreamEntry,
+    entry: StreamEntry | null,
     envelope: Envelope,
     handler: Handler,
   ): Promise<void> {
@@ -498,7 +523,8 @@ export class ActorSystem extends EventTarget {
     }
   }
 
-  #ack(entry: StreamEntry): void {
+  #ack(entry: StreamEntry | null): void {
+    if (!entry) return;
     this.transport.ack(entry.stream, GROUP, [entry.id]).catch((error) => {
       if (!this.#closed) this.#emitError(error);
     }).finally(() => this.#inFlight.delete(`${entry.stream}\n${entry.id}`));

@@ -354,9 +354,10 @@ function broadcastSuite(name: string, open: () => Promise<Backend>, ignore?: str
             most > 0 && most <= fanout,
             `an inbox held ${most} replies at fanout ${fanout}`,
           );
-          // Every engine replied to a node, and so did every node but the root.
+          // Every engine replied into a node's inbox (nodes answer each other inside the
+          // broadcast worker, without the transport).
           const total = [...perInbox.values()].reduce((a, b) => a + b, 0);
-          assert.ok(total > 33, `${total} replies in the node inboxes`);
+          assert.equal(total, 33, `${total} replies in the node inboxes`);
         }
       }
       // The client's own inbox got one reply per message it sent.
@@ -460,7 +461,8 @@ function broadcastSuite(name: string, open: () => Promise<Backend>, ignore?: str
       const view = client.broadcastView();
       await view.scatter("rank", client.ids, { ...T, flatten: true }).get(T);
       assert.deepEqual(await direct.pull("rank", T).get(T), client.ids);
-      // Each node passes on only its subtree's items: the root gets the whole sequence once.
+      // The root gets the whole sequence once; the nodes below it get their subtree's items
+      // inside the broadcast worker.
       const long = Array.from({ length: 1000 }, (_, i) => i);
       await view.scatter("split", long, T).get(T);
       const hostId = await client.broadcastHost();
@@ -478,7 +480,7 @@ function broadcastSuite(name: string, open: () => Promise<Backend>, ignore?: str
         }
       }
       assert.deepEqual(ranges.sort((a, b) => a[0] - b[0] || b[1] - a[1])[0], [0, 7]);
-      assert.equal(ranges.length, 6, `nodes of a 7-leaf binary tree: ${JSON.stringify(ranges)}`);
+      assert.equal(ranges.length, 1, `requests through the transport: ${JSON.stringify(ranges)}`);
     },
   );
 
