@@ -280,13 +280,18 @@ export class ActorSystem extends EventTarget {
       replyTo: this.replyAddress,
       deadline: Number.isFinite(timeout) ? Date.now() + timeout : undefined,
     });
+    this.#start();
+    if (this.#localDelivery && this.#actors.has(to)) {
+      const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
+      this.#deliverLocally(envelope);
+      return result;
+    }
     let bytes: Uint8Array;
     try {
       bytes = sealEnvelope(envelope, this.#key);
     } catch (error) {
       return Promise.reject(error);
     }
-    this.#start();
     const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
     this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen }).then(
       () => void this.#sent++,

@@ -24,7 +24,9 @@ interface Fixture extends AsyncDisposable {
   /** A new transport handle on the store (one per actor system, as one per process). */
   transport(): Promise<Transport>;
   /** A new actor system on its own transport, closed with the fixture. */
-  system(options?: { id?: string; blockMs?: number }): Promise<ActorSystem>;
+  system(
+    options?: { id?: string; blockMs?: number; localDelivery?: boolean },
+  ): Promise<ActorSystem>;
   /** Writes an entry whose only field is not `m`, or `null` when the transport has no such thing. */
   appendForeignField?(stream: string): Promise<void>;
 }
@@ -56,6 +58,7 @@ function fixtureOn(
         key,
         namespace,
         blockMs: options.blockMs ?? 200,
+        localDelivery: options.localDelivery ?? false,
         ...(options.id ? { id: options.id } : {}),
       });
       systems.push(system);
@@ -189,6 +192,22 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
       Array.from({ length: 50 }, (_, i) => client.ask("calc", "add", { a: i, b: 1 })),
     );
     assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => i + 1));
+  });
+
+  test("ActorSystem with localDelivery hands messages between its actors without the transport", async (fx) => {
+    const system = await fx.system({ localDelivery: true });
+    const client = await fx.system();
+    system.spawn("leaf", { handlers: { double: (n: number) => n * 2 } });
+    system.spawn("relay", {
+      handlers: {
+        relay: async (n: number, ctx) => [await ctx.ask<number>("leaf", "double", n), ctx.self],
+      },
+    });
+    assert.deepEqual(await client.ask("relay", "relay", 21), [42, "relay"]);
+    // The relay's message came through the transport; the leaf's never did.
+    const transport = await fx.transport();
+    assert.equal((await transport.range(system.inboxOf("relay"))).length, 1);
+    assert.equal((await transport.range(system.inboxOf("leaf"))).length, 0);
   });
 
   test("ActorSystem.ask() works from the system that hosts the actor", async (fx) => {
