@@ -41,6 +41,21 @@ if (import.meta.main) {
     ? values.ids.split(",").map(Number)
     : Array.from({ length: Number(values.n ?? 1) }, (_, i) => Number(values.first ?? 0) + i);
   if (ids.some((id) => !Number.isInteger(id) || id < 0)) fail(`bad engine ids: ${ids}`);
+  // An uncaught error or rejection in a task ends the process; say why in one line (the
+  // cluster that started it reports that line as the reason its engines died).
+  const crash = (event: Event, what: string, error: unknown) => {
+    event.preventDefault();
+    const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    // Not console.error: inside a task, the engine captures console output.
+    const line = `engine.ts: engines ${ids.join(", ")} crashed: ${what} ${detail}\n`;
+    Deno.stderr.writeSync(new TextEncoder().encode(line));
+    Deno.exit(1);
+  };
+  globalThis.addEventListener("error", (e) => crash(e, "Uncaught", e.error ?? e.message));
+  globalThis.addEventListener(
+    "unhandledrejection",
+    (e) => crash(e, "Uncaught (in promise)", e.reason),
+  );
   const transport = await createTransport(url);
   const host = await EngineHost.start(transport, {
     namespace: values.cluster,

@@ -14,6 +14,7 @@ export type FromWorker =
   | { type: "started" }
   | { type: "failed"; message: string }
   | { type: "exiting"; code: number }
+  | { type: "crashed"; message: string }
   | { type: "stopped" };
 
 const post = (message: FromWorker) => self.postMessage(message);
@@ -26,6 +27,20 @@ Object.defineProperty(Deno, "exit", {
     return exit(code);
   },
 });
+
+// An uncaught error or rejection in a task ends the host, as it ends an engine process. Report
+// it as the reason the engines died rather than let the runtime print it on the parent's stderr.
+function crashed(event: Event, what: string, error: unknown): void {
+  event.preventDefault();
+  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  post({ type: "crashed", message: `${what} ${message}` });
+  self.close();
+}
+self.addEventListener("error", (event) => crashed(event, "Uncaught", event.error ?? event.message));
+self.addEventListener(
+  "unhandledrejection",
+  (event) => crashed(event, "Uncaught (in promise)", event.reason),
+);
 
 let host: EngineHost | undefined;
 let transport: Transport | undefined;

@@ -92,7 +92,9 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
   }
 
   /** The engines' values in target order (or their errors, with `returnExceptions`). */
-  async get(options: GetOptions = {}): Promise<T[]> {
+  get(options: GetOptions & { returnExceptions: true }): Promise<(T | Error)[]>;
+  get(options?: GetOptions): Promise<T[]>;
+  async get(options: GetOptions = {}): Promise<(T | Error)[]> {
     const outcomes = await withDeadline(
       this.#all,
       options.timeout ?? Infinity,
@@ -100,7 +102,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
       () => this.engineIds.filter((_, i) => this.#settled[i] === undefined),
     );
     const values = outcomes.map(valueOf);
-    if (options.returnExceptions) return values as T[];
+    if (options.returnExceptions) return values as (T | Error)[];
     const errors = values.filter((v): v is Error => v instanceof Error);
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new CompositeError(errors);
@@ -124,9 +126,10 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
     }
   }
 
-  // deno-lint-ignore no-explicit-any
+  /** Same as `get().then(…)`: awaiting an AsyncResult gives the values in target order. */
   then<R1 = T[], R2 = never>(
     onfulfilled?: ((value: T[]) => R1 | PromiseLike<R1>) | null,
+    // deno-lint-ignore no-explicit-any
     onrejected?: ((reason: any) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
     return this.get().then(onfulfilled, onrejected);

@@ -59,6 +59,7 @@ export class Cluster extends EventTarget {
   #client: Client | undefined;
   #failure: ((error: Error) => void) | undefined;
   #stopping = false;
+  #stopped: Promise<void> | undefined;
 
   constructor(options: ClusterOptions = {}) {
     super();
@@ -91,6 +92,7 @@ export class Cluster extends EventTarget {
   /** Starts the engine hosts. Resolves once every host is running (engines may still register). */
   async start(): Promise<void> {
     if (this.#transport) throw new Error("Cannot start cluster: it is already started");
+    if (this.#stopped) throw new Error("Cannot start cluster: it is stopped");
     this.#transport = await createTransport(this.#options.transport);
     const hostCount = Math.min(this.n, this.#options.hosts ?? (navigator.hardwareConcurrency || 1));
     for (let h = 0; h < hostCount; h++) {
@@ -124,8 +126,12 @@ export class Cluster extends EventTarget {
           );
           reject(error);
           this.#hostDied(host, `failed to start: ${message.message.split("\n")[0]}`);
-        } else if (message.type === "exiting") {
-          this.#hostDied(host, `its host called Deno.exit(${message.code})`);
+        } else if (message.type === "crashed" || message.type === "exiting") {
+          const reason = message.type === "crashed"
+            ? `its host crashed: ${message.message}`
+            : `its host called Deno.exit(${message.code})`;
+          reject(new Error(`Cannot start engines ${host.engineIds.join(", ")}: ${reason}`));
+          this.#hostDied(host, reason);
         } else if (message.type === "stopped") stopped();
       };
       worker.onerror = (event) => {
@@ -169,6 +175,7 @@ export class Cluster extends EventTarget {
       stdin: "piped",
       stdout: "null",
       stderr: "piped",
+      env: { NO_COLOR: "1" },
     }).spawn();
     host.process = child;
     const writer = child.stdin.getWriter();
@@ -178,11 +185,8 @@ export class Cluster extends EventTarget {
     host.stopped = child.status.then(async (status) => {
       const text = await stderr;
       if (!this.#stopping) {
-        const tail = text.trim().split("\n").slice(-3).join(" | ");
-        this.#hostDied(
-          host,
-          `its process exited with code ${status.code}${tail ? `: ${tail}` : ""}`,
-        );
+        const why = crashReason(text);
+        this.#hostDied(host, `its process exited with code ${status.code}${why ? `: ${why}` : ""}`);
       }
     });
   }
@@ -264,17 +268,26 @@ export class Cluster extends EventTarget {
 
   /**
    * Stops every engine and the client, and removes every stream and value of the cluster from
-   * the transport. Leaves no worker, process or connection behind.
+   * the transport. Leaves no worker, process or connection behind. Calls made while a stop runs
+   * resolve when it is done.
    */
-  async stop(): Promise<void> {
-    if (this.#stopping) return;
+  stop(): Promise<void> {
+    return this.#stopped ??= this.#stop();
+  }
+
+  async #stop(): Promise<void> {
     const transport = this.#transport;
     await this.#client?.close();
     this.#stopping = true;
     if (transport) {
       const system = new ActorSystem({ transport, key: this.#key, namespace: this.namespace });
       await Promise.all(this.#hosts.map(async (host) => {
-        if (host.dead) return host.worker?.terminate();
+        if (host.dead) {
+          host.worker?.terminate();
+          // A killed process is gone only once its exit status is collected.
+          if (host.process) await host.stopped;
+          return;
+        }
         if (host.worker) host.worker.postMessage({ type: "stop" } satisfies ToWorker);
         else await system.send(`host.${host.id}`, "stop").catch(() => {});
         const timer = deadline(5000);
@@ -409,6 +422,18 @@ function progressBar(total: number | undefined): (count: number, done?: boolean)
     }] ${seconds}s${done ? "\n" : ""}`;
     Deno.stderr.writeSync(encoder.encode(line));
   };
+}
+
+/**
+ * Why an engine process ended, from what it wrote to stderr: its last `error:` line (Deno's
+ * report of an uncaught error) or `engine.ts:` line, else its last lines.
+ */
+function crashReason(stderr: string): string {
+  // deno-lint-ignore no-control-regex
+  const lines = stderr.replace(/\x1b\[[0-9;]*m/g, "").split("\n").map((l) => l.trim())
+    .filter((l) => l !== "");
+  const reported = lines.findLast((l) => /^(error|engine\.ts): /.test(l));
+  return reported ?? lines.slice(-3).join(" | ");
 }
 
 function deadline(ms: number): { promise: Promise<void>; cancel: () => void } {

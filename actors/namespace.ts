@@ -73,8 +73,9 @@ export class Namespace {
   }
 
   #evaluate(expression: string): AnyFunction | undefined {
+    const guarded = guardTypeof(`(${expression}\n)`, { ecmaVersion: "latest" });
     try {
-      return new Function("__scope", `with (__scope) { return (${expression}\n); }`)(this.#scope);
+      return new Function("__scope", `with (__scope) { return ${guarded}; }`)(this.#scope);
     } catch (error) {
       if (error instanceof SyntaxError) return undefined;
       throw error;
@@ -86,7 +87,7 @@ export class Namespace {
    * (`const`, `let`, `var`, functions, classes, imports) and assignments persist in the namespace.
    */
   async execute(code: string): Promise<void> {
-    const { body, names } = rewriteCell(code);
+    const { body, names } = rewriteCell(guardTypeof(code, CELL_SYNTAX));
     for (const name of names) if (!Object.hasOwn(this.values, name)) this.values[name] = undefined;
     const cell = new AsyncFunction("__scope", `with (__scope) {\n${body}\n}`);
     await cell(this.#scope);
@@ -110,11 +111,7 @@ export async function importFunction(fn: ModuleFunction): Promise<AnyFunction> {
  * namespace the cell runs with. Returns the new body and the names it declares.
  */
 export function rewriteCell(code: string): { body: string; names: string[] } {
-  const program = parseJavaScript(code, {
-    ecmaVersion: "latest",
-    sourceType: "module",
-    allowAwaitOutsideFunction: true,
-  }) as unknown as { body: Node[] };
+  const program = parseJavaScript(code, CELL_SYNTAX) as unknown as { body: Node[] };
   const names: string[] = [];
   const hoisted: string[] = [];
   const edits: { start: number; end: number; text: string }[] = [];
@@ -172,6 +169,52 @@ export function rewriteCell(code: string): { body: string; names: string[] } {
     body = body.slice(0, edit.start) + edit.text + body.slice(edit.end);
   }
   return { body: hoisted.join("\n") + "\n" + body, names };
+}
+
+const CELL_SYNTAX = {
+  ecmaVersion: "latest",
+  sourceType: "module",
+  allowAwaitOutsideFunction: true,
+} as const;
+
+/**
+ * Rewrites each `typeof name` of `code` so that it gives `"undefined"` for a name that is
+ * neither in the namespace nor a global, as JavaScript does (feature tests such as
+ * `typeof window`): the namespace's scope throws `ReferenceError` for such a name. Returns `code`
+ * unchanged when it has no `typeof` or does not parse.
+ */
+function guardTypeof(code: string, syntax: Parameters<typeof parseJavaScript>[1]): string {
+  if (!code.includes("typeof")) return code;
+  let program: Node;
+  try {
+    program = parseJavaScript(code, syntax) as unknown as Node;
+  } catch {
+    return code;
+  }
+  const found: Node[] = [];
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(visit);
+    if (value === null || typeof value !== "object" || !("type" in value)) return;
+    const node = value as Node;
+    if (
+      node.type === "UnaryExpression" && node.operator === "typeof" &&
+      (node.argument as Node).type === "Identifier"
+    ) {
+      found.push(node);
+      return;
+    }
+    for (const key in node) if (key !== "type") visit(node[key]);
+  };
+  visit(program);
+  let out = code;
+  for (const node of found.sort((a, b) => b.start - a.start)) {
+    const name = (node.argument as Node & { name: string }).name;
+    out = out.slice(0, node.start) +
+      `(() => { try { return typeof ${name}; } catch (e) { ` +
+      `if (e instanceof ReferenceError) return "undefined"; throw e; } })()` +
+      out.slice(node.end);
+  }
+  return out;
 }
 
 function patternNames(node: Node): string[] {

@@ -1,0 +1,186 @@
+/**
+ * Runs the engine suite (`tests/engine_suite.ts`) on the embedded transport, on Redis with the
+ * `"worker"` and `"process"` launchers, and on engines started by hand with `engine.ts` and
+ * joined with `Cluster.connect()`. Redis is a private `redis-server` started here (or
+ * `REDIS_URL` when no server binary is installed).
+ */
+import assert from "node:assert/strict";
+import { Cluster, toHex } from "../actors/cluster.ts";
+import { TimeoutError } from "../errors.ts";
+import { generateKey } from "../transport/envelope.ts";
+import { createTransport } from "../transport/mod.ts";
+import { type EngineFixture, engineSuite } from "./engine_suite.ts";
+import {
+  hasRedisServer,
+  redisAvailable,
+  startRedisServer,
+  testRedisUrl,
+  uniqueNamespace,
+} from "./_redis_server.ts";
+
+// One server for the whole file, started before any test so that no test owns it; the last
+// test stops it. `--loglevel warning` keeps it from writing (and this process from reading)
+// while tests run under the op sanitizer.
+const server = hasRedisServer()
+  ? await startRedisServer({ args: ["--loglevel", "warning"] })
+  : undefined;
+const redisUrl = server?.url ?? testRedisUrl();
+const noRedis = redisAvailable() ? undefined : "no redis-server on PATH and no REDIS_URL";
+if (noRedis) {
+  // deno-lint-ignore no-console
+  console.warn(`engine_test: Redis suites ignored: ${noRedis}`);
+}
+// If the run is cut short, do not leave the server running.
+globalThis.addEventListener("unload", () => {
+  if (!server) return;
+  void server.kill(); // sends SIGKILL at once
+  try {
+    Deno.removeSync(server.dir, { recursive: true });
+  } catch { /* removed by the last test */ }
+});
+
+engineSuite("memory/worker", () => ({ transport: "memory:" }));
+engineSuite(
+  "redis/worker",
+  () => ({ transport: redisUrl!, launcher: "worker" }),
+  noRedis ? { ignore: noRedis } : {},
+);
+engineSuite(
+  "redis/process",
+  () => ({ transport: redisUrl!, launcher: "process" }),
+  noRedis ? { ignore: noRedis } : {},
+);
+engineSuite("redis/engine.ts", () => ({ transport: redisUrl! }), {
+  core: true,
+  start: startByHand,
+  ...(noRedis ? { ignore: noRedis } : {}),
+});
+
+/**
+ * Starts `n` engines as an operator would on another machine (`deno run -A engine.ts --redis URL
+ * --cluster NAME --key-file FILE --n N`) and attaches a client with `Cluster.connect()`.
+ */
+async function startByHand(
+  n: number,
+  options: { transport?: string },
+): Promise<EngineFixture & { joined: { transport: string; cluster: string; keyFile: string } }> {
+  const url = options.transport!;
+  const cluster = uniqueNamespace();
+  const dir = await Deno.makeTempDir({ prefix: "deno-parallel-key-" });
+  const keyFile = `${dir}/cluster.key`;
+  const keyHex = toHex(generateKey());
+  await Deno.writeTextFile(keyFile, keyHex + "\n", { mode: 0o600 });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../engine.ts", import.meta.url).href,
+      "--redis",
+      url,
+      "--cluster",
+      cluster,
+      "--key-file",
+      keyFile,
+      "--n",
+      String(n),
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
+    .then(([out, err]) => out + err);
+  const stopEngines = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* exited */ }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exited = await Promise.race([
+      child.status.then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 5000))),
+    ]);
+    clearTimeout(timer);
+    if (!exited) child.kill("SIGKILL");
+    const status = await child.status;
+    const printed = await output;
+    const transport = await createTransport(url);
+    try {
+      await transport.deletePrefix(`${cluster}:`);
+    } finally {
+      await transport.close();
+    }
+    await Deno.remove(dir, { recursive: true });
+    return { status, printed, exited };
+  };
+  let client;
+  try {
+    client = await Cluster.connect({ transport: url, cluster, keyFile, n, timeout: 20_000 });
+  } catch (error) {
+    const { printed } = await stopEngines();
+    throw new Error(`Cannot start engines with engine.ts: ${printed}`, { cause: error });
+  }
+  return {
+    client,
+    joined: { transport: url, cluster, keyFile },
+    async [Symbol.asyncDispose]() {
+      await client.close();
+      const { status, printed, exited } = await stopEngines();
+      assert.ok(exited, "engine.ts exits on SIGTERM");
+      assert.equal(status.code, 0, printed);
+      assert.ok(!printed.includes(keyHex), "engine.ts never prints the key");
+    },
+  };
+}
+
+Deno.test({
+  name: "Cluster.connect() names the engines that did not register, and sees none with a bad key",
+  ignore: noRedis !== undefined,
+  sanitizeOps: true,
+  sanitizeResources: true,
+  async fn() {
+    await using fx = await startByHand(2, { transport: redisUrl! });
+    const error = await Cluster.connect({ ...fx.joined, n: 3, timeout: 500 }).catch((e) => e);
+    assert.ok(error instanceof TimeoutError, String(error));
+    assert.deepEqual(error.engineIds, [2]);
+    assert.match(error.message, /engines 2 did not register within 500 ms/);
+    // Without `n`, connect() takes the engines registered once the registry is quiet.
+    const all = await Cluster.connect({ ...fx.joined, timeout: 5000 });
+    try {
+      assert.deepEqual(all.ids, [0, 1]);
+      assert.deepEqual(await all.view().apply(() => 1).get({ timeout: 5000 }), [1, 1]);
+    } finally {
+      await all.close();
+    }
+    // Registrations signed with another key are not believed.
+    const stranger = await Cluster.connect({
+      ...fx.joined,
+      keyFile: undefined,
+      key: generateKey(),
+      timeout: 500,
+    })
+      .catch((e) => e);
+    assert.ok(stranger instanceof TimeoutError, String(stranger));
+  },
+});
+
+Deno.test("Cluster() with the process launcher on the memory transport says to use Redis", () => {
+  assert.throws(
+    () => new Cluster({ launcher: "process", transport: "memory:" }),
+    (e: unknown) => e instanceof TypeError && /Redis/.test(e.message),
+  );
+  assert.throws(() => new Cluster({ n: 0 }), RangeError);
+  assert.throws(
+    () => new Cluster({ launcher: "thread" as "worker" }),
+    (e: unknown) => e instanceof TypeError && /"thread"/.test(e.message),
+  );
+});
+
+Deno.test({
+  name: "redis-server of engine_test stops",
+  ignore: server === undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await server![Symbol.asyncDispose]();
+  },
+});
