@@ -70,7 +70,7 @@ export class BroadcastView extends View {
         (error): Outcome => ({ engineId, error }),
       )
     );
-    return new AsyncResult(id, targets, outcomes);
+    return new AsyncResult(id, targets, outcomes.map((o) => o.then((o) => client.echoOutput(o))));
   }
 }
 

@@ -12,6 +12,9 @@ import { broadcastAddress } from "./broadcast.ts";
 import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
 import type { ActorSystem } from "./system.ts";
 import { DirectView } from "./view.ts";
+import type { Outcome } from "./async_result.ts";
+
+const encoder = new TextEncoder();
 
 /** Options of {@linkcode Client}. */
 export interface ClientOptions {
@@ -23,6 +26,8 @@ export interface ClientOptions {
   key: ClusterKey;
   /** The transport's URL, password included (for the broadcast worker to connect with). */
   transportUrl: string;
+  /** Write what tasks print to this process's stdout/stderr, each line prefixed `[engine N]`. */
+  streamOutput?: boolean;
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;
 }
@@ -36,6 +41,7 @@ export class Client {
   readonly #onClose?: () => Promise<void>;
   readonly #key: ClusterKey;
   readonly #transportUrl: string;
+  readonly #streamOutput: boolean;
   #broadcast: { worker: Worker; ready: Promise<string>; stopped: Promise<void> } | undefined;
   #closed = false;
 
@@ -43,6 +49,7 @@ export class Client {
     this.system = options.system;
     this.#key = options.key;
     this.#transportUrl = options.transportUrl;
+    this.#streamOutput = options.streamOutput ?? false;
     this.#ids = [...options.ids].sort((a, b) => a - b);
     this.#onClose = options.onClose;
   }
@@ -126,6 +133,19 @@ export class Client {
       worker.postMessage({ ...start, url: this.#transportUrl });
     }
     return ready;
+  }
+
+  /**
+   * @internal With `streamOutput`, writes what an engine printed for a call, each line prefixed
+   * with `[engine N]`, as its result arrives. Returns the outcome.
+   */
+  echoOutput(outcome: Outcome): Outcome {
+    if (!this.#streamOutput || !("result" in outcome)) return outcome;
+    const { engineId, stdout, stderr } = outcome.result;
+    const prefix = (text: string) => text.replace(/^(?=.)/gm, `[engine ${engineId}] `);
+    if (stdout) Deno.stdout.writeSync(encoder.encode(prefix(stdout)));
+    if (stderr) Deno.stderr.writeSync(encoder.encode(prefix(stderr)));
+    return outcome;
   }
 
   /** @internal Checks and normalises a targets argument. */

@@ -32,6 +32,8 @@ export interface ClusterOptions {
   engineTimeout?: number;
   /** Show a progress bar on stderr while engines start. Default: when stderr is a terminal. */
   progress?: boolean;
+  /** Write what tasks print to this process's stdout/stderr, prefixed `[engine N]`. */
+  streamOutput?: boolean;
 }
 
 interface Host {
@@ -229,6 +231,7 @@ export class Cluster extends EventTarget {
         ids,
         key: this.#key,
         transportUrl: this.#options.transport!,
+        streamOutput: this.#options.streamOutput ?? false,
       });
     } catch (error) {
       await system.close();

@@ -221,10 +221,15 @@ export class DirectView extends View {
     client.system.sendMany(live).catch((error) => {
       for (const m of live) client.system.failReply(m.options.id, error);
     });
-    return new AsyncResult(id, targets, outcomes, () => {
-      for (const m of live) {
-        client.system.send(m.to, "abort", { id: m.options.id }).catch(() => {});
-      }
-    });
+    return new AsyncResult(
+      id,
+      targets,
+      outcomes.map((o) => o.then((o) => client.echoOutput(o))),
+      () => {
+        for (const m of live) {
+          client.system.send(m.to, "abort", { id: m.options.id }).catch(() => {});
+        }
+      },
+    );
   }
 }

@@ -184,3 +184,20 @@ Deno.test({
     await server![Symbol.asyncDispose]();
   },
 });
+
+Deno.test("Cluster({ streamOutput: true }) prints each engine's output prefixed with [engine N]", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./fixtures/stream_output.ts", import.meta.url).href],
+    env: { NO_COLOR: "1" },
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const out = new TextDecoder().decode(stdout).split("\n");
+  const err = new TextDecoder().decode(stderr).split("\n");
+  assert.equal(code, 0, err.join("\n"));
+  for (const id of [0, 1, 2]) {
+    assert.ok(out.includes(`[engine ${id}] line one`), out.join("\n"));
+    assert.ok(out.includes(`[engine ${id}] line two`));
+    assert.ok(out.includes(`[engine ${id}] cell on ${id}`));
+    assert.ok(err.includes(`[engine ${id}] a warning`), err.join("\n"));
+  }
+});
