@@ -110,7 +110,17 @@ export class Client {
       };
       worker.onerror = (event) => {
         event.preventDefault();
-        reject(new Error(`Cannot run broadcast actors: ${event.message}`));
+        const error = new Error(
+          `Cannot run broadcast actors: their worker crashed: ${event.message}`,
+        );
+        reject(error);
+        // Broadcasts in flight would wait forever for nodes that are gone; later ones fail at once.
+        this.#broadcast = { worker, ready: Promise.reject(error), stopped: Promise.resolve() };
+        this.#broadcast.ready.catch(() => {});
+        for (let node = 0; node < Math.max(1, this.#ids.length); node++) {
+          this.system.failAsksTo(broadcastAddress(hostId, node), error);
+        }
+        worker.terminate();
       };
     });
     this.#broadcast = {
