@@ -19,7 +19,14 @@
 
 export { Cluster, type ClusterOptions } from "./actors/cluster.ts";
 export { Client } from "./actors/client.ts";
-export { type CallOptions, DirectView, type ScatterOptions, View } from "./actors/view.ts";
+export {
+  type AnyFunction,
+  type CallOptions,
+  DirectView,
+  type Operation,
+  type ScatterOptions,
+  View,
+} from "./actors/view.ts";
 export { BroadcastView, type BroadcastViewOptions } from "./actors/broadcast_view.ts";
 export {
   AsyncResult,
@@ -29,7 +36,7 @@ export {
 } from "./actors/async_result.ts";
 export type { EngineResult } from "./actors/engine.ts";
 export { ModuleFunction, Reference } from "./actors/wire_types.ts";
-export { partitionBounds } from "./actors/partition.ts";
+export { partitionBounds, type Sequence } from "./actors/partition.ts";
 
 export { defineActor } from "./actors/actor.ts";
 export type { ActorContext, ActorDefinition, Handler } from "./actors/actor.ts";

@@ -93,6 +93,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
 
   /** The engines' values in target order (or their errors, with `returnExceptions`). */
   get(options: GetOptions & { returnExceptions: true }): Promise<(T | Error)[]>;
+  /** The engines' values in target order; throws the engine's error, or a `CompositeError`. */
   get(options?: GetOptions): Promise<T[]>;
   async get(options: GetOptions = {}): Promise<(T | Error)[]> {
     const outcomes = await withDeadline(

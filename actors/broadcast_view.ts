@@ -27,6 +27,7 @@ export class BroadcastView extends View {
   /** The most children per broadcast node. */
   readonly fanout: number;
 
+  /** Makes a broadcast view on `targets`; use `client.broadcastView()`. */
   constructor(client: Client, targets: readonly number[], options: BroadcastViewOptions = {}) {
     super(client, targets);
     this.fanout = options.fanout ?? 2;
@@ -35,6 +36,7 @@ export class BroadcastView extends View {
     }
   }
 
+  /** Sends `operation` as one message to the root of the broadcast tree. */
   protected dispatch(operation: Operation, options: CallOptions): AsyncResult<unknown> {
     const { client, targets, fanout } = this;
     const id = crypto.randomUUID();

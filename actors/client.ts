@@ -45,6 +45,7 @@ export class Client {
   #broadcast: { worker: Worker; ready: Promise<string>; stopped: Promise<void> } | undefined;
   #closed = false;
 
+  /** Makes a client speaking through `options.system`; `Cluster` makes clients for you. */
   constructor(options: ClientOptions) {
     this.system = options.system;
     this.#key = options.key;

@@ -63,6 +63,7 @@ export class Cluster extends EventTarget {
   #stopping = false;
   #stopped: Promise<void> | undefined;
 
+  /** Describes a cluster; nothing starts until {@linkcode start} or {@linkcode startAndConnect}. */
   constructor(options: ClusterOptions = {}) {
     super();
     const cores = navigator.hardwareConcurrency || 1;

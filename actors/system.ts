@@ -134,6 +134,7 @@ export class ActorSystem extends EventTarget {
   #sent = 0;
   #received = 0;
 
+  /** Makes a system; its reader starts with the first actor spawned or the first `ask`. */
   constructor(options: ActorSystemOptions) {
     super();
     this.transport = options.transport;

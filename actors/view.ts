@@ -29,8 +29,9 @@ export interface ScatterOptions extends CallOptions {
   flatten?: boolean;
 }
 
+/** Any function: what `apply` takes. */
 // deno-lint-ignore no-explicit-any
-type AnyFunction = (...args: any[]) => any;
+export type AnyFunction = (...args: any[]) => any;
 
 /** One operation for the engines of a view. */
 export interface Operation {
@@ -59,6 +60,7 @@ export abstract class View {
   /** The engines of the view, in the order results come back. */
   readonly targets: readonly number[];
 
+  /** Makes a view of `client` on `targets`; use `client.view()` or `client.broadcastView()`. */
   constructor(client: Client, targets: readonly number[]) {
     this.client = client;
     this.targets = targets;
@@ -111,6 +113,7 @@ export abstract class View {
 
   /** Each engine's value of `name` (or, for a list of names, the list of values). */
   pull(name: string, options?: CallOptions): AsyncResult<unknown>;
+  /** Each engine's values of `names`, as a list per engine. */
   pull(names: string[], options?: CallOptions): AsyncResult<unknown[]>;
   pull(names: string | string[], options: CallOptions = {}): AsyncResult<unknown> {
     const single = typeof names === "string";
@@ -195,6 +198,7 @@ function mapResult(
 
 /** A view that sends one message to each engine (IPython Parallel's `DirectView`). */
 export class DirectView extends View {
+  /** Sends `operation` to each engine of the view in one round trip of appends. */
   protected dispatch(operation: Operation, options: CallOptions): AsyncResult<unknown> {
     const { client, targets } = this;
     const id = crypto.randomUUID();

@@ -13,6 +13,7 @@ import { defineWireType } from "../transport/codec.ts";
 export class Reference {
   /** The name to look up in the engine's namespace. */
   readonly name: string;
+  /** A reference to `name`. */
   constructor(name: string) {
     if (typeof name !== "string" || name === "") {
       throw new TypeError(`Cannot make Reference: name must be a non-empty string`);
@@ -54,6 +55,7 @@ export class ModuleFunction {
   readonly url: string;
   /** The name of the export; `"default"` for the default export. */
   readonly exportName: string;
+  /** The export `exportName` of the module at `url`. */
   constructor(url: string | URL, exportName = "default") {
     const href = new URL(url).href;
     if (!/^(file|https?):/.test(href)) {
