@@ -1,0 +1,149 @@
+/**
+ * Latency of an empty broadcast `apply` on a deno-parallel BroadcastView: one cluster of
+ * `--engines` engines, then `client.broadcastView(ids.slice(0, k)).apply(() => null)` for every
+ * k of `--ks`, after `--warmup` untimed calls (the Deno side of `ipp_broadcast.py`).
+ *
+ * ```sh
+ * deno run -A bench/broadcast.ts --engines 100 --ks 2,8,32,100 --reps 50 [--transport redis://…]
+ * ```
+ *
+ * Standalone, prints one line `RESULT {json}` (milliseconds). With `--serve` it prints
+ * `READY {json}` once the cluster is up and answers stdin commands, one per line:
+ * `measure K REPS WARMUP` → `SAMPLES {"k": K, "samples": [ms, …]}`; `quit` (or end of input) →
+ * `STOPPED {"stop": seconds}`.
+ *
+ * @module
+ */
+// deno-lint-ignore-file no-console
+import { parseArgs } from "node:util";
+import { type BroadcastView, Cluster } from "../mod.ts";
+import { median, summarize } from "./_util.ts";
+
+/** A running cluster ready to time empty broadcasts. */
+export interface BroadcastBench {
+  /** The transport URL. */
+  transport: string;
+  /** The engine ids. */
+  ids: number[];
+  /** Seconds it took to start and connect. */
+  startSeconds: number;
+  /** Times `reps` empty broadcast applies on the first `k` engines, after `warmup` untimed ones. */
+  measure(k: number, reps: number, warmup: number): Promise<number[]>;
+  /** Stops the cluster; resolves to the seconds it took. */
+  stop(): Promise<number>;
+}
+
+const empty = () => null;
+
+/** Starts a cluster of `n` engines on `transport` for {@linkcode BroadcastBench.measure}. */
+export async function startBroadcastBench(n: number, transport: string): Promise<BroadcastBench> {
+  const t0 = performance.now();
+  const cluster = new Cluster({ n, transport, progress: false, engineTimeout: 300_000 });
+  const client = await cluster.startAndConnect();
+  const startSeconds = (performance.now() - t0) / 1000;
+  const ids = client.ids;
+  const views = new Map<number, BroadcastView>();
+  const once = async (view: BroadcastView, k: number) => {
+    const values = await view.apply(empty);
+    if (values.length !== k || values.some((v) => v !== null && v !== undefined)) {
+      throw new Error(`unexpected broadcast result: ${JSON.stringify(values)}`);
+    }
+  };
+  return {
+    transport,
+    ids,
+    startSeconds,
+    async measure(k, reps, warmup) {
+      let view = views.get(k);
+      if (!view) views.set(k, view = client.broadcastView(ids.slice(0, k)));
+      for (let i = 0; i < warmup; i++) await once(view, k);
+      const samples: number[] = [];
+      for (let i = 0; i < reps; i++) {
+        const t = performance.now();
+        await once(view, k);
+        samples.push(performance.now() - t);
+      }
+      return samples;
+    },
+    async stop() {
+      const t = performance.now();
+      await cluster.stop();
+      return (performance.now() - t) / 1000;
+    },
+  };
+}
+
+async function serve(bench: BroadcastBench): Promise<void> {
+  console.log(
+    "READY " +
+      JSON.stringify({
+        engines: bench.ids.length,
+        start: bench.startSeconds,
+        transport: bench.transport.replace(/\/\/[^@]*@/, "//"),
+      }),
+  );
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of Deno.stdin.readable) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let newline;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      const words = buffer.slice(0, newline).trim().split(/\s+/);
+      buffer = buffer.slice(newline + 1);
+      if (words[0] === "quit") return;
+      if (words[0] === "measure") {
+        const [k, reps, warmup] = words.slice(1, 4).map(Number);
+        const samples = await bench.measure(k, reps, warmup);
+        console.log("SAMPLES " + JSON.stringify({ k, samples }));
+      } else if (words[0]) {
+        console.log("ERROR " + JSON.stringify({ line: words.join(" ") }));
+      }
+    }
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      engines: { type: "string", default: "100" },
+      ks: { type: "string", default: "2,8,32,100" },
+      reps: { type: "string", default: "50" },
+      warmup: { type: "string", default: "5" },
+      transport: { type: "string", default: Deno.env.get("REDIS_URL") ?? "memory:" },
+      serve: { type: "boolean", default: false },
+    },
+  });
+  const bench = await startBroadcastBench(Number(values.engines), values.transport);
+  try {
+    if (values.serve) {
+      await serve(bench);
+      console.log("STOPPED " + JSON.stringify({ stop: await bench.stop() }));
+    } else {
+      const broadcast: Record<string, unknown> = {};
+      for (const k of values.ks.split(",").map(Number)) {
+        const samples = await bench.measure(
+          Math.min(k, bench.ids.length),
+          Number(values.reps),
+          Number(values.warmup),
+        );
+        broadcast[k] = { ...summarize(samples), samples };
+        console.error(`k=${k}: median ${median(samples).toFixed(2)} ms`);
+      }
+      const stop = await bench.stop();
+      console.log(
+        "RESULT " +
+          JSON.stringify({
+            engines: bench.ids.length,
+            transport: bench.transport.replace(/\/\/[^@]*@/, "//"),
+            start: bench.startSeconds,
+            stop,
+            broadcast,
+          }),
+      );
+    }
+  } catch (error) {
+    await bench.stop().catch(() => {});
+    throw error;
+  }
+}
