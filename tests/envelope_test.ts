@@ -283,3 +283,17 @@ Deno.test("generateKey() returns 32 fresh random bytes", () => {
   assert.equal(a.byteLength, 32);
   assert.notDeepEqual(a, b);
 });
+
+Deno.test("sealEnvelope() signs with standard HMAC-SHA256 over version and body, for any key length", () => {
+  for (const length of [1, 32, 64, 100]) {
+    const key = crypto.getRandomValues(new Uint8Array(length));
+    const bytes = sealEnvelope(
+      { id: "i", type: "t", from: "a", to: "b", sent: 1, content: { n: length } },
+      key,
+    );
+    const expected = createHmac("sha256", key).update(bytes.subarray(0, 1)).update(
+      bytes.subarray(33),
+    ).digest();
+    assert.deepEqual(new Uint8Array(bytes.subarray(1, 33)), new Uint8Array(expected));
+  }
+});
