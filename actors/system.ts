@@ -13,6 +13,7 @@ import {
   TimeoutError,
   TransportClosedError,
 } from "../errors.ts";
+import { encodeValue } from "../transport/codec.ts";
 import {
   type ClusterKey,
   type Envelope,
@@ -237,9 +238,17 @@ export class ActorSystem extends EventTarget {
   ): Promise<string[]> {
     const envelopes = messages.map((m) => this.#envelope(m.to, m.type, m.content, m.options ?? {}));
     const remote = envelopes.filter((e) => !this.#deliverLocally(e));
+    // The same content sent to many actors (a broadcast's task) is encoded once.
+    const encoded = new Map<unknown, Uint8Array>();
+    const contentBytes = (content: unknown) => {
+      if (typeof content !== "object" || content === null) return encodeValue(content);
+      let bytes = encoded.get(content);
+      if (!bytes) encoded.set(content, bytes = encodeValue(content));
+      return bytes;
+    };
     const entries = remote.map((e) => ({
       stream: this.inboxOf(e.to),
-      data: sealEnvelope(e, this.#key),
+      data: sealEnvelope(e, this.#key, contentBytes(e.content)),
     }));
     await this.transport.appendMany(entries, { maxLen: this.#maxLen });
     this.#sent += entries.length;

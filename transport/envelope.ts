@@ -45,9 +45,14 @@ export function generateKey(): ClusterKey {
 
 /**
  * Encodes and signs `envelope`. Throws `SerializationError` when its content cannot be sent, so
- * nothing is written.
+ * nothing is written. `contentBytes`, when given, is the content already encoded with
+ * `encodeValue` (to encode a content shared by several envelopes once).
  */
-export function sealEnvelope(envelope: Envelope, key: ClusterKey): Uint8Array {
+export function sealEnvelope(
+  envelope: Envelope,
+  key: ClusterKey,
+  contentBytes: Uint8Array = encodeValue(envelope.content),
+): Uint8Array {
   const body = encodeValue([
     envelope.id,
     envelope.type,
@@ -57,7 +62,7 @@ export function sealEnvelope(envelope: Envelope, key: ClusterKey): Uint8Array {
     envelope.replyTo ?? null,
     envelope.sent,
     envelope.deadline ?? null,
-    encodeValue(envelope.content),
+    contentBytes,
   ]);
   const out = new Uint8Array(HEADER_BYTES + body.byteLength);
   out[0] = WIRE_VERSION;
