@@ -38,7 +38,7 @@ interface Stream {
 interface Waiter {
   group: string;
   consumer: string;
-  streams: readonly string[];
+  streams: ReadonlySet<string>;
   count: number;
   resolve: (entries: StreamEntry[]) => void;
   reject: (error: Error) => void;
@@ -133,8 +133,10 @@ class Broker {
 
   wake(stream: string): void {
     for (const w of this.waiters) {
-      if (!w.streams.includes(stream)) continue;
-      const entries = this.readNow(w.group, w.consumer, w.streams, w.count, ">");
+      if (!w.streams.has(stream)) continue;
+      // The waiter's other streams had nothing when it began waiting, and an append to any of
+      // them would have woken it: only `stream` can have entries.
+      const entries = this.readNow(w.group, w.consumer, [stream], w.count, ">");
       if (entries.length === 0) continue;
       this.waiters.delete(w);
       clearTimeout(w.timer);
@@ -159,7 +161,7 @@ class Broker {
       const waiter: Waiter = {
         group,
         consumer,
-        streams: [...streams],
+        streams: new Set(streams),
         count,
         resolve,
         reject,
