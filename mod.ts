@@ -36,6 +36,16 @@ export {
 } from "./actors/async_result.ts";
 export type { EngineResult } from "./actors/engine.ts";
 export { ModuleFunction, Reference } from "./actors/wire_types.ts";
+export {
+  type Bintree,
+  bintree,
+  printBintree,
+  type ReduceOptions,
+  TreeCommunicator,
+  type TreeStats,
+  wireTree,
+  type WireTreeOptions,
+} from "./actors/tree.ts";
 export { partitionBounds, type Sequence } from "./actors/partition.ts";
 
 export { defineActor } from "./actors/actor.ts";

@@ -11,7 +11,8 @@ import type { Transport } from "../transport/types.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
 import { Namespace } from "./namespace.ts";
 import { errorData } from "./system.ts";
-import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./wire_types.ts";
+import { TreeCommunicator, type TreeWiring } from "./tree.ts";
+import { BlobRef, type FunctionSource, type ModuleFunction, Reference } from "./wire_types.ts";
 
 /** The outcome of one task on one engine, with its timing and captured output. */
 export interface EngineResult {
@@ -171,10 +172,18 @@ export function engineActor(options: EngineOptions): Engine {
         run(ctx, () => {
           namespace = new Namespace(defaults());
         }),
+      wireTree: (content: TreeWiring, ctx) =>
+        run(ctx, async () => {
+          namespace.values.com = await TreeCommunicator.wire(ctx.system, id, content);
+        }),
     },
     control: {
       ping: () => ({ id, at: Date.now() }),
-      abort: (content: { id: string }) => void aborted.add(content.id),
+      abort: (content: { id: string }) => {
+        // An abort that arrives after its task ran is never consumed: bound what they cost.
+        if (aborted.size >= 10_000) aborted.clear();
+        aborted.add(content.id);
+      },
     },
   });
   return {

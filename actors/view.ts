@@ -9,6 +9,7 @@ import { AsyncResult, type Outcome } from "./async_result.ts";
 import type { Client } from "./client.ts";
 import type { EngineResult } from "./engine.ts";
 import { concatenate, partition, type Sequence } from "./partition.ts";
+import { wireTree, type WireTreeOptions } from "./tree.ts";
 import { BlobRef, FunctionSource, ModuleFunction } from "./wire_types.ts";
 
 /** Values pushed or passed at least this large (encoded) are stored once as blobs. */
@@ -139,6 +140,15 @@ export abstract class View {
   /** Pulls `name` from every engine and concatenates the values in target order. */
   async gather(name: string, options: CallOptions = {}): Promise<unknown[] | ArrayBufferView> {
     return concatenate(await this.pull(name, options));
+  }
+
+  /**
+   * Wires the view's engines into a binary tree (the first target is the root) and puts a tree
+   * communicator, `com`, in each engine's namespace, for `com.reduce` and `com.allreduce`.
+   * Resolves to the parent of every engine (`null` for the root).
+   */
+  wireTree(options?: WireTreeOptions): Promise<Map<number, number | null>> {
+    return wireTree(this, options);
   }
 
   /** Clears every engine's namespace (back to `id`, `rank`, `size`). */
