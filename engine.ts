@@ -7,7 +7,9 @@
  *
  * Options: `--ids 0,1,2` (or `--n N` with `--first K`) chooses the engine ids; `--size N` is the
  * `size` their namespaces start with (default: the number of ids); `--key-stdin` reads the key
- * from standard input instead of a file. The key is never printed.
+ * from standard input instead of a file; `--redis -` reads the URL from standard input (after the
+ * key, on the next line, with `--key-stdin`), which keeps a password out of the process list. The
+ * key and the password are never printed.
  *
  * @module
  */
@@ -30,10 +32,15 @@ if (import.meta.main) {
       "host-id": { type: "string" },
     },
   });
-  const url = values.redis ?? Deno.env.get("REDIS_URL");
+  const stdin = values["key-stdin"] || values.redis === "-"
+    ? (await new Response(Deno.stdin.readable).text()).split("\n").map((line) => line.trim())
+    : [];
+  const url = values.redis === "-"
+    ? stdin[values["key-stdin"] ? 1 : 0]
+    : values.redis ?? Deno.env.get("REDIS_URL");
   if (!url || !values.cluster) fail("pass --redis URL (or set REDIS_URL) and --cluster NAME");
   const key = values["key-stdin"]
-    ? parseHexKey((await new Response(Deno.stdin.readable).text()).trim(), "the key on stdin")
+    ? parseHexKey(stdin[0], "the key on stdin")
     : values["key-file"]
     ? await readKeyFile(values["key-file"])
     : fail("pass --key-file FILE or --key-stdin");
@@ -63,6 +70,7 @@ if (import.meta.main) {
     engineIds: ids,
     size: Number(values.size ?? ids.length),
     hostId: values["host-id"] ?? `host-${Deno.pid}`,
+    heartbeat: { url },
   });
   const stop = async () => {
     await host.close();

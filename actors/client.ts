@@ -4,11 +4,12 @@
  * @module
  */
 import { EngineDiedError } from "../errors.ts";
-import type { ClusterKey } from "../transport/envelope.ts";
+import { type ClusterKey, openEnvelope } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
 import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker.ts";
 import { broadcastAddress } from "./broadcast.ts";
+import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
 import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
 import type { ActorSystem } from "./system.ts";
 import { DirectView } from "./view.ts";
@@ -30,10 +31,27 @@ export interface ClientOptions {
   streamOutput?: boolean;
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;
+  /**
+   * An engine whose host sends heartbeats and falls silent this long (ms) is taken for dead.
+   * Default 3000. Hosts started by `engine.ts` send heartbeats; hosts a `Cluster` launched are
+   * watched directly.
+   */
+  heartbeatTimeoutMs?: number;
 }
 
-/** A connection to a cluster's engines (IPython Parallel's `Client`). */
-export class Client {
+/** The `detail` of a client's `"enginedied"` event. */
+export interface EngineDiedDetail {
+  /** The engine that died. */
+  engineId: number;
+  /** How it was found dead. */
+  reason: string;
+}
+
+/**
+ * A connection to a cluster's engines (IPython Parallel's `Client`). Dispatches an
+ * `"enginedied"` `CustomEvent` (detail {@linkcode EngineDiedDetail}) when an engine dies.
+ */
+export class Client extends EventTarget {
   /** The actor system the client speaks through. */
   readonly system: ActorSystem;
   readonly #ids: number[];
@@ -43,16 +61,63 @@ export class Client {
   readonly #transportUrl: string;
   readonly #streamOutput: boolean;
   #broadcast: { worker: Worker; ready: Promise<string>; stopped: Promise<void> } | undefined;
+  #heartbeats: ReturnType<typeof setInterval> | undefined;
+  #poll: Promise<void> | undefined;
   #closed = false;
 
   /** Makes a client speaking through `options.system`; `Cluster` makes clients for you. */
   constructor(options: ClientOptions) {
+    super();
     this.system = options.system;
     this.#key = options.key;
     this.#transportUrl = options.transportUrl;
     this.#streamOutput = options.streamOutput ?? false;
     this.#ids = [...options.ids].sort((a, b) => a - b);
     this.#onClose = options.onClose;
+    this.#watchHeartbeats(options.heartbeatTimeoutMs ?? 3000);
+  }
+
+  /** Polls the heartbeat stream and declares dead the engines of hosts that fell silent. */
+  #watchHeartbeats(timeoutMs: number): void {
+    const { system } = this;
+    const stream = system.inboxOf(HEARTBEATS);
+    const group = `beats.${system.id}`;
+    const hosts = new Map<string, { seen: number; engineIds: number[] }>();
+    const period = Math.max(50, Math.min(500, timeoutMs / 4));
+    let lastPoll = Date.now();
+    const poll = async () => {
+      try {
+        const entries = await system.transport.read(group, system.id, [stream], {
+          blockMs: 0,
+          count: 1000,
+        });
+        const now = Date.now();
+        for (const entry of entries) {
+          try {
+            const { content } = openEnvelope(entry.data ?? new Uint8Array(), this.#key);
+            const beat = content as Heartbeat;
+            hosts.set(beat.hostId, { seen: now, engineIds: beat.engineIds });
+          } catch { /* not a heartbeat of this cluster */ }
+        }
+        if (entries.length) await system.transport.ack(stream, group, entries.map((e) => e.id));
+        // A poll this late means this process stalled, not the hosts: start counting again.
+        const stalled = now - lastPoll > timeoutMs;
+        lastPoll = now;
+        for (const [hostId, host] of hosts) {
+          if (stalled) host.seen = now;
+          else if (now - host.seen > timeoutMs) {
+            hosts.delete(hostId);
+            const silent = ((now - host.seen) / 1000).toFixed(1);
+            for (const id of host.engineIds) {
+              this.engineDied(id, `its host ${hostId} sent no heartbeat for ${silent} s`);
+            }
+          }
+        }
+      } catch { /* the transport is away: the next poll tries again */ }
+    };
+    this.#heartbeats = setInterval(() => {
+      this.#poll ??= poll().finally(() => (this.#poll = undefined));
+    }, period);
   }
 
   /** The ids of the engines, sorted. */
@@ -187,6 +252,9 @@ export class Client {
     const error = new EngineDiedError(id, reason);
     this.#dead.set(id, error);
     this.system.failAsksTo(`engine.${id}`, error);
+    this.dispatchEvent(
+      new CustomEvent<EngineDiedDetail>("enginedied", { detail: { engineId: id, reason } }),
+    );
     this.#broadcast?.ready.then((hostId) =>
       this.system.send(broadcastAddress(hostId, 0), "died", { engineIds: [id], reason })
     ).catch(() => {});
@@ -196,6 +264,8 @@ export class Client {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#heartbeats);
+    await this.#poll;
     if (this.#broadcast) {
       const { worker, ready, stopped } = this.#broadcast;
       if (await ready.then(() => true, () => false)) {

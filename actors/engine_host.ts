@@ -9,9 +9,23 @@ import type { Transport } from "../transport/types.ts";
 import { defineActor } from "./actor.ts";
 import { engineActor } from "./engine.ts";
 import { ActorSystem } from "./system.ts";
+import type { ToHeartbeatWorker } from "./_heartbeat_worker.ts";
 
 /** The address engines register at: its inbox is the cluster's registry stream. */
 export const REGISTRY = "_registry";
+
+/** The address engine hosts send heartbeats to: its inbox is the cluster's heartbeat stream. */
+export const HEARTBEATS = "_heartbeats";
+
+/** What an engine host sends every heartbeat interval. */
+export interface Heartbeat {
+  /** The host's id. */
+  hostId: string;
+  /** The engines it runs. */
+  engineIds: number[];
+  /** When it was sent (ms since the epoch, host's clock). */
+  at: number;
+}
 
 /** What an engine writes to the registry when it is ready. */
 export interface Registration {
@@ -37,6 +51,12 @@ export interface EngineHostConfig {
   size: number;
   /** This host's id, unique in the cluster. */
   hostId: string;
+  /**
+   * Send heartbeats from a thread of their own, so that clients notice when the host dies
+   * (needed for hosts no client launched): the transport URL (password included) and the
+   * interval in ms (default 1000).
+   */
+  heartbeat?: { url: string; intervalMs?: number };
 }
 
 /** A running engine host. */
@@ -46,9 +66,12 @@ export class EngineHost {
   /** Resolves when the host is asked to stop by a `stop` message to `host.<hostId>`. */
   readonly stopRequested: Promise<void>;
 
-  private constructor(system: ActorSystem, stopRequested: Promise<void>) {
+  readonly #heartbeat: Worker | undefined;
+
+  private constructor(system: ActorSystem, stopRequested: Promise<void>, heartbeat?: Worker) {
     this.system = system;
     this.stopRequested = stopRequested;
+    this.#heartbeat = heartbeat;
   }
 
   /** Starts the engines of `config` on `transport` and registers each of them. */
@@ -69,16 +92,63 @@ export class EngineHost {
       const engine = engineActor({ id, size: config.size, transport });
       system.spawn(`engine.${id}`, engine.definition);
     }
+    let heartbeat: Worker | undefined;
+    try {
+      heartbeat = config.heartbeat && await startHeartbeat(config, config.heartbeat);
+    } catch (error) {
+      await system.close();
+      throw error;
+    }
     await system.sendMany(config.engineIds.map((id) => ({
       to: REGISTRY,
       type: "register",
       content: { id, hostId: config.hostId, pid: Deno.pid, at: Date.now() } satisfies Registration,
     })));
-    return new EngineHost(system, stopRequested);
+    return new EngineHost(system, stopRequested, heartbeat);
   }
 
-  /** Stops every engine of this host. Does not close the transport. */
+  /** Stops every engine of this host (and its heartbeats). Does not close the transport. */
   async close(): Promise<void> {
+    if (this.#heartbeat) {
+      const heartbeat = this.#heartbeat;
+      const stopped = new Promise((resolve) => (heartbeat.onmessage = resolve));
+      heartbeat.postMessage({ type: "stop" } satisfies ToHeartbeatWorker);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([stopped, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
+      heartbeat.terminate();
+    }
     await this.system.close();
   }
+}
+
+async function startHeartbeat(
+  config: EngineHostConfig,
+  options: { url: string; intervalMs?: number },
+): Promise<Worker> {
+  const worker = new Worker(new URL("./_heartbeat_worker.ts", import.meta.url), { type: "module" });
+  const started = new Promise<void>((resolve, reject) => {
+    worker.onmessage = () => resolve();
+    worker.onerror = (event) => {
+      event.preventDefault();
+      reject(new Error(`Cannot start heartbeats: ${event.message}`));
+    };
+  });
+  worker.postMessage(
+    {
+      type: "start",
+      url: options.url,
+      key: config.key,
+      namespace: config.namespace,
+      beat: { hostId: config.hostId, engineIds: config.engineIds },
+      intervalMs: options.intervalMs ?? 1000,
+    } satisfies ToHeartbeatWorker,
+  );
+  try {
+    await started;
+  } catch (error) {
+    worker.terminate();
+    throw error;
+  }
+  return worker;
 }
