@@ -18,7 +18,7 @@
  */
 
 export { Cluster, type ClusterOptions } from "./actors/cluster.ts";
-export { Client } from "./actors/client.ts";
+export { Client, type ClientOptions, type EngineDiedDetail } from "./actors/client.ts";
 export {
   type AnyFunction,
   type CallOptions,
