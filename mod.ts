@@ -17,7 +17,7 @@
  * @module
  */
 
-export { Cluster, type ClusterOptions } from "./actors/cluster.ts";
+export { Cluster, type ClusterOptions, readKeyFile, writeKeyFile } from "./actors/cluster.ts";
 export { Client, type ClientOptions, type EngineDiedDetail } from "./actors/client.ts";
 export {
   type AnyFunction,

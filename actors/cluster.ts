@@ -28,6 +28,24 @@ export interface ClusterOptions {
   namespace?: string;
   /** The cluster key (32 random bytes by default). */
   key?: ClusterKey;
+  /**
+   * A file holding the cluster key in hex (see {@linkcode writeKeyFile}), read by
+   * {@linkcode Cluster.start}; used when `key` is not given.
+   */
+  keyFile?: string;
+  /**
+   * Restricts what the engines may do, in the shape of a Worker's `deno.permissions`: omitted
+   * kinds are denied. Default: the engines get every permission (`-A`).
+   *
+   * The engines also get what they need whatever this says: net access to the Redis host and
+   * port, read access to the CA file of a `rediss://…?ca=` URL and to this library's directory
+   * when it was imported from `file:` (engines start Workers from its modules), and import
+   * access to its host when it was imported by `http(s):` URL. The `"worker"` launcher needs
+   * Deno's `--unstable-worker-options` flag for it (without it, Deno exits with "Unstable API
+   * 'Worker.deno.permissions'"); the `"process"` launcher maps it to `--allow-*` flags
+   * (`"inherit"` becomes `--allow-<kind>` when this process has that permission).
+   */
+  permissions?: Deno.PermissionOptionsObject;
   /** How long to wait for every engine to register, in ms. Default 60,000. */
   engineTimeout?: number;
   /** Show a progress bar on stderr while engines start. Default: when stderr is a terminal. */
@@ -55,7 +73,7 @@ export class Cluster extends EventTarget {
   /** The cluster's namespace: its name, and the prefix of its stream keys. */
   readonly namespace: string;
   readonly #options: ClusterOptions;
-  readonly #key: ClusterKey;
+  #key: ClusterKey;
   readonly #hosts: Host[] = [];
   #transport: Transport | undefined;
   #client: Client | undefined;
@@ -85,6 +103,7 @@ export class Cluster extends EventTarget {
     this.#options = { ...options, transport, launcher };
     this.namespace = options.namespace ?? `dp-${crypto.randomUUID().slice(0, 8)}`;
     this.#key = options.key ?? generateKey();
+    if (options.permissions !== undefined) checkPermissions(options.permissions);
   }
 
   /** The client, once connected. */
@@ -96,6 +115,9 @@ export class Cluster extends EventTarget {
   async start(): Promise<void> {
     if (this.#transport) throw new Error("Cannot start cluster: it is already started");
     if (this.#stopped) throw new Error("Cannot start cluster: it is stopped");
+    if (!this.#options.key && this.#options.keyFile) {
+      this.#key = await readKeyFile(this.#options.keyFile);
+    }
     this.#transport = await createTransport(this.#options.transport);
     const hostCount = Math.min(this.n, this.#options.hosts ?? (navigator.hardwareConcurrency || 1));
     for (let h = 0; h < hostCount; h++) {
@@ -115,7 +137,7 @@ export class Cluster extends EventTarget {
       hostId: host.id,
     };
     if (this.#options.launcher === "process") return this.#launchProcess(host, config);
-    const worker = new Worker(new URL("./_worker_host.ts", import.meta.url), { type: "module" });
+    const worker = this.#newWorker();
     host.worker = worker;
     let stopped!: () => void;
     host.stopped = new Promise((resolve) => (stopped = resolve));
@@ -156,15 +178,31 @@ export class Cluster extends EventTarget {
     await started;
   }
 
+  #newWorker(): Worker {
+    const url = new URL("./_worker_host.ts", import.meta.url);
+    const permissions = this.#options.permissions;
+    if (permissions === undefined) return new Worker(url, { type: "module" });
+    // Without --unstable-worker-options, Deno ends the process here with its own message.
+    return new Worker(url, {
+      type: "module",
+      deno: { permissions: enginePermissions(permissions, this.#options.transport!) },
+    });
+  }
+
   async #launchProcess(host: Host, config: EngineHostConfig): Promise<void> {
     const script = new URL("../engine.ts", import.meta.url).href;
+    const permissions = this.#options.permissions;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "-A",
+        ...(permissions === undefined ? ["-A"] : [
+          "--no-prompt",
+          ...permissionFlags(enginePermissions(permissions, this.#options.transport!)),
+        ]),
         script,
+        // The URL (it may hold a password) goes on stdin, after the key, not in the process list.
         "--redis",
-        this.#options.transport!,
+        "-",
         "--cluster",
         config.namespace,
         "--key-stdin",
@@ -182,7 +220,9 @@ export class Cluster extends EventTarget {
     }).spawn();
     host.process = child;
     const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(toHex(this.#key) + "\n"));
+    await writer.write(
+      new TextEncoder().encode(`${toHex(this.#key)}\n${this.#options.transport!}\n`),
+    );
     await writer.close();
     const stderr = new Response(child.stderr).text();
     host.stopped = child.status.then(async (status) => {
@@ -455,6 +495,27 @@ export function toHex(key: ClusterKey): string {
   return [...key].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * Writes a new cluster key (or `key`) to `path` in hex, readable by its owner only (mode 0600),
+ * for {@linkcode ClusterOptions.keyFile}, `Cluster.connect({ keyFile })` and `engine.ts
+ * --key-file`. Returns the key.
+ *
+ * @example Share a key with engines started by hand
+ * ```ts ignore
+ * const key = await writeKeyFile("cluster.key");
+ * await using cluster = new Cluster({ keyFile: "cluster.key", transport: "redis://…" });
+ * ```
+ */
+export async function writeKeyFile(
+  path: string,
+  key: ClusterKey = generateKey(),
+): Promise<ClusterKey> {
+  await Deno.writeTextFile(path, toHex(key) + "\n", { mode: 0o600 });
+  // The mode applies only to a new file.
+  if (Deno.build.os !== "windows") await Deno.chmod(path, 0o600);
+  return key;
+}
+
 /** Reads a key file: 64 hex digits (whitespace ignored). */
 export async function readKeyFile(path: string): Promise<ClusterKey> {
   const text = (await Deno.readTextFile(path)).trim();
@@ -467,4 +528,62 @@ export function parseHexKey(text: string, what: string): ClusterKey {
     throw new TypeError(`Cannot read ${what}: expected at least 32 hex digits`);
   }
   return new Uint8Array(text.match(/../g)!.map((h) => parseInt(h, 16)));
+}
+
+const PERMISSION_KINDS = ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const;
+
+function checkPermissions(permissions: Deno.PermissionOptionsObject): void {
+  for (const name of Object.keys(permissions)) {
+    if (!(PERMISSION_KINDS as readonly string[]).includes(name)) {
+      throw new TypeError(`Cannot make cluster: unknown permission "${name}"`);
+    }
+  }
+}
+
+/** `permissions` plus what engines need to run: Redis' host, its CA file, this library's host. */
+function enginePermissions(
+  permissions: Deno.PermissionOptionsObject,
+  transport: string,
+): Deno.PermissionOptionsObject {
+  const result: Deno.PermissionOptionsObject = { ...permissions };
+  const add = (kind: "read" | "net" | "import", value: string) => {
+    const current = result[kind];
+    if (current === true || current === "inherit") return;
+    const list: (string | URL)[] = Array.isArray(current) ? current : [];
+    if (!list.map(String).includes(value)) {
+      (result as Record<string, unknown>)[kind] = [...list, value];
+    }
+  };
+  if (!transport.startsWith("memory:")) {
+    const url = new URL(transport);
+    add("net", `${url.hostname}:${url.port || "6379"}`);
+    const ca = url.searchParams.get("ca");
+    if (ca !== null) add("read", ca);
+  }
+  const root = new URL("../", import.meta.url);
+  if (root.protocol === "file:") add("read", fromFileUrl(root));
+  if (root.protocol === "http:" || root.protocol === "https:") add("import", root.host);
+  return result;
+}
+
+function fromFileUrl(url: URL): string {
+  const path = decodeURIComponent(url.pathname);
+  return Deno.build.os === "windows" ? path.slice(1).replaceAll("/", "\\") : path;
+}
+
+/** Deno's `--allow-*` flags for `permissions`. */
+function permissionFlags(permissions: Deno.PermissionOptionsObject): string[] {
+  const flags: string[] = [];
+  for (const kind of PERMISSION_KINDS) {
+    const value = permissions[kind];
+    if (value === true) flags.push(`--allow-${kind}`);
+    else if (Array.isArray(value) && value.length > 0) {
+      flags.push(`--allow-${kind}=${value.map(String).join(",")}`);
+    } else if (
+      value === "inherit" && Deno.permissions.querySync({ name: kind }).state === "granted"
+    ) {
+      flags.push(`--allow-${kind}`);
+    }
+  }
+  return flags;
 }

@@ -60,6 +60,7 @@ interface ConnectionHooks {
 
 function newClient(
   url: string,
+  ca: string | undefined,
   connectTimeoutMs: number,
   reconnectStrategy: (retries: number, cause: Error) => number | false,
 ) {
@@ -67,7 +68,11 @@ function newClient(
     url,
     disableClientInfo: true,
     commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } },
-    socket: { connectTimeout: Math.min(connectTimeoutMs, 5000), reconnectStrategy },
+    socket: {
+      connectTimeout: Math.min(connectTimeoutMs, 5000),
+      reconnectStrategy,
+      ...(ca === undefined ? {} : { ca }),
+    },
   });
 }
 
@@ -78,8 +83,13 @@ class Connection {
   /** Ends when node-redis' backoff sleep does: it cannot be cancelled, only waited for. */
   #backoff: { done: Promise<void>; end: () => void } | undefined;
 
-  constructor(url: string, connectTimeoutMs: number, hooks: ConnectionHooks) {
-    this.client = newClient(url, connectTimeoutMs, (retries, cause) => {
+  constructor(
+    url: string,
+    ca: string | undefined,
+    connectTimeoutMs: number,
+    hooks: ConnectionHooks,
+  ) {
+    this.client = newClient(url, ca, connectTimeoutMs, (retries, cause) => {
       const delay = this.#reconnectDelay(retries, cause, hooks);
       if (delay !== false && !this.#backoff) {
         let end!: () => void;
@@ -104,9 +114,12 @@ class Connection {
     if (hooks.closed()) return false;
     const delay = Math.min(MIN_BACKOFF_MS * 2 ** retries, MAX_BACKOFF_MS);
     if (this.#connected) return delay;
-    // Not connected yet: give up on a refusal (a wrong password) or once time is up.
+    // Not connected yet: give up on a refusal (a wrong password, an untrusted certificate) or
+    // once time is up.
     const left = hooks.connectDeadline() - Date.now();
-    if (left <= 0 || (isServerReply(cause) && !isTransient(cause))) return false;
+    if (left <= 0 || (isServerReply(cause) && !isTransient(cause)) || isTlsRefusal(cause)) {
+      return false;
+    }
     return Math.min(delay, left);
   }
 
@@ -187,9 +200,11 @@ export class RedisTransport implements Transport {
   #groups = new Map<string, Set<string>>();
   #recovery = new Map<string, Recovery>();
 
-  private constructor(url: string, options: RedisTransportOptions) {
+  private constructor(url: string, ca: string | undefined, options: RedisTransportOptions) {
     this.url = redactUrl(url);
     const parsed = new URL(url);
+    // node-redis has no use for the query, and puts the URL it is given in some of its errors.
+    parsed.search = "";
     this.#secrets = [parsed.password, safeDecode(parsed.password)].filter((s) => s !== "");
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 10_000;
     checkDuration("commandTimeoutMs", this.#commandTimeoutMs);
@@ -201,17 +216,35 @@ export class RedisTransport implements Transport {
       onReady: () => this.#onReady(),
       onError: (error) => this.#lastError = error,
     };
-    this.#cmd = new Connection(url, connectTimeoutMs, hooks);
-    this.#blocker = new Connection(url, connectTimeoutMs, hooks);
+    this.#cmd = new Connection(parsed.href, ca, connectTimeoutMs, hooks);
+    this.#blocker = new Connection(parsed.href, ca, connectTimeoutMs, hooks);
   }
 
   /**
    * Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://`
    * for TLS). Rejects with {@linkcode TransportClosedError} when the server cannot be reached or
-   * refuses the credentials within `connectTimeoutMs`.
+   * refuses the credentials within `connectTimeoutMs`. Neither the password nor the URL's query
+   * appears in its messages or in {@linkcode RedisTransport.url}'s password.
+   *
+   * With `rediss://`, the server's certificate is checked against the system's CAs, or against
+   * the PEM file that the query parameter `ca` names instead:
+   * `rediss://host:6380?ca=/etc/redis/ca.pem` (it needs read permission on that file).
    */
   static async connect(url: string, options: RedisTransportOptions = {}): Promise<RedisTransport> {
-    const transport = new RedisTransport(url, options);
+    redactUrl(url); // throws a TypeError that shows no part of a bad URL
+    const caFile = new URL(url).searchParams.get("ca");
+    let ca: string | undefined;
+    if (caFile !== null) {
+      try {
+        ca = await Deno.readTextFile(caFile);
+      } catch (error) {
+        throw new TransportClosedError(
+          `Cannot connect to ${redactUrl(url)}: cannot read CA file "${caFile}"`,
+          { cause: error },
+        );
+      }
+    }
+    const transport = new RedisTransport(url, ca, options);
     await transport.#connect(options.connectTimeoutMs ?? 10_000);
     return transport;
   }
@@ -234,7 +267,7 @@ export class RedisTransport implements Transport {
         ? `no answer within ${timeoutMs} ms`
         : this.#scrub(error instanceof Error ? error.message : String(error));
       throw new TransportClosedError(`Cannot connect to ${this.url}: ${reason}`, {
-        cause: error instanceof DeadlinePassed ? this.#lastError : error,
+        cause: this.#scrubError(error instanceof DeadlinePassed ? this.#lastError : error),
       });
     } finally {
       clearTimeout(timer);
@@ -466,12 +499,25 @@ export class RedisTransport implements Transport {
   #unreachable(what: string): TransportClosedError {
     return new TransportClosedError(
       `Cannot ${what}: no answer from ${this.url} for ${this.#commandTimeoutMs} ms`,
-      { cause: this.#lastError },
+      { cause: this.#scrubError(this.#lastError) },
     );
   }
 
   #scrub(message: string): string {
     return this.#secrets.reduce((m, secret) => m.replaceAll(secret, "***"), message);
+  }
+
+  /** `error`, or a copy without the password when its message or stack shows it. */
+  #scrubError(error: unknown): unknown {
+    if (!(error instanceof Error)) {
+      return typeof error === "string" ? this.#scrub(error) : error;
+    }
+    const shown = `${error.message}\n${error.stack ?? ""}`;
+    if (this.#scrub(shown) === shown) return error;
+    const copy = new Error(this.#scrub(error.message));
+    copy.name = error.name;
+    copy.stack = this.#scrub(error.stack ?? "");
+    return copy;
   }
 
   /** Runs `op` until it succeeds, giving up after `commandTimeoutMs`. */
@@ -761,6 +807,11 @@ function isServerReply(error: unknown): error is Error {
     if (p.constructor.name === "ErrorReply") return true;
   }
   return false;
+}
+
+/** Whether `error` is a TLS handshake's refusal (a certificate not trusted or not matching). */
+function isTlsRefusal(error: Error): boolean {
+  return /certificate|\bTLS\b|\bSSL\b|altnames/i.test(error.message);
 }
 
 /** Whether the server answered that it cannot serve yet (loading its data, running a script). */
