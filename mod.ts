@@ -53,8 +53,10 @@ export type { ActorContext, ActorDefinition, Handler } from "./actors/actor.ts";
 export { ActorSystem } from "./actors/system.ts";
 export type {
   ActorSystemOptions,
+  ActorSystemStats,
   AskOptions,
   DeadLetterDetail,
+  DeadLetterReason,
   Reply,
   SendOptions,
 } from "./actors/system.ts";

@@ -12,7 +12,7 @@ import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts
 import { Namespace } from "./namespace.ts";
 import { errorData } from "./system.ts";
 import { TreeCommunicator, type TreeWiring } from "./tree.ts";
-import { BlobRef, type FunctionSource, type ModuleFunction, Reference } from "./wire_types.ts";
+import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./wire_types.ts";
 
 /** The outcome of one task on one engine, with its timing and captured output. */
 export interface EngineResult {
@@ -146,40 +146,63 @@ export function engineActor(options: EngineOptions): Engine {
 
   const definition = defineActor({
     handlers: {
-      apply: (content: ApplyContent, ctx) =>
-        run(ctx, async () => {
+      apply: (content: ApplyContent, ctx) => {
+        checkApply(content);
+        return run(ctx, async () => {
           const fn = await resolve(content.fn);
           if (typeof fn !== "function") throw new TypeError("Cannot apply: not a function");
           const args = await Promise.all(content.args.map(resolve));
           return await fn(...args);
-        }),
-      execute: (content: { code: string }, ctx) => run(ctx, () => namespace.execute(content.code)),
-      push: (content: { values: Record<string, unknown> }, ctx) =>
-        run(ctx, async () => {
+        });
+      },
+      execute: (content: { code: string }, ctx) => {
+        if (!isRecord(content) || typeof content.code !== "string") {
+          throw new TypeError("Cannot execute: content must be { code: string }");
+        }
+        return run(ctx, () => namespace.execute(content.code));
+      },
+      push: (content: { values: Record<string, unknown> }, ctx) => {
+        if (!isRecord(content) || !isRecord(content.values) || Array.isArray(content.values)) {
+          throw new TypeError("Cannot push: content must be { values: { name: value } }");
+        }
+        return run(ctx, async () => {
           for (const [name, value] of Object.entries(content.values)) {
             namespace.values[name] = await resolve(value);
           }
-        }),
-      pull: (content: { names: string[] }, ctx) =>
-        run(ctx, () =>
+        });
+      },
+      pull: (content: { names: string[] }, ctx) => {
+        if (
+          !isRecord(content) || !Array.isArray(content.names) ||
+          !content.names.every((name) => typeof name === "string")
+        ) {
+          throw new TypeError("Cannot pull: content must be { names: string[] }");
+        }
+        return run(ctx, () =>
           content.names.map((name) => {
             if (!Object.hasOwn(namespace.values, name)) {
               throw new ReferenceError(`${name} is not defined`);
             }
             return namespace.values[name];
-          })),
+          }));
+      },
       clear: (_: unknown, ctx) =>
         run(ctx, () => {
           namespace = new Namespace(defaults());
         }),
-      wireTree: (content: TreeWiring, ctx) =>
-        run(ctx, async () => {
+      wireTree: (content: TreeWiring, ctx) => {
+        checkWiring(content);
+        return run(ctx, async () => {
           namespace.values.com = await TreeCommunicator.wire(ctx.system, id, content);
-        }),
+        });
+      },
     },
     control: {
       ping: () => ({ id, at: Date.now() }),
       abort: (content: { id: string }) => {
+        if (!isRecord(content) || typeof content.id !== "string") {
+          throw new TypeError("Cannot abort: content must be { id: string }");
+        }
         // An abort that arrives after its task ran is never consumed: bound what they cost.
         if (aborted.size >= 10_000) aborted.clear();
         aborted.add(content.id);
@@ -193,4 +216,49 @@ export function engineActor(options: EngineOptions): Engine {
     },
     definition,
   };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+/**
+ * Checks the shape of an `apply` message before anything runs: a message that is not a task
+ * (sent by a foreign or buggy client) fails as a whole with `TypeError`, unlike a task that throws.
+ */
+function checkApply(content: ApplyContent): void {
+  if (!isRecord(content)) throw new TypeError("Cannot apply: content must be { fn, args }");
+  const fn: unknown = content.fn;
+  if (
+    !(fn instanceof FunctionSource || fn instanceof ModuleFunction || fn instanceof Reference ||
+      fn instanceof BlobRef)
+  ) {
+    throw new TypeError(
+      "Cannot apply: fn must be a FunctionSource, ModuleFunction, Reference or BlobRef",
+    );
+  }
+  if (fn instanceof FunctionSource && typeof fn.source !== "string") {
+    throw new TypeError("Cannot apply: fn.source must be a string");
+  }
+  if (
+    fn instanceof ModuleFunction &&
+    (typeof fn.url !== "string" || typeof fn.exportName !== "string")
+  ) {
+    throw new TypeError("Cannot apply: fn.url and fn.exportName must be strings");
+  }
+  if (!Array.isArray(content.args)) throw new TypeError("Cannot apply: args must be an array");
+}
+
+/** Checks the shape of a `wireTree` message (see `TreeWiring`). */
+function checkWiring(content: TreeWiring): void {
+  const ok = isRecord(content) && typeof content.wiring === "string" &&
+    Array.isArray(content.ids) && content.ids.every((n) => Number.isInteger(n)) &&
+    Array.isArray(content.tree) &&
+    content.tree.every((pair) =>
+      Array.isArray(pair) && pair.length === 2 && Number.isInteger(pair[0]) &&
+      (pair[1] === null || Number.isInteger(pair[1]))
+    ) &&
+    typeof content.heartbeatMs === "number" && typeof content.livenessMs === "number" &&
+    typeof content.measureBacklog === "boolean";
+  if (!ok) throw new TypeError("Cannot wire tree: content is not a tree wiring");
 }

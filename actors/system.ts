@@ -48,6 +48,19 @@ export interface ActorSystemOptions {
    * dies before handling it. Default `false`.
    */
   localDelivery?: boolean;
+  /**
+   * An entry delivered more than this many times without being handled (its handler crashed
+   * the host each time, so it was never acknowledged) is dead-lettered instead of handled
+   * again, and its asker gets a `PoisonMessageError` answer. Uses the consumer group's delivery
+   * count. Default 3.
+   */
+  maxDeliveries?: number;
+  /**
+   * Entries of this system's inboxes left pending by another consumer (a dead host) for at least
+   * this long, in ms, are claimed and handled here. Checked when the reader starts, when an actor
+   * is spawned, and then every `claimIdleMs / 2`. Default 30,000.
+   */
+  claimIdleMs?: number;
 }
 
 /** Options of {@linkcode ActorSystem.send}. */
@@ -73,10 +86,35 @@ export interface AskOptions {
 /** What answers a message that expects an answer. */
 export type Reply = { ok: true; value: unknown } | { ok: false; error: RemoteErrorData };
 
+/** Why an entry was dead-lettered, as counted in {@linkcode ActorSystemStats.deadLetters}. */
+export type DeadLetterReason =
+  | "no-payload"
+  | "oversized"
+  | "truncated"
+  | "version"
+  | "signature"
+  | "malformed"
+  | "unknown-type"
+  | "poison";
+
+/** What {@linkcode ActorSystem.stats} returns. */
+export interface ActorSystemStats {
+  /** Envelopes this system wrote (`send`, `sendMany`, `ask`). */
+  sent: number;
+  /** Envelopes its reader accepted (signature verified, body decoded). */
+  received: number;
+  /** Entries it moved to the dead-letter stream. */
+  deadLettered: number;
+  /** {@linkcode ActorSystemStats.deadLettered}, by reason. */
+  deadLetters: Record<DeadLetterReason, number>;
+}
+
 /** The `detail` of a `"deadletter"` event: an entry that was moved to the dead-letter stream. */
 export interface DeadLetterDetail {
   /** Why it was dead-lettered. */
   error: InvalidMessageError;
+  /** The kind of reason. */
+  reason: DeadLetterReason;
 }
 
 /** An actor as its system runs it. */
@@ -119,6 +157,10 @@ export class ActorSystem extends EventTarget {
   readonly #maxLen: number;
   readonly #maxMessageBytes: number;
   readonly #localDelivery: boolean;
+  readonly #maxDeliveries: number;
+  readonly #claimIdleMs: number;
+  /** When the reader next claims other consumers' stale entries (ms since the epoch). */
+  #nextClaim = 0;
   readonly #actors = new Map<string, Running>();
   readonly #byStream = new Map<string, Running>();
   readonly #asks = new Map<string, Waiting>();
@@ -134,6 +176,16 @@ export class ActorSystem extends EventTarget {
   readonly #inFlight = new Set<string>();
   #sent = 0;
   #received = 0;
+  readonly #deadLetters: Record<DeadLetterReason, number> = {
+    "no-payload": 0,
+    oversized: 0,
+    truncated: 0,
+    version: 0,
+    signature: 0,
+    malformed: 0,
+    "unknown-type": 0,
+    poison: 0,
+  };
 
   /** Makes a system; its reader starts with the first actor spawned or the first `ask`. */
   constructor(options: ActorSystemOptions) {
@@ -146,6 +198,18 @@ export class ActorSystem extends EventTarget {
     this.#maxLen = options.maxLen ?? 10_000;
     this.#maxMessageBytes = options.maxMessageBytes ?? 512 * 1024 * 1024;
     this.#localDelivery = options.localDelivery ?? false;
+    this.#maxDeliveries = options.maxDeliveries ?? 3;
+    this.#claimIdleMs = options.claimIdleMs ?? 30_000;
+    if (!(this.#maxDeliveries >= 1)) {
+      throw new RangeError(
+        `Cannot make actor system: maxDeliveries must be at least 1, got ${this.#maxDeliveries}`,
+      );
+    }
+    if (!(this.#claimIdleMs >= 0)) {
+      throw new RangeError(
+        `Cannot make actor system: claimIdleMs must be at least 0, got ${this.#claimIdleMs}`,
+      );
+    }
     this.replyAddress = `_reply.${this.id}`;
     this.#replyStream = this.inboxOf(this.replyAddress);
     this.#wakeStream = `${this.namespace}:wake:${this.id}`;
@@ -177,6 +241,7 @@ export class ActorSystem extends EventTarget {
     this.#actors.set(address, running);
     this.#byStream.set(running.stream, running);
     this.#streams = undefined;
+    this.#nextClaim = 0;
     this.#start();
     this.#wake();
   }
@@ -192,9 +257,14 @@ export class ActorSystem extends EventTarget {
     await running.definition.stopped?.();
   }
 
-  /** How many envelopes this system wrote (`send`, `sendMany`, `ask`) and its reader accepted. */
-  get stats(): { sent: number; received: number } {
-    return { sent: this.#sent, received: this.#received };
+  /**
+   * How many envelopes this system wrote (`send`, `sendMany`, `ask`), how many its reader
+   * accepted, and how many entries it dead-lettered, in total and by reason.
+   */
+  get stats(): ActorSystemStats {
+    const deadLetters = { ...this.#deadLetters };
+    const deadLettered = Object.values(deadLetters).reduce((a, b) => a + b, 0);
+    return { sent: this.#sent, received: this.#received, deadLettered, deadLetters };
   }
 
   /** The addresses of the actors running here. */
@@ -402,6 +472,27 @@ export class ActorSystem extends EventTarget {
       // handled, at once and forever.
       from = ">";
       for (const entry of entries) this.#accept(entry);
+      if (Date.now() >= this.#nextClaim && !this.#closed) await this.#claimStale();
+    }
+  }
+
+  /**
+   * Takes over the entries of this system's inboxes that another consumer (a host that died)
+   * left pending for `claimIdleMs`. An inbox with an entry queued or running here is skipped:
+   * claiming would count one more delivery of an entry that is being handled.
+   */
+  async #claimStale(): Promise<void> {
+    this.#nextClaim = Date.now() + Math.max(10, this.#claimIdleMs / 2);
+    for (const stream of [...this.#byStream.keys()]) {
+      const prefix = `${stream}\n`;
+      if ([...this.#inFlight].some((tag) => tag.startsWith(prefix))) continue;
+      try {
+        const entries = await this.transport.claim(stream, GROUP, this.id, this.#claimIdleMs);
+        for (const entry of entries) this.#accept(entry);
+      } catch (error) {
+        if (this.#closed) return;
+        this.#emitError(error);
+      }
     }
   }
 
@@ -415,7 +506,8 @@ export class ActorSystem extends EventTarget {
       if (entry.data === null) throw new RangeError("entry has no payload field");
       envelope = openEnvelope(entry.data, this.#key, this.#maxMessageBytes);
     } catch (cause) {
-      this.#deadLetter(entry, (cause as Error).message, cause);
+      const reason = entry.data === null ? "no-payload" : kindOf((cause as Error).message);
+      this.#deadLetter(entry, reason, (cause as Error).message, cause);
       return;
     }
     this.#received++;
@@ -440,18 +532,40 @@ export class ActorSystem extends EventTarget {
       this.#ack(entry); // its actor stopped after the read
       return;
     }
+    if (entry.deliveries > this.#maxDeliveries) {
+      // Each earlier delivery ended with its host gone before the ack: handling it again would
+      // take this host down too.
+      const times = entry.deliveries - 1;
+      this.#deadLetter(entry, "poison", `delivered ${times} times without being handled`);
+      this.#replyTo(envelope, running.address, {
+        ok: false,
+        error: {
+          name: "PoisonMessageError",
+          message: `Cannot handle "${envelope.type}" on "${running.address}": ` +
+            `delivered ${times} times without being handled`,
+        },
+      });
+      return;
+    }
     this.#route(running, envelope, entry);
   }
 
   /** Hands a message to its actor; `entry` is `null` for a message delivered locally. */
   #route(running: Running, envelope: Envelope, entry: StreamEntry | null): void {
-    const control = running.definition.control?.[envelope.type];
+    // Own properties only: a type such as "toString" or "constructor" must not reach the
+    // handler an object inherits.
+    const controls = running.definition.control;
+    const control = controls && Object.hasOwn(controls, envelope.type)
+      ? controls[envelope.type]
+      : undefined;
     if (control) {
       this.#handle(running, entry, envelope, control);
       return;
     }
     if (!Object.hasOwn(running.definition.handlers, envelope.type)) {
-      if (entry) this.#deadLetter(entry, `unknown message type "${envelope.type}"`);
+      if (entry) {
+        this.#deadLetter(entry, "unknown-type", `unknown message type "${envelope.type}"`);
+      }
       this.#replyTo(envelope, running.address, {
         ok: false,
         error: {
@@ -545,7 +659,13 @@ export class ActorSystem extends EventTarget {
     }).finally(() => this.#inFlight.delete(`${entry.stream}\n${entry.id}`));
   }
 
-  #deadLetter(entry: StreamEntry, reason: string, cause?: unknown): void {
+  #deadLetter(
+    entry: StreamEntry,
+    kind: DeadLetterReason,
+    reason: string,
+    cause?: unknown,
+  ): void {
+    this.#deadLetters[kind]++;
     const error = new InvalidMessageError(entry.stream, entry.id, reason, { cause });
     const record = new TextEncoder().encode(
       JSON.stringify({ stream: entry.stream, id: entry.id, reason, at: Date.now() }),
@@ -558,7 +678,11 @@ export class ActorSystem extends EventTarget {
     this.transport.append(this.deadLetterStream, letter, { maxLen: this.#maxLen })
       .catch((e) => this.#emitError(e))
       .finally(() => this.#ack(entry));
-    this.dispatchEvent(new CustomEvent<DeadLetterDetail>("deadletter", { detail: { error } }));
+    this.dispatchEvent(
+      new CustomEvent<DeadLetterDetail>("deadletter", {
+        detail: { error, reason: kind },
+      }),
+    );
   }
 
   #emitError(error: unknown): void {
@@ -598,6 +722,15 @@ export function errorData(error: unknown): RemoteErrorData {
     return { name: error.name, message: error.message, stack: error.stack ?? "" };
   }
   return { name: "Error", message: `non-Error thrown: ${String(error)}` };
+}
+
+/** The kind of an `openEnvelope` failure, from its message. */
+function kindOf(message: string): DeadLetterReason {
+  if (message.includes("exceeds the")) return "oversized";
+  if (message.includes("truncated")) return "truncated";
+  if (message.includes("wire version")) return "version";
+  if (message.includes("signature")) return "signature";
+  return "malformed";
 }
 
 function engineIdOf(address: string): number {
