@@ -1,0 +1,46 @@
+// Redis goes away for 5 s in the middle of a broadcast and comes back on the same port.
+import assert from "node:assert/strict";
+import { Cluster } from "../actors/cluster.ts";
+import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
+
+/** `rank` in the engines' namespaces. */
+declare const rank: number;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+for (const appendonly of [true, false]) {
+  Deno.test({
+    name: `BroadcastView survives a 5 s Redis outage mid-call (appendonly ${appendonly})`,
+    ignore: !hasRedisServer(),
+    async fn() {
+      await using server = await startRedisServer({ appendonly });
+      await using cluster = new Cluster({ n: 4, transport: server.url, progress: false });
+      const client = await cluster.startAndConnect();
+      const view = client.broadcastView();
+      assert.deepEqual(await view.apply(() => rank).get({ timeout: 10_000 }), [0, 1, 2, 3]);
+      // A call that is running on the engines when Redis goes away.
+      const slow = view.apply(() => new Promise((r) => setTimeout(() => r(rank * 10), 1000)));
+      await delay(200);
+      await server.stop();
+      await delay(5000);
+      await server.start();
+      // It completes or fails with a typed error within its deadline; it never hangs.
+      const outcome = await slow.get({ timeout: 30_000 }).then(
+        (values) => ({ values }),
+        (error: Error) => ({ error }),
+      );
+      if ("values" in outcome) assert.deepEqual(outcome.values, [0, 10, 20, 30]);
+      else assert.ok(outcome.error instanceof Error && outcome.error.name !== "Error");
+      // The next calls work, on both kinds of view.
+      assert.deepEqual(await view.apply(() => rank + 1).get({ timeout: 30_000 }), [1, 2, 3, 4]);
+      assert.deepEqual(await client.view().apply(() => rank).get({ timeout: 30_000 }), [
+        0,
+        1,
+        2,
+        3,
+      ]);
+    },
+  });
+}
