@@ -16,6 +16,7 @@ import {
   testRedisUrl,
   uniqueNamespace,
 } from "./_redis_server.ts";
+import { delay } from "./_async.ts";
 
 /** What one test runs against: transports on one store, a key, and its own namespace. */
 interface Fixture extends AsyncDisposable {
@@ -115,10 +116,6 @@ async function redisFixture(): Promise<Fixture> {
       }
     },
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A promise opened from outside: `open()` resolves it. */

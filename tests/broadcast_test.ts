@@ -25,6 +25,7 @@ import {
   testRedisUrl,
   uniqueNamespace,
 } from "./_redis_server.ts";
+import { delay, within } from "./_async.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -52,23 +53,6 @@ interface Fixture {
   readonly client: Client;
   readonly key: ClusterKey;
   readonly url: string;
-}
-
-/** Rejects with a clear message when `promise` takes longer than `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A deterministic shuffle (mulberry32), so a failure can be replayed. */

@@ -13,6 +13,7 @@ import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import { ModuleFunction, Reference } from "../actors/wire_types.ts";
 import { CompositeError, EngineDiedError, RemoteError, TimeoutError } from "../errors.ts";
+import { within } from "./_async.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -89,19 +90,6 @@ const SEED_PARTITION_TABLE = [
 ];
 
 const TASK_MODULE = new URL("./fixtures/task_module.ts", import.meta.url);
-
-/** Rejects with a clear message when `promise` takes longer than `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function randomBytes(length: number): Uint8Array {
   const bytes = new Uint8Array(length);

@@ -30,6 +30,7 @@ import {
   testRedisUrl,
   uniqueNamespace,
 } from "./_redis_server.ts";
+import { delay } from "./_async.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const ENGINE = "engine.0";
@@ -286,10 +287,6 @@ async function redisStore(namespace: string): Promise<Store> {
       await server?.[Symbol.asyncDispose]();
     },
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function waitUntil(

@@ -2,13 +2,10 @@
 import assert from "node:assert/strict";
 import { Cluster } from "../actors/cluster.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
+import { delay } from "./_async.ts";
 
 /** `rank` in the engines' namespaces. */
 declare const rank: number;
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 for (const appendonly of [true, false]) {
   Deno.test({

@@ -19,6 +19,7 @@ import {
   testRedisUrl,
   uniqueNamespace,
 } from "./_redis_server.ts";
+import { delay } from "./_async.ts";
 
 /** Transport handles on one store, each closed by `close()`; the first handle last. */
 interface Store extends AsyncDisposable {
@@ -56,10 +57,6 @@ async function redisStore(namespace: string): Promise<Store> {
       await server?.[Symbol.asyncDispose]();
     },
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Polls `check` until it holds, failing with `what` after `timeoutMs`. */

@@ -8,6 +8,7 @@ import { TransportClosedError } from "../errors.ts";
 import { RedisTransport } from "../transport/redis.ts";
 import type { Transport } from "../transport/types.ts";
 import { hasRedisServer, startRedisServer, uniqueNamespace } from "./_redis_server.ts";
+import { delay } from "./_async.ts";
 
 const ignore = !hasRedisServer();
 if (ignore) {
@@ -17,10 +18,6 @@ if (ignore) {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** Polls `condition` every 20 ms; throws if it still fails after `timeoutMs`. */
 async function waitUntil(

@@ -12,6 +12,7 @@ import { Cluster, readKeyFile, toHex, writeKeyFile } from "../actors/cluster.ts"
 import { RemoteError, TransportClosedError } from "../errors.ts";
 import { createTransport } from "../transport/mod.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
+import { within } from "./_async.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -35,19 +36,6 @@ const ACL_ARGS = [
 ];
 const T = { timeout: 15_000 } as const;
 const TEST = { sanitizeOps: true, sanitizeResources: true } as const;
-
-/** Rejects with a clear message when `promise` takes longer than `ms`. */
-async function within<R>(promise: Promise<R>, ms: number, what: string): Promise<R> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Everything an error shows: `String()`, stack, and the same for its causes. */
 function everything(error: unknown): string {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { TransportClosedError } from "../errors.ts";
 import type { StreamEntry, Transport } from "../transport/types.ts";
 import { uniqueNamespace } from "./_redis_server.ts";
+import { delay } from "./_async.ts";
 
 /** A transport opened for one test, and whatever it needs disposed with it. */
 export interface TransportHandle extends AsyncDisposable {
@@ -43,10 +44,6 @@ function assertBytes(actual: Uint8Array | null, expected: Uint8Array): void {
   assert.equal(actual.length, expected.length, "length differs");
   const at = actual.findIndex((b, i) => b !== expected[i]);
   assert.equal(at, -1, `bytes differ from index ${at}`);
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Registers the transport contract tests for `name`, each on a transport `open` gives it. */

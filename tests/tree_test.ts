@@ -9,6 +9,7 @@ import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import { type TreeCommunicator, type TreeStats, wireTree } from "../actors/tree.ts";
 import { EngineDiedError, type RemoteError } from "../errors.ts";
 import { hasRedisServer, redisAvailable, startRedisServer, testRedisUrl } from "./_redis_server.ts";
+import { within } from "./_async.ts";
 
 // Used by shipped functions only: declared so that the type checker knows them.
 declare const com: TreeCommunicator;
@@ -93,18 +94,6 @@ function localPartials(op: Op, tree: Bintree, flat: boolean): Map<number, number
   };
   for (const [node, parent] of tree) if (parent === null) visit(node);
   return partials;
-}
-
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 interface Fixture {
