@@ -15,6 +15,8 @@ export interface ActorContext {
   readonly system: ActorSystem;
   /** The message being handled. */
   readonly envelope: Envelope;
+  /** Whether the message was handed over by this system without the transport. */
+  readonly local: boolean;
   /** Sends a message from this actor. Resolves once it is written; returns its id. */
   send(to: string, type: string, content?: unknown, options?: SendOptions): Promise<string>;
   /** Sends a message from this actor and waits for its answer. */
@@ -38,6 +40,12 @@ export interface ActorDefinition {
    * never queued behind an ordinary message that is still being handled.
    */
   control?: Record<string, Handler>;
+  /**
+   * The actor neither changes the contents it is handed nor keeps them past its handlers: a
+   * message between two such actors of one system with local delivery is handed over as it is,
+   * not copied. Default `false`.
+   */
+  sharesContent?: boolean;
   /** Called once when the actor stops. */
   stopped?: () => void | Promise<void>;
 }

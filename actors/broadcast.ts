@@ -9,6 +9,13 @@
  * of one broadcast gets its own actor, and no inbox gets more than `fanout` replies of one
  * broadcast. A one-target broadcast is handled by node 0.
  *
+ * Placement: the node of a range whose engines all run on one host runs on that host, where its
+ * tasks, its engines' replies and the hops to the nodes below it are handed over without the
+ * transport. The node of a range spanning several hosts runs on the client's broadcast worker,
+ * the hub. A node thus never outlives its engines' answers: if its host dies, so did every engine
+ * below it. Engines on one host have neighbouring ids, so a broadcast over a range of ids crosses
+ * the transport only from the hub to one node per host and back.
+ *
  * A scatter's sequence travels whole only to the root: each node passes on to a subtree only the
  * items of that subtree's targets. Engines known to be dead (from the request, or a `died`
  * control message) get nothing and fail with their death at once.
@@ -26,9 +33,15 @@ import type { Operation } from "./view.ts";
 export interface BroadcastRequest {
   /** The operation every target engine runs. */
   operation: Operation;
-  /** All the broadcast's target engines, in order. */
+  /** The target engines of this node's range, in order. */
   targets: number[];
-  /** The first position (in `targets`) of this node's range. */
+  /** The host of each engine of the range, as runs of `[hostId, count]`. */
+  hosts: [string, number][];
+  /** The host of the nodes of ranges that span several hosts. */
+  hub: string;
+  /** How many targets the whole broadcast has. */
+  size: number;
+  /** The first position (in the whole broadcast's targets) of this node's range. */
   lo: number;
   /** The end (exclusive) of this node's range. */
   hi: number;
@@ -49,7 +62,7 @@ export type BroadcastPart =
   | { engineId: number; result: EngineResult }
   | { engineId: number; error: RemoteErrorData & { kind: "engine" | "died" | "transport" } };
 
-/** The address of broadcast node `node` of the broadcast host `hostId`. */
+/** The address of broadcast node `node` on the engine host `hostId`. */
 export function broadcastAddress(hostId: string, node: number): string {
   return `bcast.${hostId}.${node}`;
 }
@@ -65,25 +78,33 @@ export function nodeFor(lo: number, hi: number, fanout: number): number {
   return hi - lo > 1 ? lo + firstChunk(hi - lo, fanout) : 0;
 }
 
+/** One node's part of one broadcast, while it waits for its children. */
 interface Pending {
-  /** The key of this node and broadcast in `BroadcastNodes.#inbox`. */
-  inbox: string;
   request: BroadcastRequest;
   parts: (BroadcastPart | undefined)[];
   waiting: number;
+  /** Replies received: what this node's inbox got of this broadcast. */
+  replies: number;
   reply: (result: { value: unknown }) => Promise<void>;
-  /** Child message id → [first, end) positions it covers, relative to `lo`. */
-  children: Map<string, [number, number]>;
+}
+
+/** A message a node sent to a child and awaits the answer of. */
+interface Child {
+  pending: Pending;
+  /** The first position it covers, relative to the node's `lo`. */
+  a: number;
+  /** The end of the positions it covers. */
+  b: number;
 }
 
 /** The broadcast nodes of one host, sharing their bookkeeping. */
 export class BroadcastNodes {
   readonly #hostId: string;
-  readonly #pending = new Map<string, Pending>();
-  readonly #byChild = new Map<string, string>();
+  /** Child message id → what it is awaited for. */
+  readonly #children = new Map<string, Child>();
   readonly #dead = new Map<number, string>();
-  /** Per node inbox and broadcast in flight (`"<node> <root message id>"`): replies received. */
-  readonly #inbox = new Map<string, { ranges: number; replies: number }>();
+  /** Hosts known to be dead: nodes placed there never answer. */
+  readonly #deadHosts = new Map<string, string>();
   /** The most replies one node's inbox received for one broadcast. */
   maxRepliesPerBroadcast = 0;
 
@@ -94,48 +115,42 @@ export class BroadcastNodes {
   /** The actor of node `node`. */
   actor(node: number): ActorDefinition {
     return defineActor({
+      sharesContent: true,
       handlers: {
-        broadcast: (request: BroadcastRequest, ctx) => this.#forward(node, request, ctx),
+        broadcast: (request: BroadcastRequest, ctx) => this.#forward(request, ctx),
         reply: (reply: Reply, ctx) => this.#collect(reply, ctx),
       },
       control: {
-        died: (content: { engineIds: number[]; reason: string }) => this.#died(content),
-        stats: () => ({ maxRepliesPerBroadcast: this.maxRepliesPerBroadcast, node }),
+        died: (content: Died) => this.#died(content),
+        stats: () => ({
+          maxRepliesPerBroadcast: this.maxRepliesPerBroadcast,
+          node,
+          hostId: this.#hostId,
+        }),
       },
     });
   }
 
-  async #forward(node: number, request: BroadcastRequest, ctx: ActorContext): Promise<void> {
+  async #forward(request: BroadcastRequest, ctx: ActorContext): Promise<void> {
     // Thrown before the reply is deferred, a bad request is answered with the error at once.
     checkRequest(request);
-    const { lo, hi, fanout, targets, operation } = request;
+    const { lo, hi, fanout, targets, hosts, operation } = request;
     for (const [engineId, reason] of Object.entries(request.dead ?? {})) {
       if (!this.#dead.has(Number(engineId))) this.#dead.set(Number(engineId), reason);
     }
     const size = hi - lo;
     const reply = ctx.deferReply();
     const id = ctx.envelope.id;
-    // Sub-broadcast ids extend their parent's: the root's id names the whole broadcast.
-    const inbox = `${node} ${id.split(".")[0]}`;
-    const counts = this.#inbox.get(inbox) ?? { ranges: 0, replies: 0 };
-    counts.ranges++;
-    this.#inbox.set(inbox, counts);
-    const pending: Pending = {
-      inbox,
-      request,
-      parts: new Array(size),
-      waiting: 0,
-      reply,
-      children: new Map(),
-    };
-    this.#pending.set(id, pending);
+    // A node handles one range of a broadcast (see the module's doc), so the replies of one
+    // pending range are all its inbox gets of that broadcast.
+    const pending: Pending = { request, parts: new Array(size), waiting: 0, replies: 0, reply };
     const scatter = operation.scatter;
     const span = request.scatterSpan ??
       (scatter ? { length: scatter.sequence.length, offset: 0 } : undefined);
     // The items of the scatter that go to the targets at positions [from, to).
     const items = (from: number, to: number) => {
-      const start = partitionBounds(span!.length, from, targets.length)[0] - span!.offset;
-      const end = partitionBounds(span!.length, to, targets.length)[0] - span!.offset;
+      const start = partitionBounds(span!.length, from, request.size)[0] - span!.offset;
+      const end = partitionBounds(span!.length, to, request.size)[0] - span!.offset;
       return (scatter!.sequence as unknown as { slice(a: number, b: number): Sequence }).slice(
         start,
         end,
@@ -148,7 +163,7 @@ export class BroadcastNodes {
       const childId = `${id}.${c}`;
       if (b - a === 1) {
         const position = lo + a;
-        const engineId = targets[position];
+        const engineId = targets[a];
         const died = this.#dead.get(engineId);
         if (died !== undefined) {
           pending.parts[a] = diedPart(engineId, died);
@@ -166,8 +181,19 @@ export class BroadcastNodes {
           content,
           options: { id: childId, replyTo: ctx.self, from: ctx.self },
         });
+      } else if (this.#deadHosts.has(placeRange(sliceRuns(hosts, a, b), request.hub))) {
+        // Every engine of a range on a dead host is dead.
+        const on = sliceRuns(hosts, a, b);
+        for (let i = a; i < b; i++) pending.parts[i] = this.#diedOnHost(targets[i], on);
+        continue;
       } else {
-        const child: BroadcastRequest = { ...request, lo: lo + a, hi: lo + b };
+        const child: BroadcastRequest = {
+          ...request,
+          targets: targets.slice(a, b),
+          hosts: sliceRuns(hosts, a, b),
+          lo: lo + a,
+          hi: lo + b,
+        };
         if (scatter) {
           child.operation = {
             ...operation,
@@ -175,21 +201,23 @@ export class BroadcastNodes {
           };
           child.scatterSpan = {
             length: span!.length,
-            offset: partitionBounds(span!.length, lo + a, targets.length)[0],
+            offset: partitionBounds(span!.length, lo + a, request.size)[0],
           };
         }
         messages.push({
-          to: broadcastAddress(this.#hostId, nodeFor(child.lo, child.hi, fanout)),
+          to: broadcastAddress(
+            placeRange(child.hosts, request.hub),
+            nodeFor(child.lo, child.hi, fanout),
+          ),
           type: "broadcast",
           content: child,
           options: { id: childId, replyTo: ctx.self, from: ctx.self },
         });
       }
-      pending.children.set(childId, [a, b]);
-      this.#byChild.set(childId, id);
+      this.#children.set(childId, { pending, a, b });
       pending.waiting++;
     }
-    if (pending.waiting === 0) return this.#finish(id, pending);
+    if (pending.waiting === 0) return this.#finish(pending);
     try {
       await ctx.system.sendMany(messages);
     } catch (error) {
@@ -201,22 +229,19 @@ export class BroadcastNodes {
 
   #collect(reply: Reply, ctx: ActorContext): void {
     const childId = ctx.envelope.parent;
-    const pending = this.#pending.get(this.#byChild.get(childId ?? "") ?? "");
-    if (!childId || !pending) return;
-    const counts = this.#inbox.get(pending.inbox)!;
-    counts.replies++;
-    this.maxRepliesPerBroadcast = Math.max(this.maxRepliesPerBroadcast, counts.replies);
+    const child = this.#children.get(childId ?? "");
+    if (!childId || !child) return;
+    const replies = ++child.pending.replies;
+    if (replies > this.maxRepliesPerBroadcast) this.maxRepliesPerBroadcast = replies;
     this.#fill(childId, reply, "engine");
   }
 
   #fill(childId: string, reply: Reply, kind: "engine" | "transport" | "died"): void {
-    const id = this.#byChild.get(childId);
-    if (id === undefined) return; // late answer of a child already failed
-    this.#byChild.delete(childId);
-    const pending = this.#pending.get(id)!;
-    const [a, b] = pending.children.get(childId)!;
-    pending.children.delete(childId);
-    const { lo, targets } = pending.request;
+    const child = this.#children.get(childId);
+    if (child === undefined) return; // late answer of a child already failed
+    this.#children.delete(childId);
+    const { pending, a, b } = child;
+    const { targets } = pending.request;
     if (reply.ok && !isAnswer(reply.value, b - a)) {
       reply = {
         ok: false,
@@ -224,40 +249,92 @@ export class BroadcastNodes {
       };
     }
     if (reply.ok && b - a === 1 && !Array.isArray(reply.value)) {
-      pending.parts[a] = { engineId: targets[lo + a], result: reply.value as EngineResult };
+      pending.parts[a] = { engineId: targets[a], result: reply.value as EngineResult };
     } else if (reply.ok) {
       (reply.value as BroadcastPart[]).forEach((part, i) => (pending.parts[a + i] = part));
     } else {
       for (let i = a; i < b; i++) {
-        pending.parts[i] = { engineId: targets[lo + i], error: { ...reply.error, kind } };
+        pending.parts[i] = { engineId: targets[i], error: { ...reply.error, kind } };
       }
     }
-    if (--pending.waiting === 0) this.#finish(id, pending);
+    if (--pending.waiting === 0) this.#finish(pending);
   }
 
-  #finish(id: string, pending: Pending): Promise<void> {
-    this.#pending.delete(id);
-    const counts = this.#inbox.get(pending.inbox)!;
-    if (--counts.ranges === 0) this.#inbox.delete(pending.inbox);
+  #finish(pending: Pending): Promise<void> {
     return pending.reply({ value: pending.parts });
   }
 
-  #died(content: { engineIds: number[]; reason: string }): void {
+  /** The part of an engine of a range on a host that died. */
+  #diedOnHost(engineId: number, hosts: readonly [string, number][]): BroadcastPart {
+    const reason = this.#dead.get(engineId) ?? this.#deadHosts.get(hosts[0][0]) ?? "its host died";
+    return diedPart(engineId, reason);
+  }
+
+  #died(content: Died): void {
     for (const engineId of content.engineIds) this.#dead.set(engineId, content.reason);
-    for (const [childId, id] of [...this.#byChild]) {
-      const pending = this.#pending.get(id);
-      if (!pending) continue;
-      const [a, b] = pending.children.get(childId) ?? [0, 0];
-      const engineId = pending.request.targets[pending.request.lo + a];
+    for (const hostId of content.hostIds ?? []) this.#deadHosts.set(hostId, content.reason);
+    for (const [childId, { pending, a, b }] of [...this.#children]) {
+      const { targets, hosts } = pending.request;
+      const engineId = targets[a];
       if (b - a === 1 && content.engineIds.includes(engineId)) {
         const reason = this.#dead.get(engineId)!;
         this.#fill(childId, {
           ok: false,
           error: { name: "EngineDiedError", message: `Engine ${engineId} died: ${reason}` },
         }, "died");
+      } else if (
+        b - a > 1 && this.#deadHosts.has(placeRange(sliceRuns(hosts, a, b), pending.request.hub))
+      ) {
+        // The node of a range on one host died with it, and so did the range's engines.
+        const on = sliceRuns(hosts, a, b);
+        const parts = targets.slice(a, b).map((engineId) => this.#diedOnHost(engineId, on));
+        this.#fill(childId, { ok: true, value: parts }, "died");
       }
     }
   }
+}
+
+/** `hosts` (one per position) as runs of `[host, count]`. */
+export function toRuns(hosts: readonly string[]): [string, number][] {
+  const runs: [string, number][] = [];
+  for (const host of hosts) {
+    const last = runs[runs.length - 1];
+    if (last && last[0] === host) last[1]++;
+    else runs.push([host, 1]);
+  }
+  return runs;
+}
+
+/** The runs of positions `[from, to)` of `runs`. */
+function sliceRuns(
+  runs: readonly [string, number][],
+  from: number,
+  to: number,
+): [string, number][] {
+  const sliced: [string, number][] = [];
+  let start = 0;
+  for (const [host, count] of runs) {
+    const a = Math.max(from, start);
+    const b = Math.min(to, start + count);
+    if (a < b) sliced.push([host, b - a]);
+    start += count;
+  }
+  return sliced;
+}
+
+/** The content of a `died` message: engines (and the hosts they ran on) found dead. */
+export interface Died {
+  /** The engines that died. */
+  engineIds: number[];
+  /** The hosts that died with them. */
+  hostIds?: string[];
+  /** How they were found dead. */
+  reason: string;
+}
+
+/** Where the node of a range of engines on `hosts` runs: their host if one, else the hub. */
+export function placeRange(hosts: readonly [string, number][], hub: string): string {
+  return hosts.length === 1 ? hosts[0][0] : hub;
 }
 
 /** Whether `value` is the answer of an engine (`size` 1) or of a node covering `size` targets. */
@@ -272,11 +349,21 @@ function checkRequest(request: BroadcastRequest): void {
     throw new TypeError(`Cannot broadcast: malformed request: ${what}`);
   };
   if (typeof request !== "object" || request === null) fail("not an object");
-  const { lo, hi, fanout, targets, operation, scatterSpan } = request;
-  if (!Array.isArray(targets) || !targets.every(Number.isInteger)) fail("bad targets");
-  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > targets.length || lo >= hi) {
-    fail(`bad range [${lo}, ${hi}) of ${targets.length} targets`);
+  const { lo, hi, size, fanout, targets, hosts, operation, scatterSpan } = request;
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > size || lo >= hi) {
+    fail(`bad range [${lo}, ${hi}) of ${size} targets`);
   }
+  if (
+    !Array.isArray(targets) || targets.length !== hi - lo || !targets.every(Number.isInteger)
+  ) fail("bad targets");
+  if (
+    !Array.isArray(hosts) ||
+    !hosts.every((run) =>
+      Array.isArray(run) && typeof run[0] === "string" && Number.isInteger(run[1]) && run[1] > 0
+    ) ||
+    hosts.reduce((n, run) => n + run[1], 0) !== targets.length
+  ) fail("bad hosts");
+  if (typeof request.hub !== "string") fail("bad hub");
   if (!Number.isInteger(fanout) || fanout < 2) fail(`bad fanout ${fanout}`);
   if (typeof operation !== "object" || operation === null || typeof operation.type !== "string") {
     fail("bad operation");

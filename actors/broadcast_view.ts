@@ -12,6 +12,8 @@ import {
   type BroadcastPart,
   type BroadcastRequest,
   nodeFor,
+  placeRange,
+  toRuns,
 } from "./broadcast.ts";
 import type { Client } from "./client.ts";
 import { type CallOptions, type Operation, View } from "./view.ts";
@@ -40,9 +42,13 @@ export class BroadcastView extends View {
   protected dispatch(operation: Operation, options: CallOptions): AsyncResult<unknown> {
     const { client, targets, fanout } = this;
     const id = crypto.randomUUID();
+    const hosts = toRuns(targets.map((t) => client.hostOf(t)));
     const request: BroadcastRequest = {
       operation,
       targets: [...targets],
+      hosts,
+      hub: client.hubId,
+      size: targets.length,
       lo: 0,
       hi: targets.length,
       fanout,
@@ -53,19 +59,32 @@ export class BroadcastView extends View {
       const dead = client.deadEngine(engineId);
       if (dead) (request.dead ??= {})[engineId] = dead.message.replace(/^Engine \d+ died: /, "");
     }
-    const parts = client.broadcastHost().then(async (hostId) => {
-      const root = broadcastAddress(hostId, nodeFor(0, targets.length, fanout));
-      const { system } = client;
-      const answer = system.expectReply<BroadcastPart[]>(
-        id,
-        root,
-        options.timeout ?? Infinity,
-        options.signal,
-        operation.type,
-      );
-      await system.send(root, "broadcast", request, { id, replyTo: system.replyAddress });
-      return answer;
-    });
+    const { system } = client;
+    const place = placeRange(hosts, client.hubId);
+    const root = broadcastAddress(place, nodeFor(0, targets.length, fanout));
+    let parts: Promise<BroadcastPart[]>;
+    if (targets.every((t) => client.deadEngine(t))) {
+      // Nothing to wait for, and the engines' host, where the root would be, is gone.
+      parts = Promise.resolve(targets.map((engineId) => ({
+        engineId,
+        error: { name: "EngineDiedError", message: request.dead![engineId], kind: "died" },
+      })));
+    } else {
+      const ready = place === client.hubId ? client.broadcastHost() : Promise.resolve(place);
+      parts = ready.then(() => {
+        const answer = system.expectReply<BroadcastPart[]>(
+          id,
+          root,
+          options.timeout ?? Infinity,
+          options.signal,
+          operation.type,
+        );
+        system.send(root, "broadcast", request, { id, replyTo: system.replyAddress }).catch(
+          (error) => system.failReply(id, error),
+        );
+        return answer;
+      });
+    }
     const outcomes = targets.map((engineId, i) =>
       parts.then(
         (all) => toOutcome(all[i], client),

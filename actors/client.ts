@@ -8,7 +8,7 @@ import { type ClusterKey, openEnvelope } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
 import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker.ts";
-import { broadcastAddress } from "./broadcast.ts";
+import { broadcastAddress, type Died } from "./broadcast.ts";
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
 import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
 import type { ActorSystem } from "./system.ts";
@@ -21,8 +21,8 @@ const encoder = new TextEncoder();
 export interface ClientOptions {
   /** The actor system the client speaks through. */
   system: ActorSystem;
-  /** The ids of the engines, sorted. */
-  ids: number[];
+  /** The engines, each with the id of the host that runs it. */
+  hosts: ReadonlyMap<number, string>;
   /** The cluster key. */
   key: ClusterKey;
   /** The transport's URL, password included (for the broadcast worker to connect with). */
@@ -55,7 +55,9 @@ export class Client extends EventTarget {
   /** The actor system the client speaks through. */
   readonly system: ActorSystem;
   readonly #ids: number[];
+  readonly #hosts: Map<number, string>;
   readonly #dead = new Map<number, EngineDiedError>();
+  readonly #deadHosts = new Set<string>();
   readonly #onClose?: () => Promise<void>;
   readonly #key: ClusterKey;
   readonly #transportUrl: string;
@@ -72,7 +74,8 @@ export class Client extends EventTarget {
     this.#key = options.key;
     this.#transportUrl = options.transportUrl;
     this.#streamOutput = options.streamOutput ?? false;
-    this.#ids = [...options.ids].sort((a, b) => a - b);
+    this.#hosts = new Map(options.hosts);
+    this.#ids = [...this.#hosts.keys()].sort((a, b) => a - b);
     this.#onClose = options.onClose;
     this.#watchHeartbeats(options.heartbeatTimeoutMs ?? 3000);
   }
@@ -154,6 +157,18 @@ export class Client extends EventTarget {
     return new BroadcastView(this, this.resolveTargets(targets), options);
   }
 
+  /** The id of the host that runs engine `engineId`. */
+  hostOf(engineId: number): string {
+    const host = this.#hosts.get(engineId);
+    if (host === undefined) throw new RangeError(`Cannot find engine ${engineId}: no such engine`);
+    return host;
+  }
+
+  /** @internal The id of the host of the broadcast nodes whose engines span several hosts. */
+  get hubId(): string {
+    return `b-${this.system.id}`;
+  }
+
   /**
    * @internal Starts, once, the Worker that runs this client's broadcast actors; resolves to its
    * host id.
@@ -161,7 +176,7 @@ export class Client extends EventTarget {
   broadcastHost(): Promise<string> {
     if (this.#closed) return Promise.reject(new Error("Cannot broadcast: the client is closed"));
     if (this.#broadcast) return this.#broadcast.ready;
-    const hostId = `b-${this.system.id}`;
+    const hostId = this.hubId;
     const worker = new Worker(new URL("./_broadcast_worker.ts", import.meta.url), {
       type: "module",
     });
@@ -246,18 +261,32 @@ export class Client extends EventTarget {
     return this.#dead.get(id);
   }
 
-  /** Marks engines dead: every pending and later call on them fails with `EngineDiedError`. */
+  /**
+   * Marks engine `id` and its host dead: every pending and later call on it fails with
+   * `EngineDiedError`, and so do the broadcasts whose nodes ran on that host.
+   */
   engineDied(id: number, reason: string): void {
     if (this.#dead.has(id)) return;
     const error = new EngineDiedError(id, reason);
     this.#dead.set(id, error);
     this.system.failAsksTo(`engine.${id}`, error);
+    const host = this.#hosts.get(id);
+    if (host !== undefined && !this.#deadHosts.has(host)) {
+      this.#deadHosts.add(host);
+      const prefix = broadcastAddress(host, 0).slice(0, -1);
+      this.system.failAsksWhere((to) => to.startsWith(prefix), error);
+    }
     this.dispatchEvent(
       new CustomEvent<EngineDiedDetail>("enginedied", { detail: { engineId: id, reason } }),
     );
-    this.#broadcast?.ready.then((hostId) =>
-      this.system.send(broadcastAddress(hostId, 0), "died", { engineIds: [id], reason })
-    ).catch(() => {});
+    // Every live host's broadcast nodes share what they know: one message per host.
+    const died: Died = { engineIds: [id], hostIds: host === undefined ? [] : [host], reason };
+    for (const live of new Set(this.#hosts.values())) {
+      if (this.#deadHosts.has(live)) continue;
+      this.system.send(broadcastAddress(live, 0), "died", died).catch(() => {});
+    }
+    this.#broadcast?.ready.then((hub) => this.system.send(broadcastAddress(hub, 0), "died", died))
+      .catch(() => {});
   }
 
   /** Closes the client's connections. */

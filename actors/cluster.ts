@@ -13,6 +13,7 @@ import type { FromWorker, ToWorker } from "./_worker_host.ts";
 import { Client } from "./client.ts";
 import { type EngineHostConfig, type Registration, REGISTRY } from "./engine_host.ts";
 import { ActorSystem } from "./system.ts";
+import { partitionBounds } from "./partition.ts";
 
 /** Options of {@linkcode Cluster}. */
 export interface ClusterOptions {
@@ -120,10 +121,14 @@ export class Cluster extends EventTarget {
     }
     this.#transport = await createTransport(this.#options.transport);
     const hostCount = Math.min(this.n, this.#options.hosts ?? (navigator.hardwareConcurrency || 1));
+    // Each host runs a block of neighbouring ids: a broadcast or tree over a range of ids then
+    // crosses the transport only between blocks.
     for (let h = 0; h < hostCount; h++) {
-      const engineIds = [];
-      for (let id = h; id < this.n; id += hostCount) engineIds.push(id);
-      this.#hosts.push({ id: `h${h}-${crypto.randomUUID().slice(0, 6)}`, engineIds });
+      const [first, end] = partitionBounds(this.n, h, hostCount);
+      this.#hosts.push({
+        id: `h${h}-${crypto.randomUUID().slice(0, 6)}`,
+        engineIds: range(end).slice(first),
+      });
     }
     await Promise.all(this.#hosts.map((host) => this.#launch(host)));
   }
@@ -260,7 +265,7 @@ export class Cluster extends EventTarget {
     const failed = new Promise<never>((_, reject) => (this.#failure = reject));
     failed.catch(() => {});
     try {
-      const ids = await Promise.race([
+      const hosts = await Promise.race([
         waitForEngines(system, this.#key, this.n, {
           timeout: this.#options.engineTimeout ?? 60_000,
           progress: this.#options.progress ?? Deno.stderr.isTerminal(),
@@ -269,7 +274,7 @@ export class Cluster extends EventTarget {
       ]);
       this.#client = new Client({
         system,
-        ids,
+        hosts,
         key: this.#key,
         transportUrl: this.#options.transport!,
         streamOutput: this.#options.streamOutput ?? false,
@@ -379,13 +384,13 @@ export class Cluster extends EventTarget {
     const transport = await createTransport(options.transport);
     const system = new ActorSystem({ transport, key, namespace: options.cluster });
     try {
-      const ids = await waitForEngines(system, key, options.n, {
+      const hosts = await waitForEngines(system, key, options.n, {
         timeout: options.timeout ?? 10_000,
         progress: false,
       });
       return new Client({
         system,
-        ids,
+        hosts,
         key,
         transportUrl: options.transport,
         onClose: () => transport.close(),
@@ -400,18 +405,18 @@ export class Cluster extends EventTarget {
 
 /**
  * Reads the registry until `n` engines registered (or, when `n` is not given, until it is quiet
- * for a moment). Returns their ids, sorted.
+ * for a moment). Returns the host of each, by engine id.
  */
 async function waitForEngines(
   system: ActorSystem,
   key: ClusterKey,
   n: number | undefined,
   options: { timeout: number; progress: boolean },
-): Promise<number[]> {
+): Promise<Map<number, string>> {
   const { transport } = system;
   const stream = system.inboxOf(REGISTRY);
   const group = `client.${system.id}`;
-  const ids = new Set<number>();
+  const ids = new Map<number, string>();
   const until = Date.now() + options.timeout;
   const bar = options.progress ? progressBar(n) : undefined;
   let quiet = 0;
@@ -437,7 +442,10 @@ async function waitForEngines(
       for (const entry of entries) {
         try {
           const envelope = openEnvelope(entry.data ?? new Uint8Array(), key);
-          if (envelope.type === "register") ids.add((envelope.content as Registration).id);
+          if (envelope.type === "register") {
+            const { id, hostId } = envelope.content as Registration;
+            ids.set(id, hostId);
+          }
         } catch { /* a stray entry: the engines' systems dead-letter what they read */ }
       }
       if (entries.length) await transport.ack(stream, group, entries.map((e) => e.id));
@@ -451,7 +459,7 @@ async function waitForEngines(
   } finally {
     bar?.(ids.size, true);
   }
-  return [...ids].sort((a, b) => a - b);
+  return ids;
 }
 
 function progressBar(total: number | undefined): (count: number, done?: boolean) => void {

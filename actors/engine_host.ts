@@ -1,12 +1,14 @@
 /**
  * An engine host: one event loop (a Worker or a process) running many engine actors on one
- * actor system, so they share one set of transport connections and one blocking reader.
+ * actor system, so they share one set of transport connections and one blocking reader, and the
+ * broadcast nodes of the broadcast trees that reach them.
  *
  * @module
  */
 import type { ClusterKey } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";
 import { defineActor } from "./actor.ts";
+import { broadcastAddress, BroadcastNodes } from "./broadcast.ts";
 import { engineActor } from "./engine.ts";
 import { ActorSystem } from "./system.ts";
 import type { ToHeartbeatWorker } from "./_heartbeat_worker.ts";
@@ -81,6 +83,9 @@ export class EngineHost {
       key: config.key,
       namespace: config.namespace,
       id: config.hostId,
+      // A broadcast's hops between this host's nodes and engines, and tree reductions between
+      // its engines, need not cross the transport.
+      localDelivery: true,
     });
     let requestStop!: () => void;
     const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));
@@ -91,6 +96,10 @@ export class EngineHost {
     for (const id of config.engineIds) {
       const engine = engineActor({ id, size: config.size, transport });
       system.spawn(`engine.${id}`, engine.definition);
+    }
+    const nodes = new BroadcastNodes(config.hostId);
+    for (let node = 0; node < Math.max(1, config.size); node++) {
+      system.spawn(broadcastAddress(config.hostId, node), nodes.actor(node));
     }
     let heartbeat: Worker | undefined;
     try {

@@ -13,7 +13,7 @@ import {
   TimeoutError,
   TransportClosedError,
 } from "../errors.ts";
-import { encodeValue } from "../transport/codec.ts";
+import { decodeValue, encodeValue } from "../transport/codec.ts";
 import {
   type ClusterKey,
   type Envelope,
@@ -44,8 +44,9 @@ export interface ActorSystemOptions {
   maxMessageBytes?: number;
   /**
    * Hand messages between actors of this system to the recipient directly instead of through
-   * the transport. Faster, but such a message is not in any stream: it is lost if the system
-   * dies before handling it. Default `false`.
+   * the transport. The content is still encoded and decoded, so the recipient gets its own copy
+   * and a value that cannot be sent fails as it would through the transport; but it is neither
+   * signed nor in any stream: it is lost if the system dies before handling it. Default `false`.
    */
   localDelivery?: boolean;
   /**
@@ -162,6 +163,8 @@ export class ActorSystem extends EventTarget {
   /** When the reader next claims other consumers' stale entries (ms since the epoch). */
   #nextClaim = 0;
   readonly #actors = new Map<string, Running>();
+  /** Contents sent by actors that share contents, encoded. */
+  readonly #encoded = new WeakMap<object, Uint8Array>();
   readonly #byStream = new Map<string, Running>();
   readonly #asks = new Map<string, Waiting>();
   readonly #wakeStream: string;
@@ -280,21 +283,37 @@ export class ActorSystem extends EventTarget {
     options: SendOptions & { from?: string } = {},
   ): Promise<string> {
     const envelope = this.#envelope(to, type, content, options);
-    if (this.#deliverLocally(envelope)) return envelope.id;
+    if (this.#isLocal(envelope)) {
+      this.#deliverLocally(envelope, this.#shares(envelope) ? null : encodeValue(envelope.content));
+      return envelope.id;
+    }
     const bytes = sealEnvelope(envelope, this.#key);
     await this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen });
     this.#sent++;
     return envelope.id;
   }
 
-  #deliverLocally(envelope: Envelope): boolean {
-    if (!this.#localDelivery) return false;
-    const running = this.#actors.get(envelope.to);
-    if (!running) return false;
+  #isLocal(envelope: Envelope): boolean {
+    return this.#localDelivery && this.#actors.has(envelope.to);
+  }
+
+  /** Whether `envelope` goes between two actors here that share contents. */
+  #shares(envelope: Envelope): boolean {
+    return this.#actors.get(envelope.to)?.definition.sharesContent === true &&
+      this.#actors.get(envelope.from)?.definition.sharesContent === true;
+  }
+
+  /**
+   * Hands `envelope` to an actor of this system, with its own copy of the content decoded from
+   * `contentBytes`, or with the content itself when `contentBytes` is `null`.
+   */
+  #deliverLocally(envelope: Envelope, contentBytes: Uint8Array | null): void {
+    const running = this.#actors.get(envelope.to)!;
     queueMicrotask(() => {
-      if (this.#actors.get(envelope.to) === running) this.#route(running, envelope, null);
+      if (this.#actors.get(envelope.to) !== running) return;
+      const copy = contentBytes ? { ...envelope, content: decodeValue(contentBytes) } : envelope;
+      this.#route(running, copy, null);
     });
-    return true;
   }
 
   /** Signs and writes several messages in one round trip. Returns their ids. */
@@ -307,19 +326,28 @@ export class ActorSystem extends EventTarget {
     }[],
   ): Promise<string[]> {
     const envelopes = messages.map((m) => this.#envelope(m.to, m.type, m.content, m.options ?? {}));
-    const remote = envelopes.filter((e) => !this.#deliverLocally(e));
-    // The same content sent to many actors (a broadcast's task) is encoded once.
+    // The same content sent to many actors (a broadcast's task) is encoded once: in this call,
+    // or, when it comes from actors that never change what they send, in any call.
     const encoded = new Map<unknown, Uint8Array>();
-    const contentBytes = (content: unknown) => {
+    const contentBytes = (content: unknown, from: string) => {
       if (typeof content !== "object" || content === null) return encodeValue(content);
-      let bytes = encoded.get(content);
-      if (!bytes) encoded.set(content, bytes = encodeValue(content));
+      const cache = this.#actors.get(from)?.definition.sharesContent ? this.#encoded : encoded;
+      let bytes = cache.get(content);
+      if (!bytes) cache.set(content, bytes = encodeValue(content));
       return bytes;
     };
-    const entries = remote.map((e) => ({
-      stream: this.inboxOf(e.to),
-      data: sealEnvelope(e, this.#key, contentBytes(e.content)),
-    }));
+    const entries = [];
+    const local: [Envelope, Uint8Array | null][] = [];
+    for (const e of envelopes) {
+      if (!this.#isLocal(e)) {
+        entries.push({
+          stream: this.inboxOf(e.to),
+          data: sealEnvelope(e, this.#key, contentBytes(e.content, e.from)),
+        });
+      } else local.push([e, this.#shares(e) ? null : contentBytes(e.content, e.from)]);
+    }
+    for (const [e, bytes] of local) this.#deliverLocally(e, bytes);
+    if (entries.length === 0) return envelopes.map((e) => e.id);
     await this.transport.appendMany(entries, { maxLen: this.#maxLen });
     this.#sent += entries.length;
     return envelopes.map((e) => e.id);
@@ -331,17 +359,18 @@ export class ActorSystem extends EventTarget {
     content: unknown,
     options: SendOptions & { from?: string },
   ): Envelope {
-    return {
+    const envelope: Envelope = {
       id: options.id ?? crypto.randomUUID(),
       type,
       from: options.from ?? this.replyAddress,
       to,
-      ...(options.parent ? { parent: options.parent } : {}),
-      ...(options.replyTo ? { replyTo: options.replyTo } : {}),
       sent: Date.now(),
-      ...(options.deadline ? { deadline: options.deadline } : {}),
       content,
     };
+    if (options.parent) envelope.parent = options.parent;
+    if (options.replyTo) envelope.replyTo = options.replyTo;
+    if (options.deadline) envelope.deadline = options.deadline;
+    return envelope;
   }
 
   /**
@@ -361,9 +390,15 @@ export class ActorSystem extends EventTarget {
       deadline: Number.isFinite(timeout) ? Date.now() + timeout : undefined,
     });
     this.#start();
-    if (this.#localDelivery && this.#actors.has(to)) {
+    if (this.#isLocal(envelope)) {
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeValue(envelope.content);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
-      this.#deliverLocally(envelope);
+      this.#deliverLocally(envelope, bytes);
       return result;
     }
     let bytes: Uint8Array;
@@ -425,7 +460,12 @@ export class ActorSystem extends EventTarget {
 
   /** Fails every wait on an answer from `to` with `error` (its actor is known to be gone). */
   failAsksTo(to: string, error: Error): void {
-    for (const [id, waiting] of this.#asks) if (waiting.to === to) this.#settle(id, { error });
+    this.failAsksWhere((address) => address === to, error);
+  }
+
+  /** Fails with `error` every answer awaited from an address `which` accepts. */
+  failAsksWhere(which: (to: string) => boolean, error: Error): void {
+    for (const [id, waiting] of this.#asks) if (which(waiting.to)) this.#settle(id, { error });
   }
 
   #settle(id: string, outcome: { value: unknown } | { error: unknown }): void {
@@ -604,6 +644,7 @@ export class ActorSystem extends EventTarget {
       self: running.address,
       system: this,
       envelope,
+      local: entry === null,
       send: (to, type, content, options) =>
         this.send(to, type, content, { ...options, from: running.address }),
       ask: (to, type, content, options) =>

@@ -612,7 +612,7 @@ export class TreeCommunicator {
 
   /** The tree actor: files values and tokens for the reductions, handles aborts at once. */
   #actor() {
-    const file = async (message: ValueMessage, direction: "up" | "down") => {
+    const file = async (message: ValueMessage, direction: "up" | "down", local: boolean) => {
       this.#stats.received++;
       const held = this.#unconsumed;
       this.#stats.maxHeld = Math.max(this.#stats.maxHeld, held + 1);
@@ -633,15 +633,19 @@ export class TreeCommunicator {
         slot.waiter?.check();
       }
       if (this.#wiring.measureBacklog) {
-        // This entry is still pending (acknowledged after the handler), so it is counted here.
+        // An entry read from the stream is still pending (acknowledged after the handler), so
+        // it is counted in the backlog; one handed over locally is not in the stream.
         const backlog = await this.#system.transport.backlog(this.#stream, GROUP);
-        this.#stats.maxBacklog = Math.max(this.#stats.maxBacklog, backlog + held);
+        this.#stats.maxBacklog = Math.max(
+          this.#stats.maxBacklog,
+          backlog + held + (local ? 1 : 0),
+        );
       }
     };
     return defineActor({
       handlers: {
-        up: (message: ValueMessage) => file(message, "up"),
-        down: (message: ValueMessage) => file(message, "down"),
+        up: (message: ValueMessage, ctx) => file(message, "up", ctx.local),
+        down: (message: ValueMessage, ctx) => file(message, "down", ctx.local),
       },
       control: {
         abort: (message: AbortMessage) => {

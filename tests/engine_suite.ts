@@ -659,7 +659,7 @@ export function engineSuite(
   }, "cluster");
 
   test(
-    "Cluster spreads engines round-robin over hosts; Cluster.kill() ends a whole host",
+    "Cluster gives each host a block of neighbouring engine ids; Cluster.kill() ends a whole host",
     4,
     async ({
       client,
@@ -671,18 +671,29 @@ export function engineSuite(
         return g.hostTag ??= crypto.randomUUID();
       }).get(T);
       assert.equal(new Set(tags).size, 2);
-      assert.deepEqual([tags[0], tags[1]], [tags[2], tags[3]]);
+      assert.deepEqual([tags[0], tags[2]], [tags[1], tags[3]]);
+      assert.notEqual(tags[0], tags[2]);
+      assert.equal(client.hostOf(0), client.hostOf(1));
       const died: number[] = [];
       cluster!.addEventListener("enginedied", (e) => {
         died.push((e as CustomEvent<{ engineId: number }>).detail.engineId);
       });
       cluster!.kill(2);
-      assert.deepEqual(died.sort(), [0, 2]);
+      assert.deepEqual(died.sort(), [2, 3]);
       const values = await client.view().apply(() => id).get({ ...T, returnExceptions: true });
-      assert.ok(values[0] instanceof EngineDiedError);
+      assert.equal(values[0], 0);
       assert.equal(values[1], 1);
       assert.ok(values[2] instanceof EngineDiedError);
-      assert.equal(values[3], 3);
+      assert.ok(values[3] instanceof EngineDiedError);
+      // A broadcast over both hosts keeps the survivors' results.
+      const spread = await client.broadcastView([3, 0, 2, 1]).apply(() => id).get({
+        ...T,
+        returnExceptions: true,
+      });
+      assert.ok(spread[0] instanceof EngineDiedError);
+      assert.equal(spread[1], 0);
+      assert.ok(spread[2] instanceof EngineDiedError);
+      assert.equal(spread[3], 1);
       assert.throws(() => cluster!.kill(7), RangeError);
     },
     "cluster",

@@ -146,7 +146,7 @@ export function defineWireType<T>(
   wireTypes.push(wireType);
   extensions.register({
     type,
-    encode: (v) => (test(v) ? encodeRaw(prepare(toData(v), "$", [])) : null),
+    encode: (v) => (test(v) ? encodeRaw(prepareAt(toData(v))) : null),
     decode: (data) => fromData(decodeRaw(data)),
   });
 }
@@ -157,7 +157,26 @@ export function defineWireType<T>(
  * Promise and the like.
  */
 export function encodeValue(value: unknown): Uint8Array {
-  return encodeRaw(prepare(value, "$", []));
+  return encodeRaw(prepareAt(value));
+}
+
+/**
+ * Why a value cannot be sent, with the path to it, built as the error unwinds (innermost step
+ * first): paths cost nothing unless something fails.
+ */
+class Unsendable {
+  readonly steps: string[] = [];
+  constructor(readonly reason: string) {}
+}
+
+/** {@linkcode prepare} at the root `$`, failing with `SerializationError`. */
+function prepareAt(value: unknown): unknown {
+  try {
+    return prepare(value, []);
+  } catch (error) {
+    if (!(error instanceof Unsendable)) throw error;
+    throw new SerializationError(`$${error.steps.reverse().join("")}`, error.reason);
+  }
 }
 
 /** Decodes what {@linkcode encodeValue} encoded. */
@@ -169,7 +188,7 @@ export function decodeValue(bytes: Uint8Array): unknown {
  * Checks that `value` can be sent and returns it with every `undefined` replaced by a marker the
  * encoder understands, copying only the containers that hold one.
  */
-function prepare(value: unknown, path: string, ancestors: object[]): unknown {
+function prepare(value: unknown, ancestors: object[]): unknown {
   switch (typeof value) {
     case "undefined":
       return UNDEFINED;
@@ -180,10 +199,9 @@ function prepare(value: unknown, path: string, ancestors: object[]): unknown {
     case "bigint":
       return value;
     case "symbol":
-      throw new SerializationError(path, "a symbol cannot be sent");
+      throw new Unsendable("a symbol cannot be sent");
     case "function":
-      throw new SerializationError(
-        path,
+      throw new Unsendable(
         `a function (${value.name || "anonymous"}) cannot be sent where data is expected`,
       );
   }
@@ -194,28 +212,28 @@ function prepare(value: unknown, path: string, ancestors: object[]): unknown {
     object instanceof Error
   ) {
     if (object instanceof Date && Number.isNaN(object.getTime())) {
-      throw new SerializationError(path, "an invalid Date cannot be sent");
+      throw new Unsendable("an invalid Date cannot be sent");
     }
     if (object instanceof DataView) {
-      throw new SerializationError(path, "a DataView cannot be sent; send its typed array");
+      throw new Unsendable("a DataView cannot be sent; send its typed array");
     }
     return object;
   }
   if (wireTypes.some((t) => t.test(object))) return object;
   if (ancestors.includes(object)) {
-    throw new SerializationError(path, "a circular reference cannot be sent");
+    throw new Unsendable("a circular reference cannot be sent");
   }
   ancestors.push(object);
   try {
-    if (Array.isArray(object)) return prepareArray(object, path, ancestors);
+    if (Array.isArray(object)) return prepareArray(object, ancestors);
     if (object instanceof Map) {
       const entries = [...object];
-      const prepared = prepareArray(entries, `${path}<Map>`, ancestors);
+      const prepared = within("<Map>", () => prepareArray(entries, ancestors));
       return prepared === entries ? object : new Map(prepared as [unknown, unknown][]);
     }
     if (object instanceof Set) {
       const items = [...object];
-      const prepared = prepareArray(items, `${path}<Set>`, ancestors);
+      const prepared = within("<Set>", () => prepareArray(items, ancestors));
       return prepared === items ? object : new Set(prepared as unknown[]);
     }
     const proto = Object.getPrototypeOf(object);
@@ -225,20 +243,36 @@ function prepare(value: unknown, path: string, ancestors: object[]): unknown {
         object instanceof Promise || object instanceof WeakMap || object instanceof WeakSet ||
         object instanceof WeakRef
       ) {
-        throw new SerializationError(path, `a ${kind} cannot be sent`);
+        throw new Unsendable(`a ${kind} cannot be sent`);
       }
     }
-    return prepareObject(object as Record<string, unknown>, path, ancestors);
+    return prepareObject(object as Record<string, unknown>, ancestors);
   } finally {
     ancestors.pop();
   }
 }
 
-function prepareArray(array: unknown[], path: string, ancestors: object[]): unknown[] {
+/** `f()`, adding `step` to the path of what it finds unsendable. */
+function within<T>(step: string, f: () => T): T {
+  try {
+    return f();
+  } catch (error) {
+    if (error instanceof Unsendable) error.steps.push(step);
+    throw error;
+  }
+}
+
+function prepareArray(array: unknown[], ancestors: object[]): unknown[] {
   let copy: unknown[] | undefined;
   for (let i = 0; i < array.length; i++) {
     const item = array[i];
-    const prepared = prepare(item, `${path}[${i}]`, ancestors);
+    let prepared;
+    try {
+      prepared = prepare(item, ancestors);
+    } catch (error) {
+      if (error instanceof Unsendable) error.steps.push(`[${i}]`);
+      throw error;
+    }
     if (prepared !== item) {
       copy ??= array.slice();
       copy[i] = prepared;
@@ -249,16 +283,20 @@ function prepareArray(array: unknown[], path: string, ancestors: object[]): unkn
 
 function prepareObject(
   object: Record<string, unknown>,
-  path: string,
   ancestors: object[],
 ): Record<string, unknown> {
   let copy: Record<string, unknown> | undefined;
-  for (const key of Object.keys(object)) {
-    if (key === "__proto__") {
-      throw new SerializationError(path, 'an own "__proto__" key cannot be sent');
-    }
+  for (const key in object) {
+    if (!Object.hasOwn(object, key)) continue;
+    if (key === "__proto__") throw new Unsendable('an own "__proto__" key cannot be sent');
     const item = object[key];
-    const prepared = prepare(item, `${path}${propertyPath(key)}`, ancestors);
+    let prepared;
+    try {
+      prepared = prepare(item, ancestors);
+    } catch (error) {
+      if (error instanceof Unsendable) error.steps.push(propertyPath(key));
+      throw error;
+    }
     if (prepared !== item) {
       copy ??= { ...object };
       copy[key] = prepared;

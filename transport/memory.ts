@@ -71,14 +71,29 @@ class Broker {
     }
     const id = `${s.lastMs}-${s.lastSeq}`;
     s.entries.push({ id, data: data.slice() });
-    if (maxLen !== undefined) this.trim(name, maxLen);
+    if (maxLen !== undefined) this.trimApproximately(name, maxLen);
     this.wake(name);
     return id;
   }
 
+  /** Trims `name` to `maxLen` entries. */
   trim(name: string, maxLen: number): void {
     const s = this.streams.get(name);
     if (!s || s.entries.length <= maxLen) return;
+    this.cut(s, maxLen);
+  }
+
+  /**
+   * Trims `name` to about `maxLen` entries, as `MAXLEN ~` does: in batches, so that each
+   * append to a full stream does not shift the whole array.
+   */
+  trimApproximately(name: string, maxLen: number): void {
+    const s = this.streams.get(name);
+    if (!s || s.entries.length <= maxLen + Math.max(64, maxLen >> 3)) return;
+    this.cut(s, maxLen);
+  }
+
+  cut(s: Stream, maxLen: number): void {
     const cut = s.entries.length - maxLen;
     s.entries.splice(0, cut);
     s.dropped += cut;
