@@ -416,10 +416,11 @@ export class TreeCommunicator {
   async #sendDown(seq: number, carried: Carried): Promise<void> {
     this.#system.transport.trim(this.#stream, 1).catch(() => {});
     if (this.children.length === 0) return;
+    const content = this.#message(seq, carried); // one object: encoded once for both children
     await this.#system.sendMany(this.children.map((child) => ({
       to: `tree.${child}`,
       type: "down",
-      content: this.#message(seq, carried),
+      content,
       options: { from: this.address },
     })));
   }
