@@ -114,7 +114,7 @@ export class BroadcastNodes {
     }
     const size = hi - lo;
     const reply = ctx.deferReply();
-    const id = ctx.envelope.id;
+    const { id, deadline } = ctx.envelope;
     // Sub-broadcast ids extend their parent's: the root's id names the whole broadcast.
     const inbox = `${node} ${id.split(".")[0]}`;
     const counts = this.#inbox.get(inbox) ?? { ranges: 0, replies: 0 };
@@ -145,7 +145,10 @@ export class BroadcastNodes {
     const chunks = Math.min(fanout, size);
     for (let c = 0; c < chunks; c++) {
       const [a, b] = partitionBounds(size, c, chunks);
-      const childId = `${id}.${c}`;
+      // A sub-broadcast's id extends its parent's. An engine's message is named after the call
+      // (the root's id) and the engine, as a DirectView names it (`engineMessageId`), so that the
+      // client can abort it and fetch its result without knowing the tree.
+      const childId = b - a === 1 ? `${id.split(".")[0]}_${targets[lo + a]}` : `${id}.${c}`;
       if (b - a === 1) {
         const position = lo + a;
         const engineId = targets[position];
@@ -164,7 +167,7 @@ export class BroadcastNodes {
           to: `engine.${engineId}`,
           type: operation.type,
           content,
-          options: { id: childId, replyTo: ctx.self, from: ctx.self },
+          options: { id: childId, replyTo: ctx.self, from: ctx.self, deadline },
         });
       } else {
         const child: BroadcastRequest = { ...request, lo: lo + a, hi: lo + b };
@@ -182,7 +185,7 @@ export class BroadcastNodes {
           to: broadcastAddress(this.#hostId, nodeFor(child.lo, child.hi, fanout)),
           type: "broadcast",
           content: child,
-          options: { id: childId, replyTo: ctx.self, from: ctx.self },
+          options: { id: childId, replyTo: ctx.self, from: ctx.self, deadline },
         });
       }
       pending.children.set(childId, [a, b]);
@@ -274,6 +277,7 @@ function checkRequest(request: BroadcastRequest): void {
   if (typeof request !== "object" || request === null) fail("not an object");
   const { lo, hi, fanout, targets, operation, scatterSpan } = request;
   if (!Array.isArray(targets) || !targets.every(Number.isInteger)) fail("bad targets");
+  if (new Set(targets).size !== targets.length) fail("a target is listed twice");
   if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > targets.length || lo >= hi) {
     fail(`bad range [${lo}, ${hi}) of ${targets.length} targets`);
   }

@@ -73,6 +73,12 @@ export interface SendOptions {
   replyTo?: string;
   /** When the sender stops waiting, in ms since the epoch. */
   deadline?: number;
+  /**
+   * Also store the signed message as a value under `key` for `ttlMs` ms (e.g. a result kept for
+   * clients that fetch it later; read it back with {@linkcode ActorSystem.load}). The value is
+   * written before the message, without waiting: a failure to store is an `"error"` event.
+   */
+  keep?: { key: string; ttlMs: number };
 }
 
 /** Options of {@linkcode ActorSystem.ask}. */
@@ -280,11 +286,51 @@ export class ActorSystem extends EventTarget {
     options: SendOptions & { from?: string } = {},
   ): Promise<string> {
     const envelope = this.#envelope(to, type, content, options);
+    let bytes: Uint8Array | undefined;
+    if (options.keep) this.#keep(options.keep, bytes = sealEnvelope(envelope, this.#key));
     if (this.#deliverLocally(envelope)) return envelope.id;
-    const bytes = sealEnvelope(envelope, this.#key);
+    bytes ??= sealEnvelope(envelope, this.#key);
     await this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen });
     this.#sent++;
     return envelope.id;
+  }
+
+  /**
+   * Stores `bytes` under `keep.key`. Not awaited: on one connection (or port) the value is written
+   * before whatever the caller appends next, so it is there once that is read.
+   */
+  #keep(keep: { key: string; ttlMs: number }, bytes: Uint8Array): void {
+    this.transport.putBlob(keep.key, bytes, keep.ttlMs).catch((error) => this.#emitError(error));
+  }
+
+  /**
+   * Signs `content` as a message of `type` with id `id` and stores it as a value under `key` for
+   * `ttlMs` ms (not in a stream). {@linkcode load} reads it back, verified.
+   */
+  async store(
+    key: string,
+    id: string,
+    type: string,
+    content: unknown,
+    ttlMs: number,
+  ): Promise<void> {
+    const envelope = this.#envelope("", type, content, { id });
+    await this.transport.putBlob(key, sealEnvelope(envelope, this.#key), ttlMs);
+  }
+
+  /**
+   * The message stored under `key` (by {@linkcode store}, or by a send with `keep`), verified with
+   * the cluster key; `null` when there is none (never stored, or expired). Throws
+   * {@linkcode InvalidMessageError} when the value is not a message signed with the cluster key.
+   */
+  async load(key: string): Promise<Envelope | null> {
+    const bytes = await this.transport.getBlob(key);
+    if (bytes === null) return null;
+    try {
+      return openEnvelope(bytes, this.#key, this.#maxMessageBytes);
+    } catch (cause) {
+      throw new InvalidMessageError(key, "value", (cause as Error).message, { cause });
+    }
   }
 
   #deliverLocally(envelope: Envelope): boolean {
@@ -307,7 +353,6 @@ export class ActorSystem extends EventTarget {
     }[],
   ): Promise<string[]> {
     const envelopes = messages.map((m) => this.#envelope(m.to, m.type, m.content, m.options ?? {}));
-    const remote = envelopes.filter((e) => !this.#deliverLocally(e));
     // The same content sent to many actors (a broadcast's task) is encoded once.
     const encoded = new Map<unknown, Uint8Array>();
     const contentBytes = (content: unknown) => {
@@ -316,10 +361,18 @@ export class ActorSystem extends EventTarget {
       if (!bytes) encoded.set(content, bytes = encodeValue(content));
       return bytes;
     };
-    const entries = remote.map((e) => ({
-      stream: this.inboxOf(e.to),
-      data: sealEnvelope(e, this.#key, contentBytes(e.content)),
-    }));
+    const sealed = new Map<Envelope, Uint8Array>();
+    const seal = (e: Envelope) => {
+      let bytes = sealed.get(e);
+      if (!bytes) sealed.set(e, bytes = sealEnvelope(e, this.#key, contentBytes(e.content)));
+      return bytes;
+    };
+    envelopes.forEach((e, i) => {
+      const keep = messages[i].options?.keep;
+      if (keep) this.#keep(keep, seal(e));
+    });
+    const remote = envelopes.filter((e) => !this.#deliverLocally(e));
+    const entries = remote.map((e) => ({ stream: this.inboxOf(e.to), data: seal(e) }));
     await this.transport.appendMany(entries, { maxLen: this.#maxLen });
     this.#sent += entries.length;
     return envelopes.map((e) => e.id);
@@ -600,6 +653,7 @@ export class ActorSystem extends EventTarget {
   ): Promise<void> {
     this.#handling++;
     let deferred = false;
+    let keep: { key: string; ttlMs: number } | undefined;
     const context: ActorContext = {
       self: running.address,
       system: this,
@@ -617,7 +671,11 @@ export class ActorSystem extends EventTarget {
             "error" in result
               ? { ok: false, error: errorData(result.error) }
               : { ok: true, value: result.value },
+            keep,
           );
+      },
+      keepReply: (key, ttlMs) => {
+        keep = { key, ttlMs };
       },
     };
     let reply: Reply;
@@ -627,17 +685,22 @@ export class ActorSystem extends EventTarget {
       reply = { ok: false, error: errorData(error) };
     }
     try {
-      if (!deferred) await this.#replyTo(envelope, running.address, reply);
+      if (!deferred) await this.#replyTo(envelope, running.address, reply, keep);
     } finally {
       this.#ack(entry);
       if (--this.#handling === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
     }
   }
 
-  async #replyTo(envelope: Envelope, from: string, reply: Reply): Promise<void> {
+  async #replyTo(
+    envelope: Envelope,
+    from: string,
+    reply: Reply,
+    keep?: { key: string; ttlMs: number },
+  ): Promise<void> {
     if (!envelope.replyTo) return;
     try {
-      await this.send(envelope.replyTo, "reply", reply, { parent: envelope.id, from });
+      await this.send(envelope.replyTo, "reply", reply, { parent: envelope.id, from, keep });
     } catch (error) {
       if (!(error instanceof SerializationError)) return this.#emitError(error);
       await this.send(
@@ -647,7 +710,7 @@ export class ActorSystem extends EventTarget {
           ok: false,
           error: errorData(error),
         } satisfies Reply,
-        { parent: envelope.id, from },
+        { parent: envelope.id, from, keep },
       ).catch((e) => this.#emitError(e));
     }
   }
