@@ -115,6 +115,8 @@ export class Client extends EventTarget {
   readonly #retention: number;
   /** Aborted by `close()`: ends the waits for results not stored yet. */
   readonly #closing = new AbortController();
+  /** Settles once the last call still being prepared (storing blobs) was dispatched. */
+  #dispatchTail: Promise<void> | undefined;
   #broadcast: { worker: Worker; ready: Promise<string>; stopped: Promise<void> } | undefined;
   #heartbeats: ReturnType<typeof setInterval> | undefined;
   #poll: Promise<void> | undefined;
@@ -300,6 +302,29 @@ export class Client extends EventTarget {
     }
     if (list.length === 0) throw new RangeError("Cannot make a view on no engines");
     return list;
+  }
+
+  /**
+   * @internal Whether a call is still being prepared: a new call must then be dispatched after
+   * it, with {@linkcode dispatchInOrder}.
+   */
+  get preparing(): boolean {
+    return this.#dispatchTail !== undefined;
+  }
+
+  /**
+   * @internal Calls `dispatch` with what `prepared` resolves to, once every call made before
+   * was dispatched: the calls of one client leave in the order they were made, however long each
+   * took to prepare, so that each engine queues them in that order.
+   */
+  dispatchInOrder<C, R>(prepared: Promise<C>, dispatch: (content: C) => R): Promise<R> {
+    const run = (this.#dispatchTail ?? Promise.resolve()).then(() => prepared).then(dispatch);
+    const tail = run.then(() => {}, () => {});
+    this.#dispatchTail = tail;
+    tail.then(() => {
+      if (this.#dispatchTail === tail) this.#dispatchTail = undefined;
+    });
+    return run;
   }
 
   /**

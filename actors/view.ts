@@ -182,12 +182,14 @@ export abstract class View {
   ): AsyncResult<unknown> {
     checkCallOptions(operation.type, options);
     const id = crypto.randomUUID();
-    if (!prepare) return this.dispatch(operation, options, id);
-    // Preparing may store blobs (async); the AsyncResult is returned at once all the same.
+    if (!prepare && !this.client.preparing) return this.dispatch(operation, options, id);
+    // Preparing may store blobs (async); the AsyncResult is returned at once all the same. The
+    // call is dispatched after the calls made before it, however long they take to prepare.
     // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
-    const prepared = prepare().then((content) => ({
-      result: this.dispatch({ ...operation, content }, options, id),
-    }));
+    const prepared = this.client.dispatchInOrder(
+      prepare ? prepare() : Promise.resolve(operation.content),
+      (content) => ({ result: this.dispatch({ ...operation, content }, options, id) }),
+    );
     const outcomes = this.targets.map((engineId, i) =>
       prepared.then(
         ({ result }) => result.outcome(i),

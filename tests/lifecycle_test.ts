@@ -265,7 +265,7 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
       (signal: AbortSignal) => bv.execute("globalThis.lifecycleMark = 'ran'", { signal }),
     ];
     for (const [i, call] of calls.entries()) {
-      const slow = dv.apply(sleep, 4000);
+      const slow = dv.apply(sleep, 2500);
       const controller = new AbortController();
       const ar = call(controller.signal);
       const reason = new Error(`cancelled ${i}`);
@@ -280,7 +280,7 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
     }
 
     // get({ signal }) cancels the call as well.
-    const slow = dv.apply(sleep, 4000);
+    const slow = dv.apply(sleep, 2500);
     const ar = dv.apply(sideEffect);
     const controller = new AbortController();
     const waiting = ar.get({ ...T, signal: controller.signal });
