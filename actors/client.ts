@@ -357,11 +357,10 @@ export class Client extends EventTarget {
    * `ar.get(options)` on the call's `AsyncResult`. Works while the results are retained
    * (`ClusterOptions.resultRetention`, default one hour).
    *
-   * Rejects with `ResultNotFoundError` when no call has that id, or its results expired.
+   * Rejects with `ResultNotFoundError` when no call has that id, or its results expired; else as
+   * `ar.get(options)` does (with `returnExceptions`, the errors come in place of the values). For
+   * the output and timings, use {@linkcode fetchResult}.
    */
-  getResult(id: string, options: GetOptions & { returnExceptions: true }): Promise<unknown[]>;
-  /** The values of call `id`, in its target order; see {@linkcode fetchResult} for the rest. */
-  getResult(id: string, options?: GetOptions): Promise<unknown[]>;
   async getResult(id: string, options: GetOptions = {}): Promise<unknown[]> {
     const { result } = await this.fetchResult(id);
     return await result.get(options);
