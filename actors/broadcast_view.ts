@@ -67,8 +67,9 @@ export class BroadcastView extends View {
       if (dead) (request.dead ??= {})[engineId] = dead.message.replace(/^Engine \d+ died: /, "");
     }
     const live = targets.filter((engineId) => !client.deadEngine(engineId));
-    client.recordCall(id, targets, operation.type);
     const parts = client.broadcastHost().then(async (hostId) => {
+      // Aborted while the broadcast actors started: nothing goes out.
+      if (signal?.aborted) throw signal.reason;
       const root = broadcastAddress(hostId, nodeFor(0, targets.length, fanout));
       const { system } = client;
       const answer = system.expectReply<BroadcastPart[]>(

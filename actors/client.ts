@@ -18,7 +18,7 @@ import { broadcastAddress } from "./broadcast.ts";
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
 import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
 import type { ActorSystem, Reply } from "./system.ts";
-import { DirectView } from "./view.ts";
+import { DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome } from "./async_result.ts";
 import {
   DEFAULT_RESULT_RETENTION_MS,
@@ -91,9 +91,14 @@ function callKey(namespace: string, id: string): string {
 
 /** What the record of a call holds. */
 interface CallRecord {
+  /** The engines, in target order. */
   targets: number[];
+  /** The engine message type. */
   type: string;
+  /** How long the record is kept (ms). */
   retentionMs: number;
+  /** A `pull` of one name: each engine's value is the first item of the list it answered. */
+  single?: true;
 }
 
 /** The longest pause between two looks for a result that is not stored yet. */
@@ -331,9 +336,14 @@ export class Client extends EventTarget {
    * @internal Records call `id` (its targets, in order) in the transport, for
    * {@linkcode getResult}. Not awaited: the record is written before the call's messages.
    */
-  recordCall(id: string, targets: readonly number[], type: string): void {
+  recordCall(id: string, targets: readonly number[], type: string, single = false): void {
     if (this.#retention === 0) return;
-    const record: CallRecord = { targets: [...targets], type, retentionMs: this.#retention };
+    const record: CallRecord = {
+      targets: [...targets],
+      type,
+      retentionMs: this.#retention,
+      ...(single ? { single: true } : {}),
+    };
     this.system.store(callKey(this.namespace, id), id, "call", record, this.#retention)
       .catch(() => {/* the call's own messages fail the same way, and say so */});
   }
@@ -404,13 +414,14 @@ export class Client extends EventTarget {
         return outcome;
       })
     );
-    const result = new AsyncResult(
+    const stored = new AsyncResult(
       id,
       targets,
       outcomes,
       () => this.abortCall(id, targets.filter((e) => !found.has(e))),
       envelope.sent,
     );
+    const result = record.single === true ? mapResult(stored, firstOf, envelope.sent) : stored;
     return { id, type: record.type, engineIds: targets, submitted: envelope.sent, result };
   }
 

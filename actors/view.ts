@@ -140,8 +140,10 @@ export abstract class View {
     const result = this.#run(
       { type: "pull", content: { names: single ? [names] : names } },
       options,
+      undefined,
+      single,
     );
-    return single ? mapResult(result, (v) => (v as unknown[])[0]) : result;
+    return single ? mapResult(result, firstOf) : result;
   }
 
   /** Splits `sequence` into contiguous chunks, one per engine in target order, under `name`. */
@@ -175,26 +177,44 @@ export abstract class View {
     return this.#run({ type: "clear", content: {} }, options) as AsyncResult<void>;
   }
 
+  /**
+   * Records call `operation` (for `client.getResult`) and dispatches it, once it is prepared and
+   * the calls made before it were dispatched. `single`: a `pull` of one name, whose values are
+   * each engine's list's first item.
+   */
   #run(
     operation: Operation,
     options: CallOptions,
     prepare?: () => Promise<Record<string, unknown>>,
+    single = false,
   ): AsyncResult<unknown> {
     checkCallOptions(operation.type, options);
+    const { client, targets } = this;
+    const { signal } = options;
     const id = crypto.randomUUID();
-    if (!prepare && !this.client.preparing) return this.dispatch(operation, options, id);
+    const send = (operation: Operation) => {
+      // Written before the call's messages, and only for a call that is sent.
+      if (!signal?.aborted) client.recordCall(id, targets, operation.type, single);
+      return this.dispatch(operation, options, id);
+    };
+    if (!prepare && !client.preparing) return send(operation);
     // Preparing may store blobs (async); the AsyncResult is returned at once all the same. The
     // call is dispatched after the calls made before it, however long they take to prepare.
     // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
-    const prepared = this.client.dispatchInOrder(
+    const prepared = client.dispatchInOrder(
       prepare ? prepare() : Promise.resolve(operation.content),
-      (content) => ({ result: this.dispatch({ ...operation, content }, options, id) }),
+      (content) => ({ result: send({ ...operation, content }) }),
     );
-    const outcomes = this.targets.map((engineId, i) =>
-      prepared.then(
-        ({ result }) => result.outcome(i),
-        (error): Outcome => ({ engineId, error }),
-      )
+    // A signal that aborts before the call is dispatched fails it at once (and it is not sent).
+    const cancelled = new Promise<void>((resolve) => abortOnSignal(signal, prepared, resolve));
+    const outcomes = targets.map((engineId, i) =>
+      Promise.race([
+        prepared.then(
+          ({ result }) => result.outcome(i),
+          (error): Outcome => ({ engineId, error }),
+        ),
+        cancelled.then((): Outcome => ({ engineId, error: signal!.reason })),
+      ])
     );
     return new AsyncResult(id, this.targets, outcomes, () => {
       prepared.then(({ result }) => result.abort(), () => {});
@@ -257,10 +277,19 @@ export function engineTimeout(error: unknown, engineId: number, timeout: number)
   );
 }
 
-/** An AsyncResult whose values are `map`ped from another's. */
-function mapResult(
+/** The first item of a list: an engine's value of `pull` of one name. */
+export function firstOf(list: unknown): unknown {
+  return (list as unknown[])[0];
+}
+
+/**
+ * @internal An AsyncResult whose values are `map`ped from another's; `submitted` is when the
+ * call was sent (default: now).
+ */
+export function mapResult(
   result: AsyncResult<unknown>,
   map: (v: unknown) => unknown,
+  submitted?: number,
 ): AsyncResult<unknown> {
   const outcomes = result.engineIds.map((_, i) =>
     result.outcome(i).then((o): Outcome =>
@@ -269,7 +298,13 @@ function mapResult(
         : o
     )
   );
-  return new AsyncResult(result.id, result.engineIds, outcomes, () => result.abort());
+  return new AsyncResult(
+    result.id,
+    result.engineIds,
+    outcomes,
+    () => result.abort(),
+    submitted,
+  );
 }
 
 /** A view that sends one message to each engine (IPython Parallel's `DirectView`). */
@@ -314,7 +349,6 @@ export class DirectView extends View {
           }),
         );
     });
-    client.recordCall(id, targets, operation.type);
     const sent = messages.filter((_, i) => !client.deadEngine(targets[i]));
     client.system.sendMany(sent).catch((error) => {
       for (const m of sent) client.system.failReply(m.options.id, error);
