@@ -390,6 +390,8 @@ export class Client extends EventTarget {
       throw new TypeError(`Cannot get result: the id must be a non-empty string, got ${id}`);
     }
     if (this.#closed) throw new TransportClosedError("Cannot get result: the client is closed");
+    // A call of this client may still be preparing: its record is written when it is sent.
+    await this.#dispatchTail;
     const envelope = await this.system.load(callKey(this.namespace, id));
     if (envelope === null) throw new ResultNotFoundError(id);
     const record = envelope.content as CallRecord;

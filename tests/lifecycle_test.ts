@@ -15,6 +15,7 @@ import { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import {
   CompositeError,
+  InvalidMessageError,
   RemoteError,
   ResultNotFoundError,
   TaskAbortedError,
@@ -227,6 +228,43 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
     }
     assert.deepEqual(await client.view().apply(() => id * 3).get(T), [0, 3]);
   }, { resultRetention: 3000 });
+
+  test("Client.fetchResult() of a call still running waits for the engines' results", async ({ client }) => {
+    const ar = client.view([1, 0]).apply(sleep, 1500);
+    const fetched = await client.fetchResult(ar.id);
+    assert.deepEqual(fetched.engineIds, [1, 0]);
+    assert.equal(fetched.result.ready(), false);
+    assert.deepEqual(await fetched.result.get(T), ["slept", "slept"]);
+    assert.deepEqual(await ar.get(T), ["slept", "slept"]);
+    assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1]);
+  });
+
+  test("Client.getResult() refuses a kept value that was changed or moved", async ({ client, cluster }) => {
+    const a = client.view().apply(() => `a${id}`);
+    const b = client.view().apply(() => `b${id}`);
+    assert.deepEqual(await a.get(T), ["a0", "a1"]);
+    assert.deepEqual(await b.get(T), ["b0", "b1"]);
+    const { transport } = client;
+    const ns = cluster.namespace;
+    // Engine 0's answer to `b` copied over its answer to `a`: signed, but not this call's.
+    const moved = await transport.getBlob(`${ns}:result:${b.id}_0`);
+    assert.ok(moved !== null, "engine 0 kept its answer");
+    await transport.putBlob(`${ns}:result:${a.id}_0`, moved, 60_000);
+    const values = await client.getResult(a.id, { ...T, returnExceptions: true });
+    assert.ok(values[0] instanceof InvalidMessageError, String(values[0]));
+    assert.equal(values[1], "a1");
+    // One byte changed: the signature no longer verifies.
+    const changed = (await transport.getBlob(`${ns}:result:${b.id}_1`))!.slice();
+    changed[changed.length - 1] ^= 1;
+    await transport.putBlob(`${ns}:result:${b.id}_1`, changed, 60_000);
+    const error = await client.getResult(b.id, T).catch((e) => e);
+    assert.ok(error instanceof InvalidMessageError, String(error));
+    assert.match(error.message, /signature/);
+    // A call record written without the key.
+    await transport.putBlob(`${ns}:call:forged`, new TextEncoder().encode("{}"), 60_000);
+    await assert.rejects(client.getResult("forged"), InvalidMessageError);
+    assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1]);
+  });
 
   test("ClusterOptions.resultRetention: 0 keeps nothing; bad values throw RangeError", async (
     { client },
