@@ -8,8 +8,9 @@
  * Options: `--ids 0,1,2` (or `--n N` with `--first K`) chooses the engine ids; `--size N` is the
  * `size` their namespaces start with (default: the number of ids); `--key-stdin` reads the key
  * from standard input instead of a file; `--redis -` reads the URL from standard input (after the
- * key, on the next line, with `--key-stdin`), which keeps a password out of the process list. The
- * key and the password are never printed.
+ * key, on the next line, with `--key-stdin`), which keeps a password out of the process list;
+ * `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
+ * 3600000, one hour; 0 keeps none). The key and the password are never printed.
  *
  * @module
  */
@@ -30,6 +31,7 @@ if (import.meta.main) {
       first: { type: "string" },
       size: { type: "string" },
       "host-id": { type: "string" },
+      "result-retention": { type: "string" },
     },
   });
   const stdin = values["key-stdin"] || values.redis === "-"
@@ -48,6 +50,14 @@ if (import.meta.main) {
     ? values.ids.split(",").map(Number)
     : Array.from({ length: Number(values.n ?? 1) }, (_, i) => Number(values.first ?? 0) + i);
   if (ids.some((id) => !Number.isInteger(id) || id < 0)) fail(`bad engine ids: ${ids}`);
+  const retention = values["result-retention"];
+  const resultRetentionMs = retention === undefined ? undefined : Number(retention);
+  if (
+    resultRetentionMs !== undefined &&
+    !(Number.isInteger(resultRetentionMs) && resultRetentionMs >= 0)
+  ) {
+    fail(`bad --result-retention ${JSON.stringify(retention)}: expected whole ms ≥ 0`);
+  }
   // An uncaught error or rejection in a task ends the process; say why in one line (the
   // cluster that started it reports that line as the reason its engines died).
   const crash = (event: Event, what: string, error: unknown) => {
@@ -70,6 +80,7 @@ if (import.meta.main) {
     engineIds: ids,
     size: Number(values.size ?? ids.length),
     hostId: values["host-id"] ?? `host-${Deno.pid}`,
+    resultRetentionMs,
     heartbeat: { url },
   });
   const stop = async () => {

@@ -108,21 +108,66 @@ export class EngineDiedError extends Error {
   }
 }
 
+/**
+ * A task was cancelled on its engine before it started: its call was aborted (`ar.abort()`, or the
+ * call's `signal`) while the task was still queued behind others.
+ */
+export class TaskAbortedError extends Error {
+  /** The engine the task was queued on. */
+  readonly engineId: number;
+  /** Makes the error for the task queued on engine `engineId`. */
+  constructor(engineId: number, options?: ErrorOptions) {
+    super(`Task aborted on engine ${engineId}: the call was aborted before it started`, options);
+    this.name = "TaskAbortedError";
+    this.engineId = engineId;
+  }
+}
+
+/**
+ * No stored result answers a call id: the id was never a call of this cluster, or the call's
+ * results outlived their retention (`ClusterOptions.resultRetention`) and were deleted.
+ */
+export class ResultNotFoundError extends Error {
+  /** The call id that was looked up (an `AsyncResult.id`). */
+  readonly id: string;
+  /** The engine whose result is missing, when the call itself was found. */
+  readonly engineId?: number;
+  /** Makes the error for call `id` (and, when only its result is missing, engine `engineId`). */
+  constructor(id: string, engineId?: number, options?: ErrorOptions) {
+    super(
+      engineId === undefined
+        ? `Cannot get result of call "${id}": no such call, or its results expired`
+        : `Cannot get result of call "${id}" on engine ${engineId}: it expired or was never stored`,
+      options,
+    );
+    this.name = "ResultNotFoundError";
+    this.id = id;
+    if (engineId !== undefined) this.engineId = engineId;
+  }
+}
+
 /** Several engines failed in one call: `errors` holds each engine's error, in engine order. */
 export class CompositeError extends AggregateError {
   /** The engines that failed, in the order of `errors`. */
   readonly engineIds: readonly number[];
   /** Makes the error from each failed engine's error, in engine order. */
   constructor(errors: readonly (Error & { engineId?: number })[], options?: ErrorOptions) {
-    const lines = errors.map((e) => `  [engine ${e.engineId ?? "?"}] ${describe(e)}`);
+    const lines = errors.map((e) => `  [engine ${engineOf(e) ?? "?"}] ${describe(e)}`);
     super(
       errors,
       `${errors.length} engine${errors.length === 1 ? "" : "s"} failed:\n${lines.join("\n")}`,
       options,
     );
     this.name = "CompositeError";
-    this.engineIds = errors.map((e) => e.engineId ?? -1);
+    this.engineIds = errors.map((e) => engineOf(e) ?? -1);
   }
+}
+
+/** The engine an error is about: its `engineId`, or the one engine a `TimeoutError` names. */
+function engineOf(e: Error & { engineId?: number }): number | undefined {
+  if (e.engineId !== undefined) return e.engineId;
+  if (e instanceof TimeoutError && e.engineIds.length === 1) return e.engineIds[0];
+  return undefined;
 }
 
 function describe(e: Error): string {

@@ -18,7 +18,12 @@
  */
 
 export { Cluster, type ClusterOptions, readKeyFile, writeKeyFile } from "./actors/cluster.ts";
-export { Client, type ClientOptions, type EngineDiedDetail } from "./actors/client.ts";
+export {
+  Client,
+  type ClientOptions,
+  type EngineDiedDetail,
+  type FetchedCall,
+} from "./actors/client.ts";
 export {
   type AnyFunction,
   type CallOptions,
@@ -72,7 +77,9 @@ export {
   InvalidMessageError,
   RemoteError,
   type RemoteErrorData,
+  ResultNotFoundError,
   SerializationError,
+  TaskAbortedError,
   TimeoutError,
   TransportClosedError,
 } from "./errors.ts";

@@ -26,6 +26,11 @@ export interface ActorContext {
    * when the returned function is called (with a value, or an error).
    */
   deferReply(): (result: { value: unknown } | { error: unknown }) => Promise<void>;
+  /**
+   * Also stores the answer, signed as it is sent, under `key` for `ttlMs` ms, so that it can be
+   * fetched later with `system.load(key)` (engines keep their results this way).
+   */
+  keepReply(key: string, ttlMs: number): void;
 }
 
 /** Handles one message: its return value (awaited) answers the message when one is expected. */

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { CompositeError, RemoteError, TimeoutError } from "../errors.ts";
+import { CompositeError, RemoteError, TaskAbortedError, TimeoutError } from "../errors.ts";
 import type { EngineResult } from "./engine.ts";
 
 /** One engine's outcome as the client sees it: its result record, or why there is none. */
@@ -15,7 +15,11 @@ export type Outcome =
 export interface GetOptions {
   /** Give up after this many ms with a `TimeoutError`; the call goes on on the engines. */
   timeout?: number;
-  /** Give up when this signal aborts. */
+  /**
+   * Cancel the call when this signal aborts before every engine answered: `get` rejects with the
+   * signal's reason at once, and the engines skip the call if it has not started (as with
+   * {@linkcode AsyncResult.abort}).
+   */
   signal?: AbortSignal;
   /** Return each engine's error in place of its result instead of throwing. */
   returnExceptions?: boolean;
@@ -36,12 +40,16 @@ export interface EngineTiming {
 /**
  * The results of a call on several engines, in the order of its targets. Awaiting it is the same
  * as `get()`: the engines' values, or a `RemoteError` (one engine failed) or `CompositeError`
- * (several did).
+ * (several did). A task aborted before it started fails with `TaskAbortedError`, one that missed
+ * the call's deadline with `TimeoutError`, each naming its engine.
  */
 export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
   /** The engines the call went to, in target order. */
   readonly engineIds: readonly number[];
-  /** The id of the call. */
+  /**
+   * The id of the call: pass it to `client.getResult(id)` (on this client or another one
+   * connected to the cluster) to fetch the results again while they are retained.
+   */
   readonly id: string;
   readonly #outcomes: Promise<Outcome>[];
   readonly #settled: (Outcome | undefined)[];
@@ -50,16 +58,20 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
   readonly #onAbort: () => void;
   #finished: number | undefined;
 
-  /** @internal Built by views; `outcomes` resolve (never reject) in target order. */
+  /**
+   * @internal Built by views; `outcomes` resolve (never reject) in target order. `submitted` is
+   * when the call was sent (default: now).
+   */
   constructor(
     id: string,
     engineIds: readonly number[],
     outcomes: Promise<Outcome>[],
     onAbort: () => void = () => {},
+    submitted: number = Date.now(),
   ) {
     this.id = id;
     this.engineIds = engineIds;
-    this.#submitted = Date.now();
+    this.#submitted = submitted;
     this.#settled = engineIds.map(() => undefined);
     this.#onAbort = onAbort;
     this.#outcomes = outcomes.map((p, i) =>
@@ -93,7 +105,11 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
 
   /** The engines' values in target order (or their errors, with `returnExceptions`). */
   get(options: GetOptions & { returnExceptions: true }): Promise<(T | Error)[]>;
-  /** The engines' values in target order; throws the engine's error, or a `CompositeError`. */
+  /**
+   * The engines' values in target order; throws the engine's error, or a `CompositeError`. When
+   * every failure is a `TimeoutError` (the call's deadline), throws one `TimeoutError` naming all
+   * their engines; when they all are the same error (the reason of an aborted `signal`), that one.
+   */
   get(options?: GetOptions): Promise<T[]>;
   async get(options: GetOptions = {}): Promise<(T | Error)[]> {
     const outcomes = await withDeadline(
@@ -101,11 +117,22 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
       options.timeout ?? Infinity,
       options.signal,
       () => this.engineIds.filter((_, i) => this.#settled[i] === undefined),
+      () => this.abort(),
     );
     const values = outcomes.map(valueOf);
     if (options.returnExceptions) return values as (T | Error)[];
-    const errors = values.filter((v): v is Error => v instanceof Error);
+    const errors = [...new Set(values.filter((v): v is Error => v instanceof Error))];
     if (errors.length === 1) throw errors[0];
+    if (errors.length > 1 && errors.every((e) => e instanceof TimeoutError)) {
+      const engines = errors.flatMap((e) => (e as TimeoutError).engineIds);
+      const timeoutMs = Math.max(...errors.map((e) => (e as TimeoutError).timeoutMs));
+      throw new TimeoutError(
+        `Cannot get result: engines ${engines.join(", ")} did not finish within ${timeoutMs} ms`,
+        timeoutMs,
+        engines,
+        { cause: new CompositeError(errors) },
+      );
+    }
     if (errors.length > 1) throw new CompositeError(errors);
     return values as T[];
   }
@@ -136,9 +163,14 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
     return this.get().then(onfulfilled, onrejected);
   }
 
-  /** Cancels the call on engines that have not started it yet. */
+  /**
+   * Cancels the call on the engines that have not started it yet: they skip it, and their part
+   * fails with `TaskAbortedError`. An engine already running it cannot be stopped (JavaScript has
+   * no preemption): it finishes, and its result comes back as usual. To stop waiting at once, pass
+   * a `signal` to the call or to `get()`.
+   */
   abort(): void {
-    this.#onAbort();
+    if (!this.ready()) this.#onAbort();
   }
 
   /** What each engine printed to stdout, in target order (`""` where none, or not yet). */
@@ -170,7 +202,18 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
 function valueOf(outcome: Outcome): unknown {
   if ("error" in outcome) return outcome.error;
   const { result } = outcome;
-  return result.error ? new RemoteError(result.engineId, result.error) : result.value;
+  return result.error ? errorOf(result) : result.value;
+}
+
+/** The error of an engine's failed result: typed when the engine cancelled the task. */
+function errorOf(result: EngineResult): Error {
+  const { engineId, error } = result;
+  if (result.cancelled === "abort") return new TaskAbortedError(engineId);
+  if (result.cancelled === "deadline") {
+    const timeoutMs = Math.max(0, (result.deadline ?? result.submitted) - result.submitted);
+    return new TimeoutError(error!.message, timeoutMs, [engineId]);
+  }
+  return new RemoteError(engineId, error!);
 }
 
 function withDeadline<T>(
@@ -178,9 +221,13 @@ function withDeadline<T>(
   timeout: number,
   signal: AbortSignal | undefined,
   missing: () => number[] = () => [],
+  onAbort: () => void = () => {},
 ): Promise<T> {
   if (!Number.isFinite(timeout) && !signal) return promise;
-  if (signal?.aborted) return Promise.reject(signal.reason);
+  if (signal?.aborted) {
+    onAbort();
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const timer = Number.isFinite(timeout)
       ? setTimeout(() => {
@@ -198,11 +245,14 @@ function withDeadline<T>(
         );
       }, timeout)
       : undefined;
-    const onAbort = () => done(() => reject(signal!.reason));
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const aborted = () => {
+      onAbort();
+      done(() => reject(signal!.reason));
+    };
+    signal?.addEventListener("abort", aborted, { once: true });
     const done = (settle: () => void) => {
       clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
+      signal?.removeEventListener("abort", aborted);
       settle();
     };
     promise.then((v) => done(() => resolve(v)), (e) => done(() => reject(e)));

@@ -140,7 +140,9 @@ export class BroadcastNodes {
     }
     const size = hi - lo;
     const reply = ctx.deferReply();
-    const id = ctx.envelope.id;
+    const { id, deadline } = ctx.envelope;
+    // Sub-broadcast ids extend their parent's: the root's id names the whole broadcast (the call).
+    const call = id.split(".")[0];
     // A node handles one range of a broadcast (see the module's doc), so the replies of one
     // pending range are all its inbox gets of that broadcast.
     const pending: Pending = { request, parts: new Array(size), waiting: 0, replies: 0, reply };
@@ -160,7 +162,10 @@ export class BroadcastNodes {
     const chunks = Math.min(fanout, size);
     for (let c = 0; c < chunks; c++) {
       const [a, b] = partitionBounds(size, c, chunks);
-      const childId = `${id}.${c}`;
+      // A sub-broadcast's id extends its parent's. An engine's message is named after the call
+      // (the root's id) and the engine, as a DirectView names it (`engineMessageId`), so that the
+      // client can abort it and fetch its result without knowing the tree.
+      const childId = b - a === 1 ? `${call}_${targets[a]}` : `${id}.${c}`;
       if (b - a === 1) {
         const position = lo + a;
         const engineId = targets[a];
@@ -179,7 +184,7 @@ export class BroadcastNodes {
           to: `engine.${engineId}`,
           type: operation.type,
           content,
-          options: { id: childId, replyTo: ctx.self, from: ctx.self },
+          options: { id: childId, replyTo: ctx.self, from: ctx.self, deadline },
         });
       } else if (this.#deadHosts.has(placeRange(sliceRuns(hosts, a, b), request.hub))) {
         // Every engine of a range on a dead host is dead.
@@ -211,7 +216,7 @@ export class BroadcastNodes {
           ),
           type: "broadcast",
           content: child,
-          options: { id: childId, replyTo: ctx.self, from: ctx.self },
+          options: { id: childId, replyTo: ctx.self, from: ctx.self, deadline },
         });
       }
       this.#children.set(childId, { pending, a, b });
@@ -356,6 +361,7 @@ function checkRequest(request: BroadcastRequest): void {
   if (
     !Array.isArray(targets) || targets.length !== hi - lo || !targets.every(Number.isInteger)
   ) fail("bad targets");
+  if (new Set(targets).size !== targets.length) fail("a target is listed twice");
   if (
     !Array.isArray(hosts) ||
     !hosts.every((run) =>

@@ -16,7 +16,7 @@ import {
   toRuns,
 } from "./broadcast.ts";
 import type { Client } from "./client.ts";
-import { type CallOptions, type Operation, View } from "./view.ts";
+import { abortOnSignal, type CallOptions, engineTimeout, type Operation, View } from "./view.ts";
 
 /** Options of `client.broadcastView()`. */
 export interface BroadcastViewOptions {
@@ -38,10 +38,23 @@ export class BroadcastView extends View {
     }
   }
 
-  /** Sends `operation` as one message to the root of the broadcast tree. */
-  protected dispatch(operation: Operation, options: CallOptions): AsyncResult<unknown> {
+  /**
+   * Sends `operation` as one message to the root of the broadcast tree. The nodes give the
+   * message to engine `e` the id `engineMessageId(id, e)`, so that an abort goes from the client
+   * straight to the engines' inboxes.
+   */
+  protected dispatch(operation: Operation, options: CallOptions, id: string): AsyncResult<unknown> {
     const { client, targets, fanout } = this;
-    const id = crypto.randomUUID();
+    const { signal } = options;
+    const timeout = options.timeout ?? Infinity;
+    const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
+    if (signal?.aborted) {
+      // Cancelled before it was sent: nothing goes out.
+      const outcomes = targets.map((engineId) =>
+        Promise.resolve<Outcome>({ engineId, error: signal.reason })
+      );
+      return new AsyncResult(id, targets, outcomes);
+    }
     const hosts = toRuns(targets.map((t) => client.hostOf(t)));
     const request: BroadcastRequest = {
       operation,
@@ -59,11 +72,12 @@ export class BroadcastView extends View {
       const dead = client.deadEngine(engineId);
       if (dead) (request.dead ??= {})[engineId] = dead.message.replace(/^Engine \d+ died: /, "");
     }
+    const live = targets.filter((engineId) => !client.deadEngine(engineId));
     const { system } = client;
     const place = placeRange(hosts, client.hubId);
     const root = broadcastAddress(place, nodeFor(0, targets.length, fanout));
     let parts: Promise<BroadcastPart[]>;
-    if (targets.every((t) => client.deadEngine(t))) {
+    if (live.length === 0) {
       // Nothing to wait for, and the engines' host, where the root would be, is gone.
       parts = Promise.resolve(targets.map((engineId) => ({
         engineId,
@@ -71,27 +85,39 @@ export class BroadcastView extends View {
       })));
     } else {
       const ready = place === client.hubId ? client.broadcastHost() : Promise.resolve(place);
-      parts = ready.then(() => {
+      parts = ready.then(async () => {
+        // Aborted while the broadcast actors started: nothing goes out.
+        if (signal?.aborted) throw signal.reason;
         const answer = system.expectReply<BroadcastPart[]>(
           id,
           root,
-          options.timeout ?? Infinity,
-          options.signal,
+          timeout,
+          signal,
           operation.type,
         );
-        system.send(root, "broadcast", request, { id, replyTo: system.replyAddress }).catch(
-          (error) => system.failReply(id, error),
-        );
+        await system.send(root, "broadcast", request, {
+          id,
+          replyTo: system.replyAddress,
+          deadline,
+        });
         return answer;
       });
     }
     const outcomes = targets.map((engineId, i) =>
       parts.then(
         (all) => toOutcome(all[i], client),
-        (error): Outcome => ({ engineId, error }),
+        (error): Outcome => ({ engineId, error: engineTimeout(error, engineId, timeout) as Error }),
       )
     );
-    return new AsyncResult(id, targets, outcomes.map((o) => o.then((o) => client.echoOutput(o))));
+    // The broadcast answers once: until it does, every live target may still have it queued.
+    const abort = () => client.abortCall(id, live);
+    abortOnSignal(signal, parts.catch(() => {}), abort);
+    return new AsyncResult(
+      id,
+      targets,
+      outcomes.map((o) => o.then((o) => client.echoOutput(o))),
+      abort,
+    );
   }
 }
 

@@ -3,7 +3,13 @@
  *
  * @module
  */
-import { EngineDiedError } from "../errors.ts";
+import {
+  EngineDiedError,
+  InvalidMessageError,
+  RemoteError,
+  ResultNotFoundError,
+  TransportClosedError,
+} from "../errors.ts";
 import { type ClusterKey, openEnvelope } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
@@ -11,9 +17,15 @@ import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker
 import { broadcastAddress, type Died } from "./broadcast.ts";
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
 import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
-import type { ActorSystem } from "./system.ts";
-import { DirectView } from "./view.ts";
-import type { Outcome } from "./async_result.ts";
+import type { ActorSystem, Reply } from "./system.ts";
+import { DirectView, firstOf, mapResult } from "./view.ts";
+import { AsyncResult, type GetOptions, type Outcome } from "./async_result.ts";
+import {
+  DEFAULT_RESULT_RETENTION_MS,
+  engineMessageId,
+  type EngineResult,
+  resultKey,
+} from "./engine.ts";
 
 const encoder = new TextEncoder();
 
@@ -32,6 +44,13 @@ export interface ClientOptions {
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;
   /**
+   * How long (ms) the calls this client makes can be looked up by id with
+   * {@linkcode Client.getResult}: the lifetime of each call's record in the transport. Set it as
+   * the engines keep their results (`ClusterOptions.resultRetention`, `engine.ts
+   * --result-retention`). 0 records nothing. Default 3,600,000 (one hour).
+   */
+  resultRetentionMs?: number;
+  /**
    * An engine whose host sends heartbeats and falls silent this long (ms) is taken for dead.
    * Default 3000. Hosts started by `engine.ts` send heartbeats; hosts a `Cluster` launched are
    * watched directly.
@@ -46,6 +65,44 @@ export interface EngineDiedDetail {
   /** How it was found dead. */
   reason: string;
 }
+
+/** A call found by its id with {@linkcode Client.fetchResult}. */
+export interface FetchedCall {
+  /** The call's id (its `AsyncResult.id`). */
+  readonly id: string;
+  /** What the call asked of the engines: `"apply"`, `"execute"`, `"push"`, `"pull"`, `"clear"`. */
+  readonly type: string;
+  /** The engines it went to, in target order. */
+  readonly engineIds: readonly number[];
+  /** When it was sent (ms since the epoch, the sending client's clock). */
+  readonly submitted: number;
+  /**
+   * Its results, as the client that made the call had them: values, errors, output and timings.
+   * An engine whose result is not stored yet is waited for (polled) until it is, until the call's
+   * retention ends (then `ResultNotFoundError`), or until this client closes.
+   */
+  readonly result: AsyncResult<unknown>;
+}
+
+/** The transport key of the record of call `id`. */
+function callKey(namespace: string, id: string): string {
+  return `${namespace}:call:${id}`;
+}
+
+/** What the record of a call holds. */
+interface CallRecord {
+  /** The engines, in target order. */
+  targets: number[];
+  /** The engine message type. */
+  type: string;
+  /** How long the record is kept (ms). */
+  retentionMs: number;
+  /** A `pull` of one name: each engine's value is the first item of the list it answered. */
+  single?: true;
+}
+
+/** The longest pause between two looks for a result that is not stored yet. */
+const POLL_MAX_MS = 1000;
 
 /**
  * A connection to a cluster's engines (IPython Parallel's `Client`). Dispatches an
@@ -62,6 +119,11 @@ export class Client extends EventTarget {
   readonly #key: ClusterKey;
   readonly #transportUrl: string;
   readonly #streamOutput: boolean;
+  readonly #retention: number;
+  /** Aborted by `close()`: ends the waits for results not stored yet. */
+  readonly #closing = new AbortController();
+  /** Settles once the last call still being prepared (storing blobs) was dispatched. */
+  #dispatchTail: Promise<void> | undefined;
   #broadcast: { worker: Worker; ready: Promise<string>; stopped: Promise<void> } | undefined;
   #heartbeats: ReturnType<typeof setInterval> | undefined;
   #poll: Promise<void> | undefined;
@@ -77,6 +139,12 @@ export class Client extends EventTarget {
     this.#hosts = new Map(options.hosts);
     this.#ids = [...this.#hosts.keys()].sort((a, b) => a - b);
     this.#onClose = options.onClose;
+    this.#retention = options.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS;
+    if (!Number.isInteger(this.#retention) || this.#retention < 0) {
+      throw new RangeError(
+        `Cannot make client: resultRetentionMs must be a whole number ≥ 0, got ${this.#retention}`,
+      );
+    }
     this.#watchHeartbeats(options.heartbeatTimeoutMs ?? 3000);
   }
 
@@ -256,6 +324,163 @@ export class Client extends EventTarget {
     return list;
   }
 
+  /**
+   * @internal Whether a call is still being prepared: a new call must then be dispatched after
+   * it, with {@linkcode dispatchInOrder}.
+   */
+  get preparing(): boolean {
+    return this.#dispatchTail !== undefined;
+  }
+
+  /**
+   * @internal Calls `dispatch` with what `prepared` resolves to, once every call made before
+   * was dispatched: the calls of one client leave in the order they were made, however long each
+   * took to prepare, so that each engine queues them in that order.
+   */
+  dispatchInOrder<C, R>(prepared: Promise<C>, dispatch: (content: C) => R): Promise<R> {
+    const run = (this.#dispatchTail ?? Promise.resolve()).then(() => prepared).then(dispatch);
+    const tail = run.then(() => {}, () => {});
+    this.#dispatchTail = tail;
+    tail.then(() => {
+      if (this.#dispatchTail === tail) this.#dispatchTail = undefined;
+    });
+    return run;
+  }
+
+  /**
+   * @internal Records call `id` (its targets, in order) in the transport, for
+   * {@linkcode getResult}. Not awaited: the record is written before the call's messages.
+   */
+  recordCall(id: string, targets: readonly number[], type: string, single = false): void {
+    if (this.#retention === 0) return;
+    const record: CallRecord = {
+      targets: [...targets],
+      type,
+      retentionMs: this.#retention,
+      ...(single ? { single: true } : {}),
+    };
+    this.system.store(callKey(this.namespace, id), id, "call", record, this.#retention)
+      .catch(() => {/* the call's own messages fail the same way, and say so */});
+  }
+
+  /**
+   * @internal Tells engines `engineIds` to skip their part of call `id` if they have not started
+   * it: an `abort` control message straight to each engine's inbox.
+   */
+  abortCall(id: string, engineIds: readonly number[]): void {
+    if (engineIds.length === 0 || this.#closed) return;
+    this.system.sendMany(engineIds.map((engineId) => ({
+      to: `engine.${engineId}`,
+      type: "abort",
+      content: { id: engineMessageId(id, engineId) },
+    }))).catch(() => {/* the engines are unreachable: nothing is running there either */});
+  }
+
+  /**
+   * The values of call `id` (an `AsyncResult.id`, from this client or from any other client of
+   * the cluster, e.g. one that ran before a restart), in its target order: the same as
+   * `ar.get(options)` on the call's `AsyncResult`. Works while the results are retained
+   * (`ClusterOptions.resultRetention`, default one hour).
+   *
+   * Rejects with `ResultNotFoundError` when no call has that id, or its results expired; else as
+   * `ar.get(options)` does (with `returnExceptions`, the errors come in place of the values). For
+   * the output and timings, use {@linkcode fetchResult}.
+   */
+  async getResult(id: string, options: GetOptions = {}): Promise<unknown[]> {
+    const { result } = await this.fetchResult(id);
+    return await result.get(options);
+  }
+
+  /**
+   * Finds call `id` (an `AsyncResult.id`) in the transport: its targets, and an `AsyncResult` on
+   * its stored results, with their output and timings (IPython Parallel's hub database). Works
+   * for calls of any view, made by any client of the cluster, while their results are retained.
+   * The `AsyncResult` is wrapped in an object: a promise would resolve to its values.
+   *
+   * Rejects with `ResultNotFoundError` when no call has that id (or its retention ended), with
+   * `InvalidMessageError` when what is stored under it is not signed with the cluster key.
+   */
+  async fetchResult(id: string): Promise<FetchedCall> {
+    if (typeof id !== "string" || id === "") {
+      throw new TypeError(`Cannot get result: the id must be a non-empty string, got ${id}`);
+    }
+    if (this.#closed) throw new TransportClosedError("Cannot get result: the client is closed");
+    // A call of this client may still be preparing: its record is written when it is sent.
+    await this.#dispatchTail;
+    const envelope = await this.system.load(callKey(this.namespace, id));
+    if (envelope === null) throw new ResultNotFoundError(id);
+    const record = envelope.content as CallRecord;
+    if (
+      envelope.type !== "call" || envelope.id !== id || typeof record !== "object" ||
+      record === null || !Array.isArray(record.targets) ||
+      !record.targets.every(Number.isInteger) || typeof record.type !== "string" ||
+      typeof record.retentionMs !== "number"
+    ) {
+      throw new InvalidMessageError(
+        callKey(this.namespace, id),
+        "value",
+        "it is not the record of this call",
+      );
+    }
+    const targets = record.targets;
+    const expires = envelope.sent + record.retentionMs;
+    const found = new Set<number>();
+    const outcomes = targets.map((engineId) =>
+      this.#storedOutcome(id, engineId, expires).then((outcome) => {
+        found.add(engineId);
+        return outcome;
+      })
+    );
+    const stored = new AsyncResult(
+      id,
+      targets,
+      outcomes,
+      () => this.abortCall(id, targets.filter((e) => !found.has(e))),
+      envelope.sent,
+    );
+    const result = record.single === true ? mapResult(stored, firstOf, envelope.sent) : stored;
+    return { id, type: record.type, engineIds: targets, submitted: envelope.sent, result };
+  }
+
+  /** Engine `engineId`'s stored answer to call `id`, waited for until `expires`. */
+  async #storedOutcome(id: string, engineId: number, expires: number): Promise<Outcome> {
+    const messageId = engineMessageId(id, engineId);
+    const key = resultKey(this.namespace, messageId);
+    let pause = 50;
+    for (;;) {
+      try {
+        const envelope = await this.system.load(key);
+        if (envelope !== null) {
+          if (
+            envelope.type !== "reply" || envelope.parent !== messageId ||
+            envelope.from !== `engine.${engineId}`
+          ) {
+            throw new InvalidMessageError(key, "value", "it is not this engine's answer");
+          }
+          const reply = envelope.content as Reply;
+          if (reply?.ok) return { engineId, result: reply.value as EngineResult };
+          const data = reply?.error ?? { name: "Error", message: "malformed reply" };
+          return { engineId, error: new RemoteError(engineId, data, envelope.from) };
+        }
+      } catch (error) {
+        return { engineId, error: error as Error };
+      }
+      const dead = this.deadEngine(engineId);
+      if (dead) return { engineId, error: dead };
+      if (Date.now() >= expires) {
+        return { engineId, error: new ResultNotFoundError(id, engineId) };
+      }
+      if (this.#closing.signal.aborted) {
+        return {
+          engineId,
+          error: new TransportClosedError("Cannot get result: the client is closed"),
+        };
+      }
+      await pauseFor(Math.min(pause, Math.max(1, expires - Date.now())), this.#closing.signal);
+      pause = Math.min(POLL_MAX_MS, pause * 2);
+    }
+  }
+
   /** The error of engine `id` if it is known to be dead. */
   deadEngine(id: number): EngineDiedError | undefined {
     return this.#dead.get(id);
@@ -293,6 +518,7 @@ export class Client extends EventTarget {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing.abort();
     clearInterval(this.#heartbeats);
     await this.#poll;
     if (this.#broadcast) {
@@ -308,4 +534,18 @@ export class Client extends EventTarget {
     await this.system.close();
     await this.#onClose?.();
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pauseFor(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

@@ -53,6 +53,12 @@ export interface ClusterOptions {
   progress?: boolean;
   /** Write what tasks print to this process's stdout/stderr, prefixed `[engine N]`. */
   streamOutput?: boolean;
+  /**
+   * How long (ms) each call's results stay in the transport after the engines finished, so that
+   * a client (this one, or a new one after a restart) can fetch them by call id with
+   * `client.getResult(id)`. 0 keeps none. Default 3,600,000 (one hour).
+   */
+  resultRetention?: number;
 }
 
 interface Host {
@@ -105,6 +111,7 @@ export class Cluster extends EventTarget {
     this.namespace = options.namespace ?? `dp-${crypto.randomUUID().slice(0, 8)}`;
     this.#key = options.key ?? generateKey();
     if (options.permissions !== undefined) checkPermissions(options.permissions);
+    checkRetention(options.resultRetention);
   }
 
   /** The client, once connected. */
@@ -140,6 +147,7 @@ export class Cluster extends EventTarget {
       engineIds: host.engineIds,
       size: this.n,
       hostId: host.id,
+      resultRetentionMs: this.#options.resultRetention,
     };
     if (this.#options.launcher === "process") return this.#launchProcess(host, config);
     const worker = this.#newWorker();
@@ -217,6 +225,9 @@ export class Cluster extends EventTarget {
         String(config.size),
         "--host-id",
         config.hostId,
+        ...(config.resultRetentionMs === undefined
+          ? []
+          : ["--result-retention", String(config.resultRetentionMs)]),
       ],
       stdin: "piped",
       stdout: "null",
@@ -278,6 +289,7 @@ export class Cluster extends EventTarget {
         key: this.#key,
         transportUrl: this.#options.transport!,
         streamOutput: this.#options.streamOutput ?? false,
+        resultRetentionMs: this.#options.resultRetention,
       });
     } catch (error) {
       await system.close();
@@ -378,7 +390,13 @@ export class Cluster extends EventTarget {
     n?: number;
     /** How long to wait for engines, in ms. Default 10,000. */
     timeout?: number;
+    /**
+     * How long (ms) this client's calls can be looked up by id (`client.getResult`); set it as
+     * the engines' `--result-retention`. Default 3,600,000 (one hour).
+     */
+    resultRetention?: number;
   }): Promise<Client> {
+    checkRetention(options.resultRetention);
     const key = options.key ?? (options.keyFile ? await readKeyFile(options.keyFile) : undefined);
     if (!key) throw new TypeError("Cannot connect: pass `key` or `keyFile`");
     const transport = await createTransport(options.transport);
@@ -393,6 +411,7 @@ export class Cluster extends EventTarget {
         hosts,
         key,
         transportUrl: options.transport,
+        resultRetentionMs: options.resultRetention,
         onClose: () => transport.close(),
       });
     } catch (error) {
@@ -536,6 +555,15 @@ export function parseHexKey(text: string, what: string): ClusterKey {
     throw new TypeError(`Cannot read ${what}: expected at least 32 hex digits`);
   }
   return new Uint8Array(text.match(/../g)!.map((h) => parseInt(h, 16)));
+}
+
+function checkRetention(retention: number | undefined): void {
+  if (retention === undefined) return;
+  if (!Number.isInteger(retention) || retention < 0) {
+    throw new RangeError(
+      `Cannot make cluster: resultRetention must be a whole number of ms ≥ 0, got ${retention}`,
+    );
+  }
 }
 
 const PERMISSION_KINDS = ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const;

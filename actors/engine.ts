@@ -5,7 +5,7 @@
  * @module
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { RemoteErrorData } from "../errors.ts";
+import { type RemoteErrorData, TaskAbortedError, TimeoutError } from "../errors.ts";
 import { decodeValue } from "../transport/codec.ts";
 import type { Transport } from "../transport/types.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
@@ -32,6 +32,31 @@ export interface EngineResult {
   started: number;
   /** When the engine finished it (engine's clock). */
   completed: number;
+  /** When the client stopped waiting, when the call had a timeout (ms since the epoch). */
+  deadline?: number;
+  /**
+   * Set when the engine did not let the task run to its end: `"abort"` when the call was aborted
+   * before the task started (`error` is then a `TaskAbortedError`), `"deadline"` when the
+   * call's deadline passed before it started or while it ran (`error` is a `TimeoutError`).
+   */
+  cancelled?: "abort" | "deadline";
+}
+
+/** Results are kept this long (ms) by default: see `ClusterOptions.resultRetention`. */
+export const DEFAULT_RESULT_RETENTION_MS = 60 * 60_000;
+
+/**
+ * The id of the message that carries call `callId` to engine `engineId` (IPython Parallel's
+ * `${taskId}_${engineId}`). Views of every kind use it, so that a client can name an engine's part
+ * of a call: to abort it, or to fetch its result.
+ */
+export function engineMessageId(callId: string, engineId: number): string {
+  return `${callId}_${engineId}`;
+}
+
+/** The transport key an engine keeps the answer to message `messageId` under. */
+export function resultKey(namespace: string, messageId: string): string {
+  return `${namespace}:result:${messageId}`;
 }
 
 /** The content of an `apply` message. */
@@ -81,6 +106,11 @@ export interface EngineOptions {
   transport: Transport;
   /** Extra values every namespace starts with (e.g. the tree communicator). */
   extras?: () => Record<string, unknown>;
+  /**
+   * How long (ms) the engine keeps each task's answer in the transport, for clients that fetch
+   * it by call id (`client.getResult`). 0 keeps nothing. Default 1 hour.
+   */
+  resultRetentionMs?: number;
 }
 
 /** An engine: the actor definition and the namespace it runs tasks in. */
@@ -117,9 +147,22 @@ export function engineActor(options: EngineOptions): Engine {
     return await namespace.materialize(value);
   };
 
+  const retention = options.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS;
+  if (!(retention >= 0) || !Number.isFinite(retention)) {
+    throw new RangeError(
+      `Cannot make engine ${id}: resultRetentionMs must be a finite number ≥ 0, got ${retention}`,
+    );
+  }
+  /** Keeps the answer to the message being handled, signed, for `client.getResult`. */
+  const keep = (ctx: ActorContext) => {
+    if (retention > 0) {
+      ctx.keepReply(resultKey(ctx.system.namespace, ctx.envelope.id), retention);
+    }
+  };
+
   const aborted = new Set<string>();
   const run = async (ctx: ActorContext, task: () => unknown): Promise<EngineResult> => {
-    const sent = ctx.envelope.sent;
+    const { sent, deadline } = ctx.envelope;
     const output: Capture = { stdout: [], stderr: [] };
     const started = Date.now();
     const result: EngineResult = {
@@ -129,12 +172,39 @@ export function engineActor(options: EngineOptions): Engine {
       submitted: sent,
       started,
       completed: started,
+      ...(deadline !== undefined ? { deadline } : {}),
     };
     try {
       if (aborted.delete(ctx.envelope.id)) {
-        throw new DOMException("Task aborted before it started", "AbortError");
+        result.cancelled = "abort";
+        throw new TaskAbortedError(id);
       }
-      result.value = await capture.run(output, task);
+      if (deadline !== undefined && started >= deadline) {
+        result.cancelled = "deadline";
+        throw new TimeoutError(
+          `Task timed out on engine ${id}: its deadline (${deadline - sent} ms) passed while it ` +
+            "was queued, so it was not started",
+          deadline - sent,
+          [id],
+        );
+      }
+      const work = Promise.resolve(capture.run(output, task));
+      if (deadline === undefined) result.value = await work;
+      else {
+        const finished = await untilDeadline(work, deadline);
+        if (!finished) {
+          // A task cannot be stopped from outside: it goes on in the background, its value and
+          // its later output are dropped, and the engine moves on to the next task.
+          result.cancelled = "deadline";
+          throw new TimeoutError(
+            `Task timed out on engine ${id}: it did not finish within its deadline ` +
+              `(${deadline - sent} ms); the engine stopped waiting for it`,
+            deadline - sent,
+            [id],
+          );
+        }
+        result.value = finished.value;
+      }
     } catch (error) {
       result.error = errorData(error);
     }
@@ -147,6 +217,7 @@ export function engineActor(options: EngineOptions): Engine {
   const definition = defineActor({
     handlers: {
       apply: (content: ApplyContent, ctx) => {
+        keep(ctx);
         checkApply(content);
         return run(ctx, async () => {
           const fn = await resolve(content.fn);
@@ -156,12 +227,14 @@ export function engineActor(options: EngineOptions): Engine {
         });
       },
       execute: (content: { code: string }, ctx) => {
+        keep(ctx);
         if (!isRecord(content) || typeof content.code !== "string") {
           throw new TypeError("Cannot execute: content must be { code: string }");
         }
         return run(ctx, () => namespace.execute(content.code));
       },
       push: (content: { values: Record<string, unknown> }, ctx) => {
+        keep(ctx);
         if (!isRecord(content) || !isRecord(content.values) || Array.isArray(content.values)) {
           throw new TypeError("Cannot push: content must be { values: { name: value } }");
         }
@@ -172,6 +245,7 @@ export function engineActor(options: EngineOptions): Engine {
         });
       },
       pull: (content: { names: string[] }, ctx) => {
+        keep(ctx);
         if (
           !isRecord(content) || !Array.isArray(content.names) ||
           !content.names.every((name) => typeof name === "string")
@@ -186,10 +260,12 @@ export function engineActor(options: EngineOptions): Engine {
             return namespace.values[name];
           }));
       },
-      clear: (_: unknown, ctx) =>
-        run(ctx, () => {
+      clear: (_: unknown, ctx) => {
+        keep(ctx);
+        return run(ctx, () => {
           namespace = new Namespace(defaults());
-        }),
+        });
+      },
       wireTree: (content: TreeWiring, ctx) => {
         checkWiring(content);
         return run(ctx, async () => {
@@ -216,6 +292,34 @@ export function engineActor(options: EngineOptions): Engine {
     },
     definition,
   };
+}
+
+/**
+ * Waits for `work` until `deadline` (ms since the epoch): `{ value }` when it finished in time,
+ * `undefined` when the deadline passed first. Rejects when `work` rejects in time; a rejection
+ * after the deadline is dropped (it must not end the host as an unhandled rejection).
+ */
+async function untilDeadline<T>(
+  work: Promise<T>,
+  deadline: number,
+): Promise<{ value: T } | undefined> {
+  const finished = work.then((value) => ({ value }));
+  finished.catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    // Re-armed in steps: a timer longer than 2^31 - 1 ms would fire at once.
+    const arm = () => {
+      const left = deadline - Date.now();
+      if (left <= 0) resolve(undefined);
+      else timer = setTimeout(arm, Math.min(left, 2 ** 31 - 1));
+    };
+    arm();
+  });
+  try {
+    return await Promise.race([finished, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

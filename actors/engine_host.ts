@@ -54,6 +54,11 @@ export interface EngineHostConfig {
   /** This host's id, unique in the cluster. */
   hostId: string;
   /**
+   * How long (ms) the engines keep each task's answer for `client.getResult`; 0 keeps nothing.
+   * Default 1 hour.
+   */
+  resultRetentionMs?: number;
+  /**
    * Send heartbeats from a thread of their own, so that clients notice when the host dies
    * (needed for hosts no client launched): the transport URL (password included) and the
    * interval in ms (default 1000).
@@ -94,7 +99,12 @@ export class EngineHost {
       defineActor({ handlers: {}, control: { stop: () => requestStop() } }),
     );
     for (const id of config.engineIds) {
-      const engine = engineActor({ id, size: config.size, transport });
+      const engine = engineActor({
+        id,
+        size: config.size,
+        transport,
+        resultRetentionMs: config.resultRetentionMs,
+      });
       system.spawn(`engine.${id}`, engine.definition);
     }
     const nodes = new BroadcastNodes(config.hostId);

@@ -74,6 +74,12 @@ export interface SendOptions {
   replyTo?: string;
   /** When the sender stops waiting, in ms since the epoch. */
   deadline?: number;
+  /**
+   * Also store the signed message as a value under `key` for `ttlMs` ms (e.g. a result kept for
+   * clients that fetch it later; read it back with {@linkcode ActorSystem.load}). The value is
+   * written before the message, without waiting: a failure to store is an `"error"` event.
+   */
+  keep?: { key: string; ttlMs: number };
 }
 
 /** Options of {@linkcode ActorSystem.ask}. */
@@ -283,14 +289,54 @@ export class ActorSystem extends EventTarget {
     options: SendOptions & { from?: string } = {},
   ): Promise<string> {
     const envelope = this.#envelope(to, type, content, options);
+    let bytes: Uint8Array | undefined;
+    if (options.keep) this.#keep(options.keep, bytes = sealEnvelope(envelope, this.#key));
     if (this.#isLocal(envelope)) {
       this.#deliverLocally(envelope, this.#shares(envelope) ? null : encodeValue(envelope.content));
       return envelope.id;
     }
-    const bytes = sealEnvelope(envelope, this.#key);
+    bytes ??= sealEnvelope(envelope, this.#key);
     await this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen });
     this.#sent++;
     return envelope.id;
+  }
+
+  /**
+   * Stores `bytes` under `keep.key`. Not awaited: on one connection (or port) the value is written
+   * before whatever the caller appends next, so it is there once that is read.
+   */
+  #keep(keep: { key: string; ttlMs: number }, bytes: Uint8Array): void {
+    this.transport.putBlob(keep.key, bytes, keep.ttlMs).catch((error) => this.#emitError(error));
+  }
+
+  /**
+   * Signs `content` as a message of `type` with id `id` and stores it as a value under `key` for
+   * `ttlMs` ms (not in a stream). {@linkcode load} reads it back, verified.
+   */
+  async store(
+    key: string,
+    id: string,
+    type: string,
+    content: unknown,
+    ttlMs: number,
+  ): Promise<void> {
+    const envelope = this.#envelope("", type, content, { id });
+    await this.transport.putBlob(key, sealEnvelope(envelope, this.#key), ttlMs);
+  }
+
+  /**
+   * The message stored under `key` (by {@linkcode store}, or by a send with `keep`), verified with
+   * the cluster key; `null` when there is none (never stored, or expired). Throws
+   * {@linkcode InvalidMessageError} when the value is not a message signed with the cluster key.
+   */
+  async load(key: string): Promise<Envelope | null> {
+    const bytes = await this.transport.getBlob(key);
+    if (bytes === null) return null;
+    try {
+      return openEnvelope(bytes, this.#key, this.#maxMessageBytes);
+    } catch (cause) {
+      throw new InvalidMessageError(key, "value", (cause as Error).message, { cause });
+    }
   }
 
   #isLocal(envelope: Envelope): boolean {
@@ -336,15 +382,23 @@ export class ActorSystem extends EventTarget {
       if (!bytes) cache.set(content, bytes = encodeValue(content));
       return bytes;
     };
+    const sealed = new Map<Envelope, Uint8Array>();
+    const seal = (e: Envelope) => {
+      let bytes = sealed.get(e);
+      if (!bytes) {
+        sealed.set(e, bytes = sealEnvelope(e, this.#key, contentBytes(e.content, e.from)));
+      }
+      return bytes;
+    };
+    envelopes.forEach((e, i) => {
+      const keep = messages[i].options?.keep;
+      if (keep) this.#keep(keep, seal(e));
+    });
     const entries = [];
     const local: [Envelope, Uint8Array | null][] = [];
     for (const e of envelopes) {
-      if (!this.#isLocal(e)) {
-        entries.push({
-          stream: this.inboxOf(e.to),
-          data: sealEnvelope(e, this.#key, contentBytes(e.content, e.from)),
-        });
-      } else local.push([e, this.#shares(e) ? null : contentBytes(e.content, e.from)]);
+      if (!this.#isLocal(e)) entries.push({ stream: this.inboxOf(e.to), data: seal(e) });
+      else local.push([e, this.#shares(e) ? null : contentBytes(e.content, e.from)]);
     }
     for (const [e, bytes] of local) this.#deliverLocally(e, bytes);
     if (entries.length === 0) return envelopes.map((e) => e.id);
@@ -640,6 +694,7 @@ export class ActorSystem extends EventTarget {
   ): Promise<void> {
     this.#handling++;
     let deferred = false;
+    let keep: { key: string; ttlMs: number } | undefined;
     const context: ActorContext = {
       self: running.address,
       system: this,
@@ -658,7 +713,11 @@ export class ActorSystem extends EventTarget {
             "error" in result
               ? { ok: false, error: errorData(result.error) }
               : { ok: true, value: result.value },
+            keep,
           );
+      },
+      keepReply: (key, ttlMs) => {
+        keep = { key, ttlMs };
       },
     };
     let reply: Reply;
@@ -668,17 +727,22 @@ export class ActorSystem extends EventTarget {
       reply = { ok: false, error: errorData(error) };
     }
     try {
-      if (!deferred) await this.#replyTo(envelope, running.address, reply);
+      if (!deferred) await this.#replyTo(envelope, running.address, reply, keep);
     } finally {
       this.#ack(entry);
       if (--this.#handling === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
     }
   }
 
-  async #replyTo(envelope: Envelope, from: string, reply: Reply): Promise<void> {
+  async #replyTo(
+    envelope: Envelope,
+    from: string,
+    reply: Reply,
+    keep?: { key: string; ttlMs: number },
+  ): Promise<void> {
     if (!envelope.replyTo) return;
     try {
-      await this.send(envelope.replyTo, "reply", reply, { parent: envelope.id, from });
+      await this.send(envelope.replyTo, "reply", reply, { parent: envelope.id, from, keep });
     } catch (error) {
       if (!(error instanceof SerializationError)) return this.#emitError(error);
       await this.send(
@@ -688,7 +752,7 @@ export class ActorSystem extends EventTarget {
           ok: false,
           error: errorData(error),
         } satisfies Reply,
-        { parent: envelope.id, from },
+        { parent: envelope.id, from, keep },
       ).catch((e) => this.#emitError(e));
     }
   }

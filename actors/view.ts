@@ -4,10 +4,11 @@
  *
  * @module
  */
+import { TimeoutError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import { AsyncResult, type Outcome } from "./async_result.ts";
 import type { Client } from "./client.ts";
-import type { EngineResult } from "./engine.ts";
+import { engineMessageId, type EngineResult } from "./engine.ts";
 import { concatenate, partition, type Sequence } from "./partition.ts";
 import { wireTree, type WireTreeOptions } from "./tree.ts";
 import { BlobRef, FunctionSource, ModuleFunction } from "./wire_types.ts";
@@ -18,9 +19,20 @@ const BLOB_TTL_MS = 10 * 60_000;
 
 /** Options every call takes. */
 export interface CallOptions {
-  /** Fail engines that have not answered after this many ms with `TimeoutError`. */
+  /**
+   * Fail engines that have not answered after this many ms with a `TimeoutError` naming them.
+   * The deadline travels with the call: an engine does not start the task once it has passed,
+   * and stops waiting for an asynchronous task that runs past it (the task itself cannot be
+   * stopped: it goes on in the background, its result dropped) and moves on to its next task. A
+   * synchronous task that never returns holds its engine until the engine is restarted.
+   */
   timeout?: number;
-  /** Cancel the call. */
+  /**
+   * Cancel the call when this signal aborts: the call's `AsyncResult` rejects at once with the
+   * signal's reason, and the engines skip the call if they have not started it. A task already
+   * running cannot be stopped (JavaScript has no preemption): it finishes, and its result is
+   * dropped.
+   */
   signal?: AbortSignal;
 }
 
@@ -67,8 +79,15 @@ export abstract class View {
     this.targets = targets;
   }
 
-  /** Sends `operation` to the view's engines; resolves each engine's outcome in target order. */
-  protected abstract dispatch(operation: Operation, options: CallOptions): AsyncResult<unknown>;
+  /**
+   * Sends `operation` to the view's engines as call `id`; resolves each engine's outcome in
+   * target order. The message to engine `e` has id `engineMessageId(id, e)`.
+   */
+  protected abstract dispatch(
+    operation: Operation,
+    options: CallOptions,
+    id: string,
+  ): AsyncResult<unknown>;
 
   /**
    * Calls `fn(...args)` on every engine. `fn` travels as its source (its free variables resolve
@@ -121,8 +140,10 @@ export abstract class View {
     const result = this.#run(
       { type: "pull", content: { names: single ? [names] : names } },
       options,
+      undefined,
+      single,
     );
-    return single ? mapResult(result, (v) => (v as unknown[])[0]) : result;
+    return single ? mapResult(result, firstOf) : result;
   }
 
   /** Splits `sequence` into contiguous chunks, one per engine in target order, under `name`. */
@@ -156,24 +177,46 @@ export abstract class View {
     return this.#run({ type: "clear", content: {} }, options) as AsyncResult<void>;
   }
 
+  /**
+   * Records call `operation` (for `client.getResult`) and dispatches it, once it is prepared and
+   * the calls made before it were dispatched. `single`: a `pull` of one name, whose values are
+   * each engine's list's first item.
+   */
   #run(
     operation: Operation,
     options: CallOptions,
     prepare?: () => Promise<Record<string, unknown>>,
+    single = false,
   ): AsyncResult<unknown> {
-    if (!prepare) return this.dispatch(operation, options);
-    // Preparing may store blobs (async); the AsyncResult is returned at once all the same.
+    checkCallOptions(operation.type, options);
+    const { client, targets } = this;
+    const { signal } = options;
+    const id = crypto.randomUUID();
+    const send = (operation: Operation) => {
+      // Written before the call's messages, and only for a call that is sent.
+      if (!signal?.aborted) client.recordCall(id, targets, operation.type, single);
+      return this.dispatch(operation, options, id);
+    };
+    if (!prepare && !client.preparing) return send(operation);
+    // Preparing may store blobs (async); the AsyncResult is returned at once all the same. The
+    // call is dispatched after the calls made before it, however long they take to prepare.
     // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
-    const prepared = prepare().then((content) => ({
-      result: this.dispatch({ ...operation, content }, options),
-    }));
-    const outcomes = this.targets.map((engineId, i) =>
-      prepared.then(
-        ({ result }) => result.outcome(i),
-        (error): Outcome => ({ engineId, error }),
-      )
+    const prepared = client.dispatchInOrder(
+      prepare ? prepare() : Promise.resolve(operation.content),
+      (content) => ({ result: send({ ...operation, content }) }),
     );
-    return new AsyncResult(crypto.randomUUID(), this.targets, outcomes, () => {
+    // A signal that aborts before the call is dispatched fails it at once (and it is not sent).
+    const cancelled = new Promise<void>((resolve) => abortOnSignal(signal, prepared, resolve));
+    const outcomes = targets.map((engineId, i) =>
+      Promise.race([
+        prepared.then(
+          ({ result }) => result.outcome(i),
+          (error): Outcome => ({ engineId, error }),
+        ),
+        cancelled.then((): Outcome => ({ engineId, error: signal!.reason })),
+      ])
+    );
+    return new AsyncResult(id, this.targets, outcomes, () => {
       prepared.then(({ result }) => result.abort(), () => {});
     });
   }
@@ -191,10 +234,62 @@ export abstract class View {
   }
 }
 
-/** An AsyncResult whose values are `map`ped from another's. */
-function mapResult(
+/** Throws `TypeError`/`RangeError` for call options that are not options. */
+function checkCallOptions(what: string, options: CallOptions): void {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`Cannot ${what}: options must be an object`);
+  }
+  const { timeout, signal } = options;
+  if (timeout !== undefined && (typeof timeout !== "number" || !(timeout > 0))) {
+    throw new RangeError(`Cannot ${what}: timeout must be a positive number of ms, got ${timeout}`);
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(`Cannot ${what}: signal must be an AbortSignal`);
+  }
+}
+
+/**
+ * Calls `abort` when `signal` aborts before `done` settles (at once when it already has aborted).
+ */
+export function abortOnSignal(
+  signal: AbortSignal | undefined,
+  done: Promise<unknown>,
+  abort: () => void,
+): void {
+  if (!signal) return;
+  if (signal.aborted) return abort();
+  signal.addEventListener("abort", abort, { once: true });
+  const remove = () => signal.removeEventListener("abort", abort);
+  done.then(remove, remove);
+}
+
+/**
+ * The error of an engine whose answer did not come within the call's `timeout`: a
+ * `TimeoutError` naming the engine (the wait's own error says only which actor).
+ */
+export function engineTimeout(error: unknown, engineId: number, timeout: number): unknown {
+  if (!(error instanceof TimeoutError) || error.engineIds.length > 0) return error;
+  return new TimeoutError(
+    `Cannot get result from engine ${engineId}: no answer within ${timeout} ms`,
+    timeout,
+    [engineId],
+    { cause: error },
+  );
+}
+
+/** The first item of a list: an engine's value of `pull` of one name. */
+export function firstOf(list: unknown): unknown {
+  return (list as unknown[])[0];
+}
+
+/**
+ * @internal An AsyncResult whose values are `map`ped from another's; `submitted` is when the
+ * call was sent (default: now).
+ */
+export function mapResult(
   result: AsyncResult<unknown>,
   map: (v: unknown) => unknown,
+  submitted?: number,
 ): AsyncResult<unknown> {
   const outcomes = result.engineIds.map((_, i) =>
     result.outcome(i).then((o): Outcome =>
@@ -203,47 +298,68 @@ function mapResult(
         : o
     )
   );
-  return new AsyncResult(result.id, result.engineIds, outcomes, () => result.abort());
+  return new AsyncResult(
+    result.id,
+    result.engineIds,
+    outcomes,
+    () => result.abort(),
+    submitted,
+  );
 }
 
 /** A view that sends one message to each engine (IPython Parallel's `DirectView`). */
 export class DirectView extends View {
   /** Sends `operation` to each engine of the view in one round trip of appends. */
-  protected dispatch(operation: Operation, options: CallOptions): AsyncResult<unknown> {
+  protected dispatch(operation: Operation, options: CallOptions, id: string): AsyncResult<unknown> {
     const { client, targets } = this;
-    const id = crypto.randomUUID();
+    const { signal } = options;
+    const timeout = options.timeout ?? Infinity;
+    const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
     const messages = targets.map((engineId, i) => ({
       to: `engine.${engineId}`,
       type: operation.type,
       content: operation.scatter
         ? { ...operation.content, values: chunkFor(operation.scatter, i, targets.length) }
         : operation.content,
-      options: { id: `${id}_${engineId}`, replyTo: client.system.replyAddress },
+      options: { id: engineMessageId(id, engineId), replyTo: client.system.replyAddress, deadline },
     }));
+    if (signal?.aborted) {
+      // Cancelled before it was sent: nothing goes out.
+      const outcomes = targets.map((engineId) =>
+        Promise.resolve<Outcome>({ engineId, error: signal.reason })
+      );
+      return new AsyncResult(id, targets, outcomes);
+    }
+    const live = targets.filter((engineId) => !client.deadEngine(engineId));
+    const answered = new Set<number>();
     const outcomes = messages.map((m, i) => {
       const engineId = targets[i];
       const dead = client.deadEngine(engineId);
       if (dead) return Promise.resolve<Outcome>({ engineId, error: dead });
       return client.system
-        .expectReply<EngineResult>(m.options.id, m.to, options.timeout ?? Infinity, options.signal)
+        .expectReply<EngineResult>(m.options.id, m.to, timeout, signal, operation.type)
         .then(
-          (result): Outcome => ({ engineId, result }),
-          (error): Outcome => ({ engineId, error }),
+          (result): Outcome => {
+            answered.add(engineId);
+            return { engineId, result };
+          },
+          (error): Outcome => ({
+            engineId,
+            error: engineTimeout(error, engineId, timeout) as Error,
+          }),
         );
     });
-    const live = messages.filter((_, i) => !client.deadEngine(targets[i]));
-    client.system.sendMany(live).catch((error) => {
-      for (const m of live) client.system.failReply(m.options.id, error);
+    const sent = messages.filter((_, i) => !client.deadEngine(targets[i]));
+    client.system.sendMany(sent).catch((error) => {
+      for (const m of sent) client.system.failReply(m.options.id, error);
     });
+    const abort = () => client.abortCall(id, live.filter((e) => !answered.has(e)));
+    abortOnSignal(signal, Promise.all(outcomes), abort);
     return new AsyncResult(
       id,
       targets,
       outcomes.map((o) => o.then((o) => client.echoOutput(o))),
-      () => {
-        for (const m of live) {
-          client.system.send(m.to, "abort", { id: m.options.id }).catch(() => {});
-        }
-      },
+      abort,
     );
   }
 }

@@ -12,7 +12,13 @@ import assert from "node:assert/strict";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import { ModuleFunction, Reference } from "../actors/wire_types.ts";
-import { CompositeError, EngineDiedError, RemoteError, TimeoutError } from "../errors.ts";
+import {
+  CompositeError,
+  EngineDiedError,
+  RemoteError,
+  TaskAbortedError,
+  TimeoutError,
+} from "../errors.ts";
 import { within } from "./_async.ts";
 
 // Names that exist in the engines' namespaces, not here.
@@ -616,8 +622,8 @@ export function engineSuite(
     queued.abort();
     assert.deepEqual(await running.get(T), ["ran"]);
     const error = await queued.get(T).catch((e) => e);
-    assert.ok(error instanceof RemoteError, String(error));
-    assert.equal(error.remoteName, "AbortError");
+    assert.ok(error instanceof TaskAbortedError, String(error));
+    assert.equal(error.engineId, 0);
     assert.deepEqual(await view.apply(() => "next").get(T), ["next"]);
   });
 

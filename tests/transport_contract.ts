@@ -241,6 +241,11 @@ export function transportContract(
     await delay(150);
     assert.equal(await t.getBlob(`${ns}:short`), null);
     assert.equal(await t.getBlob(`${ns}:never`), null);
+    // A ttl that is not a positive number is refused, and nothing is stored.
+    for (const ttl of [0, -1, Number.NaN]) {
+      await assert.rejects(t.putBlob(`${ns}:bad`, utf8("x"), ttl), RangeError);
+    }
+    assert.equal(await t.getBlob(`${ns}:bad`), null);
   });
 
   test(

@@ -50,6 +50,8 @@ class Broker {
   readonly streams = new Map<string, Stream>();
   readonly blobs = new Map<string, { data: Uint8Array; expires: number }>();
   readonly waiters = new Set<Waiter>();
+  /** When `putBlob` next drops the expired values (ms since the epoch). */
+  #nextSweep = 0;
 
   stream(name: string): Stream {
     let s = this.streams.get(name);
@@ -240,6 +242,22 @@ class Broker {
     return g.pending.size + Math.max(0, s.entries.length - (g.next - s.dropped));
   }
 
+  /**
+   * Stores `data` under `key` for `ttlMs`. At most once a second, first drops every expired value:
+   * values nobody reads again (kept results, most of them) would otherwise stay forever.
+   */
+  putBlob(key: string, data: Uint8Array, ttlMs: number): void {
+    if (!(ttlMs > 0) || !Number.isFinite(ttlMs)) {
+      throw new RangeError(`Cannot store value "${key}": ttlMs must be positive, got ${ttlMs}`);
+    }
+    const now = Date.now();
+    if (now >= this.#nextSweep) {
+      this.#nextSweep = now + 1000;
+      for (const [k, blob] of this.blobs) if (blob.expires <= now) this.blobs.delete(k);
+    }
+    this.blobs.set(key, { data, expires: now + ttlMs });
+  }
+
   getBlob(key: string): Uint8Array | null {
     const blob = this.blobs.get(key);
     if (!blob) return null;
@@ -346,7 +364,7 @@ export class MemoryTransport implements Transport {
   }
 
   async putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {
-    await this.#open().blobs.set(key, { data: data.slice(), expires: Date.now() + ttlMs });
+    await this.#open().putBlob(key, data.slice(), ttlMs);
   }
 
   async getBlob(key: string): Promise<Uint8Array | null> {
@@ -451,7 +469,7 @@ function servePort(broker: Broker, method: Method, a: any[]): unknown {
     case "trim":
       return broker.trim(a[0], a[1]);
     case "putBlob":
-      return void broker.blobs.set(a[0], { data: a[1], expires: Date.now() + a[2] });
+      return broker.putBlob(a[0], a[1], a[2]);
     case "getBlob":
       return broker.getBlob(a[0]);
     case "deletePrefix":
