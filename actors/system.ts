@@ -50,6 +50,11 @@ export interface ActorSystemOptions {
    */
   localDelivery?: boolean;
   /**
+   * The most values this system keeps stored at once (`store`, sends with `keep`): past it, the
+   * oldest tenth is deleted before its time is up. Default 10,000.
+   */
+  keepLimit?: number;
+  /**
    * An entry delivered more than this many times without being handled (its handler crashed
    * the host each time, so it was never acknowledged) is dead-lettered instead of handled
    * again, and its asker gets a `PoisonMessageError` answer. Uses the consumer group's delivery
@@ -169,6 +174,9 @@ export class ActorSystem extends EventTarget {
   /** When the reader next claims other consumers' stale entries (ms since the epoch). */
   #nextClaim = 0;
   readonly #actors = new Map<string, Running>();
+  readonly #keepLimit: number;
+  /** Keys of the values stored by `store` and sends with `keep`, oldest first. */
+  #kept: string[] = [];
   /** Contents sent by actors that share contents, encoded. */
   readonly #encoded = new WeakMap<object, Uint8Array>();
   readonly #byStream = new Map<string, Running>();
@@ -207,6 +215,12 @@ export class ActorSystem extends EventTarget {
     this.#maxLen = options.maxLen ?? 10_000;
     this.#maxMessageBytes = options.maxMessageBytes ?? 512 * 1024 * 1024;
     this.#localDelivery = options.localDelivery ?? false;
+    this.#keepLimit = options.keepLimit ?? 10_000;
+    if (!(this.#keepLimit >= 1)) {
+      throw new RangeError(
+        `Cannot make actor system: keepLimit must be at least 1, got ${this.#keepLimit}`,
+      );
+    }
     this.#maxDeliveries = options.maxDeliveries ?? 3;
     this.#claimIdleMs = options.claimIdleMs ?? 30_000;
     if (!(this.#maxDeliveries >= 1)) {
@@ -307,6 +321,20 @@ export class ActorSystem extends EventTarget {
    */
   #keep(keep: { key: string; ttlMs: number }, bytes: Uint8Array): void {
     this.transport.putBlob(keep.key, bytes, keep.ttlMs).catch((error) => this.#emitError(error));
+    this.#counted(keep.key);
+  }
+
+  /**
+   * Counts a value stored with a time to live. Past `keepLimit` of them, the oldest tenth is
+   * deleted at once, as IPython Parallel's hub database culls its oldest records.
+   */
+  #counted(key: string): void {
+    this.#kept.push(key);
+    if (this.#kept.length <= this.#keepLimit) return;
+    const culled = this.#kept.splice(0, Math.max(1, Math.ceil(this.#keepLimit / 10)));
+    this.transport.deleteBlobs(culled).catch((error) => {
+      if (!this.#closed) this.#emitError(error);
+    });
   }
 
   /**
@@ -322,6 +350,7 @@ export class ActorSystem extends EventTarget {
   ): Promise<void> {
     const envelope = this.#envelope("", type, content, { id });
     await this.transport.putBlob(key, sealEnvelope(envelope, this.#key), ttlMs);
+    this.#counted(key);
   }
 
   /**

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { ActorSystem, type DeadLetterDetail, GROUP } from "../actors/system.ts";
 import { loadRedisClient } from "../deps.ts";
-import { RemoteError, TimeoutError } from "../errors.ts";
+import { RemoteError, SerializationError, TimeoutError } from "../errors.ts";
 import { type ClusterKey, generateKey, sealEnvelope } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
@@ -26,7 +26,7 @@ interface Fixture extends AsyncDisposable {
   transport(): Promise<Transport>;
   /** A new actor system on its own transport, closed with the fixture. */
   system(
-    options?: { id?: string; blockMs?: number; localDelivery?: boolean },
+    options?: { id?: string; blockMs?: number; localDelivery?: boolean; keepLimit?: number },
   ): Promise<ActorSystem>;
   /** Writes an entry whose only field is not `m`, or `null` when the transport has no such thing. */
   appendForeignField?(stream: string): Promise<void>;
@@ -60,6 +60,7 @@ function fixtureOn(
         namespace,
         blockMs: options.blockMs ?? 200,
         localDelivery: options.localDelivery ?? false,
+        keepLimit: options.keepLimit,
         ...(options.id ? { id: options.id } : {}),
       });
       systems.push(system);
@@ -205,6 +206,47 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
     const transport = await fx.transport();
     assert.equal((await transport.range(system.inboxOf("relay"))).length, 1);
     assert.equal((await transport.range(system.inboxOf("leaf"))).length, 0);
+  });
+
+  test("ActorSystem with localDelivery gives each actor its own copy, except between sharing actors", async (fx) => {
+    const system = await fx.system({ localDelivery: true });
+    const seen: unknown[] = [];
+    const keep = (content: unknown) => {
+      seen.push(content);
+      (content as { n: number }).n++;
+    };
+    system.spawn("copier", { handlers: { keep } });
+    system.spawn("sharer", { sharesContent: true, handlers: { keep } });
+    system.spawn("sender", {
+      sharesContent: true,
+      handlers: {
+        go: async (_: unknown, ctx) => {
+          const value = { n: 1 };
+          await ctx.send("copier", "keep", value);
+          await ctx.send("sharer", "keep", value);
+          await waitUntil("both handlers", () => seen.length === 2);
+          return value;
+        },
+      },
+    });
+    // The copier changed its copy; the sharer was handed the sender's object itself.
+    assert.deepEqual(await system.ask("sender", "go"), { n: 2 });
+    assert.equal(seen.length, 2);
+    assert.notEqual(seen[0], seen[1]);
+    // What cannot go through the transport cannot go locally either.
+    await assert.rejects(system.send("copier", "keep", { f: () => 1 }), SerializationError);
+  });
+
+  test("ActorSystem keeps at most keepLimit stored values, dropping the oldest tenth", async (fx) => {
+    const system = await fx.system({ keepLimit: 10 });
+    const transport = await fx.transport();
+    const key = (i: number) => `${fx.namespace}:kept:${i}`;
+    for (let i = 0; i < 25; i++) await system.store(key(i), `m${i}`, "note", i, 60_000);
+    await waitUntil("the cull", async () => (await transport.getBlob(key(14))) === null);
+    const left = [];
+    for (let i = 0; i < 25; i++) if (await transport.getBlob(key(i)) !== null) left.push(i);
+    assert.deepEqual(left, Array.from({ length: 10 }, (_, i) => 15 + i));
+    assert.equal((await system.load(key(24)))?.content, 24);
   });
 
   test("ActorSystem.ask() works from the system that hosts the actor", async (fx) => {

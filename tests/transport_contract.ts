@@ -249,6 +249,20 @@ export function transportContract(
   });
 
   test(
+    "deleteBlobs() deletes those values and nothing else, missing ones skipped",
+    async (t, ns) => {
+      await t.putBlob(`${ns}:v1`, utf8("gone"), 60_000);
+      await t.putBlob(`${ns}:v10`, utf8("kept"), 60_000);
+      await t.putBlob(`${ns}:v2`, utf8("gone"), 60_000);
+      await t.deleteBlobs([`${ns}:v1`, `${ns}:v2`, `${ns}:never`]);
+      await t.deleteBlobs([]);
+      assert.equal(await t.getBlob(`${ns}:v1`), null);
+      assert.equal(await t.getBlob(`${ns}:v2`), null);
+      assert.equal(decoder.decode((await t.getBlob(`${ns}:v10`)) ?? undefined), "kept");
+    },
+  );
+
+  test(
     "deletePrefix() deletes the streams and values under the prefix and nothing else",
     async (t, ns) => {
       await t.append(`${ns}:a:s`, utf8("gone"));

@@ -268,6 +268,10 @@ class Broker {
     return blob.data;
   }
 
+  deleteBlobs(keys: readonly string[]): void {
+    for (const key of keys) this.blobs.delete(key);
+  }
+
   deletePrefix(prefix: string): void {
     if (prefix === "") throw new RangeError("Cannot delete by prefix: the prefix is empty");
     for (const key of this.streams.keys()) if (key.startsWith(prefix)) this.streams.delete(key);
@@ -371,6 +375,10 @@ export class MemoryTransport implements Transport {
     return await this.#open().getBlob(key);
   }
 
+  async deleteBlobs(keys: readonly string[]): Promise<void> {
+    await this.#open().deleteBlobs(keys);
+  }
+
   async deletePrefix(prefix: string): Promise<void> {
     await this.#open().deletePrefix(prefix);
   }
@@ -435,6 +443,7 @@ type Method =
   | "trim"
   | "putBlob"
   | "getBlob"
+  | "deleteBlobs"
   | "deletePrefix";
 interface PortRequest {
   i: number;
@@ -472,6 +481,8 @@ function servePort(broker: Broker, method: Method, a: any[]): unknown {
       return broker.putBlob(a[0], a[1], a[2]);
     case "getBlob":
       return broker.getBlob(a[0]);
+    case "deleteBlobs":
+      return broker.deleteBlobs(a[0]);
     case "deletePrefix":
       return broker.deletePrefix(a[0]);
   }
@@ -576,6 +587,9 @@ class PortTransport implements Transport {
   }
   getBlob(key: string): Promise<Uint8Array | null> {
     return this.#call("getBlob", key);
+  }
+  deleteBlobs(keys: readonly string[]): Promise<void> {
+    return this.#call("deleteBlobs", keys);
   }
   deletePrefix(prefix: string): Promise<void> {
     return this.#call("deletePrefix", prefix);

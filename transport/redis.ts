@@ -446,6 +446,13 @@ export class RedisTransport implements Transport {
     return value === null ? null : bytes(value);
   }
 
+  async deleteBlobs(keys: readonly string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      await this.#call(`delete ${batch.length} values`, () => this.#send(["UNLINK", ...batch]));
+    }
+  }
+
   /** Deletes every key starting with `prefix`; the empty prefix is refused (it is every key). */
   async deletePrefix(prefix: string): Promise<void> {
     if (prefix === "") throw new RangeError("Cannot delete keys by prefix: the prefix is empty");

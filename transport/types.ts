@@ -89,6 +89,8 @@ export interface Transport {
   putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void>;
   /** The value stored under `key`, or `null` when there is none (never stored, or expired). */
   getBlob(key: string): Promise<Uint8Array | null>;
+  /** Deletes the values stored under `keys` (missing ones are skipped). */
+  deleteBlobs(keys: readonly string[]): Promise<void>;
   /** Deletes every stream and value whose key starts with `prefix`. */
   deletePrefix(prefix: string): Promise<void>;
   /** Closes the transport's connections; pending and later calls reject. */
