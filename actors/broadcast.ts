@@ -24,7 +24,7 @@
  */
 import type { RemoteErrorData } from "../errors.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
-import type { EngineResult } from "./engine.ts";
+import { type EngineResult, resultKey } from "./engine.ts";
 import { partitionBounds, type Sequence } from "./partition.ts";
 import { errorData, type Reply } from "./system.ts";
 import type { Operation } from "./view.ts";
@@ -39,6 +39,11 @@ export interface BroadcastRequest {
   hosts: [string, number][];
   /** The host of the nodes of ranges that span several hosts. */
   hub: string;
+  /**
+   * How long (ms) a node on an engine host that got this request through the transport keeps its
+   * answer for `client.getResult` (see {@linkcode keptPieces}); 0 or absent: not at all.
+   */
+  keepMs?: number;
   /** How many targets the whole broadcast has. */
   size: number;
   /** The first position (in the whole broadcast's targets) of this node's range. */
@@ -139,6 +144,9 @@ export class BroadcastNodes {
       if (!this.#dead.has(Number(engineId))) this.#dead.set(Number(engineId), reason);
     }
     const size = hi - lo;
+    if (request.keepMs && !ctx.local && this.#hostId !== request.hub) {
+      ctx.keepReply(resultKey(ctx.system.namespace, ctx.envelope.id), request.keepMs);
+    }
     const reply = ctx.deferReply();
     const { id, deadline } = ctx.envelope;
     // Sub-broadcast ids extend their parent's: the root's id names the whole broadcast (the call).
@@ -335,6 +343,58 @@ export interface Died {
   hostIds?: string[];
   /** How they were found dead. */
   reason: string;
+}
+
+/** A part of a broadcast's answer kept in the transport: the answer to message `id`. */
+export interface KeptPiece {
+  /** The message whose answer is kept (under `resultKey(namespace, id)`). */
+  id: string;
+  /** Who answered it: a node or an engine. */
+  from: string;
+  /** The first target position the answer covers. */
+  lo: number;
+  /** The end of the positions it covers. */
+  hi: number;
+}
+
+/**
+ * Where the answer of broadcast `call` over `targets` is kept. Every message that crossed the
+ * transport to an engine host keeps its answer there: the answer of a node on an engine host
+ * whose request came from the hub or the client (it covers the node's whole range), and that of
+ * an engine whose task came from the hub. Hops inside a host keep nothing: an answer is kept once,
+ * by the host, in one piece, whatever its number of engines.
+ */
+export function keptPieces(
+  call: string,
+  targets: readonly number[],
+  hosts: readonly [string, number][],
+  hub: string,
+  fanout: number,
+): KeptPiece[] {
+  const pieces: KeptPiece[] = [];
+  const node = (id: string, lo: number, hi: number, runs: [string, number][]) => {
+    const place = placeRange(runs, hub);
+    if (place !== hub) {
+      pieces.push({ id, from: broadcastAddress(place, nodeFor(lo, hi, fanout)), lo, hi });
+      return;
+    }
+    const size = hi - lo;
+    const chunks = Math.min(fanout, size);
+    for (let c = 0; c < chunks; c++) {
+      const [a, b] = partitionBounds(size, c, chunks);
+      if (b - a === 1) {
+        const engineId = targets[lo + a];
+        pieces.push({
+          id: `${call}_${engineId}`,
+          from: `engine.${engineId}`,
+          lo: lo + a,
+          hi: lo + b,
+        });
+      } else node(`${id}.${c}`, lo + a, lo + b, sliceRuns(runs, a, b));
+    }
+  };
+  node(call, 0, targets.length, [...hosts]);
+  return pieces;
 }
 
 /** Where the node of a range of engines on `hosts` runs: their host if one, else the hub. */

@@ -16,7 +16,14 @@ import {
   toRuns,
 } from "./broadcast.ts";
 import type { Client } from "./client.ts";
-import { abortOnSignal, type CallOptions, engineTimeout, type Operation, View } from "./view.ts";
+import {
+  abortOnSignal,
+  type BroadcastTree,
+  type CallOptions,
+  engineTimeout,
+  type Operation,
+  View,
+} from "./view.ts";
 
 /** Options of `client.broadcastView()`. */
 export interface BroadcastViewOptions {
@@ -38,6 +45,12 @@ export class BroadcastView extends View {
     }
   }
 
+  /** The tree the view's calls go down now (hosts may change when engines are restarted). */
+  protected override tree(): BroadcastTree {
+    const { client, targets, fanout } = this;
+    return { fanout, hosts: toRuns(targets.map((t) => client.hostOf(t))), hub: client.hubId };
+  }
+
   /**
    * Sends `operation` as one message to the root of the broadcast tree. The nodes give the
    * message to engine `e` the id `engineMessageId(id, e)`, so that an abort goes from the client
@@ -55,12 +68,13 @@ export class BroadcastView extends View {
       );
       return new AsyncResult(id, targets, outcomes);
     }
-    const hosts = toRuns(targets.map((t) => client.hostOf(t)));
+    const { hosts } = this.tree();
     const request: BroadcastRequest = {
       operation,
       targets: [...targets],
       hosts,
       hub: client.hubId,
+      keepMs: client.retentionMs,
       size: targets.length,
       lo: 0,
       hi: targets.length,
@@ -121,7 +135,8 @@ export class BroadcastView extends View {
   }
 }
 
-function toOutcome(part: BroadcastPart, client: Client): Outcome {
+/** The outcome of one engine's part of a broadcast's answer. */
+export function toOutcome(part: BroadcastPart, client: Client): Outcome {
   if ("result" in part) return part;
   const { engineId, error } = part;
   if (error.kind === "died") {

@@ -14,11 +14,17 @@ import { type ClusterKey, openEnvelope } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
 import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker.ts";
-import { broadcastAddress, type Died } from "./broadcast.ts";
+import {
+  broadcastAddress,
+  type BroadcastPart,
+  type Died,
+  type KeptPiece,
+  keptPieces,
+} from "./broadcast.ts";
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
-import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
+import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast_view.ts";
 import type { ActorSystem, Reply } from "./system.ts";
-import { DirectView, firstOf, mapResult } from "./view.ts";
+import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome } from "./async_result.ts";
 import {
   DEFAULT_RESULT_RETENTION_MS,
@@ -99,6 +105,8 @@ interface CallRecord {
   retentionMs: number;
   /** A `pull` of one name: each engine's value is the first item of the list it answered. */
   single?: true;
+  /** For a `BroadcastView` call: its tree, which says where its answer is kept. */
+  tree?: BroadcastTree;
 }
 
 /** The longest pause between two looks for a result that is not stored yet. */
@@ -223,6 +231,11 @@ export class Client extends EventTarget {
     options: BroadcastViewOptions = {},
   ): BroadcastView {
     return new BroadcastView(this, this.resolveTargets(targets), options);
+  }
+
+  /** How long (ms) the answers of this client's calls are kept for {@linkcode getResult}. */
+  get retentionMs(): number {
+    return this.#retention;
   }
 
   /** The id of the host that runs engine `engineId`. */
@@ -351,13 +364,20 @@ export class Client extends EventTarget {
    * @internal Records call `id` (its targets, in order) in the transport, for
    * {@linkcode getResult}. Not awaited: the record is written before the call's messages.
    */
-  recordCall(id: string, targets: readonly number[], type: string, single = false): void {
+  recordCall(
+    id: string,
+    targets: readonly number[],
+    type: string,
+    single = false,
+    tree?: BroadcastTree,
+  ): void {
     if (this.#retention === 0) return;
     const record: CallRecord = {
       targets: [...targets],
       type,
       retentionMs: this.#retention,
       ...(single ? { single: true } : {}),
+      ...(tree ? { tree } : {}),
     };
     this.system.store(callKey(this.namespace, id), id, "call", record, this.#retention)
       .catch(() => {/* the call's own messages fail the same way, and say so */});
@@ -425,12 +445,25 @@ export class Client extends EventTarget {
     const targets = record.targets;
     const expires = envelope.sent + record.retentionMs;
     const found = new Set<number>();
-    const outcomes = targets.map((engineId) =>
-      this.#storedOutcome(id, engineId, expires).then((outcome) => {
-        found.add(engineId);
-        return outcome;
-      })
-    );
+    const { tree } = record;
+    const pieces = tree
+      ? keptPieces(id, targets, tree.hosts, tree.hub, tree.fanout)
+      : targets.map((engineId, i) => ({
+        id: engineMessageId(id, engineId),
+        from: `engine.${engineId}`,
+        lo: i,
+        hi: i + 1,
+      }));
+    const outcomes: Promise<Outcome>[] = [];
+    for (const piece of pieces) {
+      const stored = this.#storedPiece(id, piece, targets, expires);
+      for (let i = piece.lo; i < piece.hi; i++) {
+        outcomes[i] = stored.then((all) => {
+          found.add(targets[i]);
+          return all[i - piece.lo];
+        });
+      }
+    }
     const stored = new AsyncResult(
       id,
       targets,
@@ -442,39 +475,58 @@ export class Client extends EventTarget {
     return { id, type: record.type, engineIds: targets, submitted: envelope.sent, result };
   }
 
-  /** Engine `engineId`'s stored answer to call `id`, waited for until `expires`. */
-  async #storedOutcome(id: string, engineId: number, expires: number): Promise<Outcome> {
-    const messageId = engineMessageId(id, engineId);
-    const key = resultKey(this.namespace, messageId);
+  /**
+   * The stored answer to message `piece.id` of call `id` (an engine's, or a broadcast node's for
+   * its range), as the outcomes of the targets at positions `[piece.lo, piece.hi)`; waited for
+   * until `expires`.
+   */
+  async #storedPiece(
+    id: string,
+    piece: KeptPiece,
+    targets: readonly number[],
+    expires: number,
+  ): Promise<Outcome[]> {
+    const engineIds = targets.slice(piece.lo, piece.hi);
+    const all = (error: (engineId: number) => Error) =>
+      engineIds.map((engineId) => ({ engineId, error: error(engineId) }));
+    const key = resultKey(this.namespace, piece.id);
     let pause = 50;
     for (;;) {
       try {
         const envelope = await this.system.load(key);
         if (envelope !== null) {
           if (
-            envelope.type !== "reply" || envelope.parent !== messageId ||
-            envelope.from !== `engine.${engineId}`
+            envelope.type !== "reply" || envelope.parent !== piece.id ||
+            envelope.from !== piece.from
           ) {
-            throw new InvalidMessageError(key, "value", "it is not this engine's answer");
+            throw new InvalidMessageError(key, "value", `it is not the answer of ${piece.from}`);
           }
           const reply = envelope.content as Reply;
-          if (reply?.ok) return { engineId, result: reply.value as EngineResult };
-          const data = reply?.error ?? { name: "Error", message: "malformed reply" };
-          return { engineId, error: new RemoteError(engineId, data, envelope.from) };
+          if (!reply?.ok) {
+            const data = reply?.error ?? { name: "Error", message: "malformed reply" };
+            return all((engineId) => new RemoteError(engineId, data, envelope.from));
+          }
+          if (piece.hi - piece.lo === 1 && envelope.from.startsWith("engine.")) {
+            return [{ engineId: engineIds[0], result: reply.value as EngineResult }];
+          }
+          const parts = reply.value as BroadcastPart[];
+          if (!Array.isArray(parts) || parts.length !== engineIds.length) {
+            throw new InvalidMessageError(key, "value", "its parts do not match its range");
+          }
+          return parts.map((part) => toOutcome(part, this));
         }
       } catch (error) {
-        return { engineId, error: error as Error };
+        return all(() => error as Error);
       }
-      const dead = this.deadEngine(engineId);
-      if (dead) return { engineId, error: dead };
+      const dead = engineIds.map((engineId) => this.deadEngine(engineId));
+      if (dead.every(Boolean)) {
+        return engineIds.map((engineId, i) => ({ engineId, error: dead[i]! }));
+      }
       if (Date.now() >= expires) {
-        return { engineId, error: new ResultNotFoundError(id, engineId) };
+        return all((engineId) => new ResultNotFoundError(id, engineId));
       }
       if (this.#closing.signal.aborted) {
-        return {
-          engineId,
-          error: new TransportClosedError("Cannot get result: the client is closed"),
-        };
+        return all(() => new TransportClosedError("Cannot get result: the client is closed"));
       }
       await pauseFor(Math.min(pause, Math.max(1, expires - Date.now())), this.#closing.signal);
       pause = Math.min(POLL_MAX_MS, pause * 2);

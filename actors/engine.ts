@@ -153,9 +153,12 @@ export function engineActor(options: EngineOptions): Engine {
       `Cannot make engine ${id}: resultRetentionMs must be a finite number ≥ 0, got ${retention}`,
     );
   }
-  /** Keeps the answer to the message being handled, signed, for `client.getResult`. */
+  /**
+   * Keeps the answer to the message being handled, signed, for `client.getResult`; not that of a
+   * task handed over inside this host (a broadcast node here keeps the answers of its range).
+   */
   const keep = (ctx: ActorContext) => {
-    if (retention > 0) {
+    if (retention > 0 && !ctx.local) {
       ctx.keepReply(resultKey(ctx.system.namespace, ctx.envelope.id), retention);
     }
   };

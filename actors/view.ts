@@ -17,6 +17,16 @@ import { BlobRef, FunctionSource, ModuleFunction } from "./wire_types.ts";
 export const BLOB_THRESHOLD = 64 * 1024;
 const BLOB_TTL_MS = 10 * 60_000;
 
+/** The shape of a view's broadcast tree, as `client.getResult` needs it to find the answers. */
+export interface BroadcastTree {
+  /** The most children per node. */
+  fanout: number;
+  /** The host of each target, as runs of `[hostId, count]`. */
+  hosts: [string, number][];
+  /** The host of the nodes of ranges spanning hosts. */
+  hub: string;
+}
+
 /** Options every call takes. */
 export interface CallOptions {
   /**
@@ -83,6 +93,11 @@ export abstract class View {
    * Sends `operation` to the view's engines as call `id`; resolves each engine's outcome in
    * target order. The message to engine `e` has id `engineMessageId(id, e)`.
    */
+  /** How the view's calls reach their engines, when through a broadcast tree. */
+  protected tree(): BroadcastTree | undefined {
+    return undefined;
+  }
+
   protected abstract dispatch(
     operation: Operation,
     options: CallOptions,
@@ -194,7 +209,7 @@ export abstract class View {
     const id = crypto.randomUUID();
     const send = (operation: Operation) => {
       // Written before the call's messages, and only for a call that is sent.
-      if (!signal?.aborted) client.recordCall(id, targets, operation.type, single);
+      if (!signal?.aborted) client.recordCall(id, targets, operation.type, single, this.tree());
       return this.dispatch(operation, options, id);
     };
     if (!prepare && !client.preparing) return send(operation);

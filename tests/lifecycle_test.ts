@@ -159,6 +159,9 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
     const bv = client.broadcastView();
     const broadcast = bv.apply(() => id * 2);
     assert.deepEqual(await broadcast.get(T), [0, 2]);
+    // A tree on one host: its node there keeps the answer, not the engine.
+    const onOneHost = client.broadcastView([1]).apply(() => id * 3);
+    assert.deepEqual(await onOneHost.get(T), [3]);
     const pulled = reversed.pull("id");
     assert.deepEqual(await pulled.get(T), [1, 0]);
     const pulledList = reversed.pull(["id", "size"]);
@@ -180,6 +183,7 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
       assert.deepEqual(fetched.result.timings.map((t) => t.engineId), [1, 0]);
       assert.deepEqual(fetched.result.timings, direct.timings);
       assert.deepEqual(await other.getResult(broadcast.id, T), [0, 2]);
+      assert.deepEqual(await other.getResult(onOneHost.id, T), [3]);
       assert.deepEqual(await other.getResult(pulled.id, T), [1, 0], "pull of one name, unwrapped");
       assert.deepEqual(await other.getResult(pulledList.id, T), [[1, 2], [0, 2]]);
       assert.deepEqual(await other.getResult(executed.id, T), [undefined, undefined]);
