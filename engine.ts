@@ -9,7 +9,9 @@
  * `size` their namespaces start with (default: the number of ids); `--key-stdin` reads the key
  * from standard input instead of a file; `--redis -` reads the URL from standard input (after the
  * key, on the next line, with `--key-stdin`), which keeps a password out of the process list. The
- * key and the password are never printed.
+ * key and the password are never printed. `--heartbeat-ms N` sets how often the host sends a
+ * heartbeat (default 250); clients take its engines for dead after `heartbeatTimeoutMs` (3 s by
+ * default) without a beat, or once its beats say its event loop did not run for that long.
  *
  * @module
  */
@@ -30,6 +32,7 @@ if (import.meta.main) {
       first: { type: "string" },
       size: { type: "string" },
       "host-id": { type: "string" },
+      "heartbeat-ms": { type: "string" },
     },
   });
   const stdin = values["key-stdin"] || values.redis === "-"
@@ -48,6 +51,10 @@ if (import.meta.main) {
     ? values.ids.split(",").map(Number)
     : Array.from({ length: Number(values.n ?? 1) }, (_, i) => Number(values.first ?? 0) + i);
   if (ids.some((id) => !Number.isInteger(id) || id < 0)) fail(`bad engine ids: ${ids}`);
+  const intervalMs = Number(values["heartbeat-ms"] ?? 250);
+  if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) {
+    fail(`bad --heartbeat-ms: ${values["heartbeat-ms"]}`);
+  }
   // An uncaught error or rejection in a task ends the process; say why in one line (the
   // cluster that started it reports that line as the reason its engines died).
   const crash = (event: Event, what: string, error: unknown) => {
@@ -70,7 +77,7 @@ if (import.meta.main) {
     engineIds: ids,
     size: Number(values.size ?? ids.length),
     hostId: values["host-id"] ?? `host-${Deno.pid}`,
-    heartbeat: { url },
+    heartbeat: { url, intervalMs },
   });
   const stop = async () => {
     await host.close();

@@ -17,8 +17,19 @@
  * @module
  */
 
-export { Cluster, type ClusterOptions, readKeyFile, writeKeyFile } from "./actors/cluster.ts";
-export { Client, type ClientOptions, type EngineDiedDetail } from "./actors/client.ts";
+export {
+  Cluster,
+  type ClusterOptions,
+  type EngineRestartFailedDetail,
+  readKeyFile,
+  writeKeyFile,
+} from "./actors/cluster.ts";
+export {
+  Client,
+  type ClientOptions,
+  type EngineDiedDetail,
+  type EngineRestartedDetail,
+} from "./actors/client.ts";
 export {
   type AnyFunction,
   type CallOptions,

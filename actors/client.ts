@@ -10,6 +10,7 @@ import type { Transport } from "../transport/types.ts";
 import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker.ts";
 import { broadcastAddress } from "./broadcast.ts";
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
+import { LivenessWatch } from "./_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
 import type { ActorSystem } from "./system.ts";
 import { DirectView } from "./view.ts";
@@ -32,11 +33,19 @@ export interface ClientOptions {
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;
   /**
-   * An engine whose host sends heartbeats and falls silent this long (ms) is taken for dead.
-   * Default 3000. Hosts started by `engine.ts` send heartbeats; hosts a `Cluster` launched are
-   * watched directly.
+   * An engine is taken for dead when its host has not been seen alive for this long, in ms: no
+   * heartbeat came, or its heartbeats say that its event loop has not run (a task that blocks
+   * it and never yields). Hosts in processes (`engine.ts`) send heartbeats from a thread of
+   * their own. A task that blocks its host for longer than about this minus half a second is
+   * taken for dead too: raise it for engines that run long synchronous tasks. Default 3000.
    */
   heartbeatTimeoutMs?: number;
+  /**
+   * Called, instead of marking the engines dead, when the heartbeats of host `hostId` say it is
+   * dead: the `Cluster` that launched it ends it, marks its engines dead with
+   * {@linkcode Client.engineDied} and may restart them.
+   */
+  onHostDied?: (hostId: string, engineIds: readonly number[], reason: string) => void;
 }
 
 /** The `detail` of a client's `"enginedied"` event. */
@@ -47,9 +56,17 @@ export interface EngineDiedDetail {
   reason: string;
 }
 
+/** The `detail` of an `"enginerestarted"` event. */
+export interface EngineRestartedDetail {
+  /** The engine that runs again, on a new host, with a fresh namespace. */
+  engineId: number;
+}
+
 /**
  * A connection to a cluster's engines (IPython Parallel's `Client`). Dispatches an
- * `"enginedied"` `CustomEvent` (detail {@linkcode EngineDiedDetail}) when an engine dies.
+ * `"enginedied"` `CustomEvent` (detail {@linkcode EngineDiedDetail}) when an engine dies, and an
+ * `"enginerestarted"` one (detail {@linkcode EngineRestartedDetail}) when a replacement of a dead
+ * engine is running.
  */
 export class Client extends EventTarget {
   /** The actor system the client speaks through. */
@@ -74,50 +91,54 @@ export class Client extends EventTarget {
     this.#streamOutput = options.streamOutput ?? false;
     this.#ids = [...options.ids].sort((a, b) => a - b);
     this.#onClose = options.onClose;
-    this.#watchHeartbeats(options.heartbeatTimeoutMs ?? 3000);
+    this.#watchHeartbeats(options.heartbeatTimeoutMs ?? 3000, options.onHostDied);
   }
 
-  /** Polls the heartbeat stream and declares dead the engines of hosts that fell silent. */
-  #watchHeartbeats(timeoutMs: number): void {
+  /**
+   * Polls the heartbeat stream and declares dead the engines of hosts not seen alive for
+   * `timeoutMs` (see {@linkcode LivenessWatch}).
+   */
+  #watchHeartbeats(timeoutMs: number, onHostDied: ClientOptions["onHostDied"]): void {
+    if (!(timeoutMs > 0)) {
+      throw new RangeError(
+        `Cannot make client: heartbeatTimeoutMs must be positive, got ${timeoutMs}`,
+      );
+    }
     const { system } = this;
     const stream = system.inboxOf(HEARTBEATS);
     const group = `beats.${system.id}`;
-    const hosts = new Map<string, { seen: number; engineIds: number[] }>();
-    const period = Math.max(50, Math.min(500, timeoutMs / 4));
-    let lastPoll = Date.now();
+    const watch = new LivenessWatch(timeoutMs, (hostId, engineIds, reason) => {
+      if (onHostDied) onHostDied(hostId, engineIds, reason);
+      else for (const id of engineIds) this.engineDied(id, reason);
+    });
     const poll = async () => {
+      let entries;
       try {
-        const entries = await system.transport.read(group, system.id, [stream], {
+        entries = await system.transport.read(group, system.id, [stream], {
           blockMs: 0,
           count: 1000,
         });
-        const now = Date.now();
-        for (const entry of entries) {
-          try {
-            const { content } = openEnvelope(entry.data ?? new Uint8Array(), this.#key);
-            const beat = content as Heartbeat;
-            hosts.set(beat.hostId, { seen: now, engineIds: beat.engineIds });
-          } catch { /* not a heartbeat of this cluster */ }
-        }
         if (entries.length) await system.transport.ack(stream, group, entries.map((e) => e.id));
-        // A poll this late means this process stalled, not the hosts: start counting again.
-        const stalled = now - lastPoll > timeoutMs;
-        lastPoll = now;
-        for (const [hostId, host] of hosts) {
-          if (stalled) host.seen = now;
-          else if (now - host.seen > timeoutMs) {
-            hosts.delete(hostId);
-            const silent = ((now - host.seen) / 1000).toFixed(1);
-            for (const id of host.engineIds) {
-              this.engineDied(id, `its host ${hostId} sent no heartbeat for ${silent} s`);
-            }
-          }
+      } catch {
+        watch.pause(); // the transport is away: hosts cannot be heard
+        return;
+      }
+      watch.advance();
+      for (const entry of entries) {
+        let beat: Heartbeat;
+        try {
+          beat = openEnvelope(entry.data ?? new Uint8Array(), this.#key).content as Heartbeat;
+        } catch {
+          continue; // not a heartbeat of this cluster
         }
-      } catch { /* the transport is away: the next poll tries again */ }
+        if (typeof beat?.hostId !== "string" || !Array.isArray(beat.engineIds)) continue;
+        watch.seen(beat.hostId, beat.engineIds, beat.stalledMs ?? 0);
+      }
+      watch.check();
     };
     this.#heartbeats = setInterval(() => {
       this.#poll ??= poll().finally(() => (this.#poll = undefined));
-    }, period);
+    }, watch.periodMs);
   }
 
   /** The ids of the engines, sorted. */
@@ -246,7 +267,10 @@ export class Client extends EventTarget {
     return this.#dead.get(id);
   }
 
-  /** Marks engines dead: every pending and later call on them fails with `EngineDiedError`. */
+  /**
+   * Marks engine `id` dead: every pending and later call on it fails with `EngineDiedError`
+   * (until {@linkcode engineRestarted}), and the client dispatches `"enginedied"`.
+   */
   engineDied(id: number, reason: string): void {
     if (this.#dead.has(id)) return;
     const error = new EngineDiedError(id, reason);
@@ -258,6 +282,21 @@ export class Client extends EventTarget {
     this.#broadcast?.ready.then((hostId) =>
       this.system.send(broadcastAddress(hostId, 0), "died", { engineIds: [id], reason })
     ).catch(() => {});
+  }
+
+  /**
+   * Marks dead engine `id` alive again: a replacement with the same id runs (the `Cluster` calls
+   * this once it restarted the engine). Later calls go to it; calls that were pending when it died
+   * stay failed. Dispatches `"enginerestarted"`. Resolves once the broadcast actors know too.
+   */
+  async engineRestarted(id: number): Promise<void> {
+    if (!this.#dead.delete(id)) return;
+    await this.#broadcast?.ready.then((hostId) =>
+      this.system.send(broadcastAddress(hostId, 0), "restarted", { engineIds: [id] })
+    ).catch(() => {});
+    this.dispatchEvent(
+      new CustomEvent<EngineRestartedDetail>("enginerestarted", { detail: { engineId: id } }),
+    );
   }
 
   /** Closes the client's connections. */
