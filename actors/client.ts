@@ -73,6 +73,8 @@ export class Client extends EventTarget {
   readonly system: ActorSystem;
   readonly #ids: number[];
   readonly #dead = new Map<number, EngineDiedError>();
+  /** Each engine's current tree wiring (`wireTree`): its id and engines. */
+  readonly #trees = new Map<number, { wiring: string; ids: readonly number[] }>();
   readonly #onClose?: () => Promise<void>;
   readonly #key: ClusterKey;
   readonly #transportUrl: string;
@@ -282,6 +284,22 @@ export class Client extends EventTarget {
     this.#broadcast?.ready.then((hostId) =>
       this.system.send(broadcastAddress(hostId, 0), "died", { engineIds: [id], reason })
     ).catch(() => {});
+    // Tree reductions waiting on it fail now rather than when their pings go unanswered.
+    this.#trees.delete(id);
+    const told = [...this.#trees].filter(([other, tree]) =>
+      tree.ids.includes(id) && !this.#dead.has(other)
+    );
+    if (told.length === 0) return;
+    this.system.sendMany(told.map(([other, tree]) => ({
+      to: `tree.${other}`,
+      type: "died",
+      content: { wiring: tree.wiring, engineId: id, reason },
+    }))).catch(() => {});
+  }
+
+  /** @internal Records that `wireTree` wired engines `ids` into tree `wiring`. */
+  treeWired(wiring: string, ids: readonly number[]): void {
+    for (const id of ids) this.#trees.set(id, { wiring, ids: [...ids] });
   }
 
   /**

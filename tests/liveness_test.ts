@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { Cluster, type ClusterOptions, toHex } from "../actors/cluster.ts";
 import type { Client } from "../actors/client.ts";
+import type { TreeCommunicator } from "../actors/tree.ts";
 import { CompositeError, EngineDiedError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { delay, within } from "./_async.ts";
@@ -28,6 +29,7 @@ import {
 declare const id: number;
 declare const x: unknown;
 declare const stale: unknown;
+declare const com: TreeCommunicator;
 
 /** How a victim host dies. */
 type How = "crash" | "stuck" | "sigkill" | "sigstop";
@@ -224,6 +226,37 @@ function livenessSuite(
       },
     );
   }
+
+  test(
+    "TreeCommunicator.allreduce() fails on every other engine with EngineDiedError naming an engine whose host is stuck, before its pings could tell",
+    async () => {
+      await using cluster = start(3);
+      const client = await cluster.startAndConnect();
+      const dv = client.view();
+      // Pings would take 20 s to give up: a failure sooner comes from the cluster's notice.
+      await dv.wireTree({ livenessMs: 20_000, ...T });
+      const started = now();
+      const results = await dv.apply(async (victim: number) => {
+        if (id === victim) { for (;;) { /* never yields */ } }
+        const begun = Date.now();
+        try {
+          return await com.allreduce((a: number, b: number) => a + b, id, { timeout: 60_000 });
+        } catch (error) {
+          const e = error as EngineDiedError;
+          return { name: e.name, engineId: e.engineId, message: e.message, ms: Date.now() - begun };
+        }
+      }, 1).get({ ...T, returnExceptions: true });
+      assertDied(results[1], 1, "stuck");
+      for (const i of [0, 2]) {
+        const r = results[i] as { name: string; engineId: number; message: string; ms: number };
+        assert.equal(r.name, "EngineDiedError", `engine ${i}: ${JSON.stringify(r)}`);
+        assert.equal(r.engineId, 1);
+        assert.match(r.message, REASONS.stuck);
+        assert.ok(r.ms < 15_000, `engine ${i} failed after ${r.ms} ms`);
+      }
+      assert.ok(now() - started < 15_000);
+    },
+  );
 
   test("Cluster does not take an engine whose task blocks its host for 1.5 s for dead", async () => {
     await using cluster = start(2);
