@@ -73,9 +73,9 @@ export interface ClusterOptions {
    * what is left of the old host, drops the messages its engines had not handled, and starts a
    * host for the same engine ids, with fresh namespaces. Calls pending at the death fail with
    * `EngineDiedError`, and so do calls made before the replacement runs; the cluster dispatches
-   * `"enginerestarted"` once it does (or `"enginerestartfailed"`). A replacement that dies
-   * before it is running is not replaced again. IPython Parallel has no automatic restart.
-   * Default `false`.
+   * `"enginerestarted"` once it does, or `"enginerestartfailed"` when three replacements in a
+   * row died or did not register within `engineTimeout`. IPython Parallel has no automatic
+   * restart. Default `false`.
    */
   restart?: boolean;
 }
@@ -105,6 +105,8 @@ interface Host {
 
 /** How long a dead host's blocked read of its inboxes may still take entries (its `blockMs`). */
 const READ_BLOCK_MS = 1000;
+/** How many times the cluster tries to start a replacement for a dead host. */
+const RESTART_ATTEMPTS = 3;
 
 /**
  * Engines started on this machine plus the client that drives them. Dispatches `CustomEvent`s:
@@ -342,77 +344,93 @@ export class Cluster extends EventTarget {
   }
 
   /**
-   * Replaces dead host `old` by a new host running the same engine ids. The old host's inboxes
-   * are emptied first, once it can no longer read them, so that the replacement does not run
-   * what was sent to the dead engines (their callers were told they died).
+   * Replaces dead host `old` by a new host running the same engine ids, trying up to
+   * `RESTART_ATTEMPTS` times. Before each try, the dead engines' inboxes are emptied, once the
+   * dead host can no longer read them, so that the replacement does not run what was sent to
+   * them (their callers were told they died).
    */
   async #restart(old: Host): Promise<void> {
     const signal = this.#closing.signal;
     const client = this.#client!;
-    const timeout = this.#options.engineTimeout ?? 60_000;
-    const host: Host = { id: "", engineIds: old.engineIds, replacement: true };
-    try {
-      if (old.process) await old.stopped;
-      // The old host's last blocked read may still take entries for a moment.
-      await abortableDelay(READ_BLOCK_MS + 200, signal);
-      for (const id of old.engineIds) {
-        await client.transport.trim(client.system.inboxOf(`engine.${id}`), 0);
-      }
-      if (signal.aborted) return;
-      const index = this.#hosts.indexOf(old);
-      host.id = newHostId(index);
-      this.#hosts[index] = host;
-      const timer = deadline(timeout);
-      let onAbort = () => {};
-      const stopping = new Promise<never>((_, reject) => {
-        onAbort = () => reject(new Error("the cluster is stopping"));
-        signal.addEventListener("abort", onAbort);
-      });
-      stopping.catch(() => {});
+    let dead = old;
+    for (let attempt = 1;; attempt++) {
+      let host: Host | undefined;
       try {
-        const started = this.#launch(host).then(() => this.#registered(host, Date.now() + timeout));
-        started.catch(() => {});
-        await Promise.race([
-          started,
-          stopping,
-          timer.promise.then(() => {
-            throw new TimeoutError(
-              `Cannot restart engines ${host.engineIds.join(", ")}: they did not register ` +
-                `within ${timeout} ms`,
-              timeout,
-              host.engineIds,
-            );
-          }),
-        ]);
-      } finally {
-        timer.cancel();
-        signal.removeEventListener("abort", onAbort);
-      }
-      if (host.dead) throw new Error(host.dead);
-      host.running = true;
-      for (const engineId of host.engineIds) {
-        await client.engineRestarted(engineId);
-        this.dispatchEvent(
-          new CustomEvent<EngineRestartedDetail>("enginerestarted", { detail: { engineId } }),
-        );
-      }
-    } catch (error) {
-      if (signal.aborted) return;
-      this.#hostDied(host, `its replacement failed: ${(error as Error).message}`);
-      for (const engineId of host.engineIds) {
-        this.dispatchEvent(
-          new CustomEvent<EngineRestartFailedDetail>("enginerestartfailed", {
-            detail: {
-              engineId,
-              error: new Error(
-                `Cannot restart engine ${engineId}: ${(error as Error).message}`,
-                { cause: error },
-              ),
-            },
-          }),
-        );
+        if (dead.process) await dead.stopped;
+        // The dead host's last blocked read may still take entries for a moment.
+        await abortableDelay(READ_BLOCK_MS + 200, signal);
+        for (const id of old.engineIds) {
+          await client.transport.trim(client.system.inboxOf(`engine.${id}`), 0);
+        }
+        if (signal.aborted) return;
+        const index = this.#hosts.indexOf(dead);
+        host = { id: newHostId(index), engineIds: old.engineIds, replacement: true };
+        this.#hosts[index] = host;
+        await this.#startReplacement(host);
+        host.running = true;
+        for (const engineId of host.engineIds) {
+          await client.engineRestarted(engineId);
+          this.dispatchEvent(
+            new CustomEvent<EngineRestartedDetail>("enginerestarted", { detail: { engineId } }),
+          );
+        }
+        return;
+      } catch (error) {
+        if (signal.aborted) return;
+        const why = (error as Error).message;
+        if (host) {
+          this.#hostDied(host, `its replacement failed: ${why}`);
+          dead = host;
+        }
+        if (attempt < RESTART_ATTEMPTS) continue;
+        for (const engineId of old.engineIds) {
+          this.dispatchEvent(
+            new CustomEvent<EngineRestartFailedDetail>("enginerestartfailed", {
+              detail: {
+                engineId,
+                error: new Error(
+                  `Cannot restart engine ${engineId}: ${why} (tried ${attempt} times)`,
+                  { cause: error },
+                ),
+              },
+            }),
+          );
+        }
+        return;
       }
     }
+  }
+
+  /** Launches replacement `host` and resolves once its engines registered, within the timeout. */
+  async #startReplacement(host: Host): Promise<void> {
+    const signal = this.#closing.signal;
+    const timeout = this.#options.engineTimeout ?? 60_000;
+    const timer = deadline(timeout);
+    let onAbort = () => {};
+    const stopping = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new Error("the cluster is stopping"));
+      signal.addEventListener("abort", onAbort);
+    });
+    stopping.catch(() => {});
+    try {
+      const started = this.#launch(host).then(() => this.#registered(host, Date.now() + timeout));
+      started.catch(() => {});
+      await Promise.race([
+        started,
+        stopping,
+        timer.promise.then(() => {
+          throw new TimeoutError(
+            `its engines did not register within ${timeout} ms`,
+            timeout,
+            host.engineIds,
+          );
+        }),
+      ]);
+    } finally {
+      timer.cancel();
+      signal.removeEventListener("abort", onAbort);
+    }
+    if (host.dead) throw new Error(host.dead);
   }
 
   /** Resolves once every engine of `host` registered (polled from the registry stream). */

@@ -258,6 +258,20 @@ function livenessSuite(
     },
   );
 
+  test("Cluster.stop() while a dead engine is being replaced leaves no host behind", async () => {
+    const cluster = start(2, { restart: true });
+    const client = await cluster.startAndConnect();
+    const failed = record(cluster, "enginerestartfailed");
+    const restarted = record(cluster, "enginerestarted");
+    cluster.kill(0);
+    await delay(1500); // into the restart: the dead host's inboxes are emptied, a new one starts
+    await cluster.stop();
+    assert.deepEqual(failed, []);
+    assert.deepEqual(restarted, []);
+    await assert.rejects(client.view(1).apply(() => id).get({ timeout: 1000 }));
+    // The sanitizers check that no worker, process, socket or timer is left.
+  });
+
   test("Cluster does not take an engine whose task blocks its host for 1.5 s for dead", async () => {
     await using cluster = start(2);
     const client = await cluster.startAndConnect();
