@@ -10,7 +10,10 @@
  * from standard input instead of a file; `--redis -` reads the URL from standard input (after the
  * key, on the next line, with `--key-stdin`), which keeps a password out of the process list;
  * `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
- * 3600000, one hour; 0 keeps none). The key and the password are never printed.
+ * 3600000, one hour; 0 keeps none).
+ * The key and the password are never printed. `--heartbeat-ms N` sets how often the host sends a
+ * heartbeat (default 250); clients take its engines for dead after `heartbeatTimeoutMs` (3 s by
+ * default) without a beat, or once its beats say its event loop did not run for that long.
  *
  * @module
  */
@@ -32,6 +35,7 @@ if (import.meta.main) {
       size: { type: "string" },
       "host-id": { type: "string" },
       "result-retention": { type: "string" },
+      "heartbeat-ms": { type: "string" },
     },
   });
   const stdin = values["key-stdin"] || values.redis === "-"
@@ -58,6 +62,10 @@ if (import.meta.main) {
   ) {
     fail(`bad --result-retention ${JSON.stringify(retention)}: expected whole ms ≥ 0`);
   }
+  const intervalMs = Number(values["heartbeat-ms"] ?? 250);
+  if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) {
+    fail(`bad --heartbeat-ms: ${values["heartbeat-ms"]}`);
+  }
   // An uncaught error or rejection in a task ends the process; say why in one line (the
   // cluster that started it reports that line as the reason its engines died).
   const crash = (event: Event, what: string, error: unknown) => {
@@ -81,7 +89,7 @@ if (import.meta.main) {
     size: Number(values.size ?? ids.length),
     hostId: values["host-id"] ?? `host-${Deno.pid}`,
     resultRetentionMs,
-    heartbeat: { url },
+    heartbeat: { url, intervalMs },
   });
   const stop = async () => {
     await host.close();

@@ -17,11 +17,18 @@
  * @module
  */
 
-export { Cluster, type ClusterOptions, readKeyFile, writeKeyFile } from "./actors/cluster.ts";
+export {
+  Cluster,
+  type ClusterOptions,
+  type EngineRestartFailedDetail,
+  readKeyFile,
+  writeKeyFile,
+} from "./actors/cluster.ts";
 export {
   Client,
   type ClientOptions,
   type EngineDiedDetail,
+  type EngineRestartedDetail,
   type FetchedCall,
 } from "./actors/client.ts";
 export {

@@ -18,7 +18,8 @@
  *
  * A scatter's sequence travels whole only to the root: each node passes on to a subtree only the
  * items of that subtree's targets. Engines known to be dead (from the request, or a `died`
- * control message) get nothing and fail with their death at once.
+ * control message) get nothing and fail with their death at once, until a `restarted` control
+ * message says a replacement runs.
  *
  * @module
  */
@@ -127,6 +128,9 @@ export class BroadcastNodes {
       },
       control: {
         died: (content: Died) => this.#died(content),
+        restarted: (content: { engineIds: number[] }) => {
+          for (const engineId of content.engineIds) this.#dead.delete(engineId);
+        },
         stats: () => ({
           maxRepliesPerBroadcast: this.maxRepliesPerBroadcast,
           node,

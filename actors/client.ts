@@ -22,6 +22,7 @@ import {
   keptPieces,
 } from "./broadcast.ts";
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
+import { LivenessWatch } from "./_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast_view.ts";
 import type { ActorSystem, Reply } from "./system.ts";
 import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
@@ -57,11 +58,19 @@ export interface ClientOptions {
    */
   resultRetentionMs?: number;
   /**
-   * An engine whose host sends heartbeats and falls silent this long (ms) is taken for dead.
-   * Default 3000. Hosts started by `engine.ts` send heartbeats; hosts a `Cluster` launched are
-   * watched directly.
+   * An engine is taken for dead when its host has not been seen alive for this long, in ms: no
+   * heartbeat came, or its heartbeats say that its event loop has not run (a task that blocks
+   * it and never yields). Hosts in processes (`engine.ts`) send heartbeats from a thread of
+   * their own. A task that blocks its host for longer than about this minus half a second is
+   * taken for dead too: raise it for engines that run long synchronous tasks. Default 3000.
    */
   heartbeatTimeoutMs?: number;
+  /**
+   * Called, instead of marking the engines dead, when the heartbeats of host `hostId` say it is
+   * dead: the `Cluster` that launched it ends it, marks its engines dead with
+   * {@linkcode Client.engineDied} and may restart them.
+   */
+  onHostDied?: (hostId: string, engineIds: readonly number[], reason: string) => void;
 }
 
 /** The `detail` of a client's `"enginedied"` event. */
@@ -112,9 +121,17 @@ interface CallRecord {
 /** The longest pause between two looks for a result that is not stored yet. */
 const POLL_MAX_MS = 1000;
 
+/** The `detail` of an `"enginerestarted"` event. */
+export interface EngineRestartedDetail {
+  /** The engine that runs again, on a new host, with a fresh namespace. */
+  engineId: number;
+}
+
 /**
  * A connection to a cluster's engines (IPython Parallel's `Client`). Dispatches an
- * `"enginedied"` `CustomEvent` (detail {@linkcode EngineDiedDetail}) when an engine dies.
+ * `"enginedied"` `CustomEvent` (detail {@linkcode EngineDiedDetail}) when an engine dies, and an
+ * `"enginerestarted"` one (detail {@linkcode EngineRestartedDetail}) when a replacement of a dead
+ * engine is running.
  */
 export class Client extends EventTarget {
   /** The actor system the client speaks through. */
@@ -123,6 +140,8 @@ export class Client extends EventTarget {
   readonly #hosts: Map<number, string>;
   readonly #dead = new Map<number, EngineDiedError>();
   readonly #deadHosts = new Set<string>();
+  /** Each engine's current tree wiring (`wireTree`): its id and engines. */
+  readonly #trees = new Map<number, { wiring: string; ids: readonly number[] }>();
   readonly #onClose?: () => Promise<void>;
   readonly #key: ClusterKey;
   readonly #transportUrl: string;
@@ -153,50 +172,54 @@ export class Client extends EventTarget {
         `Cannot make client: resultRetentionMs must be a whole number ≥ 0, got ${this.#retention}`,
       );
     }
-    this.#watchHeartbeats(options.heartbeatTimeoutMs ?? 3000);
+    this.#watchHeartbeats(options.heartbeatTimeoutMs ?? 3000, options.onHostDied);
   }
 
-  /** Polls the heartbeat stream and declares dead the engines of hosts that fell silent. */
-  #watchHeartbeats(timeoutMs: number): void {
+  /**
+   * Polls the heartbeat stream and declares dead the engines of hosts not seen alive for
+   * `timeoutMs` (see {@linkcode LivenessWatch}).
+   */
+  #watchHeartbeats(timeoutMs: number, onHostDied: ClientOptions["onHostDied"]): void {
+    if (!(timeoutMs > 0)) {
+      throw new RangeError(
+        `Cannot make client: heartbeatTimeoutMs must be positive, got ${timeoutMs}`,
+      );
+    }
     const { system } = this;
     const stream = system.inboxOf(HEARTBEATS);
     const group = `beats.${system.id}`;
-    const hosts = new Map<string, { seen: number; engineIds: number[] }>();
-    const period = Math.max(50, Math.min(500, timeoutMs / 4));
-    let lastPoll = Date.now();
+    const watch = new LivenessWatch(timeoutMs, (hostId, engineIds, reason) => {
+      if (onHostDied) onHostDied(hostId, engineIds, reason);
+      else for (const id of engineIds) this.engineDied(id, reason);
+    });
     const poll = async () => {
+      let entries;
       try {
-        const entries = await system.transport.read(group, system.id, [stream], {
+        entries = await system.transport.read(group, system.id, [stream], {
           blockMs: 0,
           count: 1000,
         });
-        const now = Date.now();
-        for (const entry of entries) {
-          try {
-            const { content } = openEnvelope(entry.data ?? new Uint8Array(), this.#key);
-            const beat = content as Heartbeat;
-            hosts.set(beat.hostId, { seen: now, engineIds: beat.engineIds });
-          } catch { /* not a heartbeat of this cluster */ }
-        }
         if (entries.length) await system.transport.ack(stream, group, entries.map((e) => e.id));
-        // A poll this late means this process stalled, not the hosts: start counting again.
-        const stalled = now - lastPoll > timeoutMs;
-        lastPoll = now;
-        for (const [hostId, host] of hosts) {
-          if (stalled) host.seen = now;
-          else if (now - host.seen > timeoutMs) {
-            hosts.delete(hostId);
-            const silent = ((now - host.seen) / 1000).toFixed(1);
-            for (const id of host.engineIds) {
-              this.engineDied(id, `its host ${hostId} sent no heartbeat for ${silent} s`);
-            }
-          }
+      } catch {
+        watch.pause(); // the transport is away: hosts cannot be heard
+        return;
+      }
+      watch.advance();
+      for (const entry of entries) {
+        let beat: Heartbeat;
+        try {
+          beat = openEnvelope(entry.data ?? new Uint8Array(), this.#key).content as Heartbeat;
+        } catch {
+          continue; // not a heartbeat of this cluster
         }
-      } catch { /* the transport is away: the next poll tries again */ }
+        if (typeof beat?.hostId !== "string" || !Array.isArray(beat.engineIds)) continue;
+        watch.seen(beat.hostId, beat.engineIds, beat.stalledMs ?? 0);
+      }
+      watch.check();
     };
     this.#heartbeats = setInterval(() => {
       this.#poll ??= poll().finally(() => (this.#poll = undefined));
-    }, period);
+    }, watch.periodMs);
   }
 
   /** The ids of the engines, sorted. */
@@ -540,7 +563,8 @@ export class Client extends EventTarget {
 
   /**
    * Marks engine `id` and its host dead: every pending and later call on it fails with
-   * `EngineDiedError`, and so do the broadcasts whose nodes ran on that host.
+   * `EngineDiedError` (until {@linkcode engineRestarted}), and so do the broadcasts whose nodes ran
+   * on that host; the client dispatches `"enginedied"`.
    */
   engineDied(id: number, reason: string): void {
     if (this.#dead.has(id)) return;
@@ -564,6 +588,45 @@ export class Client extends EventTarget {
     }
     this.#broadcast?.ready.then((hub) => this.system.send(broadcastAddress(hub, 0), "died", died))
       .catch(() => {});
+    // Tree reductions waiting on it fail now rather than when their pings go unanswered.
+    this.#trees.delete(id);
+    const told = [...this.#trees].filter(([other, tree]) =>
+      tree.ids.includes(id) && !this.#dead.has(other)
+    );
+    if (told.length === 0) return;
+    this.system.sendMany(told.map(([other, tree]) => ({
+      to: `tree.${other}`,
+      type: "died",
+      content: { wiring: tree.wiring, engineId: id, reason },
+    }))).catch(() => {});
+  }
+
+  /** @internal Records that `wireTree` wired engines `ids` into tree `wiring`. */
+  treeWired(wiring: string, ids: readonly number[]): void {
+    for (const id of ids) this.#trees.set(id, { wiring, ids: [...ids] });
+  }
+
+  /**
+   * Marks dead engine `id` alive again: a replacement with the same id runs, on host `hostId` (the
+   * `Cluster` calls this once it restarted the engine). Later calls go to it; calls that were pending when it died
+   * stay failed. Dispatches `"enginerestarted"`. Resolves once the broadcast actors know too.
+   */
+  async engineRestarted(id: number, hostId?: string): Promise<void> {
+    if (!this.#dead.delete(id)) return;
+    if (hostId !== undefined) this.#hosts.set(id, hostId);
+    const restarted = { engineIds: [id] };
+    const told = [...new Set(this.#hosts.values())].filter((h) => !this.#deadHosts.has(h)).map(
+      (h) => this.system.send(broadcastAddress(h, 0), "restarted", restarted).catch(() => {}),
+    );
+    await Promise.all([
+      ...told,
+      this.#broadcast?.ready.then((hub) =>
+        this.system.send(broadcastAddress(hub, 0), "restarted", restarted)
+      ).catch(() => {}),
+    ]);
+    this.dispatchEvent(
+      new CustomEvent<EngineRestartedDetail>("enginerestarted", { detail: { engineId: id } }),
+    );
   }
 
   /** Closes the client's connections. */

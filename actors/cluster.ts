@@ -10,10 +10,11 @@ import { MemoryTransport } from "../transport/memory.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
 import type { Transport } from "../transport/types.ts";
 import type { FromWorker, ToWorker } from "./_worker_host.ts";
-import { Client } from "./client.ts";
+import { Client, type EngineDiedDetail, type EngineRestartedDetail } from "./client.ts";
 import { type EngineHostConfig, type Registration, REGISTRY } from "./engine_host.ts";
 import { ActorSystem } from "./system.ts";
 import { partitionBounds } from "./partition.ts";
+import { LivenessWatch, stalledMs } from "./_liveness.ts";
 
 /** Options of {@linkcode Cluster}. */
 export interface ClusterOptions {
@@ -59,6 +60,39 @@ export interface ClusterOptions {
    * `client.getResult(id)`. 0 keeps none. Default 3,600,000 (one hour).
    */
   resultRetention?: number;
+  /**
+   * How long an engine host may go unseen before its engines are taken for dead, in ms. A host
+   * is seen through its event loop: a host in a Worker records in shared memory, every 50 ms,
+   * that its loop ran, and the cluster reads that from its own thread; a host in a process sends
+   * heartbeats from a thread of its own, each saying when the host's loop last ran. A host is
+   * unseen when its loop does not run (a task blocks it: `while (true) {}`) or its beats stop
+   * (its process was stopped, its machine is gone). A host that crashes, exits or is killed is
+   * noticed at once, without waiting for this.
+   *
+   * The trade-off: a task that computes synchronously, without `await`, for longer than about
+   * this minus half a second cannot be told from one that never returns, and its engines are
+   * taken for dead (and, with `restart`, replaced). Raise it for such tasks, or let them yield
+   * now and then (`await new Promise((r) => setTimeout(r))`). Default 3000.
+   */
+  heartbeatTimeoutMs?: number;
+  /**
+   * Start a replacement when an engine host dies (crash, exit, kill, silence): the cluster ends
+   * what is left of the old host, drops the messages its engines had not handled, and starts a
+   * host for the same engine ids, with fresh namespaces. Calls pending at the death fail with
+   * `EngineDiedError`, and so do calls made before the replacement runs; the cluster dispatches
+   * `"enginerestarted"` once it does, or `"enginerestartfailed"` when three replacements in a
+   * row died or did not register within `engineTimeout`. IPython Parallel has no automatic
+   * restart. Default `false`.
+   */
+  restart?: boolean;
+}
+
+/** The `detail` of a cluster's `"enginerestartfailed"` event. */
+export interface EngineRestartFailedDetail {
+  /** The engine that stays dead. */
+  engineId: number;
+  /** Why its replacement did not start. */
+  error: Error;
 }
 
 interface Host {
@@ -68,11 +102,37 @@ interface Host {
   process?: Deno.ChildProcess;
   stopped?: Promise<void>;
   dead?: string;
+  /** Its engines registered and the cluster took them on. */
+  running?: boolean;
+  /** It replaces a host that died. */
+  replacement?: boolean;
+  /** Where a Worker host writes when its event loop last ran (see `EngineHostConfig.tick`). */
+  tick?: SharedArrayBuffer;
 }
 
+/** How long a dead host's blocked read of its inboxes may still take entries (its `blockMs`). */
+const READ_BLOCK_MS = 1000;
+/** How many times the cluster tries to start a replacement for a dead host. */
+const RESTART_ATTEMPTS = 3;
+
 /**
- * Engines started on this machine plus the client that drives them. Dispatches an
- * `"enginedied"` `CustomEvent` (detail `{ engineId, reason }`) when an engine dies.
+ * Engines started on this machine plus the client that drives them. Dispatches `CustomEvent`s:
+ * `"enginedied"` (detail {@linkcode EngineDiedDetail}) when an engine dies, and with
+ * `restart: true` `"enginerestarted"` (detail {@linkcode EngineRestartedDetail}) when its
+ * replacement runs or `"enginerestartfailed"` (detail {@linkcode EngineRestartFailedDetail}).
+ *
+ * @example Replace engines whose host dies
+ * ```ts ignore
+ * await using cluster = new Cluster({ n: 2, restart: true });
+ * const client = await cluster.startAndConnect();
+ * cluster.addEventListener("enginedied", (e) => {
+ *   const { engineId, reason } = (e as CustomEvent<EngineDiedDetail>).detail;
+ *   console.log(`engine ${engineId} died: ${reason}`);
+ * });
+ * const stuck = client.view(0).apply(() => { while (true) { /* never yields *\/ } });
+ * await stuck.get().catch((e) => e); // EngineDiedError after about 3 s
+ * // Once "enginerestarted" came for engine 0, it answers again (with a fresh namespace).
+ * ```
  */
 export class Cluster extends EventTarget {
   /** The number of engines. */
@@ -87,6 +147,11 @@ export class Cluster extends EventTarget {
   #failure: ((error: Error) => void) | undefined;
   #stopping = false;
   #stopped: Promise<void> | undefined;
+  /** Set when `stop()` begins: no host is restarted after that. */
+  readonly #closing = new AbortController();
+  readonly #restarts = new Set<Promise<void>>();
+  /** Reads the event loop ticks of Worker hosts; started by `connect()`. */
+  #watch: ReturnType<typeof setInterval> | undefined;
 
   /** Describes a cluster; nothing starts until {@linkcode start} or {@linkcode startAndConnect}. */
   constructor(options: ClusterOptions = {}) {
@@ -107,7 +172,13 @@ export class Cluster extends EventTarget {
           "share no memory; pass a Redis URL as `transport` (or set REDIS_URL)",
       );
     }
-    this.#options = { ...options, transport, launcher };
+    const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 3000;
+    if (!(heartbeatTimeoutMs > 0)) {
+      throw new RangeError(
+        `Cannot make cluster: heartbeatTimeoutMs must be positive, got ${heartbeatTimeoutMs}`,
+      );
+    }
+    this.#options = { ...options, transport, launcher, heartbeatTimeoutMs };
     this.namespace = options.namespace ?? `dp-${crypto.randomUUID().slice(0, 8)}`;
     this.#key = options.key ?? generateKey();
     if (options.permissions !== undefined) checkPermissions(options.permissions);
@@ -133,11 +204,16 @@ export class Cluster extends EventTarget {
     for (let h = 0; h < hostCount; h++) {
       const [first, end] = partitionBounds(this.n, h, hostCount);
       this.#hosts.push({
-        id: `h${h}-${crypto.randomUUID().slice(0, 6)}`,
+        id: newHostId(h),
         engineIds: range(end).slice(first),
       });
     }
     await Promise.all(this.#hosts.map((host) => this.#launch(host)));
+  }
+
+  /** How often launched hosts send heartbeats: a dozen beats per timeout. */
+  get #heartbeatMs(): number {
+    return Math.max(25, Math.min(1000, Math.round(this.#options.heartbeatTimeoutMs! / 12)));
   }
 
   async #launch(host: Host): Promise<void> {
@@ -179,6 +255,9 @@ export class Cluster extends EventTarget {
         this.#hostDied(host, reason);
       };
     });
+    // The worker writes when its event loop last ran here; the cluster's watch reads it.
+    host.tick = config.tick = new SharedArrayBuffer(8);
+    Atomics.store(new BigInt64Array(host.tick), 0, BigInt(Date.now()));
     const transport = this.#transport!;
     if (transport instanceof MemoryTransport) {
       const port = transport.openPort();
@@ -228,6 +307,8 @@ export class Cluster extends EventTarget {
         ...(config.resultRetentionMs === undefined
           ? []
           : ["--result-retention", String(config.resultRetentionMs)]),
+        "--heartbeat-ms",
+        String(this.#heartbeatMs),
       ],
       stdin: "piped",
       stdout: "null",
@@ -250,17 +331,146 @@ export class Cluster extends EventTarget {
     });
   }
 
+  /**
+   * Ends what is left of a host that died (its worker, its process), fails its engines' calls,
+   * dispatches `"enginedied"` for each, and with `restart` starts a replacement.
+   */
   #hostDied(host: Host, reason: string): void {
     if (host.dead || this.#stopping) return;
     host.dead = reason;
     host.worker?.terminate();
+    try {
+      host.process?.kill("SIGKILL"); // a stopped or stuck process; one that exited throws
+    } catch { /* already gone */ }
+    // A replacement that dies while starting fails its restart instead (see #restart).
+    if (host.replacement && !host.running) return;
     for (const engineId of host.engineIds) {
       this.#client?.engineDied(engineId, reason);
-      this.dispatchEvent(new CustomEvent("enginedied", { detail: { engineId, reason } }));
+      this.dispatchEvent(
+        new CustomEvent<EngineDiedDetail>("enginedied", { detail: { engineId, reason } }),
+      );
     }
     this.#failure?.(
       new EngineDiedError(host.engineIds[0], `engines ${host.engineIds.join(", ")}: ${reason}`),
     );
+    if (this.#options.restart && this.#client && host.running && !this.#closing.signal.aborted) {
+      const restart = this.#restart(host).finally(() => this.#restarts.delete(restart));
+      this.#restarts.add(restart);
+    }
+  }
+
+  /**
+   * Replaces dead host `old` by a new host running the same engine ids, trying up to
+   * `RESTART_ATTEMPTS` times. Before each try, the dead engines' inboxes are emptied, once the
+   * dead host can no longer read them, so that the replacement does not run what was sent to
+   * them (their callers were told they died).
+   */
+  async #restart(old: Host): Promise<void> {
+    const signal = this.#closing.signal;
+    const client = this.#client!;
+    let dead = old;
+    for (let attempt = 1;; attempt++) {
+      let host: Host | undefined;
+      try {
+        if (dead.process) await dead.stopped;
+        // The dead host's last blocked read may still take entries for a moment.
+        await abortableDelay(READ_BLOCK_MS + 200, signal);
+        for (const id of old.engineIds) {
+          await client.transport.trim(client.system.inboxOf(`engine.${id}`), 0);
+        }
+        if (signal.aborted) return;
+        const index = this.#hosts.indexOf(dead);
+        host = { id: newHostId(index), engineIds: old.engineIds, replacement: true };
+        this.#hosts[index] = host;
+        await this.#startReplacement(host);
+        host.running = true;
+        for (const engineId of host.engineIds) {
+          await client.engineRestarted(engineId, host.id);
+          this.dispatchEvent(
+            new CustomEvent<EngineRestartedDetail>("enginerestarted", { detail: { engineId } }),
+          );
+        }
+        return;
+      } catch (error) {
+        if (signal.aborted) return;
+        const why = (error as Error).message;
+        if (host) {
+          this.#hostDied(host, `its replacement failed: ${why}`);
+          dead = host;
+        }
+        if (attempt < RESTART_ATTEMPTS) continue;
+        for (const engineId of old.engineIds) {
+          this.dispatchEvent(
+            new CustomEvent<EngineRestartFailedDetail>("enginerestartfailed", {
+              detail: {
+                engineId,
+                error: new Error(
+                  `Cannot restart engine ${engineId}: ${why} (tried ${attempt} times)`,
+                  { cause: error },
+                ),
+              },
+            }),
+          );
+        }
+        return;
+      }
+    }
+  }
+
+  /** Launches replacement `host` and resolves once its engines registered, within the timeout. */
+  async #startReplacement(host: Host): Promise<void> {
+    const signal = this.#closing.signal;
+    const timeout = this.#options.engineTimeout ?? 60_000;
+    const timer = deadline(timeout);
+    let onAbort = () => {};
+    const stopping = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new Error("the cluster is stopping"));
+      signal.addEventListener("abort", onAbort);
+    });
+    stopping.catch(() => {});
+    try {
+      const started = this.#launch(host).then(() => this.#registered(host, Date.now() + timeout));
+      started.catch(() => {});
+      await Promise.race([
+        started,
+        stopping,
+        timer.promise.then(() => {
+          throw new TimeoutError(
+            `its engines did not register within ${timeout} ms`,
+            timeout,
+            host.engineIds,
+          );
+        }),
+      ]);
+    } finally {
+      timer.cancel();
+      signal.removeEventListener("abort", onAbort);
+    }
+    if (host.dead) throw new Error(host.dead);
+  }
+
+  /** Resolves once every engine of `host` registered (polled from the registry stream). */
+  async #registered(host: Host, until: number): Promise<void> {
+    const { transport, system } = this.#client!;
+    const stream = system.inboxOf(REGISTRY);
+    const missing = new Set(host.engineIds);
+    let start = "-";
+    while (missing.size > 0) {
+      if (host.dead) throw new Error(host.dead);
+      if (this.#closing.signal.aborted) throw new Error("the cluster is stopping");
+      if (Date.now() > until) throw new Error("its engines did not register in time");
+      for (const entry of await transport.range(stream, start, 1000)) {
+        start = entry.id;
+        try {
+          const envelope = openEnvelope(entry.data ?? new Uint8Array(), this.#key);
+          const registration = envelope.content as Registration;
+          if (envelope.type === "register" && registration.hostId === host.id) {
+            missing.delete(registration.id);
+          }
+        } catch { /* a stray entry */ }
+      }
+      if (missing.size > 0) await abortableDelay(50, this.#closing.signal);
+    }
   }
 
   /**
@@ -290,6 +500,12 @@ export class Cluster extends EventTarget {
         transportUrl: this.#options.transport!,
         streamOutput: this.#options.streamOutput ?? false,
         resultRetentionMs: this.#options.resultRetention,
+        heartbeatTimeoutMs: this.#options.heartbeatTimeoutMs!,
+        onHostDied: (hostId, _engineIds, reason) => {
+          // Beats of a host that was replaced, or of one this cluster did not launch, are ignored.
+          const host = this.#hosts.find((h) => h.id === hostId);
+          if (host) this.#hostDied(host, reason);
+        },
       });
     } catch (error) {
       await system.close();
@@ -297,8 +513,33 @@ export class Cluster extends EventTarget {
     }
     for (const host of this.#hosts) {
       if (host.dead) { for (const id of host.engineIds) this.#client.engineDied(id, host.dead); }
+      else host.running = true;
     }
+    this.#watchWorkers();
     return this.#client;
+  }
+
+  /**
+   * Watches the event loops of Worker hosts, in this thread: a host whose loop has not run for
+   * `heartbeatTimeoutMs` is stuck in a task, and dies. (Process hosts send heartbeats, which the
+   * client watches.)
+   */
+  #watchWorkers(): void {
+    if (this.#options.launcher !== "worker") return;
+    const watch = new LivenessWatch(this.#options.heartbeatTimeoutMs!, (hostId, _, reason) => {
+      const host = this.#hosts.find((h) => h.id === hostId);
+      if (host) this.#hostDied(host, reason);
+    });
+    this.#watch = setInterval(() => {
+      watch.advance();
+      for (const host of this.#hosts) {
+        if (host.dead) watch.forget(host.id);
+        else if (host.tick && host.running) {
+          watch.seen(host.id, host.engineIds, stalledMs(host.tick));
+        }
+      }
+      watch.check();
+    }, watch.periodMs);
   }
 
   /** {@linkcode start}, then {@linkcode connect}. */
@@ -314,16 +555,12 @@ export class Cluster extends EventTarget {
 
   /**
    * Kills the host that runs engine `engineId` at once, as a crash would (with the default one
-   * engine host per core, that kills the other engines of that host too).
+   * engine host per core, that kills the other engines of that host too). With `restart`, the
+   * cluster then replaces it.
    */
   kill(engineId: number): void {
     const host = this.#hosts.find((h) => h.engineIds.includes(engineId));
     if (!host) throw new RangeError(`Cannot kill engine ${engineId}: no such engine`);
-    if (host.process) {
-      try {
-        host.process.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }
     this.#hostDied(host, "killed");
   }
 
@@ -338,6 +575,9 @@ export class Cluster extends EventTarget {
 
   async #stop(): Promise<void> {
     const transport = this.#transport;
+    this.#closing.abort();
+    clearInterval(this.#watch);
+    await Promise.allSettled([...this.#restarts]);
     await this.#client?.close();
     this.#stopping = true;
     if (transport) {
@@ -395,6 +635,11 @@ export class Cluster extends EventTarget {
      * the engines' `--result-retention`. Default 3,600,000 (one hour).
      */
     resultRetention?: number;
+    /**
+     * How long a host may go unseen (no heartbeat, or its event loop blocked) before its engines
+     * are taken for dead, in ms (see {@linkcode ClusterOptions.heartbeatTimeoutMs}). Default 3000.
+     */
+    heartbeatTimeoutMs?: number;
   }): Promise<Client> {
     checkRetention(options.resultRetention);
     const key = options.key ?? (options.keyFile ? await readKeyFile(options.keyFile) : undefined);
@@ -413,6 +658,9 @@ export class Cluster extends EventTarget {
         transportUrl: options.transport,
         resultRetentionMs: options.resultRetention,
         onClose: () => transport.close(),
+        ...(options.heartbeatTimeoutMs === undefined
+          ? {}
+          : { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
       });
     } catch (error) {
       await system.close();
@@ -511,6 +759,24 @@ function deadline(ms: number): { promise: Promise<void>; cancel: () => void } {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const promise = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
   return { promise, cancel: () => clearTimeout(timer) };
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/** A host id, unique in the cluster: `h<index>-<6 random hex digits>`. */
+function newHostId(index: number): string {
+  return `h${index}-${crypto.randomUUID().slice(0, 6)}`;
 }
 
 function range(n: number): number[] {

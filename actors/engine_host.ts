@@ -12,6 +12,7 @@ import { broadcastAddress, BroadcastNodes } from "./broadcast.ts";
 import { engineActor } from "./engine.ts";
 import { ActorSystem } from "./system.ts";
 import type { ToHeartbeatWorker } from "./_heartbeat_worker.ts";
+import { startTicks } from "./_liveness.ts";
 
 /** The address engines register at: its inbox is the cluster's registry stream. */
 export const REGISTRY = "_registry";
@@ -33,6 +34,11 @@ export interface Heartbeat {
   engineIds: number[];
   /** When it was sent (ms since the epoch, host's clock). */
   at: number;
+  /**
+   * How long before `at` the host's event loop last ran, in ms: near 0 while it runs, growing
+   * while a task blocks it. Absent (taken as 0) in beats of older hosts.
+   */
+  stalledMs?: number;
 }
 
 /** What an engine writes to the registry when it is ready. */
@@ -66,11 +72,18 @@ export interface EngineHostConfig {
    */
   resultRetentionMs?: number;
   /**
-   * Send heartbeats from a thread of their own, so that clients notice when the host dies
-   * (needed for hosts no client launched): the transport URL (password included) and the
-   * interval in ms (default 1000).
+   * Send heartbeats from a thread of their own, so that clients notice when the host's process
+   * dies or its event loop is stuck: the transport URL (password included) and the interval in
+   * ms (default 250).
    */
   heartbeat?: { url: string; intervalMs?: number };
+  /**
+   * A `SharedArrayBuffer` of 8 bytes into which the host writes when its event loop last ran
+   * (ms since the epoch, a `BigInt64`), every few ms, for a watcher on another thread of this
+   * process (the `Cluster` that started the host in a Worker). Made by the host when it sends
+   * heartbeats and none is given.
+   */
+  tick?: SharedArrayBuffer;
 }
 
 /** A running engine host. */
@@ -80,11 +93,18 @@ export class EngineHost {
   /** Resolves when the host is asked to stop by a `stop` message to `host.<hostId>`. */
   readonly stopRequested: Promise<void>;
 
+  readonly #stopTicks: () => void;
   readonly #heartbeat: Worker | undefined;
 
-  private constructor(system: ActorSystem, stopRequested: Promise<void>, heartbeat?: Worker) {
+  private constructor(
+    system: ActorSystem,
+    stopRequested: Promise<void>,
+    stopTicks: () => void,
+    heartbeat?: Worker,
+  ) {
     this.system = system;
     this.stopRequested = stopRequested;
+    this.#stopTicks = stopTicks;
     this.#heartbeat = heartbeat;
   }
 
@@ -119,10 +139,13 @@ export class EngineHost {
     for (let node = 0; node < Math.max(1, config.size); node++) {
       system.spawn(broadcastAddress(config.hostId, node), nodes.actor(node));
     }
+    const tick = config.tick ?? (config.heartbeat ? new SharedArrayBuffer(8) : undefined);
+    const stopTicks = tick ? startTicks(tick) : () => {};
     let heartbeat: Worker | undefined;
     try {
-      heartbeat = config.heartbeat && await startHeartbeat(config, config.heartbeat);
+      heartbeat = config.heartbeat && await startHeartbeat(config, config.heartbeat, tick!);
     } catch (error) {
+      stopTicks();
       await system.close();
       throw error;
     }
@@ -131,11 +154,12 @@ export class EngineHost {
       type: "register",
       content: { id, hostId: config.hostId, pid: Deno.pid, at: Date.now() } satisfies Registration,
     })));
-    return new EngineHost(system, stopRequested, heartbeat);
+    return new EngineHost(system, stopRequested, stopTicks, heartbeat);
   }
 
   /** Stops every engine of this host (and its heartbeats). Does not close the transport. */
   async close(): Promise<void> {
+    this.#stopTicks();
     if (this.#heartbeat) {
       const heartbeat = this.#heartbeat;
       const stopped = new Promise((resolve) => (heartbeat.onmessage = resolve));
@@ -152,6 +176,7 @@ export class EngineHost {
 async function startHeartbeat(
   config: EngineHostConfig,
   options: { url: string; intervalMs?: number },
+  tick: SharedArrayBuffer,
 ): Promise<Worker> {
   const worker = new Worker(new URL("./_heartbeat_worker.ts", import.meta.url), { type: "module" });
   const started = new Promise<void>((resolve, reject) => {
@@ -168,7 +193,8 @@ async function startHeartbeat(
       key: config.key,
       namespace: config.namespace,
       beat: { hostId: config.hostId, engineIds: config.engineIds },
-      intervalMs: options.intervalMs ?? 1000,
+      intervalMs: options.intervalMs ?? 250,
+      tick,
     } satisfies ToHeartbeatWorker,
   );
   try {

@@ -145,7 +145,7 @@ interface AbortMessage {
 interface Slot {
   ups: Map<number, Carried>;
   down?: Carried;
-  waiter?: { check: () => void; fail: (error: Error) => void };
+  waiter?: { check: () => void; fail: (error: Error) => void; peers: readonly number[] };
 }
 
 // deno-lint-ignore no-explicit-any
@@ -471,7 +471,7 @@ export class TreeCommunicator {
         if (error) reject(error);
         else resolve();
       };
-      slot.waiter = { check: () => ready(slot) && settle(), fail: settle };
+      slot.waiter = { check: () => ready(slot) && settle(), fail: settle, peers };
       const timeUp = () => {
         const missing = [...peers];
         const message = `Cannot reduce on engine ${this.id}: no value from engine${
@@ -649,6 +649,16 @@ export class TreeCommunicator {
         down: (message: ValueMessage, ctx) => file(message, "down", ctx.local),
       },
       control: {
+        // The client found an engine of this tree dead (its host crashed, stopped or got stuck):
+        // waits on it fail at once, and the failure travels on as an abort.
+        died: (message: { wiring: string; engineId: number; reason: string }) => {
+          if (message?.wiring !== this.#wiring.wiring || !this.tree.has(message.engineId)) return;
+          const error = new EngineDiedError(message.engineId, String(message.reason));
+          this.#dead.set(message.engineId, error);
+          for (const slot of this.#slots.values()) {
+            if (slot.waiter?.peers.includes(message.engineId)) slot.waiter.fail(error);
+          }
+        },
         abort: (message: AbortMessage) => {
           this.#stats.received++;
           if (message?.wiring !== this.#wiring.wiring || message.seq <= this.#finished) return;
@@ -775,5 +785,6 @@ export async function wireTree(view: View, options: WireTreeOptions = {}): Promi
   });
   if (errors.length === 1) throw errors[0];
   if (errors.length > 1) throw new CompositeError(errors);
+  client.treeWired(wiring.wiring, ids);
   return tree;
 }
