@@ -56,7 +56,15 @@ interface Contender {
 
 async function startDeno(name: string, n: number, transport: string): Promise<Contender> {
   const t0 = performance.now();
-  const cluster = new Cluster({ n, transport, progress: false, engineTimeout: 300_000 });
+  // This measures speed, not liveness: while IPython Parallel starts 100 engines (load average
+  // 80 on 2 cores), a host Worker can be starved for longer than the default 3 s.
+  const cluster = new Cluster({
+    n,
+    transport,
+    progress: false,
+    engineTimeout: 300_000,
+    heartbeatTimeoutMs: 60_000,
+  });
   const client = await cluster.startAndConnect();
   const dv = client.view();
   await wireTree(dv);

@@ -38,7 +38,14 @@ const empty = () => null;
 /** Starts a cluster of `n` engines on `transport` for {@linkcode BroadcastBench.measure}. */
 export async function startBroadcastBench(n: number, transport: string): Promise<BroadcastBench> {
   const t0 = performance.now();
-  const cluster = new Cluster({ n, transport, progress: false, engineTimeout: 300_000 });
+  // Speed, not liveness: under IPython Parallel's start-up load a host can be starved for seconds.
+  const cluster = new Cluster({
+    n,
+    transport,
+    progress: false,
+    engineTimeout: 300_000,
+    heartbeatTimeoutMs: 60_000,
+  });
   const client = await cluster.startAndConnect();
   const startSeconds = (performance.now() - t0) / 1000;
   const ids = client.ids;
