@@ -49,6 +49,20 @@ export type BroadcastPart =
   | { engineId: number; result: EngineResult }
   | { engineId: number; error: RemoteErrorData & { kind: "engine" | "died" | "transport" } };
 
+/** What a broadcast node answers to a `stats` control message. */
+export interface BroadcastNodeStats {
+  /** The most replies one node's inbox received for one broadcast, on this host. */
+  maxRepliesPerBroadcast: number;
+  /** The node asked. */
+  node: number;
+  /** Broadcast ranges waiting for answers on this host (0 when no broadcast is in flight). */
+  inFlight: number;
+  /** Sub-broadcasts and engine messages of those ranges not yet answered. */
+  children: number;
+  /** Per node and broadcast reply counters in use. */
+  inboxes: number;
+}
+
 /** The address of broadcast node `node` of the broadcast host `hostId`. */
 export function broadcastAddress(hostId: string, node: number): string {
   return `bcast.${hostId}.${node}`;
@@ -100,7 +114,13 @@ export class BroadcastNodes {
       },
       control: {
         died: (content: { engineIds: number[]; reason: string }) => this.#died(content),
-        stats: () => ({ maxRepliesPerBroadcast: this.maxRepliesPerBroadcast, node }),
+        stats: (): BroadcastNodeStats => ({
+          maxRepliesPerBroadcast: this.maxRepliesPerBroadcast,
+          node,
+          inFlight: this.#pending.size,
+          children: this.#byChild.size,
+          inboxes: this.#inbox.size,
+        }),
       },
     });
   }

@@ -61,6 +61,13 @@ export interface ActorSystemOptions {
    * is spawned, and then every `claimIdleMs / 2`. Default 30,000.
    */
   claimIdleMs?: number;
+  /**
+   * Entries of the streams this system reads (its actors' inboxes, its reply and wake streams)
+   * that every group of the stream has acknowledged are deleted once they are this old, in ms, so
+   * that the streams hold only what is still to be handled plus the last moments' history.
+   * `Infinity` keeps them (streams are then only capped by `maxLen`). Default 10,000.
+   */
+  retainAckedMs?: number;
 }
 
 /** Options of {@linkcode ActorSystem.send}. */
@@ -107,6 +114,12 @@ export interface ActorSystemStats {
   deadLettered: number;
   /** {@linkcode ActorSystemStats.deadLettered}, by reason. */
   deadLetters: Record<DeadLetterReason, number>;
+  /** Entries read and not yet acknowledged: queued, being handled, or being acknowledged. */
+  inFlight: number;
+  /** Answers waited for (`ask`, `expectReply`) that have not come yet. */
+  waiting: number;
+  /** Entries deleted from this system's streams once acknowledged (`retainAckedMs`). */
+  trimmed: number;
 }
 
 /** The `detail` of a `"deadletter"` event: an entry that was moved to the dead-letter stream. */
@@ -159,6 +172,13 @@ export class ActorSystem extends EventTarget {
   readonly #localDelivery: boolean;
   readonly #maxDeliveries: number;
   readonly #claimIdleMs: number;
+  readonly #retainAckedMs: number;
+  /** Streams with entries acknowledged here, and when the last was; trimmed until all are gone. */
+  readonly #acked = new Map<string, number>();
+  /** When the reader next trims acknowledged entries (ms since the epoch). */
+  #nextTrim = 0;
+  #trimming: Promise<void> | undefined;
+  #trimmed = 0;
   /** When the reader next claims other consumers' stale entries (ms since the epoch). */
   #nextClaim = 0;
   readonly #actors = new Map<string, Running>();
@@ -200,9 +220,15 @@ export class ActorSystem extends EventTarget {
     this.#localDelivery = options.localDelivery ?? false;
     this.#maxDeliveries = options.maxDeliveries ?? 3;
     this.#claimIdleMs = options.claimIdleMs ?? 30_000;
+    this.#retainAckedMs = options.retainAckedMs ?? 10_000;
     if (!(this.#maxDeliveries >= 1)) {
       throw new RangeError(
         `Cannot make actor system: maxDeliveries must be at least 1, got ${this.#maxDeliveries}`,
+      );
+    }
+    if (!(this.#retainAckedMs >= 0)) {
+      throw new RangeError(
+        `Cannot make actor system: retainAckedMs must be at least 0, got ${this.#retainAckedMs}`,
       );
     }
     if (!(this.#claimIdleMs >= 0)) {
@@ -264,7 +290,15 @@ export class ActorSystem extends EventTarget {
   get stats(): ActorSystemStats {
     const deadLetters = { ...this.#deadLetters };
     const deadLettered = Object.values(deadLetters).reduce((a, b) => a + b, 0);
-    return { sent: this.#sent, received: this.#received, deadLettered, deadLetters };
+    return {
+      sent: this.#sent,
+      received: this.#received,
+      deadLettered,
+      deadLetters,
+      inFlight: this.#inFlight.size,
+      waiting: this.#asks.size,
+      trimmed: this.#trimmed,
+    };
   }
 
   /** The addresses of the actors running here. */
@@ -473,6 +507,32 @@ export class ActorSystem extends EventTarget {
       from = ">";
       for (const entry of entries) this.#accept(entry);
       if (Date.now() >= this.#nextClaim && !this.#closed) await this.#claimStale();
+      if (Date.now() >= this.#nextTrim && this.#acked.size > 0 && !this.#closed) {
+        this.#trimming ??= this.#trimAcknowledged().finally(() => (this.#trimming = undefined));
+      }
+    }
+  }
+
+  /**
+   * Deletes the acknowledged entries older than `retainAckedMs` from the streams where entries
+   * were acknowledged, until a trim has come after the last of them aged.
+   */
+  async #trimAcknowledged(): Promise<void> {
+    const retain = this.#retainAckedMs;
+    this.#nextTrim = Date.now() + Math.min(1000, Math.max(100, retain / 2));
+    for (const [stream, lastAck] of [...this.#acked]) {
+      if (this.#closed) return;
+      const started = Date.now();
+      try {
+        this.#trimmed += await this.transport.trimAcknowledged(stream, retain);
+        // Everything acknowledged by then is older than `retain` now: trimmed.
+        if (started - lastAck >= retain && this.#acked.get(stream) === lastAck) {
+          this.#acked.delete(stream);
+        }
+      } catch (error) {
+        if (this.#closed) return;
+        this.#emitError(error);
+      }
     }
   }
 
@@ -654,7 +714,9 @@ export class ActorSystem extends EventTarget {
 
   #ack(entry: StreamEntry | null): void {
     if (!entry) return;
-    this.transport.ack(entry.stream, GROUP, [entry.id]).catch((error) => {
+    this.transport.ack(entry.stream, GROUP, [entry.id]).then(() => {
+      if (Number.isFinite(this.#retainAckedMs)) this.#acked.set(entry.stream, Date.now());
+    }, (error) => {
       if (!this.#closed) this.#emitError(error);
     }).finally(() => this.#inFlight.delete(`${entry.stream}\n${entry.id}`));
   }
@@ -710,6 +772,7 @@ export class ActorSystem extends EventTarget {
     if (this.#loop) {
       await this.transport.append(this.#wakeStream, new Uint8Array(1)).catch(() => {});
       await this.#loop;
+      await this.#trimming;
     }
     await this.transport.deletePrefix(this.#replyStream).catch(() => {});
     await this.transport.deletePrefix(this.#wakeStream).catch(() => {});
