@@ -194,6 +194,12 @@ export class ActorSystem extends EventTarget {
   #idle: (() => void)[] = [];
   /** Entries queued or being handled, so that one delivered again is not handled twice. */
   readonly #inFlight = new Set<string>();
+  /**
+   * Entries acknowledged since the reader's read (or claim) now on its way was issued: that read
+   * may bring them back as pending (a re-read of pending entries served before the ack), and
+   * they are done.
+   */
+  #ackedSinceRead: Set<string> | undefined;
   #sent = 0;
   #received = 0;
   readonly #deadLetters: Record<DeadLetterReason, number> = {
@@ -489,6 +495,7 @@ export class ActorSystem extends EventTarget {
         ...this.#byStream.keys(),
       ];
       let entries: StreamEntry[];
+      const acked = this.#ackedSinceRead = new Set();
       try {
         entries = await this.transport.read(GROUP, this.id, streams, {
           count: 256,
@@ -505,7 +512,7 @@ export class ActorSystem extends EventTarget {
       // Read this consumer's pending entries once: reading "0" again returns those still being
       // handled, at once and forever.
       from = ">";
-      for (const entry of entries) this.#accept(entry);
+      for (const entry of entries) if (!acked.has(tagOf(entry))) this.#accept(entry);
       if (Date.now() >= this.#nextClaim && !this.#closed) await this.#claimStale();
       if (Date.now() >= this.#nextTrim && this.#acked.size > 0 && !this.#closed) {
         this.#trimming ??= this.#trimAcknowledged().finally(() => (this.#trimming = undefined));
@@ -547,8 +554,9 @@ export class ActorSystem extends EventTarget {
       const prefix = `${stream}\n`;
       if ([...this.#inFlight].some((tag) => tag.startsWith(prefix))) continue;
       try {
+        const acked = this.#ackedSinceRead = new Set();
         const entries = await this.transport.claim(stream, GROUP, this.id, this.#claimIdleMs);
-        for (const entry of entries) this.#accept(entry);
+        for (const entry of entries) if (!acked.has(tagOf(entry))) this.#accept(entry);
       } catch (error) {
         if (this.#closed) return;
         this.#emitError(error);
@@ -584,7 +592,7 @@ export class ActorSystem extends EventTarget {
       }
       return;
     }
-    const tag = `${entry.stream}\n${entry.id}`;
+    const tag = tagOf(entry);
     if (this.#inFlight.has(tag)) return; // delivered again while still queued or being handled
     this.#inFlight.add(tag);
     const running = this.#byStream.get(entry.stream);
@@ -714,11 +722,13 @@ export class ActorSystem extends EventTarget {
 
   #ack(entry: StreamEntry | null): void {
     if (!entry) return;
+    const tag = tagOf(entry);
     this.transport.ack(entry.stream, GROUP, [entry.id]).then(() => {
+      this.#ackedSinceRead?.add(tag);
       if (Number.isFinite(this.#retainAckedMs)) this.#acked.set(entry.stream, Date.now());
     }, (error) => {
       if (!this.#closed) this.#emitError(error);
-    }).finally(() => this.#inFlight.delete(`${entry.stream}\n${entry.id}`));
+    }).finally(() => this.#inFlight.delete(tag));
   }
 
   #deadLetter(
@@ -794,6 +804,11 @@ function kindOf(message: string): DeadLetterReason {
   if (message.includes("wire version")) return "version";
   if (message.includes("signature")) return "signature";
   return "malformed";
+}
+
+/** What identifies an entry in `#inFlight` and `#ackedSinceRead`. */
+function tagOf(entry: StreamEntry): string {
+  return `${entry.stream}\n${entry.id}`;
 }
 
 function engineIdOf(address: string): number {

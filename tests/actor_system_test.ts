@@ -417,6 +417,69 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
     await waitUntil("the ack", async () => await host.transport.backlog(inbox, GROUP) === 0);
   });
 
+  test("ActorSystem does not run again an entry re-read while its ack was completing", async (fx) => {
+    // The Redis transport re-reads a consumer's pending entries after each reconnect. When such a
+    // re-read is on its way while an entry's handler finishes and its ack completes, the re-read
+    // brings back an entry that is done. The transport below does that re-read on demand.
+    const inner = await fx.transport();
+    let reread: { issued: () => void; acked: Promise<void> } | undefined;
+    let ackedNow = () => {};
+    const transport = new Proxy(inner, {
+      get(target, property) {
+        if (property === "read") {
+          return async (...args: Parameters<Transport["read"]>) => {
+            const pending = reread;
+            if (!pending) return await target.read(...args);
+            reread = undefined;
+            const [group, consumer, streams, options] = args;
+            const own = await target.read(group, consumer, streams, {
+              ...options,
+              from: "0",
+              blockMs: 0,
+            });
+            pending.issued();
+            await pending.acked;
+            await delay(20); // the reply of a real re-read comes after the ack's
+            return own;
+          };
+        }
+        if (property === "ack") {
+          return async (...args: Parameters<Transport["ack"]>) => {
+            await target.ack(...args);
+            ackedNow();
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const host = new ActorSystem({ transport, key: fx.key, namespace: fx.namespace, blockMs: 50 });
+    const client = await fx.system();
+    try {
+      let runs = 0;
+      host.spawn("worker", {
+        handlers: {
+          job: async () => {
+            runs++;
+            if (runs > 1) return "again";
+            // Hold this run until the next read has re-read the entry, still pending.
+            const issued = gate();
+            const acked = gate();
+            ackedNow = acked.open;
+            reread = { issued: issued.open, acked: acked.opened };
+            await issued.opened;
+            return "once";
+          },
+        },
+      });
+      assert.equal(await client.ask("worker", "job", null, { timeout: 10_000 }), "once");
+      await delay(300); // several reads: a second run would have started
+      assert.equal(runs, 1);
+    } finally {
+      await host.close();
+    }
+  });
+
   test("ActorSystem answers a reply value that cannot be serialized with a RemoteError", async (fx) => {
     const host = await fx.system();
     const client = await fx.system();
