@@ -4,7 +4,11 @@
  *
  * A client submits calls at a steady pace (DirectView on one engine, BroadcastView on all of
  * them, alternately) while Redis is stopped (SIGTERM, down 2 s) or killed (SIGKILL, down 0.5 s)
- * and started again on the same port and directory.
+ * and started again on the same port and directory. Just before the fault, one engine host is
+ * kept busy by a CPU-bound task and ten calls go to its two engines: a host that is busy reads
+ * nothing, so these wait in Redis, undelivered, when it goes down. Without persistence they are
+ * lost with it (their calls never answer: the test fails); engines that are reading take what is
+ * sent to them into memory at once, so the steady calls alone would rarely show a loss.
  *
  * The observable: each task appends a token unique to its call and engine to a file outside Redis
  * (Workers of this process share the file system; an `O_APPEND` write this small is atomic). The
@@ -36,11 +40,20 @@ function mark(path: string, token: string): Promise<string> {
   return new Promise((resolve) => setTimeout(() => resolve(t), 5));
 }
 
+/** Runs on an engine: keeps its host busy (no reads, no timers) for `ms`, then marks the run. */
+function spin(path: string, token: string, ms: number): string {
+  const end = Date.now() + ms;
+  while (Date.now() < end) { /* CPU-bound */ }
+  const t = `${token}@${rank}`;
+  Deno.writeTextFileSync(path, `${t}\n`, { append: true });
+  return t;
+}
+
 interface Call {
   /** The tokens the engines must answer with, in target order. */
   expected: string[];
-  /** When it was submitted, relative to the fault. */
-  phase: "before" | "outage" | "after";
+  /** When it was submitted, relative to the fault; "queued" went to the busy host. */
+  phase: "before" | "queued" | "outage" | "after";
   result: AsyncResult<string>;
 }
 
@@ -59,7 +72,13 @@ for (const fault of faults) {
       const marks = `${dir}/marks`;
       await Deno.writeTextFile(marks, "");
       try {
-        await using cluster = new Cluster({ n: 4, transport: server.url, progress: false });
+        // Two hosts: engines 0 and 2 on one, 1 and 3 on the other.
+        await using cluster = new Cluster({
+          n: 4,
+          hosts: 2,
+          transport: server.url,
+          progress: false,
+        });
         const client = await cluster.startAndConnect();
         const ids = client.ids;
         const bv = client.broadcastView();
@@ -84,8 +103,19 @@ for (const fault of faults) {
           }
         })();
 
-        await delay(1000);
+        await delay(700);
+        // Engine 0's host busy for 1.5 s; what is sent to engines 0 and 2 meanwhile stays in Redis.
+        const busy = client.view(0).apply(spin, marks, "busy", 1500);
+        calls.push({ expected: ["busy@0"], phase: "before", result: busy });
+        await delay(300);
+        for (let i = 0; i < 10; i++) {
+          const engineId = i % 2 === 0 ? 0 : 2;
+          const result = client.view(engineId).apply(mark, marks, `queued${i}`);
+          calls.push({ expected: [`queued${i}@${engineId}`], phase: "queued", result });
+        }
+        await delay(100);
         phase = "outage";
+        const faultAt = Date.now();
         await fault.down(server);
         await delay(fault.downMs);
         await server.start();
@@ -111,6 +141,9 @@ for (const fault of faults) {
         settled.forEach((values, i) => assert.deepEqual(values, calls[i].expected));
         const during = calls.filter((c) => c.phase === "outage").length;
         assert.ok(during > 0, "calls were submitted while Redis was down");
+        // The busy host was still busy when Redis went down.
+        const [busyDone] = busy.timings;
+        assert.ok(busyDone.completed! > faultAt, "the busy task ended before the fault");
 
         // Every task ran at least once; nothing ran that was not submitted.
         const runs = new Map<string, number>();
