@@ -191,6 +191,8 @@ export class ActorSystem extends EventTarget {
   #streams: string[] | undefined;
   #closed = false;
   #handling = 0;
+  /** Ends the waits of answers being tried again, at close. */
+  readonly #pauses = new Set<() => void>();
   #idle: (() => void)[] = [];
   /** Entries queued or being handled, so that one delivered again is not handled twice. */
   readonly #inFlight = new Set<string>();
@@ -702,22 +704,43 @@ export class ActorSystem extends EventTarget {
     }
   }
 
+  /**
+   * Writes the answer to `envelope`. An answer the transport cannot write now (the server away for
+   * longer than its command timeout, loading its data, out of memory) is tried again, less and
+   * less often, until it is written, the asker's deadline passes or the system closes: the asker
+   * waits for nothing else, and the entry is acknowledged only after this returns.
+   */
   async #replyTo(envelope: Envelope, from: string, reply: Reply): Promise<void> {
     if (!envelope.replyTo) return;
-    try {
-      await this.send(envelope.replyTo, "reply", reply, { parent: envelope.id, from });
-    } catch (error) {
-      if (!(error instanceof SerializationError)) return this.#emitError(error);
-      await this.send(
-        envelope.replyTo,
-        "reply",
-        {
-          ok: false,
-          error: errorData(error),
-        } satisfies Reply,
-        { parent: envelope.id, from },
-      ).catch((e) => this.#emitError(e));
+    let content = reply;
+    for (let attempt = 0;; attempt++) {
+      try {
+        await this.send(envelope.replyTo, "reply", content, { parent: envelope.id, from });
+        return;
+      } catch (error) {
+        if (error instanceof SerializationError && content === reply) {
+          content = { ok: false, error: errorData(error) };
+          continue;
+        }
+        const late = envelope.deadline !== undefined && Date.now() >= envelope.deadline;
+        if (attempt === 0 || this.#closed || late) this.#emitError(error);
+        if (this.#closed || late) return;
+        await this.#pause(Math.min(2000, 100 * 2 ** attempt));
+      }
     }
+  }
+
+  /** Resolves after `ms`, or as soon as the system closes. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#pauses.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#pauses.add(done);
+    });
   }
 
   #ack(entry: StreamEntry | null): void {
@@ -776,6 +799,7 @@ export class ActorSystem extends EventTarget {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const done of [...this.#pauses]) done();
     for (const address of [...this.#actors.keys()]) await this.stopActor(address);
     const error = new TransportClosedError("Cannot get answer: the actor system closed");
     for (const id of [...this.#asks.keys()]) this.#settle(id, { error });

@@ -27,7 +27,16 @@
 import assert from "node:assert/strict";
 import { Cluster } from "../actors/cluster.ts";
 import type { AsyncResult } from "../actors/async_result.ts";
-import { hasRedisServer, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import { ActorSystem } from "../actors/system.ts";
+import { createClient } from "../deps_redis.ts";
+import { generateKey } from "../transport/envelope.ts";
+import { RedisTransport } from "../transport/redis.ts";
+import {
+  hasRedisServer,
+  type RedisServer,
+  startRedisServer,
+  uniqueNamespace,
+} from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
 
 /** `rank` in the engines' namespaces. */
@@ -167,3 +176,53 @@ for (const fault of faults) {
     },
   });
 }
+
+Deno.test({
+  name: "ActorSystem writes an answer it could not write at first once Redis takes writes again",
+  ignore: !hasRedisServer(),
+  async fn() {
+    // The answer of a task that ends while Redis refuses writes (here: no memory left; as well: a
+    // server away for longer than commandTimeoutMs, or loading its data after a restart) is
+    // written once Redis takes writes again, not dropped: the caller would wait forever.
+    await using server = await startRedisServer();
+    const admin = createClient({ url: server.url });
+    admin.on("error", () => {});
+    await admin.connect();
+    const common = { key: generateKey(), namespace: uniqueNamespace(), blockMs: 100 };
+    await using hostTransport = await RedisTransport.connect(server.url);
+    await using clientTransport = await RedisTransport.connect(server.url);
+    const host = new ActorSystem({ ...common, transport: hostTransport });
+    const client = new ActorSystem({ ...common, transport: clientTransport });
+    try {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let started = false;
+      host.spawn("worker", {
+        handlers: {
+          job: async () => {
+            started = true;
+            await released;
+            return "done";
+          },
+        },
+      });
+      const answer = client.ask("worker", "job", null, { timeout: 30_000 });
+      await within(
+        (async () => {
+          while (!started) await delay(10);
+        })(),
+        10_000,
+        "the handler to start",
+      );
+      await admin.sendCommand(["CONFIG", "SET", "maxmemory", "1"]);
+      release();
+      await delay(1000); // the first writes of the answer are refused (OOM)
+      await admin.sendCommand(["CONFIG", "SET", "maxmemory", "0"]);
+      assert.equal(await within(answer, 20_000, "the answer"), "done");
+    } finally {
+      await host.close();
+      await client.close();
+      admin.destroy();
+    }
+  },
+});
