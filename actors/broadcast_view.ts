@@ -63,7 +63,14 @@ export class BroadcastView extends View {
         options.signal,
         operation.type,
       );
-      await system.send(root, "broadcast", request, { id, replyTo: system.replyAddress });
+      try {
+        await system.send(root, "broadcast", request, { id, replyTo: system.replyAddress });
+      } catch (error) {
+        // Never written: nothing will answer it.
+        answer.catch(() => {});
+        system.failReply(id, error as Error);
+        throw error;
+      }
       return answer;
     });
     const outcomes = targets.map((engineId, i) =>
