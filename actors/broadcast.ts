@@ -68,6 +68,20 @@ export type BroadcastPart =
   | { engineId: number; result: EngineResult }
   | { engineId: number; error: RemoteErrorData & { kind: "engine" | "died" | "transport" } };
 
+/** What a broadcast node answers to a `stats` control message. */
+export interface BroadcastNodeStats {
+  /** The most replies one node's inbox received for one broadcast, on this host. */
+  maxRepliesPerBroadcast: number;
+  /** The node asked. */
+  node: number;
+  /** Broadcast ranges waiting for answers on this host (0 when no broadcast is in flight). */
+  inFlight: number;
+  /** Sub-broadcasts and engine messages of those ranges not yet answered. */
+  children: number;
+  /** The host the node runs on. */
+  hostId: string;
+}
+
 /** The address of broadcast node `node` on the engine host `hostId`. */
 export function broadcastAddress(hostId: string, node: number): string {
   return `bcast.${hostId}.${node}`;
@@ -131,9 +145,11 @@ export class BroadcastNodes {
         restarted: (content: { engineIds: number[] }) => {
           for (const engineId of content.engineIds) this.#dead.delete(engineId);
         },
-        stats: () => ({
+        stats: (): BroadcastNodeStats => ({
           maxRepliesPerBroadcast: this.maxRepliesPerBroadcast,
           node,
+          inFlight: new Set([...this.#children.values()].map((c) => c.pending)).size,
+          children: this.#children.size,
           hostId: this.#hostId,
         }),
       },

@@ -109,11 +109,18 @@ export class BroadcastView extends View {
           signal,
           operation.type,
         );
-        await system.send(root, "broadcast", request, {
-          id,
-          replyTo: system.replyAddress,
-          deadline,
-        });
+        try {
+          await system.send(root, "broadcast", request, {
+            id,
+            replyTo: system.replyAddress,
+            deadline,
+          });
+        } catch (error) {
+          // Never written: nothing will answer it.
+          answer.catch(() => {});
+          system.failReply(id, error as Error);
+          throw error;
+        }
         return answer;
       });
     }

@@ -67,6 +67,13 @@ export interface ActorSystemOptions {
    * is spawned, and then every `claimIdleMs / 2`. Default 30,000.
    */
   claimIdleMs?: number;
+  /**
+   * Entries of the streams this system reads (its actors' inboxes, its reply and wake streams)
+   * that every group of the stream has acknowledged are deleted once they are this old, in ms, so
+   * that the streams hold only what is still to be handled plus the last moments' history.
+   * `Infinity` keeps them (streams are then only capped by `maxLen`). Default 10,000.
+   */
+  retainAckedMs?: number;
 }
 
 /** Options of {@linkcode ActorSystem.send}. */
@@ -119,6 +126,12 @@ export interface ActorSystemStats {
   deadLettered: number;
   /** {@linkcode ActorSystemStats.deadLettered}, by reason. */
   deadLetters: Record<DeadLetterReason, number>;
+  /** Entries read and not yet acknowledged: queued, being handled, or being acknowledged. */
+  inFlight: number;
+  /** Answers waited for (`ask`, `expectReply`) that have not come yet. */
+  waiting: number;
+  /** Entries deleted from this system's streams once acknowledged (`retainAckedMs`). */
+  trimmed: number;
 }
 
 /** The `detail` of a `"deadletter"` event: an entry that was moved to the dead-letter stream. */
@@ -171,6 +184,13 @@ export class ActorSystem extends EventTarget {
   readonly #localDelivery: boolean;
   readonly #maxDeliveries: number;
   readonly #claimIdleMs: number;
+  readonly #retainAckedMs: number;
+  /** Streams with entries acknowledged here, and when the last was; trimmed until all are gone. */
+  readonly #acked = new Map<string, number>();
+  /** When the reader next trims acknowledged entries (ms since the epoch). */
+  #nextTrim = 0;
+  #trimming: Promise<void> | undefined;
+  #trimmed = 0;
   /** When the reader next claims other consumers' stale entries (ms since the epoch). */
   #nextClaim = 0;
   readonly #actors = new Map<string, Running>();
@@ -188,9 +208,17 @@ export class ActorSystem extends EventTarget {
   #streams: string[] | undefined;
   #closed = false;
   #handling = 0;
+  /** Ends the waits of answers being tried again, at close. */
+  readonly #pauses = new Set<() => void>();
   #idle: (() => void)[] = [];
   /** Entries queued or being handled, so that one delivered again is not handled twice. */
   readonly #inFlight = new Set<string>();
+  /**
+   * Entries acknowledged since the reader's read (or claim) now on its way was issued: that read
+   * may bring them back as pending (a re-read of pending entries served before the ack), and
+   * they are done.
+   */
+  #ackedSinceRead: Set<string> | undefined;
   #sent = 0;
   #received = 0;
   readonly #deadLetters: Record<DeadLetterReason, number> = {
@@ -223,9 +251,15 @@ export class ActorSystem extends EventTarget {
     }
     this.#maxDeliveries = options.maxDeliveries ?? 3;
     this.#claimIdleMs = options.claimIdleMs ?? 30_000;
+    this.#retainAckedMs = options.retainAckedMs ?? 10_000;
     if (!(this.#maxDeliveries >= 1)) {
       throw new RangeError(
         `Cannot make actor system: maxDeliveries must be at least 1, got ${this.#maxDeliveries}`,
+      );
+    }
+    if (!(this.#retainAckedMs >= 0)) {
+      throw new RangeError(
+        `Cannot make actor system: retainAckedMs must be at least 0, got ${this.#retainAckedMs}`,
       );
     }
     if (!(this.#claimIdleMs >= 0)) {
@@ -287,7 +321,15 @@ export class ActorSystem extends EventTarget {
   get stats(): ActorSystemStats {
     const deadLetters = { ...this.#deadLetters };
     const deadLettered = Object.values(deadLetters).reduce((a, b) => a + b, 0);
-    return { sent: this.#sent, received: this.#received, deadLettered, deadLetters };
+    return {
+      sent: this.#sent,
+      received: this.#received,
+      deadLettered,
+      deadLetters,
+      inFlight: this.#inFlight.size,
+      waiting: this.#asks.size,
+      trimmed: this.#trimmed,
+    };
   }
 
   /** The addresses of the actors running here. */
@@ -578,6 +620,7 @@ export class ActorSystem extends EventTarget {
         ...this.#byStream.keys(),
       ];
       let entries: StreamEntry[];
+      const acked = this.#ackedSinceRead = new Set();
       try {
         entries = await this.transport.read(GROUP, this.id, streams, {
           count: 256,
@@ -594,8 +637,34 @@ export class ActorSystem extends EventTarget {
       // Read this consumer's pending entries once: reading "0" again returns those still being
       // handled, at once and forever.
       from = ">";
-      for (const entry of entries) this.#accept(entry);
+      for (const entry of entries) if (!acked.has(tagOf(entry))) this.#accept(entry);
       if (Date.now() >= this.#nextClaim && !this.#closed) await this.#claimStale();
+      if (Date.now() >= this.#nextTrim && this.#acked.size > 0 && !this.#closed) {
+        this.#trimming ??= this.#trimAcknowledged().finally(() => (this.#trimming = undefined));
+      }
+    }
+  }
+
+  /**
+   * Deletes the acknowledged entries older than `retainAckedMs` from the streams where entries
+   * were acknowledged, until a trim has come after the last of them aged.
+   */
+  async #trimAcknowledged(): Promise<void> {
+    const retain = this.#retainAckedMs;
+    this.#nextTrim = Date.now() + Math.min(1000, Math.max(100, retain / 2));
+    for (const [stream, lastAck] of [...this.#acked]) {
+      if (this.#closed) return;
+      const started = Date.now();
+      try {
+        this.#trimmed += await this.transport.trimAcknowledged(stream, retain);
+        // Everything acknowledged by then is older than `retain` now: trimmed.
+        if (started - lastAck >= retain && this.#acked.get(stream) === lastAck) {
+          this.#acked.delete(stream);
+        }
+      } catch (error) {
+        if (this.#closed) return;
+        this.#emitError(error);
+      }
     }
   }
 
@@ -610,8 +679,9 @@ export class ActorSystem extends EventTarget {
       const prefix = `${stream}\n`;
       if ([...this.#inFlight].some((tag) => tag.startsWith(prefix))) continue;
       try {
+        const acked = this.#ackedSinceRead = new Set();
         const entries = await this.transport.claim(stream, GROUP, this.id, this.#claimIdleMs);
-        for (const entry of entries) this.#accept(entry);
+        for (const entry of entries) if (!acked.has(tagOf(entry))) this.#accept(entry);
       } catch (error) {
         if (this.#closed) return;
         this.#emitError(error);
@@ -647,7 +717,7 @@ export class ActorSystem extends EventTarget {
       }
       return;
     }
-    const tag = `${entry.stream}\n${entry.id}`;
+    const tag = tagOf(entry);
     if (this.#inFlight.has(tag)) return; // delivered again while still queued or being handled
     this.#inFlight.add(tag);
     const running = this.#byStream.get(entry.stream);
@@ -763,6 +833,12 @@ export class ActorSystem extends EventTarget {
     }
   }
 
+  /**
+   * Writes the answer to `envelope`. An answer the transport cannot write now (the server away for
+   * longer than its command timeout, loading its data, out of memory) is tried again, less and
+   * less often, until it is written, the asker's deadline passes or the system closes: the asker
+   * waits for nothing else, and the entry is acknowledged only after this returns.
+   */
   async #replyTo(
     envelope: Envelope,
     from: string,
@@ -770,27 +846,46 @@ export class ActorSystem extends EventTarget {
     keep?: { key: string; ttlMs: number },
   ): Promise<void> {
     if (!envelope.replyTo) return;
-    try {
-      await this.send(envelope.replyTo, "reply", reply, { parent: envelope.id, from, keep });
-    } catch (error) {
-      if (!(error instanceof SerializationError)) return this.#emitError(error);
-      await this.send(
-        envelope.replyTo,
-        "reply",
-        {
-          ok: false,
-          error: errorData(error),
-        } satisfies Reply,
-        { parent: envelope.id, from, keep },
-      ).catch((e) => this.#emitError(e));
+    let content = reply;
+    for (let attempt = 0;; attempt++) {
+      try {
+        await this.send(envelope.replyTo, "reply", content, { parent: envelope.id, from, keep });
+        return;
+      } catch (error) {
+        if (error instanceof SerializationError && content === reply) {
+          content = { ok: false, error: errorData(error) };
+          continue;
+        }
+        const late = envelope.deadline !== undefined && Date.now() >= envelope.deadline;
+        if (attempt === 0 || this.#closed || late) this.#emitError(error);
+        if (this.#closed || late) return;
+        await this.#pause(Math.min(2000, 100 * 2 ** attempt));
+      }
     }
+  }
+
+  /** Resolves after `ms`, or as soon as the system closes. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#pauses.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#pauses.add(done);
+    });
   }
 
   #ack(entry: StreamEntry | null): void {
     if (!entry) return;
-    this.transport.ack(entry.stream, GROUP, [entry.id]).catch((error) => {
+    const tag = tagOf(entry);
+    this.transport.ack(entry.stream, GROUP, [entry.id]).then(() => {
+      this.#ackedSinceRead?.add(tag);
+      if (Number.isFinite(this.#retainAckedMs)) this.#acked.set(entry.stream, Date.now());
+    }, (error) => {
       if (!this.#closed) this.#emitError(error);
-    }).finally(() => this.#inFlight.delete(`${entry.stream}\n${entry.id}`));
+    }).finally(() => this.#inFlight.delete(tag));
   }
 
   #deadLetter(
@@ -838,12 +933,14 @@ export class ActorSystem extends EventTarget {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const done of [...this.#pauses]) done();
     for (const address of [...this.#actors.keys()]) await this.stopActor(address);
     const error = new TransportClosedError("Cannot get answer: the actor system closed");
     for (const id of [...this.#asks.keys()]) this.#settle(id, { error });
     if (this.#loop) {
       await this.transport.append(this.#wakeStream, new Uint8Array(1)).catch(() => {});
       await this.#loop;
+      await this.#trimming;
     }
     await this.transport.deletePrefix(this.#replyStream).catch(() => {});
     await this.transport.deletePrefix(this.#wakeStream).catch(() => {});
@@ -865,6 +962,11 @@ function kindOf(message: string): DeadLetterReason {
   if (message.includes("wire version")) return "version";
   if (message.includes("signature")) return "signature";
   return "malformed";
+}
+
+/** What identifies an entry in `#inFlight` and `#ackedSinceRead`. */
+function tagOf(entry: StreamEntry): string {
+  return `${entry.stream}\n${entry.id}`;
 }
 
 function engineIdOf(address: string): number {

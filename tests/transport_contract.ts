@@ -182,6 +182,64 @@ export function transportContract(
   });
 
   test(
+    "trimAcknowledged() deletes only entries every group has had delivered and acknowledged",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push(await t.append(s, utf8(`m${i}`)));
+      const left = async () => (await t.range(s)).map((e) => e.id);
+      // No group reads the stream yet: every entry may still be wanted.
+      assert.equal(await t.trimAcknowledged(s, 0), 0);
+      assert.deepEqual(await left(), ids);
+      // Group g: m0–m5 delivered, m0–m2 and m4 acknowledged, m3 and m5 pending.
+      const read = await t.read("g", "c1", [s], { blockMs: 0, count: 6 });
+      await t.ack(s, "g", [ids[0], ids[1], ids[2], ids[4]]);
+      assert.deepEqual(read.map((e) => e.id), ids.slice(0, 6));
+      assert.equal(await t.trimAcknowledged(s, 0), 3);
+      assert.deepEqual(await left(), ids.slice(3));
+      // A pending entry holds back everything after it; undelivered entries always stay.
+      await t.ack(s, "g", [ids[3], ids[5]]);
+      assert.equal(await t.trimAcknowledged(s, 0), 3);
+      assert.deepEqual(await left(), ids.slice(6));
+      // A second group that has read nothing holds back everything.
+      await t.read("h", "c1", [s], { blockMs: 0, count: 1 });
+      assert.equal(await t.trimAcknowledged(s, 0), 0);
+      const rest = await t.read("h", "c1", [s], { blockMs: 0, from: "0" });
+      await t.ack(s, "h", rest.map((e) => e.id));
+      await t.read("g", "c1", [s], { blockMs: 0, count: 2 }).then((e) =>
+        t.ack(s, "g", e.map((x) => x.id))
+      );
+      // m6 is done for both; m7 is done for g but not yet delivered to h.
+      assert.equal(await t.trimAcknowledged(s, 0), 1);
+      assert.deepEqual(await left(), ids.slice(7));
+      const hs = await t.read("h", "c1", [s], { blockMs: 0 });
+      await t.ack(s, "h", hs.map((e) => e.id));
+      // m8 and m9 are not yet delivered to g.
+      assert.equal(await t.trimAcknowledged(s, 0), 1);
+      assert.deepEqual(await left(), ids.slice(8));
+      assert.equal(await t.trimAcknowledged(`${ns}:none`, 0), 0);
+    },
+  );
+
+  test("trimAcknowledged() keeps acknowledged entries younger than retainMs", async (t, ns) => {
+    const s = `${ns}:s`;
+    for (let i = 0; i < 5; i++) await t.append(s, utf8(`old${i}`));
+    await delay(300);
+    for (let i = 0; i < 5; i++) await t.append(s, utf8(`new${i}`));
+    const entries = await t.read("g", "c1", [s], { blockMs: 0 });
+    await t.ack(s, "g", entries.map((e) => e.id));
+    assert.equal(await t.trimAcknowledged(s, 60_000), 0);
+    assert.equal(await t.trimAcknowledged(s, 150), 5);
+    assert.deepEqual(texts(await t.range(s)), ["new0", "new1", "new2", "new3", "new4"]);
+    assert.equal(await t.trimAcknowledged(s, 0), 5);
+    assert.deepEqual(await t.range(s), []);
+    // The group goes on where it was: new entries are delivered, old ones are not again.
+    await t.append(s, utf8("after"));
+    assert.deepEqual(texts(await t.read("g", "c1", [s], { blockMs: 0 })), ["after"]);
+    assert.equal(await t.backlog(s, "g"), 1);
+  });
+
+  test(
     "append() and appendMany() with maxLen keep about that many newest entries",
     async (t, ns) => {
       const s = `${ns}:s`;

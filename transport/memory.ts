@@ -101,6 +101,23 @@ class Broker {
     s.dropped += cut;
   }
 
+  trimAcknowledged(name: string, retainMs: number): number {
+    const s = this.streams.get(name);
+    if (!s || s.groups.size === 0) return 0;
+    // The index (counting trimmed entries) of the first entry some group still needs.
+    let keep = s.dropped + s.entries.length;
+    for (const g of s.groups.values()) {
+      keep = Math.min(keep, Math.max(g.next, s.dropped));
+      for (const id of g.pending.keys()) keep = Math.min(keep, s.dropped + lowerBound(s, id));
+    }
+    const cutoff = Date.now() - retainMs;
+    let cut = 0;
+    while (cut < keep - s.dropped && idMs(s.entries[cut].id) <= cutoff) cut++;
+    s.entries.splice(0, cut);
+    s.dropped += cut;
+    return cut;
+  }
+
   group(s: Stream, name: string): Group {
     let g = s.groups.get(name);
     if (!g) {
@@ -287,6 +304,23 @@ class Broker {
   }
 }
 
+/** The index in `s.entries` of the first entry whose id is `id` or later. */
+function lowerBound(s: Stream, id: string): number {
+  let lo = 0;
+  let hi = s.entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareIds(s.entries[mid].id, id) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The time part of an entry id, in ms since the epoch. */
+function idMs(id: string): number {
+  return Number(id.slice(0, id.indexOf("-")));
+}
+
 function compareIds(a: string, b: string): number {
   const [am, as] = a.split("-").map(Number);
   const [bm, bs] = b.split("-").map(Number);
@@ -367,6 +401,10 @@ export class MemoryTransport implements Transport {
     await this.#open().trim(stream, maxLen);
   }
 
+  async trimAcknowledged(stream: string, retainMs: number): Promise<number> {
+    return await this.#open().trimAcknowledged(stream, retainMs);
+  }
+
   async putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {
     await this.#open().putBlob(key, data.slice(), ttlMs);
   }
@@ -441,6 +479,7 @@ type Method =
   | "range"
   | "backlog"
   | "trim"
+  | "trimAcknowledged"
   | "putBlob"
   | "getBlob"
   | "deleteBlobs"
@@ -477,6 +516,8 @@ function servePort(broker: Broker, method: Method, a: any[]): unknown {
       return broker.backlog(a[0], a[1]);
     case "trim":
       return broker.trim(a[0], a[1]);
+    case "trimAcknowledged":
+      return broker.trimAcknowledged(a[0], a[1]);
     case "putBlob":
       return broker.putBlob(a[0], a[1], a[2]);
     case "getBlob":
@@ -581,6 +622,9 @@ class PortTransport implements Transport {
   }
   trim(stream: string, maxLen: number): Promise<void> {
     return this.#call("trim", stream, maxLen);
+  }
+  trimAcknowledged(stream: string, retainMs: number): Promise<number> {
+    return this.#call("trimAcknowledged", stream, retainMs);
   }
   putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {
     return this.#call("putBlob", key, data, ttlMs);

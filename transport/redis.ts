@@ -46,6 +46,35 @@ end
 return {entries, counts}
 `;
 
+// One Lua call, so that no entry is delivered or acknowledged between the look and the trim. The
+// bound is the earliest of: the first pending entry of each group, the entry after the last one
+// delivered to each group, and the first id of the last retainMs (server clock).
+const TRIM_SCRIPT = `
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if not ok or #groups == 0 then return 0 end
+local function split(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local now = redis.call('TIME')
+local bms = math.floor((tonumber(now[1]) * 1000000 + tonumber(now[2])) / 1000) - tonumber(ARGV[1]) + 1
+local bseq = 0
+for _, g in ipairs(groups) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  local ms, seq
+  if f['pending'] > 0 then
+    ms, seq = split(redis.call('XPENDING', KEYS[1], f['name'])[2])
+  else
+    ms, seq = split(f['last-delivered-id'])
+    seq = seq + 1
+  end
+  if ms < bms or (ms == bms and seq < bseq) then bms, bseq = ms, seq end
+end
+if bms <= 0 and bseq <= 0 then return 0 end
+return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f-%.0f', bms, bseq))
+`;
+
 type Arg = string | Buffer;
 type Client = ReturnType<typeof newClient>;
 
@@ -431,6 +460,13 @@ export class RedisTransport implements Transport {
     checkLength("maxLen", maxLen);
     const args = ["XTRIM", stream, "MAXLEN", String(maxLen)];
     await this.#call(`trim stream "${stream}"`, () => this.#send(args));
+  }
+
+  async trimAcknowledged(stream: string, retainMs: number): Promise<number> {
+    checkDuration("retainMs", retainMs);
+    const args = ["EVAL", TRIM_SCRIPT, "1", stream, String(Math.floor(retainMs))];
+    const what = `trim acknowledged entries of stream "${stream}"`;
+    return Number(await this.#call(what, () => this.#send(args)));
   }
 
   async putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {

@@ -85,6 +85,13 @@ export interface Transport {
   backlog(stream: string, group: string): Promise<number>;
   /** Trims `stream` to at most `maxLen` newest entries. */
   trim(stream: string, maxLen: number): Promise<void>;
+  /**
+   * Deletes the entries of `stream` that every group of the stream has had delivered and
+   * acknowledged and that were added more than `retainMs` ago (by the ids' clock). Entries not
+   * yet delivered to some group, and those pending, stay, and so does everything after the
+   * first of them. A stream no group reads keeps every entry. Returns how many entries went.
+   */
+  trimAcknowledged(stream: string, retainMs: number): Promise<number>;
   /** Stores a value under `key` for `ttlMs` (values too large to copy into every message). */
   putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void>;
   /** The value stored under `key`, or `null` when there is none (never stored, or expired). */
