@@ -1,0 +1,652 @@
+/**
+ * The fault table (issue 6): each fault injected several times into a cluster on a private
+ * `redis-server`, with what the caller saw (outcomes, how long after the fault it knew) and what
+ * work was lost. Writes `bench/results/faults.md`.
+ *
+ * ```sh
+ * deno run -A bench/faults.ts [--trials 5] [--only NAME,NAME]
+ * ```
+ *
+ * Every fault is a {@linkcode Fault} in {@linkcode FAULTS}; a new one (a stuck host found by
+ * heartbeats, an engine restarted with `restart: true`) is one more entry there and one more row.
+ *
+ * Tasks mark their runs by appending a token (unique per call and engine) to a file outside
+ * Redis, so that a task that ran is told apart from an answer that came back: "never ran" counts
+ * tokens missing from that file, "extra runs" counts tokens found more than once.
+ *
+ * @module
+ */
+// deno-lint-ignore-file no-console
+import { Buffer } from "node:buffer";
+import { parseArgs } from "node:util";
+import type { AsyncResult } from "../actors/async_result.ts";
+import type { Client } from "../actors/client.ts";
+import { Cluster, toHex } from "../actors/cluster.ts";
+import { ActorSystem } from "../actors/system.ts";
+import { RemoteError } from "../errors.ts";
+import { type Envelope, generateKey, sealEnvelope } from "../transport/envelope.ts";
+import { RedisTransport } from "../transport/redis.ts";
+import { FunctionSource } from "../actors/wire_types.ts";
+import { type RedisServer, startRedisServer, uniqueNamespace } from "../tests/_redis_server.ts";
+import { formatLoad, loadAverage, median } from "./_util.ts";
+
+/** `rank` in the engines' namespaces. */
+declare const rank: number;
+
+/** What one injection of a fault gave. */
+interface Trial {
+  /** Ms from the fault until the caller had the outcome, one per affected call (or entry). */
+  times: number[];
+  /** Affected calls (or entries) by outcome: "ok", an error's name, or "no answer". */
+  outcomes: Record<string, number>;
+  /** Tasks (or entries) that should have run and never did. */
+  neverRan: number;
+  /** Runs beyond the first of a task. */
+  extraRuns: number;
+}
+
+/** One row of the table. */
+interface Fault {
+  /** Short name, for `--only`. */
+  id: string;
+  /** What is done, for the table. */
+  name: string;
+  /** What counts as affected, and what the time measures, for the notes. */
+  measure: string;
+  /** Runs the injections; returns one result per trial. */
+  run(trials: number): Promise<Trial[]>;
+}
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    trials: { type: "string", default: "5" },
+    only: { type: "string" },
+    out: { type: "string", default: new URL("./results/faults.md", import.meta.url).pathname },
+  },
+});
+const TRIALS = Number(flags.trials);
+/** How long a call may take before it counts as "no answer". */
+const ANSWER_DEADLINE_MS = 30_000;
+
+// ---------------------------------------------------------------------------------------------
+// Tasks shipped to the engines (they run there: `rank` is the engine's).
+
+/** Marks one run of the call `token` on this engine, then answers after `ms`. */
+function mark(path: string, token: string, ms: number): Promise<string> {
+  const t = `${token}@${rank}`;
+  Deno.writeTextFileSync(path, `${t}\n`, { append: true });
+  return new Promise((resolve) => setTimeout(() => resolve(t), ms));
+}
+
+/** Keeps this engine's host busy (no reads, no timers) for `ms`, then marks the run. */
+function spin(path: string, token: string, ms: number): string {
+  const end = Date.now() + ms;
+  while (Date.now() < end) { /* CPU-bound */ }
+  const t = `${token}@${rank}`;
+  Deno.writeTextFileSync(path, `${t}\n`, { append: true });
+  return t;
+}
+
+/** Writes the time to `path`, then ends this engine's host (Worker or process) at once. */
+function crash(path: string, afterMs: number): Promise<never> {
+  return new Promise(() =>
+    setTimeout(() => {
+      Deno.writeTextFileSync(path, String(Date.now()));
+      Deno.exit(3);
+    }, afterMs)
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+/** A file of run tokens. */
+class Marks {
+  readonly path: string;
+  constructor(path: string) {
+    this.path = path;
+  }
+  static async make(): Promise<Marks> {
+    return new Marks(await Deno.makeTempFile({ prefix: "deno-parallel-faults-" }));
+  }
+  /** Runs per token. */
+  async runs(): Promise<Map<string, number>> {
+    const runs = new Map<string, number>();
+    const text = await Deno.readTextFile(this.path);
+    for (const line of text.split("\n")) if (line) runs.set(line, (runs.get(line) ?? 0) + 1);
+    return runs;
+  }
+  async remove(): Promise<void> {
+    await Deno.remove(this.path).catch(() => {});
+  }
+}
+
+/** A call under watch: its tokens, when it was sent and when its outcome came. */
+interface Watched {
+  tokens: string[];
+  sent: number;
+  /** Resolves to when the outcome came and what it was. */
+  settled: Promise<{ at: number; outcome: string[] }>;
+}
+
+function watch(result: AsyncResult<unknown>, tokens: string[]): Watched {
+  const sent = Date.now();
+  const settled = result.get({ timeout: ANSWER_DEADLINE_MS, returnExceptions: true }).then(
+    (values) => ({
+      at: Date.now(),
+      outcome: values.map((v) => v instanceof Error ? errorName(v) : "ok"),
+    }),
+    (error: Error) => ({
+      at: Date.now(),
+      outcome: tokens.map(() => error.name === "TimeoutError" ? "no answer" : errorName(error)),
+    }),
+  );
+  return { tokens, sent, settled };
+}
+
+/** The name shown for an error: a `RemoteError`'s remote name, else its own. */
+function errorName(error: Error): string {
+  if (error instanceof RemoteError) return error.remoteName;
+  return error.name === "TimeoutError" ? "no answer" : error.name;
+}
+
+/** Sums outcomes and times of calls affected by a fault at `faultAt`. */
+async function tally(
+  calls: Watched[],
+  faultAt: number,
+  marks: Marks,
+): Promise<Trial> {
+  const trial: Trial = { times: [], outcomes: {}, neverRan: 0, extraRuns: 0 };
+  const settled = await Promise.all(calls.map((call) => call.settled));
+  const runs = await marks.runs();
+  for (const [c, call] of calls.entries()) {
+    const { at, outcome } = settled[c];
+    // Affected: still waiting when the fault came, or sent after it.
+    if (at < faultAt) continue;
+    for (const [i, o] of outcome.entries()) {
+      trial.outcomes[o] = (trial.outcomes[o] ?? 0) + 1;
+      const n = runs.get(call.tokens[i]) ?? 0;
+      // A call that failed at submission may or may not have run: only answered ones count.
+      if (n === 0 && o === "ok") trial.neverRan++;
+      if (n === 0 && o === "no answer") trial.neverRan++;
+      trial.extraRuns += Math.max(0, n - 1);
+    }
+    if (!outcome.every((o) => o === "no answer")) trial.times.push(at - faultAt);
+  }
+  return trial;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function cluster(url: string, options: ConstructorParameters<typeof Cluster>[0] = {}) {
+  const c = new Cluster({ transport: url, progress: false, engineTimeout: 120_000, ...options });
+  const client = await c.startAndConnect();
+  // The first broadcast starts the broadcast Worker.
+  await client.broadcastView().apply(() => rank).get({ timeout: 60_000 });
+  return { cluster: c, client };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis goes away.
+
+/**
+ * Redis stopped (or killed) mid-broadcast and started again after `downMs`, `trials` times on one
+ * cluster of 4 engines on 2 hosts. Around each fault, calls go out every 20 ms for 1 s before,
+ * during the outage and 1 s after (DirectView on one engine and BroadcastView on all,
+ * alternately), plus one 1 s broadcast running when the fault comes, and a CPU-bound task that
+ * keeps the host of engines 0 and 2 busy for 1.5 s with 10 calls to those engines sent meanwhile
+ * (they wait in Redis, undelivered, when it goes down).
+ */
+function redisOutage(
+  id: string,
+  name: string,
+  options: { appendonly: boolean; downMs: number; kill: boolean },
+): Fault {
+  return {
+    id,
+    name,
+    measure: "calls running, waiting in Redis or sent while Redis was away (one outcome per " +
+      "engine); time from the stop to each call's answer",
+    async run(trials) {
+      await using server = await startRedisServer({
+        appendonly: options.appendonly,
+        args: ["--loglevel", "warning"],
+      });
+      const { cluster: c, client } = await cluster(server.url, { n: 4, hosts: 2 });
+      await using _ = c;
+      const results: Trial[] = [];
+      for (let t = 0; t < trials; t++) {
+        const marks = await Marks.make();
+        try {
+          results.push(await outageTrial(server, client, marks, options, `t${t}`));
+        } finally {
+          await marks.remove();
+        }
+      }
+      return results;
+    },
+  };
+}
+
+async function outageTrial(
+  server: RedisServer,
+  client: Client,
+  marks: Marks,
+  options: { downMs: number; kill: boolean },
+  prefix: string,
+): Promise<Trial> {
+  const ids = client.ids;
+  const bv = client.broadcastView();
+  const calls: Watched[] = [];
+  let sending = true;
+  const sender = (async () => {
+    for (let i = 0; sending; i++) {
+      const token = `${prefix}c${i}`;
+      if (i % 2 === 0) {
+        const engineId = ids[(i / 2) % ids.length];
+        calls.push(watch(client.view(engineId).apply(mark, marks.path, token, 5), [
+          `${token}@${engineId}`,
+        ]));
+      } else {
+        calls.push(watch(
+          bv.apply(mark, marks.path, token, 5),
+          ids.map((id) => `${token}@${id}`),
+        ));
+      }
+      await delay(20);
+    }
+  })();
+  await delay(500);
+  const busy = `${prefix}busy`;
+  calls.push(watch(client.view(0).apply(spin, marks.path, busy, 1500), [`${busy}@0`]));
+  await delay(300);
+  for (let i = 0; i < 10; i++) {
+    const token = `${prefix}q${i}`;
+    const engineId = i % 2 === 0 ? 0 : 2;
+    calls.push(watch(client.view(engineId).apply(mark, marks.path, token, 5), [
+      `${token}@${engineId}`,
+    ]));
+  }
+  const slow = `${prefix}slow`;
+  calls.push(watch(bv.apply(mark, marks.path, slow, 1000), ids.map((id) => `${slow}@${id}`)));
+  await delay(200);
+  const faultAt = Date.now();
+  if (options.kill) await server.kill();
+  else await server.stop();
+  await delay(options.downMs);
+  await server.start();
+  await delay(1000);
+  sending = false;
+  await sender;
+  return await tally(calls, faultAt, marks);
+}
+
+// ---------------------------------------------------------------------------------------------
+// An engine's host dies.
+
+/**
+ * A fresh cluster of 2 engines (one per host) per trial. Engine 0 runs a task that crashes its host
+ * after 300 ms (`Deno.exit` in a Worker), or one that outlasts a SIGKILL of its process sent from
+ * outside after 300 ms; queued behind it are 3 more calls and a broadcast on both engines.
+ */
+function engineDeath(
+  id: string,
+  name: string,
+  how: "exit-worker" | "sigkill-process" | "sigkill-engine.ts",
+): Fault {
+  return {
+    id,
+    name,
+    measure: "the calls on engine 0 and the broadcast's two parts; time from the death (the " +
+      "host's last act before `Deno.exit`, or the kill) to each call's outcome",
+    async run(trials) {
+      await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
+      const results: Trial[] = [];
+      for (let t = 0; t < trials; t++) {
+        const marks = await Marks.make();
+        const stamp = await Deno.makeTempFile();
+        try {
+          if (how === "sigkill-engine.ts") {
+            await using hand = await startByHand(server.url, 2);
+            results.push(
+              await deathTrial(hand.client, marks, stamp, false, async () => {
+                await delay(300);
+                hand.process.kill("SIGKILL");
+                return Date.now();
+              }),
+            );
+            continue;
+          }
+          const launcher = how === "exit-worker" ? "worker" : "process";
+          const { cluster: c, client } = await cluster(server.url, { n: 2, hosts: 2, launcher });
+          await using _ = c;
+          results.push(
+            await deathTrial(client, marks, stamp, how === "exit-worker", async (pid) => {
+              if (how === "sigkill-process") {
+                await delay(300);
+                Deno.kill(pid, "SIGKILL");
+                return Date.now();
+              }
+              // The crash task writes its time just before Deno.exit.
+              for (;;) {
+                const text = await Deno.readTextFile(stamp);
+                if (text) return Number(text);
+                await delay(2);
+              }
+            }),
+          );
+        } finally {
+          await marks.remove();
+          await Deno.remove(stamp).catch(() => {});
+        }
+      }
+      return results;
+    },
+  };
+}
+
+async function deathTrial(
+  client: Client,
+  marks: Marks,
+  stamp: string,
+  crashes: boolean,
+  kill: (pid: number) => Promise<number>,
+): Promise<Trial> {
+  const [pid] = await client.view(0).apply(() => Deno.pid).get({ timeout: 10_000 });
+  const calls: Watched[] = [];
+  if (crashes) calls.push(watch(client.view(0).apply(crash, stamp, 300), ["first@0"]));
+  else calls.push(watch(client.view(0).apply(mark, marks.path, "first", 5000), ["first@0"]));
+  for (let i = 0; i < 3; i++) {
+    calls.push(watch(client.view(0).apply(mark, marks.path, `q${i}`, 5), [`q${i}@0`]));
+  }
+  calls.push(watch(client.broadcastView().apply(mark, marks.path, "b", 5), ["b@0", "b@1"]));
+  const deathAt = await kill(pid);
+  return await tally(calls, deathAt, marks);
+}
+
+/** Two engines in an `engine.ts` process started by hand, and a client on them. */
+async function startByHand(url: string, n: number) {
+  const dir = await Deno.makeTempDir();
+  const keyFile = `${dir}/key`;
+  await Deno.writeTextFile(keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
+  const cluster = uniqueNamespace();
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../engine.ts", import.meta.url).href,
+      ...["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", String(n)],
+    ],
+    stdout: "null",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const client = await Cluster.connect({ transport: url, cluster, keyFile, n, timeout: 60_000 });
+  await client.broadcastView().apply(() => rank).get({ timeout: 60_000 });
+  return {
+    client,
+    process,
+    async [Symbol.asyncDispose]() {
+      try {
+        process.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await process.status;
+      await client.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad entries.
+
+/**
+ * A message whose handler kills its host every time: hosts (actor systems on Redis) run one after
+ * another under new ids, each abandoned inside the handler, so that the next claims the entry
+ * (`claimIdleMs` 200 ms, `maxDeliveries` 3).
+ */
+const poison: Fault = {
+  id: "poison",
+  name: "Poison message: its handler kills every host that runs it (hosts replaced, " +
+    "`claimIdleMs` 200 ms, `maxDeliveries` 3)",
+  measure: "the ask of the poison message; time from the ask to its `PoisonMessageError`; " +
+    "extra runs = handler runs beyond the first",
+  async run(trials) {
+    await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
+    const results: Trial[] = [];
+    for (let t = 0; t < trials; t++) {
+      const namespace = uniqueNamespace();
+      const key = generateKey();
+      const common = { key, namespace, blockMs: 100, claimIdleMs: 200, maxDeliveries: 3 };
+      const transports: RedisTransport[] = [];
+      const open = async () => {
+        const transport = await RedisTransport.connect(server.url);
+        transports.push(transport);
+        return transport;
+      };
+      const client = new ActorSystem({ ...common, transport: await open() });
+      const systems = [client];
+      try {
+        const asked = Date.now();
+        let settled: { at: number; name: string } | undefined;
+        client.ask("worker", "crash", null, { timeout: ANSWER_DEADLINE_MS }).then(
+          () => (settled = { at: Date.now(), name: "ok" }),
+          (error: Error) => (settled = { at: Date.now(), name: errorName(error) }),
+        );
+        let runs = 0;
+        for (let h = 0; h < 10 && !settled; h++) {
+          const host = new ActorSystem({ ...common, id: `host-${h}`, transport: await open() });
+          systems.push(host);
+          const before = runs;
+          host.spawn("worker", {
+            handlers: { crash: () => (runs++, new Promise(() => {})) },
+          });
+          while (runs === before && !settled) await delay(5);
+          if (!settled) await host.close(); // gone inside the handler: the entry stays pending
+        }
+        while (!settled) await delay(5);
+        results.push({
+          times: [settled.at - asked],
+          outcomes: { [settled.name]: 1 },
+          neverRan: 0,
+          extraRuns: Math.max(0, runs - 1),
+        });
+      } finally {
+        for (const system of systems.reverse()) await system.close();
+        await transports[0]?.deletePrefix(`${namespace}:`);
+        for (const transport of transports) await transport.close();
+      }
+    }
+    return results;
+  },
+};
+
+/**
+ * Entries appended with a raw `XADD` to an engine's inbox of a running cluster (2 engines): 20
+ * per kind and trial, each an `apply` of a task that would mark the file.
+ */
+function badEntries(kind: "unsigned" | "wrong key" | "truncated"): Fault {
+  return {
+    id: kind.replace(" ", "-"),
+    name: `${kind[0].toUpperCase()}${kind.slice(1)} entries in an engine's inbox (20 per trial)`,
+    measure: "the entries; time from the XADD to each entry's dead letter (then a call on the " +
+      "engine must still work); *never ran* here counts entries not dead-lettered within 30 s, " +
+      "*extra runs* entries that ran (their task would have marked the file)",
+    async run(trials) {
+      await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
+      const key = generateKey();
+      const { cluster: c, client } = await cluster(server.url, { n: 2, hosts: 2, key });
+      await using _ = c;
+      const { createClient } = await import("../deps_redis.ts");
+      const raw = createClient({ url: server.url });
+      raw.on("error", () => {});
+      await raw.connect();
+      const inbox = client.system.inboxOf("engine.0");
+      const dead = client.system.deadLetterStream;
+      const results: Trial[] = [];
+      try {
+        for (let t = 0; t < trials; t++) {
+          const marks = await Marks.make();
+          try {
+            const before = Number(await raw.sendCommand(["XLEN", dead]));
+            const entries = Array.from({ length: 20 }, (_, i) => {
+              const envelope: Envelope = {
+                id: crypto.randomUUID(),
+                type: "apply",
+                from: "intruder",
+                to: "engine.0",
+                sent: Date.now(),
+                content: { fn: FunctionSource.of(mark), args: [marks.path, `bad${i}`, 0] },
+              };
+              const sealed = sealEnvelope(envelope, kind === "wrong key" ? generateKey() : key);
+              if (kind === "unsigned") sealed.fill(0, 1, 33);
+              return kind === "truncated" ? sealed.subarray(0, sealed.length >> 1) : sealed;
+            });
+            const times: number[] = [];
+            const sent = Date.now();
+            for (const data of entries) {
+              await raw.sendCommand(["XADD", inbox, "*", "m", Buffer.from(data)]);
+            }
+            let seen = before;
+            while (seen < before + entries.length && Date.now() - sent < ANSWER_DEADLINE_MS) {
+              const now = Number(await raw.sendCommand(["XLEN", dead]));
+              for (; seen < now; seen++) times.push(Date.now() - sent);
+              await delay(1);
+            }
+            // The engine still serves.
+            const [ok] = await client.view(0).apply(() => rank).get({ timeout: 10_000 });
+            const runs = await marks.runs();
+            results.push({
+              times,
+              outcomes: { "dead-lettered": times.length, ...(ok === 0 ? {} : { "bad next": 1 }) },
+              neverRan: entries.length - times.length,
+              extraRuns: [...runs.values()].reduce((a, b) => a + b, 0),
+            });
+          } finally {
+            await marks.remove();
+          }
+        }
+      } finally {
+        raw.destroy();
+      }
+      return results;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const FAULTS: Fault[] = [
+  redisOutage("stop-5s", "Redis stopped (SIGTERM) 5 s mid-broadcast, no persistence", {
+    appendonly: false,
+    downMs: 5000,
+    kill: false,
+  }),
+  redisOutage("stop-5s-aof", "Redis stopped (SIGTERM) 5 s mid-broadcast, AOF (fsync always)", {
+    appendonly: true,
+    downMs: 5000,
+    kill: false,
+  }),
+  redisOutage("kill-aof", "Redis killed (SIGKILL) and restarted at once, AOF (fsync always)", {
+    appendonly: true,
+    downMs: 0,
+    kill: true,
+  }),
+  redisOutage(
+    "stop-12s-aof",
+    "Redis stopped 12 s (longer than the 10 s `commandTimeoutMs`), AOF (fsync always)",
+    { appendonly: true, downMs: 12_000, kill: false },
+  ),
+  engineDeath("exit-worker", "Engine Worker host calls `Deno.exit` in a task", "exit-worker"),
+  engineDeath(
+    "kill-process",
+    'Engine process (`"process"` launcher) killed with SIGKILL from outside',
+    "sigkill-process",
+  ),
+  engineDeath(
+    "kill-engine.ts",
+    "`engine.ts` process started by hand killed with SIGKILL (found by heartbeats, 3 s)",
+    "sigkill-engine.ts",
+  ),
+  poison,
+  badEntries("unsigned"),
+  badEntries("wrong key"),
+  badEntries("truncated"),
+];
+
+if (import.meta.main) await main();
+
+async function main(): Promise<void> {
+  const only = flags.only?.split(",");
+  const started = new Date();
+  const loadBefore = loadAverage();
+  const rows: { fault: Fault; trials: Trial[] }[] = [];
+  for (const fault of FAULTS) {
+    if (only && !only.includes(fault.id)) continue;
+    console.error(`faults: ${fault.id}: ${TRIALS} trials`);
+    const t0 = performance.now();
+    const trials = await fault.run(TRIALS);
+    console.error(
+      `faults: ${fault.id}: done in ${((performance.now() - t0) / 1000).toFixed(0)} s: ` +
+        JSON.stringify(trials.map((t) => ({ ...t, times: t.times.length }))),
+    );
+    rows.push({ fault, trials });
+  }
+  const text = render(rows, started, [loadBefore, loadAverage()]);
+  console.log(text);
+  if (!only) {
+    await Deno.writeTextFile(flags.out!, text);
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", flags.out!] }).output();
+    console.error(`Wrote ${flags.out}`);
+  }
+}
+
+function ms(x: number): string {
+  if (!Number.isFinite(x)) return "–";
+  return x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(x < 10 ? 1 : 0)} ms`;
+}
+
+function render(
+  rows: { fault: Fault; trials: Trial[] }[],
+  started: Date,
+  load: number[][],
+): string {
+  const lines = [
+    "# Faults",
+    "",
+    `Measured ${started.toISOString().slice(0, 16).replace("T", " ")} UTC by ` +
+    `\`deno run -A bench/faults.ts${TRIALS !== 5 ? ` --trials ${TRIALS}` : ""}\`: Deno ` +
+    `${Deno.version.deno}, a private \`redis-server\` per row on loopback, ` +
+    `${navigator.hardwareConcurrency} CPUs shared with other jobs (load average ` +
+    `${formatLoad(load[0])} before, ${formatLoad(load[1])} after). Each fault was injected ` +
+    `${TRIALS} times. Calls wait at most ${ANSWER_DEADLINE_MS / 1000} s (\`get({ timeout })\`): ` +
+    "past that, a call counts as *no answer*.",
+    "",
+    "| fault | trials | affected | outcomes | seen by the caller after: median | max | " +
+    "never ran | extra runs |",
+    "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+  ];
+  for (const { fault, trials } of rows) {
+    const outcomes: Record<string, number> = {};
+    for (const t of trials) {
+      for (const [k, v] of Object.entries(t.outcomes)) outcomes[k] = (outcomes[k] ?? 0) + v;
+    }
+    const affected = Object.values(outcomes).reduce((a, b) => a + b, 0);
+    const times = trials.flatMap((t) => t.times);
+    const shown = Object.entries(outcomes).sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${v} ${k}`).join(", ");
+    lines.push(
+      `| ${fault.name} | ${trials.length} | ${affected} | ${shown} | ${ms(median(times))} | ${
+        ms(Math.max(...times))
+      } | ${trials.reduce((a, t) => a + t.neverRan, 0)} | ${
+        trials.reduce((a, t) => a + t.extraRuns, 0)
+      } |`,
+    );
+  }
+  lines.push("", "What each row counts:", "");
+  for (const { fault } of rows) lines.push(`- **${fault.name}**: ${fault.measure}.`);
+  return lines.join("\n") + "\n";
+}
