@@ -20,12 +20,6 @@ export const REGISTRY = "_registry";
 /** The address engine hosts send heartbeats to: its inbox is the cluster's heartbeat stream. */
 export const HEARTBEATS = "_heartbeats";
 
-/**
- * The most task answers one engine keeps for `client.getResult` at once (IPython Parallel's hub
- * database keeps 1,024 records): past it, the oldest are dropped before their retention ends.
- */
-export const RESULTS_PER_ENGINE = 1000;
-
 /** What an engine host sends every heartbeat interval. */
 export interface Heartbeat {
   /** The host's id. */
@@ -67,8 +61,8 @@ export interface EngineHostConfig {
   hostId: string;
   /**
    * How long (ms) the engines keep each task's answer for `client.getResult`; 0 keeps nothing.
-   * Default 1 hour. Each engine keeps the answers of its last {@linkcode RESULTS_PER_ENGINE}
-   * tasks at most.
+   * Default 1 hour. A host keeps at most its last 1,000 answers (one per task of an engine, or
+   * one per broadcast for all its engines), as IPython Parallel's hub database keeps 1,024 records.
    */
   resultRetentionMs?: number;
   /**
@@ -118,7 +112,6 @@ export class EngineHost {
       // A broadcast's hops between this host's nodes and engines, and tree reductions between
       // its engines, need not cross the transport.
       localDelivery: true,
-      keepLimit: RESULTS_PER_ENGINE * Math.max(1, config.engineIds.length),
     });
     let requestStop!: () => void;
     const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));

@@ -51,7 +51,8 @@ export interface ActorSystemOptions {
   localDelivery?: boolean;
   /**
    * The most values this system keeps stored at once (`store`, sends with `keep`): past it, the
-   * oldest tenth is deleted before its time is up. Default 10,000.
+   * oldest tenth is deleted before its time is up. Default 1,000 (IPython Parallel's hub database
+   * keeps 1,024 records).
    */
   keepLimit?: number;
   /**
@@ -243,7 +244,7 @@ export class ActorSystem extends EventTarget {
     this.#maxLen = options.maxLen ?? 10_000;
     this.#maxMessageBytes = options.maxMessageBytes ?? 512 * 1024 * 1024;
     this.#localDelivery = options.localDelivery ?? false;
-    this.#keepLimit = options.keepLimit ?? 10_000;
+    this.#keepLimit = options.keepLimit ?? 1000;
     if (!(this.#keepLimit >= 1)) {
       throw new RangeError(
         `Cannot make actor system: keepLimit must be at least 1, got ${this.#keepLimit}`,
