@@ -10,34 +10,9 @@ import { TimeoutError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { createTransport } from "../transport/mod.ts";
 import { type EngineFixture, engineSuite } from "./engine_suite.ts";
-import {
-  hasRedisServer,
-  redisAvailable,
-  startRedisServer,
-  testRedisUrl,
-  uniqueNamespace,
-} from "./_redis_server.ts";
+import { fileRedis, uniqueNamespace } from "./_redis_server.ts";
 
-// One server for the whole file, started before any test so that no test owns it; the last
-// test stops it. `--loglevel warning` keeps it from writing (and this process from reading)
-// while tests run under the op sanitizer.
-const server = hasRedisServer()
-  ? await startRedisServer({ args: ["--loglevel", "warning"] })
-  : undefined;
-const redisUrl = server?.url ?? testRedisUrl();
-const noRedis = redisAvailable() ? undefined : "no redis-server on PATH and no REDIS_URL";
-if (noRedis) {
-  // deno-lint-ignore no-console
-  console.warn(`engine_test: Redis suites ignored: ${noRedis}`);
-}
-// If the run is cut short, do not leave the server running.
-globalThis.addEventListener("unload", () => {
-  if (!server) return;
-  void server.kill(); // sends SIGKILL at once
-  try {
-    Deno.removeSync(server.dir, { recursive: true });
-  } catch { /* removed by the last test */ }
-});
+const { server, url: redisUrl, ignored: noRedis } = await fileRedis("engine_test");
 
 engineSuite("memory/worker", () => ({ transport: "memory:" }));
 engineSuite(

@@ -22,7 +22,7 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import { type ClusterKey, generateKey } from "../transport/envelope.ts";
-import { hasRedisServer, redisAvailable, startRedisServer, testRedisUrl } from "./_redis_server.ts";
+import { fileRedis } from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
 
 // Names that exist in the engines' namespaces, not here.
@@ -33,23 +33,7 @@ const T = { timeout: 15_000 } as const;
 /** The deadline of one whole test. */
 const TEST_TIMEOUT_MS = 90_000;
 
-// One server for the whole file, started before any test so that no test owns it.
-const server = hasRedisServer()
-  ? await startRedisServer({ args: ["--loglevel", "warning"] })
-  : undefined;
-const redisUrl = server?.url ?? testRedisUrl();
-const noRedis = redisAvailable() ? undefined : "no redis-server on PATH and no REDIS_URL";
-if (noRedis) {
-  // deno-lint-ignore no-console
-  console.warn(`lifecycle_test: Redis tests ignored: ${noRedis}`);
-}
-globalThis.addEventListener("unload", () => {
-  if (!server) return;
-  void server.kill();
-  try {
-    Deno.removeSync(server.dir, { recursive: true });
-  } catch { /* removed already */ }
-});
+const { server, url: redisUrl, ignored: noRedis } = await fileRedis("lifecycle_test");
 
 /** What a test gets: a started cluster of two engines, its client, key and transport URL. */
 interface Fixture {

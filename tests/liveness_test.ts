@@ -17,13 +17,7 @@ import type { TreeCommunicator } from "../actors/tree.ts";
 import { CompositeError, EngineDiedError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { delay, within } from "./_async.ts";
-import {
-  hasRedisServer,
-  redisAvailable,
-  startRedisServer,
-  testRedisUrl,
-  uniqueNamespace,
-} from "./_redis_server.ts";
+import { fileRedis, uniqueNamespace } from "./_redis_server.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -41,24 +35,7 @@ const DIES_AFTER_MS = 300;
 const T = { timeout: 20_000 } as const;
 const TEST_TIMEOUT_MS = 180_000;
 
-// One server for the suites, started before any test so that no test owns it; the last test
-// stops it.
-const server = hasRedisServer()
-  ? await startRedisServer({ args: ["--loglevel", "warning"] })
-  : undefined;
-const redisUrl = server?.url ?? testRedisUrl();
-const noRedis = redisAvailable() ? undefined : "no redis-server on PATH and no REDIS_URL";
-if (noRedis) {
-  // deno-lint-ignore no-console
-  console.warn(`liveness_test: Redis tests ignored: ${noRedis}`);
-}
-globalThis.addEventListener("unload", () => {
-  if (!server) return;
-  void server.kill();
-  try {
-    Deno.removeSync(server.dir, { recursive: true });
-  } catch { /* removed by the last test */ }
-});
+const { server, url: redisUrl, ignored: noRedis } = await fileRedis("liveness_test");
 
 /**
  * The task every engine runs: victims die `how` (or wait to be killed from outside), the others

@@ -8,7 +8,7 @@ import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import { type TreeCommunicator, type TreeStats, wireTree } from "../actors/tree.ts";
 import { EngineDiedError, type RemoteError } from "../errors.ts";
-import { hasRedisServer, redisAvailable, startRedisServer, testRedisUrl } from "./_redis_server.ts";
+import { fileRedis } from "./_redis_server.ts";
 import { within } from "./_async.ts";
 
 // Used by shipped functions only: declared so that the type checker knows them.
@@ -21,16 +21,7 @@ declare const vadd: (a: Float64Array, b: Float64Array) => Float64Array;
 declare const contribution: typeof contributionOf;
 declare let summed: Float64Array;
 
-const server = hasRedisServer()
-  ? await startRedisServer({ args: ["--loglevel", "warning"] })
-  : undefined;
-const redisUrl = server?.url ?? testRedisUrl();
-const noRedis = redisAvailable() ? undefined : "no redis-server on PATH and no REDIS_URL";
-if (noRedis) {
-  // deno-lint-ignore no-console
-  console.warn(`tree_test: Redis suites ignored: ${noRedis}`);
-}
-globalThis.addEventListener("unload", () => void server?.kill());
+const { server, url: redisUrl, ignored: noRedis } = await fileRedis("tree_test");
 
 /** Options for every call made here: no wait goes without a deadline. */
 const T = { timeout: 30_000 } as const;
