@@ -33,6 +33,7 @@ export {
 } from "./actors/client.ts";
 export {
   type AnyFunction,
+  type BroadcastTree,
   type CallOptions,
   DirectView,
   type Operation,

@@ -89,15 +89,15 @@ export abstract class View {
     this.targets = targets;
   }
 
-  /**
-   * Sends `operation` to the view's engines as call `id`; resolves each engine's outcome in
-   * target order. The message to engine `e` has id `engineMessageId(id, e)`.
-   */
   /** How the view's calls reach their engines, when through a broadcast tree. */
   protected tree(): BroadcastTree | undefined {
     return undefined;
   }
 
+  /**
+   * Sends `operation` to the view's engines as call `id`; resolves each engine's outcome in
+   * target order. The message to engine `e` has id `engineMessageId(id, e)`.
+   */
   protected abstract dispatch(
     operation: Operation,
     options: CallOptions,
