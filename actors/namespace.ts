@@ -87,7 +87,7 @@ export class Namespace {
    * (`const`, `let`, `var`, functions, classes, imports) and assignments persist in the namespace.
    */
   async execute(code: string): Promise<void> {
-    const { body, names } = rewriteCell(guardTypeof(code, CELL_SYNTAX));
+    const { body, names } = rewrittenCell(code);
     for (const name of names) if (!Object.hasOwn(this.values, name)) this.values[name] = undefined;
     const cell = new AsyncFunction("__scope", `with (__scope) {\n${body}\n}`);
     await cell(this.#scope);
@@ -104,6 +104,21 @@ export async function importFunction(fn: ModuleFunction): Promise<AnyFunction> {
     );
   }
   return value;
+}
+
+/** Cells rewritten lately, by source: the engines of a host mostly run the same cells. */
+const rewrittenCells = new Map<string, { body: string; names: string[] }>();
+const REWRITTEN_CELLS_KEPT = 256;
+
+function rewrittenCell(code: string): { body: string; names: string[] } {
+  let cell = rewrittenCells.get(code);
+  if (cell) return cell;
+  cell = rewriteCell(guardTypeof(code, CELL_SYNTAX));
+  if (rewrittenCells.size >= REWRITTEN_CELLS_KEPT) {
+    rewrittenCells.delete(rewrittenCells.keys().next().value!);
+  }
+  rewrittenCells.set(code, cell);
+  return cell;
 }
 
 /**
