@@ -194,6 +194,8 @@ export class TreeCommunicator {
   };
   #unconsumed = 0;
   #closed = false;
+  /** Whether entries came through this engine's tree inbox since it was last trimmed. */
+  #streamUsed = true;
 
   private constructor(system: ActorSystem, id: number, wiring: TreeWiring) {
     this.id = id;
@@ -319,7 +321,7 @@ export class TreeCommunicator {
         if (partial.empty && all) {
           throw new TypeError("Cannot reduce: every engine's list was empty");
         }
-        await this.#sendDown(seq, all ? partial : { empty: true });
+        this.#sendDown(seq, all ? partial : { empty: true });
         this.#finish(seq);
         return unwrap(partial);
       }
@@ -398,7 +400,7 @@ export class TreeCommunicator {
       const down = slot.down!;
       slot.down = undefined;
       this.#unconsumed--;
-      await this.#sendDown(seq, down);
+      this.#sendDown(seq, down);
       return down;
     } catch (error) {
       this.#fail(seq, error as Error);
@@ -409,20 +411,27 @@ export class TreeCommunicator {
   }
 
   /**
-   * Sends `carried` to the children. First drops the consumed entries of this engine's inbox:
-   * nothing new can arrive for this tree until the children have it (one newer entry is kept: an
-   * abort the parent may have sent meanwhile).
+   * Sends `carried` to the children, without waiting for the writes: this engine is done with the
+   * reduction, and a write that fails fails the reduction on the children (they are told). First
+   * drops the consumed entries of this engine's inbox, if any came through the transport: nothing
+   * new can arrive for this tree until the children have it (one newer entry is kept: an abort
+   * the parent may have sent meanwhile).
    */
-  async #sendDown(seq: number, carried: Carried): Promise<void> {
-    this.#system.transport.trim(this.#stream, 1).catch(() => {});
+  #sendDown(seq: number, carried: Carried): void {
+    if (this.#streamUsed) {
+      this.#streamUsed = false;
+      this.#system.transport.trim(this.#stream, 1).catch(() => {});
+    }
     if (this.children.length === 0) return;
     const content = this.#message(seq, carried); // one object: encoded once for both children
-    await this.#system.sendMany(this.children.map((child) => ({
+    this.#system.sendMany(this.children.map((child) => ({
       to: `tree.${child}`,
       type: "down",
       content,
       options: { from: this.address },
-    })));
+    }))).catch((error) =>
+      this.#fail(seq, error, causeOf(error, this.id), this.parent ?? undefined)
+    );
   }
 
   async #send(to: string, type: string, seq: number, carried: Carried): Promise<void> {
@@ -615,6 +624,7 @@ export class TreeCommunicator {
   #actor() {
     const file = async (message: ValueMessage, direction: "up" | "down", local: boolean) => {
       this.#stats.received++;
+      if (!local) this.#streamUsed = true;
       const held = this.#unconsumed;
       this.#stats.maxHeld = Math.max(this.#stats.maxHeld, held + 1);
       if (message?.wiring === this.#wiring.wiring && message.seq > this.#finished) {
