@@ -11,6 +11,7 @@ import { createTransport, redactUrl } from "../transport/mod.ts";
 import type { Transport } from "../transport/types.ts";
 import type { FromWorker, ToWorker } from "./_worker_host.ts";
 import { Client, type EngineDiedDetail, type EngineRestartedDetail } from "./client.ts";
+import { dispatcherAddress } from "./dispatcher.ts";
 import { type EngineHostConfig, type Registration, REGISTRY } from "./engine_host.ts";
 import { ActorSystem } from "./system.ts";
 import { partitionBounds } from "./partition.ts";
@@ -378,6 +379,7 @@ export class Cluster extends EventTarget {
         for (const id of old.engineIds) {
           await client.transport.trim(client.system.inboxOf(`engine.${id}`), 0);
         }
+        await client.transport.trim(client.system.inboxOf(dispatcherAddress(dead.id)), 0);
         if (signal.aborted) return;
         const index = this.#hosts.indexOf(dead);
         host = { id: newHostId(index), engineIds: old.engineIds, replacement: true };

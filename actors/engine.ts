@@ -154,11 +154,13 @@ export function engineActor(options: EngineOptions): Engine {
     );
   }
   /**
-   * Keeps the answer to the message being handled, signed, for `client.getResult`; not that of a
-   * task handed over inside this host (a broadcast node here keeps the answers of its range).
+   * Keeps the answer to the message being handled, signed, for `client.getResult`, when the answer
+   * leaves this host; not when it goes to an actor here (a broadcast node here keeps the answers
+   * of its range).
    */
   const keep = (ctx: ActorContext) => {
-    if (retention > 0 && !ctx.local) {
+    const { replyTo } = ctx.envelope;
+    if (retention > 0 && replyTo !== undefined && !ctx.system.deliversLocally(replyTo)) {
       ctx.keepReply(resultKey(ctx.system.namespace, ctx.envelope.id), retention);
     }
   };

@@ -9,6 +9,7 @@ import type { ClusterKey } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";
 import { defineActor } from "./actor.ts";
 import { broadcastAddress, BroadcastNodes } from "./broadcast.ts";
+import { dispatcherActor, dispatcherAddress } from "./dispatcher.ts";
 import { engineActor } from "./engine.ts";
 import { ActorSystem } from "./system.ts";
 import type { ToHeartbeatWorker } from "./_heartbeat_worker.ts";
@@ -128,6 +129,7 @@ export class EngineHost {
       });
       system.spawn(`engine.${id}`, engine.definition);
     }
+    system.spawn(dispatcherAddress(config.hostId), dispatcherActor(config.hostId));
     const nodes = new BroadcastNodes(config.hostId);
     for (let node = 0; node < Math.max(1, config.size); node++) {
       system.spawn(broadcastAddress(config.hostId, node), nodes.actor(node));

@@ -411,6 +411,32 @@ export class ActorSystem extends EventTarget {
     }
   }
 
+  /**
+   * Hands each of `envelopes` to the actor of this system it is addressed to, as if it had come
+   * through its inbox but without the transport: each gets its own copy of the content (a content
+   * shared by several envelopes is encoded once), and its answer goes to its `replyTo`. Returns
+   * the envelopes addressed to no actor here, which are not delivered.
+   */
+  deliver(envelopes: readonly Envelope[]): Envelope[] {
+    const missing: Envelope[] = [];
+    const encoded = new Map<unknown, Uint8Array>();
+    for (const envelope of envelopes) {
+      if (!this.#actors.has(envelope.to)) {
+        missing.push(envelope);
+        continue;
+      }
+      let bytes = encoded.get(envelope.content);
+      if (!bytes) encoded.set(envelope.content, bytes = encodeValue(envelope.content));
+      this.#deliverLocally(envelope, bytes);
+    }
+    return missing;
+  }
+
+  /** Whether a message to `address` is handed over here, without the transport. */
+  deliversLocally(address: string): boolean {
+    return this.#localDelivery && this.#actors.has(address);
+  }
+
   #isLocal(envelope: Envelope): boolean {
     return this.#localDelivery && this.#actors.has(envelope.to);
   }

@@ -8,6 +8,7 @@ import { TimeoutError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import { AsyncResult, type Outcome } from "./async_result.ts";
 import type { Client } from "./client.ts";
+import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
 import { engineMessageId, type EngineResult } from "./engine.ts";
 import { concatenate, partition, type Sequence } from "./partition.ts";
 import { wireTree, type WireTreeOptions } from "./tree.ts";
@@ -322,22 +323,18 @@ export function mapResult(
   );
 }
 
-/** A view that sends one message to each engine (IPython Parallel's `DirectView`). */
+/**
+ * A view whose engines each get their own task and answer (IPython Parallel's `DirectView`). A
+ * call travels as one message per host, to the host's dispatcher, which hands each of its engines
+ * its task; each engine answers on its own.
+ */
 export class DirectView extends View {
-  /** Sends `operation` to each engine of the view in one round trip of appends. */
+  /** Sends `operation` to each host of the view's engines in one round trip of appends. */
   protected dispatch(operation: Operation, options: CallOptions, id: string): AsyncResult<unknown> {
     const { client, targets } = this;
     const { signal } = options;
     const timeout = options.timeout ?? Infinity;
     const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
-    const messages = targets.map((engineId, i) => ({
-      to: `engine.${engineId}`,
-      type: operation.type,
-      content: operation.scatter
-        ? { ...operation.content, values: chunkFor(operation.scatter, i, targets.length) }
-        : operation.content,
-      options: { id: engineMessageId(id, engineId), replyTo: client.system.replyAddress, deadline },
-    }));
     if (signal?.aborted) {
       // Cancelled before it was sent: nothing goes out.
       const outcomes = targets.map((engineId) =>
@@ -347,12 +344,17 @@ export class DirectView extends View {
     }
     const live = targets.filter((engineId) => !client.deadEngine(engineId));
     const answered = new Set<number>();
-    const outcomes = messages.map((m, i) => {
-      const engineId = targets[i];
+    const outcomes = targets.map((engineId) => {
       const dead = client.deadEngine(engineId);
       if (dead) return Promise.resolve<Outcome>({ engineId, error: dead });
       return client.system
-        .expectReply<EngineResult>(m.options.id, m.to, timeout, signal, operation.type)
+        .expectReply<EngineResult>(
+          engineMessageId(id, engineId),
+          `engine.${engineId}`,
+          timeout,
+          signal,
+          operation.type,
+        )
         .then(
           (result): Outcome => {
             answered.add(engineId);
@@ -364,9 +366,37 @@ export class DirectView extends View {
           }),
         );
     });
-    const sent = messages.filter((_, i) => !client.deadEngine(targets[i]));
-    client.system.sendMany(sent).catch((error) => {
-      for (const m of sent) client.system.failReply(m.options.id, error);
+    const byHost = new Map<string, number[]>();
+    targets.forEach((engineId, i) => {
+      if (client.deadEngine(engineId)) return;
+      const host = client.hostOf(engineId);
+      const positions = byHost.get(host);
+      if (positions) positions.push(i);
+      else byHost.set(host, [i]);
+    });
+    const messages = [...byHost].map(([host, positions]) => {
+      const request: DispatchRequest = {
+        call: id,
+        type: operation.type,
+        engineIds: positions.map((i) => targets[i]),
+        replyTo: client.system.replyAddress,
+      };
+      const { scatter } = operation;
+      if (scatter) {
+        request.contents = positions.map((i) => ({
+          ...operation.content,
+          values: chunkFor(scatter, i, targets.length),
+        }));
+      } else request.content = operation.content;
+      return {
+        to: dispatcherAddress(host),
+        type: "dispatch",
+        content: request,
+        options: { deadline },
+      };
+    });
+    client.system.sendMany(messages).catch((error) => {
+      for (const engineId of live) client.system.failReply(engineMessageId(id, engineId), error);
     });
     const abort = () => client.abortCall(id, live.filter((e) => !answered.has(e)));
     abortOnSignal(signal, Promise.all(outcomes), abort);

@@ -510,6 +510,45 @@ export function engineSuite(
     { hosts: 1 },
   );
 
+  test(
+    "DirectView sends a call once per host; each engine answers on its own, in call order",
+    6,
+    async ({ client }) => {
+      const hosts = new Set(client.ids.map((e) => client.hostOf(e)));
+      const before = client.system.stats;
+      assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1, 2, 3, 4, 5]);
+      const after = client.system.stats;
+      assert.equal(after.sent - before.sent, hosts.size);
+      assert.equal(after.received - before.received, 6);
+
+      // Calls not awaited in between run on each engine in the order they were made.
+      const dv = client.view();
+      await dv.execute("seen = []", T);
+      const calls = Array.from({ length: 20 }, (_, i) => dv.execute(`seen.push(${i})`));
+      await Promise.all(calls.map((ar) => ar.get(T)));
+      const expected = Array.from({ length: 20 }, (_, i) => i);
+      assert.deepEqual(await dv.pull("seen", T), client.ids.map(() => expected));
+
+      // A dispatcher asked for an engine its host does not run answers in that engine's name.
+      const [host] = hosts;
+      const answer = client.system.expectReply("lost_7", "engine.7", 10_000);
+      await client.system.send(`dispatch.${host}`, "dispatch", {
+        call: "lost",
+        type: "execute",
+        engineIds: [7],
+        content: { code: "1" },
+        replyTo: client.system.replyAddress,
+      });
+      const error = await answer.catch((e) => e);
+      assert.ok(error instanceof RemoteError, String(error));
+      assert.equal(error.engineId, 7);
+      assert.equal(error.remoteName, "EngineDiedError");
+      assert.match(error.remoteMessage, /engine\.7: it does not run on host/);
+    },
+    "cluster",
+    { hosts: 2 },
+  );
+
   test("CompositeError lists each failing engine in engine order", 3, async ({ client }) => {
     const failIfNotZero = () => {
       if (rank !== 0) throw new Error(`engine ${rank} says no`);
