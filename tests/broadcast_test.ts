@@ -26,6 +26,7 @@ import {
   uniqueNamespace,
 } from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
+import { prng } from "./_random.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -55,16 +56,9 @@ interface Fixture {
   readonly url: string;
 }
 
-/** A deterministic shuffle (mulberry32), so a failure can be replayed. */
+/** A deterministic shuffle, so a failure can be replayed. */
 function shuffled<T>(items: readonly T[], seed: number): T[] {
-  let s = seed >>> 0;
-  const random = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = prng(seed);
   const out = [...items];
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));

@@ -9,6 +9,7 @@ import {
 } from "../transport/envelope.ts";
 import { decodeValue, encodeValue } from "../transport/codec.ts";
 import { SerializationError } from "../errors.ts";
+import { prng } from "./_random.ts";
 
 const HEADER = 33;
 
@@ -27,18 +28,6 @@ function sample(
     content: content.length > 0
       ? content[0]
       : { args: [1, "two"], data: new Float32Array([1.5, 2]) },
-  };
-}
-
-/** A small seeded PRNG (mulberry32), so a failing fuzz case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

@@ -31,21 +31,10 @@ import {
   uniqueNamespace,
 } from "./_redis_server.ts";
 import { delay } from "./_async.ts";
+import { prng } from "./_random.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const ENGINE = "engine.0";
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One generated entry and what the engine's system must do with it. */
 interface Case {
