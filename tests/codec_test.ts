@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { decodeValue, encodeValue } from "../transport/codec.ts";
+import { cloneValue, decodeValue, encodeValue } from "../transport/codec.ts";
 import { SerializationError } from "../errors.ts";
+import { FunctionSource, Reference } from "../actors/wire_types.ts";
+import { prng } from "./_random.ts";
 
 function roundTrip<T>(value: T): T {
   return decodeValue(encodeValue(value)) as T;
@@ -452,4 +454,123 @@ Deno.test("encodeValue() leaves nothing half-written when it refuses a value", (
 Deno.test("decodeValue() rejects truncated input", () => {
   const bytes = encodeValue({ a: "a fairly long string", b: [1, 2, 3] });
   assert.throws(() => decodeValue(bytes.subarray(0, bytes.length - 3)));
+});
+
+/** A random value the codec can send, `depth` levels deep at most. */
+function randomValue(depth: number, random: () => number): unknown {
+  const pick = Math.floor(random() * (depth > 0 ? 16 : 9));
+  const n = () => Math.floor(random() * 4);
+  switch (pick) {
+    case 0:
+      return random() * 1e6 - 5e5;
+    case 1:
+      return Math.floor(random() * 2 ** 40);
+    case 2:
+      return [undefined, null, true, false, -0, NaN, Infinity][n()];
+    case 3:
+      return "s" + random().toString(36) + "é€";
+    case 4:
+      return BigInt(Math.floor(random() * 1e9)) * -(10n ** 20n);
+    case 5:
+      return new Date(Math.floor(random() * 2e12));
+    case 6:
+      return Float64Array.from({ length: n() * 3 }, () => random());
+    case 7:
+      return new Int16Array(new Int16Array([1, 2, 3, 4, 5]).buffer, 2, 3); // offset view
+    case 8:
+      return new Uint8Array([1, 2, 3, n()]).subarray(1);
+    case 9:
+      return Array.from({ length: n() }, () => randomValue(depth - 1, random));
+    case 10: {
+      const object: Record<string, unknown> = {};
+      for (let i = 0; i < n(); i++) object[`k${i}`] = randomValue(depth - 1, random);
+      return object;
+    }
+    case 11:
+      return new Map([[randomValue(0, random), randomValue(depth - 1, random)]]);
+    case 12:
+      return new Set([randomValue(depth - 1, random), 1]);
+    case 13:
+      return new RangeError(`e${n()}`);
+    case 14:
+      return new Uint32Array([1, 2, 3]).buffer;
+    default:
+      return [randomValue(depth - 1, random), { nested: randomValue(depth - 1, random) }];
+  }
+}
+
+Deno.test("cloneValue() equals decodeValue(encodeValue()) on 2,000 random values", () => {
+  const random = prng(20261122);
+  for (let i = 0; i < 2000; i++) {
+    const value = randomValue(4, random);
+    assert.deepEqual(cloneValue(value), roundTrip(value), `value ${i}: ${Deno.inspect(value)}`);
+  }
+});
+
+Deno.test("cloneValue() copies: the clone shares no typed array, buffer or container", () => {
+  const floats = new Float64Array([1, 2, 3]);
+  const value = { floats, list: [floats], map: new Map([["k", [1]]]), bytes: new Uint8Array(4) };
+  const copy = cloneValue(value) as typeof value;
+  assert.notEqual(copy.floats, floats);
+  assert.notEqual(copy.list[0], copy.floats, "a value shared twice is sent twice");
+  copy.floats[0] = 99;
+  copy.map.get("k")!.push(2);
+  copy.bytes[0] = 7;
+  assert.deepEqual(value, {
+    floats: new Float64Array([1, 2, 3]),
+    list: [floats],
+    map: new Map([["k", [1]]]),
+    bytes: new Uint8Array(4),
+  });
+  const view = new Float64Array(new Float64Array([0, 1, 2, 3]).buffer, 8, 2);
+  const sliced = cloneValue(view) as Float64Array;
+  assert.equal(sliced.byteOffset, 0);
+  assert.equal(sliced.buffer.byteLength, 16, "the copy's buffer holds only its bytes");
+  const buffer = cloneValue(Buffer.from([1, 2]));
+  assert.equal(Object.getPrototypeOf(buffer), Uint8Array.prototype, "a Buffer arrives plain");
+  class Point {
+    constructor(public x: number) {}
+  }
+  assert.deepEqual(cloneValue(new Point(1)), roundTrip(new Point(1)));
+  assert.equal(Object.getPrototypeOf(cloneValue(new Point(1))), Object.prototype);
+  const shipped = {
+    fn: FunctionSource.of(function twice(x: number) {
+      return 2 * x;
+    }),
+    ref: new Reference("x"),
+  };
+  const copied = cloneValue(shipped) as typeof shipped;
+  assert.ok(copied.fn instanceof FunctionSource && copied.ref instanceof Reference);
+  assert.deepEqual(copied, roundTrip(shipped));
+});
+
+Deno.test("cloneValue() refuses what encodeValue() refuses, with the same error", () => {
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  const refused = [
+    Symbol("s"),
+    { a: [1, () => 1] },
+    circular,
+    { p: Promise.resolve() },
+    new Map([["k", new WeakMap()]]),
+    new Set([new DataView(new ArrayBuffer(1))]),
+    { when: new Date(NaN) },
+    JSON.parse('{"__proto__": 1}'),
+  ];
+  for (const value of refused) {
+    const expected = (() => {
+      try {
+        encodeValue(value);
+      } catch (error) {
+        return error as SerializationError;
+      }
+      assert.fail(`encodeValue accepted ${Deno.inspect(value)}`);
+    })();
+    assert.throws(() => cloneValue(value), (error: unknown) => {
+      assert.ok(error instanceof SerializationError);
+      assert.equal(error.message, expected.message);
+      assert.equal(error.path, expected.path);
+      return true;
+    });
+  }
 });

@@ -86,7 +86,8 @@ extensions.register({
   decode: (data) => {
     const C: TypedArrayCtor | undefined = TYPED_ARRAYS[data[0]];
     if (!C) throw new RangeError(`Cannot decode typed array: unknown kind ${data[0]}`);
-    const bytes = data.slice(1); // a fresh, aligned buffer
+    const bytes = new Uint8Array(data.byteLength - 1); // a fresh, aligned buffer
+    bytes.set(data.subarray(1));
     return new C(bytes.buffer, 0, bytes.byteLength / C.BYTES_PER_ELEMENT);
   },
 });
@@ -160,6 +161,16 @@ export function encodeValue(value: unknown): Uint8Array {
   return encodeRaw(prepareAt(value));
 }
 
+const viewEncoder = new Encoder({ extensionCodec: extensions, useBigInt64: false });
+
+/**
+ * Encodes `value` as {@linkcode encodeValue} does, into a buffer this module reuses: the bytes are
+ * valid until the next call, for a caller that copies them at once.
+ */
+export function encodeValueTransient(value: unknown): Uint8Array {
+  return viewEncoder.encodeSharedRef(prepareAt(value));
+}
+
 /**
  * Why a value cannot be sent, with the path to it, built as the error unwinds (innermost step
  * first): paths cost nothing unless something fails.
@@ -173,6 +184,21 @@ class Unsendable {
 function prepareAt(value: unknown): unknown {
   try {
     return prepare(value, []);
+  } catch (error) {
+    if (!(error instanceof Unsendable)) throw error;
+    throw new SerializationError(`$${error.steps.reverse().join("")}`, error.reason);
+  }
+}
+
+/**
+ * A copy of `value` equal to `decodeValue(encodeValue(value))`, made without encoding: what a
+ * message between two actors of one thread carries, so that the recipient owns its value. Typed
+ * arrays are copied with one `slice` each. Throws {@linkcode SerializationError} where
+ * {@linkcode encodeValue} does, with the same path.
+ */
+export function cloneValue(value: unknown): unknown {
+  try {
+    return clone(value, []);
   } catch (error) {
     if (!(error instanceof Unsendable)) throw error;
     throw new SerializationError(`$${error.steps.reverse().join("")}`, error.reason);
@@ -250,6 +276,92 @@ function prepare(value: unknown, ancestors: object[]): unknown {
   } finally {
     ancestors.pop();
   }
+}
+
+/** {@linkcode prepare}'s rules, copying: see {@linkcode cloneValue}. */
+function clone(value: unknown, ancestors: object[]): unknown {
+  switch (typeof value) {
+    case "undefined":
+    case "number":
+    case "string":
+    case "boolean":
+    case "bigint":
+      return value;
+    case "symbol":
+    case "function":
+      return prepare(value, ancestors); // throws the same Unsendable
+  }
+  if (value === null) return null;
+  const object = value as object;
+  if (ArrayBuffer.isView(object)) {
+    if (object instanceof DataView) return prepare(object, ancestors);
+    // `new` and `set` copy several times faster than `slice` here. A Buffer becomes plain.
+    const C = object instanceof Uint8Array
+      ? Uint8Array
+      : TYPED_ARRAYS.find((C) => object instanceof C)!;
+    const copy = new C((object as Float64Array).length);
+    copy.set(object as never);
+    return copy;
+  }
+  if (object instanceof ArrayBuffer) return object.slice(0);
+  if (object instanceof Date) {
+    prepare(object, ancestors); // an invalid Date throws
+    return new Date(object.getTime());
+  }
+  if (object instanceof Error) {
+    const error = new Error(object.message);
+    error.name = object.name;
+    error.stack = object.stack;
+    return error;
+  }
+  const wireType = wireTypes.find((t) => t.test(object));
+  if (wireType) return wireType.fromData(clone(wireType.toData(object), ancestors));
+  if (ancestors.includes(object)) {
+    throw new Unsendable("a circular reference cannot be sent");
+  }
+  ancestors.push(object);
+  try {
+    if (Array.isArray(object)) return cloneArray(object, ancestors);
+    if (object instanceof Map) {
+      return new Map(
+        within("<Map>", () => cloneArray([...object], ancestors)) as [unknown, unknown][],
+      );
+    }
+    if (object instanceof Set) {
+      return new Set(within("<Set>", () => cloneArray([...object], ancestors)));
+    }
+    if (
+      object instanceof Promise || object instanceof WeakMap || object instanceof WeakSet ||
+      object instanceof WeakRef
+    ) {
+      throw new Unsendable(`a ${object.constructor.name} cannot be sent`);
+    }
+    const copy: Record<string, unknown> = {};
+    for (const key in object) {
+      if (!Object.hasOwn(object, key)) continue;
+      if (key === "__proto__") throw new Unsendable('an own "__proto__" key cannot be sent');
+      copy[key] = within(
+        propertyPath(key),
+        () => clone((object as Record<string, unknown>)[key], ancestors),
+      );
+    }
+    return copy;
+  } finally {
+    ancestors.pop();
+  }
+}
+
+function cloneArray(array: unknown[], ancestors: object[]): unknown[] {
+  const copy = new Array(array.length);
+  for (let i = 0; i < array.length; i++) {
+    try {
+      copy[i] = clone(array[i], ancestors);
+    } catch (error) {
+      if (error instanceof Unsendable) error.steps.push(`[${i}]`);
+      throw error;
+    }
+  }
+  return copy;
 }
 
 /** `f()`, adding `step` to the path of what it finds unsendable. */
