@@ -13,7 +13,7 @@ import {
   TimeoutError,
   TransportClosedError,
 } from "../errors.ts";
-import { decodeValue, encodeValue } from "../transport/codec.ts";
+import { cloneValue, encodeValue } from "../transport/codec.ts";
 import {
   type ClusterKey,
   type Envelope,
@@ -202,6 +202,8 @@ export class ActorSystem extends EventTarget {
   readonly #encoded = new WeakMap<object, Uint8Array>();
   readonly #byStream = new Map<string, Running>();
   readonly #asks = new Map<string, Waiting>();
+  /** Entries to acknowledge at the end of this microtask, by stream. */
+  readonly #acks = new Map<string, StreamEntry[]>();
   readonly #wakeStream: string;
   readonly #replyStream: string;
   #loop: Promise<void> | undefined;
@@ -349,7 +351,7 @@ export class ActorSystem extends EventTarget {
     let bytes: Uint8Array | undefined;
     if (options.keep) this.#keep(options.keep, bytes = sealEnvelope(envelope, this.#key));
     if (this.#isLocal(envelope)) {
-      this.#deliverLocally(envelope, this.#shares(envelope) ? null : encodeValue(envelope.content));
+      this.#deliverLocally(envelope, this.#shares(envelope));
       return envelope.id;
     }
     bytes ??= sealEnvelope(envelope, this.#key);
@@ -413,22 +415,20 @@ export class ActorSystem extends EventTarget {
 
   /**
    * Hands each of `envelopes` to the actor of this system it is addressed to, as if it had come
-   * through its inbox but without the transport: each gets its own copy of the content (a content
-   * shared by several envelopes is encoded once), and its answer goes to its `replyTo`. Returns
+   * through its inbox but without the transport: each gets its own copy of the content, and its
+   * answer goes to its `replyTo`. Throws `SerializationError` for a content that cannot be sent,
+   * before delivering anything. Returns
    * the envelopes addressed to no actor here, which are not delivered.
    */
   deliver(envelopes: readonly Envelope[]): Envelope[] {
     const missing: Envelope[] = [];
-    const encoded = new Map<unknown, Uint8Array>();
+    const copies: Envelope[] = [];
     for (const envelope of envelopes) {
-      if (!this.#actors.has(envelope.to)) {
-        missing.push(envelope);
-        continue;
-      }
-      let bytes = encoded.get(envelope.content);
-      if (!bytes) encoded.set(envelope.content, bytes = encodeValue(envelope.content));
-      this.#deliverLocally(envelope, bytes);
+      if (this.#actors.has(envelope.to)) {
+        copies.push({ ...envelope, content: cloneValue(envelope.content) });
+      } else missing.push(envelope);
     }
+    for (const copy of copies) this.#deliverLocally(copy, true);
     return missing;
   }
 
@@ -448,15 +448,16 @@ export class ActorSystem extends EventTarget {
   }
 
   /**
-   * Hands `envelope` to an actor of this system, with its own copy of the content decoded from
-   * `contentBytes`, or with the content itself when `contentBytes` is `null`.
+   * Hands `envelope` to an actor of this system, with its own copy of the content (made now, with
+   * the codec's rules: `SerializationError` for a content that cannot be sent), or with the
+   * content itself when `owned` (a copy already, or between actors that share contents).
    */
-  #deliverLocally(envelope: Envelope, contentBytes: Uint8Array | null): void {
+  #deliverLocally(envelope: Envelope, owned: boolean): void {
     const running = this.#actors.get(envelope.to)!;
+    const delivered = owned ? envelope : { ...envelope, content: cloneValue(envelope.content) };
     queueMicrotask(() => {
       if (this.#actors.get(envelope.to) !== running) return;
-      const copy = contentBytes ? { ...envelope, content: decodeValue(contentBytes) } : envelope;
-      this.#route(running, copy, null);
+      this.#route(running, delivered, null);
     });
   }
 
@@ -493,12 +494,14 @@ export class ActorSystem extends EventTarget {
       if (keep) this.#keep(keep, seal(e));
     });
     const entries = [];
-    const local: [Envelope, Uint8Array | null][] = [];
+    // Every local copy is made before any is delivered: a content that cannot be sent fails the
+    // whole call.
+    const local: Envelope[] = [];
     for (const e of envelopes) {
       if (!this.#isLocal(e)) entries.push({ stream: this.inboxOf(e.to), data: seal(e) });
-      else local.push([e, this.#shares(e) ? null : contentBytes(e.content, e.from)]);
+      else local.push(this.#shares(e) ? e : { ...e, content: cloneValue(e.content) });
     }
-    for (const [e, bytes] of local) this.#deliverLocally(e, bytes);
+    for (const e of local) this.#deliverLocally(e, true);
     if (entries.length === 0) return envelopes.map((e) => e.id);
     await this.transport.appendMany(entries, { maxLen: this.#maxLen });
     this.#sent += entries.length;
@@ -543,14 +546,14 @@ export class ActorSystem extends EventTarget {
     });
     this.#start();
     if (this.#isLocal(envelope)) {
-      let bytes: Uint8Array;
+      let copy: Envelope;
       try {
-        bytes = encodeValue(envelope.content);
+        copy = { ...envelope, content: cloneValue(envelope.content) };
       } catch (error) {
         return Promise.reject(error);
       }
       const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
-      this.#deliverLocally(envelope, bytes);
+      this.#deliverLocally(copy, true);
       return result;
     }
     let bytes: Uint8Array;
@@ -904,15 +907,32 @@ export class ActorSystem extends EventTarget {
     });
   }
 
+  /**
+   * Acknowledges `entry`, together with the other entries acknowledged in the same microtask: one
+   * `XACK` per stream for a whole read's worth of answers.
+   */
   #ack(entry: StreamEntry | null): void {
     if (!entry) return;
-    const tag = tagOf(entry);
-    this.transport.ack(entry.stream, GROUP, [entry.id]).then(() => {
-      this.#ackedSinceRead?.add(tag);
-      if (Number.isFinite(this.#retainAckedMs)) this.#acked.set(entry.stream, Date.now());
-    }, (error) => {
-      if (!this.#closed) this.#emitError(error);
-    }).finally(() => this.#inFlight.delete(tag));
+    if (this.#acks.size === 0) queueMicrotask(() => this.#flushAcks());
+    const entries = this.#acks.get(entry.stream);
+    if (entries) entries.push(entry);
+    else this.#acks.set(entry.stream, [entry]);
+  }
+
+  #flushAcks(): void {
+    const acks = [...this.#acks];
+    this.#acks.clear();
+    for (const [stream, entries] of acks) {
+      const tags = entries.map(tagOf);
+      this.transport.ack(stream, GROUP, entries.map((e) => e.id)).then(() => {
+        for (const tag of tags) this.#ackedSinceRead?.add(tag);
+        if (Number.isFinite(this.#retainAckedMs)) this.#acked.set(stream, Date.now());
+      }, (error) => {
+        if (!this.#closed) this.#emitError(error);
+      }).finally(() => {
+        for (const tag of tags) this.#inFlight.delete(tag);
+      });
+    }
   }
 
   #deadLetter(
