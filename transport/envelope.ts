@@ -7,7 +7,7 @@
  * @module
  */
 import { createHash, type Hash, timingSafeEqual } from "node:crypto";
-import { decodeValue, encodeValue } from "./codec.ts";
+import { decodeValue, encodeValue, encodeValueTransient } from "./codec.ts";
 
 /** The wire format's version byte. */
 export const WIRE_VERSION = 1;
@@ -51,9 +51,11 @@ export function generateKey(): ClusterKey {
 export function sealEnvelope(
   envelope: Envelope,
   key: ClusterKey,
-  contentBytes: Uint8Array = encodeValue(envelope.content),
+  contentBytes: Uint8Array = encodeValueTransient(envelope.content),
 ): Uint8Array {
-  const body = encodeValue([
+  // The body is written in place, its content copied once: the first eight fields encoded as an
+  // array, whose header is then made that of nine, and the content as the ninth, a binary.
+  const fields = encodeValue([
     envelope.id,
     envelope.type,
     envelope.from,
@@ -62,14 +64,28 @@ export function sealEnvelope(
     envelope.replyTo ?? null,
     envelope.sent,
     envelope.deadline ?? null,
-    contentBytes,
   ]);
-  const out = new Uint8Array(HEADER_BYTES + body.byteLength);
+  const length = contentBytes.byteLength;
+  const binHeader = length < 0x100 ? 2 : length < 0x10000 ? 3 : 5;
+  const out = new Uint8Array(HEADER_BYTES + fields.byteLength + binHeader + length);
   out[0] = WIRE_VERSION;
-  out.set(body, HEADER_BYTES);
-  out.set(sign(key, out.subarray(0, 1), body), 1);
+  out.set(fields, HEADER_BYTES);
+  out[HEADER_BYTES] = FIXARRAY_9;
+  const at = HEADER_BYTES + fields.byteLength;
+  const view = new DataView(out.buffer, at, binHeader);
+  view.setUint8(0, BIN_HEADS[binHeader]);
+  if (binHeader === 2) view.setUint8(1, length);
+  else if (binHeader === 3) view.setUint16(1, length);
+  else view.setUint32(1, length);
+  out.set(contentBytes, at + binHeader);
+  out.set(sign(key, out.subarray(0, 1), out.subarray(HEADER_BYTES)), 1);
   return out;
 }
+
+/** The MessagePack header of an array of nine items. */
+const FIXARRAY_9 = 0x99;
+/** The first byte of a MessagePack binary (bin 8, 16, 32), by the length of its header. */
+const BIN_HEADS: Record<number, number> = { 2: 0xc4, 3: 0xc5, 5: 0xc6 };
 
 /**
  * Verifies and decodes what {@linkcode sealEnvelope} wrote. Throws a `RangeError` saying what is
