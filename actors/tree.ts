@@ -157,6 +157,40 @@ const TICK_MS = 100;
 const communicators = new WeakMap<ActorSystem, Map<number, TreeCommunicator>>();
 
 /**
+ * Calls to make once their time (`performance.now()`) has come, checked every `WAKE_TICK_MS` by
+ * one interval for all the waits of this thread, which runs only while there are some: a wait
+ * that ends within milliseconds, as most do, neither sets nor clears a timer.
+ */
+const wakes = new Set<{ at: number; run: () => void }>();
+const WAKE_TICK_MS = 25;
+let wakeTimer: ReturnType<typeof setInterval> | undefined;
+
+/** Calls `run` after about `ms` (up to `WAKE_TICK_MS` later). Returns the function that cancels. */
+function wakeAfter(ms: number, run: () => void): () => void {
+  const wake = { at: performance.now() + ms, run };
+  wakes.add(wake);
+  wakeTimer ??= setInterval(() => {
+    const now = performance.now();
+    for (const due of wakes) {
+      if (due.at > now) continue;
+      wakes.delete(due);
+      due.run();
+    }
+    stopWakesWhenNone();
+  }, WAKE_TICK_MS);
+  return () => {
+    wakes.delete(wake);
+    stopWakesWhenNone();
+  };
+}
+
+function stopWakesWhenNone(): void {
+  if (wakes.size > 0 || wakeTimer === undefined) return;
+  clearInterval(wakeTimer);
+  wakeTimer = undefined;
+}
+
+/**
  * One engine's end of a binary-tree interconnect: `com` in the namespace of every engine a
  * {@linkcode wireTree} call wired. Call `reduce` and `allreduce` from tasks, on every engine of the
  * tree, in the same order.
@@ -474,6 +508,7 @@ export class TreeCommunicator {
       const settle = (error?: Error) => {
         if (settled) return;
         settled = true;
+        cancelWake();
         clearTimeout(timer);
         unwatch();
         slot.waiter = undefined;
@@ -497,14 +532,18 @@ export class TreeCommunicator {
         this.#dead.set(dead, error);
         settle(error);
       };
-      // Most waits end within milliseconds: one timer until the first heartbeat, and only then
-      // the deadline timer and the liveness watch.
+      // Most waits end within milliseconds: no timer of their own until the first heartbeat,
+      // and only then the deadline timer and the liveness watch.
       let unwatch = () => {};
-      let timer = setTimeout(() => {
-        if (Date.now() >= deadline) return timeUp();
-        timer = setTimeout(timeUp, deadline - Date.now());
-        unwatch = this.#watch(peers, 0, died);
-      }, Math.max(0, Math.min(this.#wiring.heartbeatMs, deadline - Date.now())));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const cancelWake = wakeAfter(
+        Math.max(0, Math.min(this.#wiring.heartbeatMs, deadline - Date.now())),
+        () => {
+          if (Date.now() >= deadline) return timeUp();
+          timer = setTimeout(timeUp, deadline - Date.now());
+          unwatch = this.#watch(peers, 0, died);
+        },
+      );
     });
   }
 
