@@ -1,6 +1,7 @@
 /**
  * Views: the operations a client runs on a set of engines (IPython Parallel's `rc[:]`).
- * {@linkcode DirectView} sends one message per engine; `BroadcastView` sends one in all.
+ * {@linkcode DirectView} sends one message per host (each engine answers on its own); `BroadcastView`
+ * sends one in all and gets one answer.
  *
  * @module
  */
