@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { EngineDiedError, RemoteError } from "../errors.ts";
+import { EngineDiedError, RemoteError, TransportDataLostError } from "../errors.ts";
 import { AsyncResult, type Outcome } from "./async_result.ts";
 import {
   broadcastAddress,
@@ -152,6 +152,9 @@ export function toOutcome(part: BroadcastPart, client: Client): Outcome {
       error: client.deadEngine(engineId) ??
         new EngineDiedError(engineId, error.message.replace(/^Engine \d+ died: /, "")),
     };
+  }
+  if (error.kind === "lost") {
+    return { engineId, error: new TransportDataLostError(engineId, error.message) };
   }
   return { engineId, error: new RemoteError(engineId, error) };
 }

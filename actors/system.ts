@@ -12,6 +12,7 @@ import {
   SerializationError,
   TimeoutError,
   TransportClosedError,
+  TransportDataLostError,
 } from "../errors.ts";
 import { decodeValue, encodeValue } from "../transport/codec.ts";
 import {
@@ -143,6 +144,12 @@ export interface DeadLetterDetail {
   reason: DeadLetterReason;
 }
 
+/** The `detail` of a `"datalost"` event: the transport's server lost what it held. */
+export interface DataLostDetail {
+  /** What the transport found, e.g. `Redis at 127.0.0.1:6379 restarted without its data (…)`. */
+  reason: string;
+}
+
 /** An actor as its system runs it. */
 interface Running {
   address: string;
@@ -168,6 +175,11 @@ interface Waiting {
  * Runs actors on one event loop. Dispatches `"deadletter"` events (detail
  * {@linkcode DeadLetterDetail}) and `"error"` events (an `ErrorEvent`) for failures no caller
  * awaits; it never prints.
+ *
+ * When the transport finds that its server lost its data (a Redis restarted without
+ * persistence), every answer awaited then fails with {@linkcode TransportDataLostError}, each
+ * actor's `dataLost` hook runs, and the system dispatches `"datalost"` (detail
+ * {@linkcode DataLostDetail}).
  */
 export class ActorSystem extends EventTarget {
   /** This system's consumer name. */
@@ -222,6 +234,7 @@ export class ActorSystem extends EventTarget {
   #ackedSinceRead: Set<string> | undefined;
   #sent = 0;
   #received = 0;
+  readonly #offDataLost: () => void;
   readonly #deadLetters: Record<DeadLetterReason, number> = {
     "no-payload": 0,
     oversized: 0,
@@ -271,6 +284,27 @@ export class ActorSystem extends EventTarget {
     this.replyAddress = `_reply.${this.id}`;
     this.#replyStream = this.inboxOf(this.replyAddress);
     this.#wakeStream = `${this.namespace}:wake:${this.id}`;
+    this.#offDataLost = this.transport.onDataLost((reason) => this.#dataLost(reason));
+  }
+
+  /**
+   * The transport's server lost what it held: the messages of every awaited answer may be gone.
+   * Fails those waits, tells the actors, and says so.
+   */
+  #dataLost(reason: string): void {
+    if (this.#closed) return;
+    for (const [id, waiting] of [...this.#asks]) {
+      const error = new TransportDataLostError(engineIdOf(waiting.to), reason, waiting.to);
+      this.#settle(id, { error });
+    }
+    for (const running of [...this.#actors.values()]) {
+      try {
+        running.definition.dataLost?.(reason);
+      } catch (error) {
+        this.#emitError(error);
+      }
+    }
+    this.dispatchEvent(new CustomEvent<DataLostDetail>("datalost", { detail: { reason } }));
   }
 
   /** The stream key of the inbox of `address`. */
@@ -412,7 +446,15 @@ export class ActorSystem extends EventTarget {
   }
 
   #isLocal(envelope: Envelope): boolean {
-    return this.#localDelivery && this.#actors.has(envelope.to);
+    return this.deliversLocally(envelope.to);
+  }
+
+  /**
+   * Whether a message to `address` is handed over here without the transport (local delivery
+   * is on, and the actor runs here), so that no loss of the transport's data can touch it.
+   */
+  deliversLocally(address: string): boolean {
+    return this.#localDelivery && this.#actors.has(address);
   }
 
   /** Whether `envelope` goes between two actors here that share contents. */
@@ -934,6 +976,7 @@ export class ActorSystem extends EventTarget {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#offDataLost();
     for (const done of [...this.#pauses]) done();
     for (const address of [...this.#actors.keys()]) await this.stopActor(address);
     const error = new TransportClosedError("Cannot get answer: the actor system closed");
