@@ -109,6 +109,9 @@ export class BroadcastView extends View {
           signal,
           operation.type,
         );
+        // It may fail while the request is still being written (a timeout, a loss of the
+        // transport's data); it is returned below.
+        answer.catch(() => {});
         try {
           await system.send(root, "broadcast", request, {
             id,
@@ -117,7 +120,6 @@ export class BroadcastView extends View {
           });
         } catch (error) {
           // Never written: nothing will answer it.
-          answer.catch(() => {});
           system.failReply(id, error as Error);
           throw error;
         }

@@ -82,13 +82,14 @@ function spin(path: string, ms: number): number {
 
 /**
  * Keeps engine 0's host busy, runs `submit` (whose messages to engine 0 then wait in Redis,
- * unread), and restarts Redis without its data while they wait: those messages are lost. Returns
- * when Redis is back.
+ * unread), and restarts Redis without its data while they wait: those messages are lost. Runs
+ * `during` while Redis is away. Returns when Redis is back.
  */
 async function loseQueuedCalls(
   client: Client,
   server: RedisServer,
   submit: () => void,
+  during: () => void,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "deno-parallel-lost-" });
   try {
@@ -105,6 +106,7 @@ async function loseQueuedCalls(
     submit();
     await delay(300);
     await server.stop();
+    during();
     await delay(2000);
     await server.start();
   } finally {
@@ -134,13 +136,22 @@ Deno.test({
     const client = await cluster.startAndConnect();
     assert.deepEqual(await client.view().apply(() => rank).get({ timeout: 60_000 }), [0, 1]);
     let lost!: Promise<unknown>;
+    let sentDuring!: Promise<unknown>;
     await loseQueuedCalls(client, server, () => {
       lost = client.view(0).apply(() => rank).get().then(() => "answered", (error) => error);
+    }, () => {
+      sentDuring = client.view(1).apply(() => rank).get().then((v) => v, (error) => error);
     });
     // No deadline: without the check it would wait forever.
     const error = await within(lost, 20_000, "the lost call to fail");
     assert.ok(error instanceof TransportDataLostError, `got ${error}`);
     assert.equal(error.engineId, 0);
+    // A call sent while Redis was away may have been written before or after the loss was seen.
+    const during = await within(sentDuring, 20_000, "the call sent during the outage");
+    assert.ok(
+      during instanceof TransportDataLostError || Array.isArray(during) && during[0] === 1,
+      `got ${during}`,
+    );
     assert.match(
       error.message,
       new RegExp(
@@ -169,8 +180,11 @@ Deno.test({
     // Generous: the first broadcast starts the broadcast Worker (and Deno may type-check it).
     assert.deepEqual(await view.apply(() => rank).get({ timeout: 60_000 }), [0, 1]);
     let lost!: Promise<unknown>;
+    let sentDuring!: Promise<unknown>;
     await loseQueuedCalls(client, server, () => {
       lost = view.apply(() => rank).get().then(() => "answered", (error) => error);
+    }, () => {
+      sentDuring = view.apply(() => rank).get().then((v) => v, (error) => error);
     });
     const error = await within(lost, 20_000, "the lost broadcast to fail");
     assert.ok(error instanceof CompositeError, `got ${error}`);
@@ -180,6 +194,15 @@ Deno.test({
       assert.equal(e.engineId, i);
       assert.match(e.message, /restarted without its data/);
     }
+    // A broadcast sent while Redis was away may have been written before or after the loss was
+    // seen; its wait may fail while its request is still being written.
+    const during = await within(sentDuring, 20_000, "the broadcast sent during the outage");
+    assert.ok(
+      during instanceof CompositeError &&
+          during.errors.every((e) => e instanceof TransportDataLostError) ||
+        Array.isArray(during) && during.join() === "0,1",
+      `got ${during}`,
+    );
     assert.equal(client.system.stats.waiting, 0);
     // The hub's nodes stopped waiting for the lost part too (their own transport saw the loss).
     const hub = broadcastAddress(await client.broadcastHost(), 0);
