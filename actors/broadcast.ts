@@ -120,6 +120,8 @@ interface Child {
   b: number;
   /** Whether its message went through the transport (not handed over on this host). */
   remote: boolean;
+  /** Whether its message was written. */
+  written: boolean;
 }
 
 /** The broadcast nodes of one host, sharing their bookkeeping. */
@@ -163,15 +165,15 @@ export class BroadcastNodes {
   }
 
   /**
-   * The transport lost what its server held: what this host's nodes sent through it, and the
+   * The transport lost what its server held: what this host's nodes wrote to it, and the
    * answers they await through it, may be gone. Those parts fail, with `kind: "lost"` and the
-   * reason as the message; parts handed over on this host are still coming. The nodes of one host
-   * share their bookkeeping, so the first call does it all.
+   * reason as the message; parts handed over on this host, and those still being written, are
+   * still coming. The nodes of one host share their bookkeeping, so the first call does it all.
    */
   #lost(reason: string): void {
     const error = { name: "TransportDataLostError", message: reason };
     for (const [childId, child] of [...this.#children]) {
-      if (child.remote) this.#fill(childId, { ok: false, error }, "lost");
+      if (child.remote && child.written) this.#fill(childId, { ok: false, error }, "lost");
     }
   }
 
@@ -267,12 +269,16 @@ export class BroadcastNodes {
         });
       }
       const remote = !ctx.system.deliversLocally(messages[messages.length - 1].to);
-      this.#children.set(childId, { pending, a, b, remote });
+      this.#children.set(childId, { pending, a, b, remote, written: false });
       pending.waiting++;
     }
     if (pending.waiting === 0) return this.#finish(pending);
     try {
       await ctx.system.sendMany(messages);
+      for (const m of messages) {
+        const child = this.#children.get(m.options.id);
+        if (child) child.written = true;
+      }
     } catch (error) {
       for (const m of messages) {
         this.#fill(m.options.id, { ok: false, error: errorData(error) }, "transport");

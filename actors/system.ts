@@ -169,6 +169,12 @@ interface Waiting {
   reject: (error: Error) => void;
   to: string;
   cleanup: () => void;
+  /**
+   * Whether the message asked was written (or handed over here, its answer to come through the
+   * transport): a loss of the transport's data may have taken it or its answer. A message still
+   * being written goes to the server as it is now.
+   */
+  written: boolean;
 }
 
 /**
@@ -177,8 +183,9 @@ interface Waiting {
  * awaits; it never prints.
  *
  * When the transport finds that its server lost its data (a Redis restarted without
- * persistence), every answer awaited then fails with {@linkcode TransportDataLostError}, each
- * actor's `dataLost` hook runs, and the system dispatches `"datalost"` (detail
+ * persistence), every answer awaited to a message already written fails with
+ * {@linkcode TransportDataLostError} (a message still being written goes to the server as it is
+ * now), each actor's `dataLost` hook runs, and the system dispatches `"datalost"` (detail
  * {@linkcode DataLostDetail}).
  */
 export class ActorSystem extends EventTarget {
@@ -287,13 +294,21 @@ export class ActorSystem extends EventTarget {
     this.#offDataLost = this.transport.onDataLost((reason) => this.#dataLost(reason));
   }
 
+  /** Marks the wait for the answer to message `id`, if any, as one whose message was written. */
+  #written(id: string): void {
+    const waiting = this.#asks.get(id);
+    if (waiting) waiting.written = true;
+  }
+
   /**
-   * The transport's server lost what it held: the messages of every awaited answer may be gone.
-   * Fails those waits, tells the actors, and says so.
+   * The transport's server lost what it held: the messages written for awaited answers, or their
+   * answers, may be gone. Fails those waits (messages still being written go to the server as it
+   * is now, and are answered), tells the actors, and says so.
    */
   #dataLost(reason: string): void {
     if (this.#closed) return;
     for (const [id, waiting] of [...this.#asks]) {
+      if (!waiting.written) continue;
       const error = new TransportDataLostError(engineIdOf(waiting.to), reason, waiting.to);
       this.#settle(id, { error });
     }
@@ -384,11 +399,13 @@ export class ActorSystem extends EventTarget {
     if (options.keep) this.#keep(options.keep, bytes = sealEnvelope(envelope, this.#key));
     if (this.#isLocal(envelope)) {
       this.#deliverLocally(envelope, this.#shares(envelope) ? null : encodeValue(envelope.content));
+      this.#written(envelope.id);
       return envelope.id;
     }
     bytes ??= sealEnvelope(envelope, this.#key);
     await this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen });
     this.#sent++;
+    this.#written(envelope.id);
     return envelope.id;
   }
 
@@ -515,9 +532,11 @@ export class ActorSystem extends EventTarget {
       else local.push([e, this.#shares(e) ? null : contentBytes(e.content, e.from)]);
     }
     for (const [e, bytes] of local) this.#deliverLocally(e, bytes);
-    if (entries.length === 0) return envelopes.map((e) => e.id);
-    await this.transport.appendMany(entries, { maxLen: this.#maxLen });
-    this.#sent += entries.length;
+    if (entries.length > 0) {
+      await this.transport.appendMany(entries, { maxLen: this.#maxLen });
+      this.#sent += entries.length;
+    }
+    for (const e of envelopes) this.#written(e.id);
     return envelopes.map((e) => e.id);
   }
 
@@ -567,6 +586,7 @@ export class ActorSystem extends EventTarget {
       }
       const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
       this.#deliverLocally(envelope, bytes);
+      this.#written(envelope.id);
       return result;
     }
     let bytes: Uint8Array;
@@ -577,7 +597,10 @@ export class ActorSystem extends EventTarget {
     }
     const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
     this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen }).then(
-      () => void this.#sent++,
+      () => {
+        this.#sent++;
+        this.#written(envelope.id);
+      },
       (error) => this.#settle(envelope.id, { error }),
     );
     return result;
@@ -617,6 +640,7 @@ export class ActorSystem extends EventTarget {
           clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
         },
+        written: false,
       });
     });
   }
