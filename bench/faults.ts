@@ -209,7 +209,11 @@ function redisOutage(
     id,
     name,
     measure: "calls running, waiting in Redis or sent while Redis was away (one outcome per " +
-      "engine); time from the stop to each call's answer",
+      "engine); time from the stop to each call's answer" +
+      (options.appendonly
+        ? ""
+        : ". _Never ran_ counts the tasks of calls answered `ok` or not at " +
+          "all; a `TransportDataLostError` says that the task may be lost, and some of those did run"),
     async run(trials) {
       await using server = await startRedisServer({
         appendonly: options.appendonly,
