@@ -572,7 +572,7 @@ const FAULTS: Fault[] = [
   ),
   engineDeath(
     "kill-engine.ts",
-    "`engine.ts` process started by hand killed with SIGKILL (found by heartbeats, 3 s)",
+    "`engine.ts` process started by hand killed with SIGKILL (found by heartbeats, 2.5 s)",
     "sigkill-engine.ts",
   ),
   poison,
