@@ -12,8 +12,8 @@
  * `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
  * 3600000, one hour; 0 keeps none).
  * The key and the password are never printed. `--heartbeat-ms N` sets how often the host sends a
- * heartbeat (default 250); clients take its engines for dead after `heartbeatTimeoutMs` (3 s by
- * default) without a beat, or once its beats say its event loop did not run for that long.
+ * heartbeat (default 250); clients take its engines for dead after `heartbeatTimeoutMs` (2.5 s
+ * by default) without a beat, or once its beats say its event loop did not run for that long.
  *
  * @module
  */

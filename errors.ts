@@ -109,6 +109,32 @@ export class EngineDiedError extends Error {
 }
 
 /**
+ * The transport's server lost what it held (Redis restarted without persistence, or was flushed)
+ * while an answer was awaited: the task, or its answer, may be gone, so the answer may never come.
+ * The task may still have run. Later calls work as usual.
+ */
+export class TransportDataLostError extends Error {
+  /** The engine whose answer was awaited, or -1 when the awaited actor is not an engine. */
+  readonly engineId: number;
+  /** The address of the actor whose answer was awaited, e.g. `"engine.3"`. */
+  readonly address: string;
+  /** What the transport found, e.g. `Redis at 127.0.0.1:6379 restarted without its data (…)`. */
+  readonly reason: string;
+  /**
+   * Makes the error for the answer awaited from engine `engineId` (-1 for other actors, named by
+   * `address`), `reason` saying what the transport found.
+   */
+  constructor(engineId: number, reason: string, address?: string, options?: ErrorOptions) {
+    const from = engineId >= 0 ? `engine ${engineId}` : `actor "${address}"`;
+    super(`Cannot get answer from ${from}: ${reason}`, options);
+    this.name = "TransportDataLostError";
+    this.engineId = engineId;
+    this.address = address ?? `engine.${engineId}`;
+    this.reason = reason;
+  }
+}
+
+/**
  * A task was cancelled on its engine before it started: its call was aborted (`ar.abort()`, or the
  * call's `signal`) while the task was still queued behind others.
  */

@@ -68,6 +68,7 @@ export type {
   ActorSystemOptions,
   ActorSystemStats,
   AskOptions,
+  DataLostDetail,
   DeadLetterDetail,
   DeadLetterReason,
   Reply,
@@ -90,4 +91,5 @@ export {
   TaskAbortedError,
   TimeoutError,
   TransportClosedError,
+  TransportDataLostError,
 } from "./errors.ts";

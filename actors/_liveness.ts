@@ -2,6 +2,13 @@
 // the transport (hosts in processes) or its event loop's last tick read straight from shared
 // memory (hosts in Workers of this process).
 
+/**
+ * The default `heartbeatTimeoutMs`, in ms. Hosts are checked, and send heartbeats, a twelfth of it
+ * apart, and a beat is read up to a check period after it was sent, so a dead host is found at most
+ * the timeout plus two periods after its death: 2500 + 2 × 208 ≈ 2.92 s, within 3 s.
+ */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 2500;
+
 /** Called once for a host found dead: its id, its engines, and how it was found dead. */
 export type OnHostDead = (hostId: string, engineIds: readonly number[], reason: string) => void;
 

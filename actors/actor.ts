@@ -51,6 +51,13 @@ export interface ActorDefinition {
    * not copied. Default `false`.
    */
   sharesContent?: boolean;
+  /**
+   * Called when the transport lost what its server held (Redis restarted without persistence):
+   * messages this actor sent and answers it awaits may be gone. An actor that waits for answers
+   * other than through `ask` (which fails by itself) fails those waits here. `reason` says what
+   * was found.
+   */
+  dataLost?: (reason: string) => void;
   /** Called once when the actor stops. */
   stopped?: () => void | Promise<void>;
 }

@@ -66,7 +66,10 @@ export interface BroadcastRequest {
 /** One engine's part of a broadcast's merged answer. */
 export type BroadcastPart =
   | { engineId: number; result: EngineResult }
-  | { engineId: number; error: RemoteErrorData & { kind: "engine" | "died" | "transport" } };
+  | {
+    engineId: number;
+    error: RemoteErrorData & { kind: "engine" | "died" | "transport" | "lost" };
+  };
 
 /** What a broadcast node answers to a `stats` control message. */
 export interface BroadcastNodeStats {
@@ -115,6 +118,10 @@ interface Child {
   a: number;
   /** The end of the positions it covers. */
   b: number;
+  /** Whether its message went through the transport (not handed over on this host). */
+  remote: boolean;
+  /** Whether its message was written. */
+  written: boolean;
 }
 
 /** The broadcast nodes of one host, sharing their bookkeeping. */
@@ -153,7 +160,21 @@ export class BroadcastNodes {
           hostId: this.#hostId,
         }),
       },
+      dataLost: (reason) => this.#lost(reason),
     });
+  }
+
+  /**
+   * The transport lost what its server held: what this host's nodes wrote to it, and the
+   * answers they await through it, may be gone. Those parts fail, with `kind: "lost"` and the
+   * reason as the message; parts handed over on this host, and those still being written, are
+   * still coming. The nodes of one host share their bookkeeping, so the first call does it all.
+   */
+  #lost(reason: string): void {
+    const error = { name: "TransportDataLostError", message: reason };
+    for (const [childId, child] of [...this.#children]) {
+      if (child.remote && child.written) this.#fill(childId, { ok: false, error }, "lost");
+    }
   }
 
   async #forward(request: BroadcastRequest, ctx: ActorContext): Promise<void> {
@@ -247,12 +268,17 @@ export class BroadcastNodes {
           options: { id: childId, replyTo: ctx.self, from: ctx.self, deadline },
         });
       }
-      this.#children.set(childId, { pending, a, b });
+      const remote = !ctx.system.deliversLocally(messages[messages.length - 1].to);
+      this.#children.set(childId, { pending, a, b, remote, written: false });
       pending.waiting++;
     }
     if (pending.waiting === 0) return this.#finish(pending);
     try {
       await ctx.system.sendMany(messages);
+      for (const m of messages) {
+        const child = this.#children.get(m.options.id);
+        if (child) child.written = true;
+      }
     } catch (error) {
       for (const m of messages) {
         this.#fill(m.options.id, { ok: false, error: errorData(error) }, "transport");
@@ -269,7 +295,7 @@ export class BroadcastNodes {
     this.#fill(childId, reply, "engine");
   }
 
-  #fill(childId: string, reply: Reply, kind: "engine" | "transport" | "died"): void {
+  #fill(childId: string, reply: Reply, kind: "engine" | "transport" | "died" | "lost"): void {
     const child = this.#children.get(childId);
     if (child === undefined) return; // late answer of a child already failed
     this.#children.delete(childId);

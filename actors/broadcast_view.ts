@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { EngineDiedError, RemoteError } from "../errors.ts";
+import { EngineDiedError, RemoteError, TransportDataLostError } from "../errors.ts";
 import { AsyncResult, type Outcome } from "./async_result.ts";
 import {
   broadcastAddress,
@@ -109,6 +109,9 @@ export class BroadcastView extends View {
           signal,
           operation.type,
         );
+        // It may fail while the request is still being written (a timeout, a loss of the
+        // transport's data); it is returned below.
+        answer.catch(() => {});
         try {
           await system.send(root, "broadcast", request, {
             id,
@@ -117,7 +120,6 @@ export class BroadcastView extends View {
           });
         } catch (error) {
           // Never written: nothing will answer it.
-          answer.catch(() => {});
           system.failReply(id, error as Error);
           throw error;
         }
@@ -152,6 +154,9 @@ export function toOutcome(part: BroadcastPart, client: Client): Outcome {
       error: client.deadEngine(engineId) ??
         new EngineDiedError(engineId, error.message.replace(/^Engine \d+ died: /, "")),
     };
+  }
+  if (error.kind === "lost") {
+    return { engineId, error: new TransportDataLostError(engineId, error.message) };
   }
   return { engineId, error: new RemoteError(engineId, error) };
 }

@@ -22,7 +22,7 @@ import {
   keptPieces,
 } from "./broadcast.ts";
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
-import { LivenessWatch } from "./_liveness.ts";
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch } from "./_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast_view.ts";
 import type { ActorSystem, Reply } from "./system.ts";
 import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
@@ -62,7 +62,8 @@ export interface ClientOptions {
    * heartbeat came, or its heartbeats say that its event loop has not run (a task that blocks
    * it and never yields). Hosts in processes (`engine.ts`) send heartbeats from a thread of
    * their own. A task that blocks its host for longer than about this minus half a second is
-   * taken for dead too: raise it for engines that run long synchronous tasks. Default 3000.
+   * taken for dead too: raise it for engines that run long synchronous tasks. Default 2500: a
+   * host is found dead within 3 s (see `ClusterOptions.heartbeatTimeoutMs`).
    */
   heartbeatTimeoutMs?: number;
   /**
@@ -172,7 +173,10 @@ export class Client extends EventTarget {
         `Cannot make client: resultRetentionMs must be a whole number ≥ 0, got ${this.#retention}`,
       );
     }
-    this.#watchHeartbeats(options.heartbeatTimeoutMs ?? 3000, options.onHostDied);
+    this.#watchHeartbeats(
+      options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+      options.onHostDied,
+    );
   }
 
   /**

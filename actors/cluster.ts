@@ -15,7 +15,7 @@ import { dispatcherAddress } from "./dispatcher.ts";
 import { type EngineHostConfig, type Registration, REGISTRY } from "./engine_host.ts";
 import { ActorSystem } from "./system.ts";
 import { partitionBounds } from "./partition.ts";
-import { LivenessWatch, stalledMs } from "./_liveness.ts";
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch, stalledMs } from "./_liveness.ts";
 
 /** Options of {@linkcode Cluster}. */
 export interface ClusterOptions {
@@ -73,7 +73,10 @@ export interface ClusterOptions {
    * The trade-off: a task that computes synchronously, without `await`, for longer than about
    * this minus half a second cannot be told from one that never returns, and its engines are
    * taken for dead (and, with `restart`, replaced). Raise it for such tasks, or let them yield
-   * now and then (`await new Promise((r) => setTimeout(r))`). Default 3000.
+   * now and then (`await new Promise((r) => setTimeout(r))`).
+   *
+   * Hosts are checked (and send heartbeats) a twelfth of this apart, so a dead host is found at
+   * most this plus two twelfths after it died: with the default, within 3 s. Default 2500.
    */
   heartbeatTimeoutMs?: number;
   /**
@@ -131,7 +134,7 @@ const RESTART_ATTEMPTS = 3;
  *   console.log(`engine ${engineId} died: ${reason}`);
  * });
  * const stuck = client.view(0).apply(() => { while (true) { /* never yields *\/ } });
- * await stuck.get().catch((e) => e); // EngineDiedError after about 3 s
+ * await stuck.get().catch((e) => e); // EngineDiedError within 3 s
  * // Once "enginerestarted" came for engine 0, it answers again (with a fresh namespace).
  * ```
  */
@@ -173,7 +176,7 @@ export class Cluster extends EventTarget {
           "share no memory; pass a Redis URL as `transport` (or set REDIS_URL)",
       );
     }
-    const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 3000;
+    const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS;
     if (!(heartbeatTimeoutMs > 0)) {
       throw new RangeError(
         `Cannot make cluster: heartbeatTimeoutMs must be positive, got ${heartbeatTimeoutMs}`,
@@ -639,7 +642,7 @@ export class Cluster extends EventTarget {
     resultRetention?: number;
     /**
      * How long a host may go unseen (no heartbeat, or its event loop blocked) before its engines
-     * are taken for dead, in ms (see {@linkcode ClusterOptions.heartbeatTimeoutMs}). Default 3000.
+     * are taken for dead, in ms (see {@linkcode ClusterOptions.heartbeatTimeoutMs}). Default 2500.
      */
     heartbeatTimeoutMs?: number;
   }): Promise<Client> {

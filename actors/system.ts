@@ -12,6 +12,7 @@ import {
   SerializationError,
   TimeoutError,
   TransportClosedError,
+  TransportDataLostError,
 } from "../errors.ts";
 import { cloneValue, encodeValue } from "../transport/codec.ts";
 import {
@@ -143,6 +144,12 @@ export interface DeadLetterDetail {
   reason: DeadLetterReason;
 }
 
+/** The `detail` of a `"datalost"` event: the transport's server lost what it held. */
+export interface DataLostDetail {
+  /** What the transport found, e.g. `Redis at 127.0.0.1:6379 restarted without its data (…)`. */
+  reason: string;
+}
+
 /** An actor as its system runs it. */
 interface Running {
   address: string;
@@ -162,12 +169,24 @@ interface Waiting {
   reject: (error: Error) => void;
   to: string;
   cleanup: () => void;
+  /**
+   * Whether the message asked was written (or handed over here, its answer to come through the
+   * transport): a loss of the transport's data may have taken it or its answer. A message still
+   * being written goes to the server as it is now.
+   */
+  written: boolean;
 }
 
 /**
  * Runs actors on one event loop. Dispatches `"deadletter"` events (detail
  * {@linkcode DeadLetterDetail}) and `"error"` events (an `ErrorEvent`) for failures no caller
  * awaits; it never prints.
+ *
+ * When the transport finds that its server lost its data (a Redis restarted without
+ * persistence), every answer awaited to a message already written fails with
+ * {@linkcode TransportDataLostError} (a message still being written goes to the server as it is
+ * now), each actor's `dataLost` hook runs, and the system dispatches `"datalost"` (detail
+ * {@linkcode DataLostDetail}).
  */
 export class ActorSystem extends EventTarget {
   /** This system's consumer name. */
@@ -224,6 +243,7 @@ export class ActorSystem extends EventTarget {
   #ackedSinceRead: Set<string> | undefined;
   #sent = 0;
   #received = 0;
+  readonly #offDataLost: () => void;
   readonly #deadLetters: Record<DeadLetterReason, number> = {
     "no-payload": 0,
     oversized: 0,
@@ -273,6 +293,44 @@ export class ActorSystem extends EventTarget {
     this.replyAddress = `_reply.${this.id}`;
     this.#replyStream = this.inboxOf(this.replyAddress);
     this.#wakeStream = `${this.namespace}:wake:${this.id}`;
+    this.#offDataLost = this.transport.onDataLost((reason) => this.#dataLost(reason));
+  }
+
+  /**
+   * Marks the wait for the answer to message `id` as one whose message is in the transport, when
+   * that message went out inside another (a `DirectView` task in its host's `dispatch` message):
+   * a server that loses its data then fails the wait with `TransportDataLostError`.
+   */
+  written(id: string): void {
+    this.#written(id);
+  }
+
+  /** Marks the wait for the answer to message `id`, if any, as one whose message was written. */
+  #written(id: string): void {
+    const waiting = this.#asks.get(id);
+    if (waiting) waiting.written = true;
+  }
+
+  /**
+   * The transport's server lost what it held: the messages written for awaited answers, or their
+   * answers, may be gone. Fails those waits (messages still being written go to the server as it
+   * is now, and are answered), tells the actors, and says so.
+   */
+  #dataLost(reason: string): void {
+    if (this.#closed) return;
+    for (const [id, waiting] of [...this.#asks]) {
+      if (!waiting.written) continue;
+      const error = new TransportDataLostError(engineIdOf(waiting.to), reason, waiting.to);
+      this.#settle(id, { error });
+    }
+    for (const running of [...this.#actors.values()]) {
+      try {
+        running.definition.dataLost?.(reason);
+      } catch (error) {
+        this.#emitError(error);
+      }
+    }
+    this.dispatchEvent(new CustomEvent<DataLostDetail>("datalost", { detail: { reason } }));
   }
 
   /** The stream key of the inbox of `address`. */
@@ -352,11 +410,13 @@ export class ActorSystem extends EventTarget {
     if (options.keep) this.#keep(options.keep, bytes = sealEnvelope(envelope, this.#key));
     if (this.#isLocal(envelope)) {
       this.#deliverLocally(envelope, this.#shares(envelope));
+      this.#written(envelope.id);
       return envelope.id;
     }
     bytes ??= sealEnvelope(envelope, this.#key);
     await this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen });
     this.#sent++;
+    this.#written(envelope.id);
     return envelope.id;
   }
 
@@ -432,13 +492,16 @@ export class ActorSystem extends EventTarget {
     return missing;
   }
 
-  /** Whether a message to `address` is handed over here, without the transport. */
-  deliversLocally(address: string): boolean {
-    return this.#localDelivery && this.#actors.has(address);
+  #isLocal(envelope: Envelope): boolean {
+    return this.deliversLocally(envelope.to);
   }
 
-  #isLocal(envelope: Envelope): boolean {
-    return this.#localDelivery && this.#actors.has(envelope.to);
+  /**
+   * Whether a message to `address` is handed over here without the transport (local delivery
+   * is on, and the actor runs here), so that no loss of the transport's data can touch it.
+   */
+  deliversLocally(address: string): boolean {
+    return this.#localDelivery && this.#actors.has(address);
   }
 
   /** Whether `envelope` goes between two actors here that share contents. */
@@ -502,9 +565,11 @@ export class ActorSystem extends EventTarget {
       else local.push(this.#shares(e) ? e : { ...e, content: cloneValue(e.content) });
     }
     for (const e of local) this.#deliverLocally(e, true);
-    if (entries.length === 0) return envelopes.map((e) => e.id);
-    await this.transport.appendMany(entries, { maxLen: this.#maxLen });
-    this.#sent += entries.length;
+    if (entries.length > 0) {
+      await this.transport.appendMany(entries, { maxLen: this.#maxLen });
+      this.#sent += entries.length;
+    }
+    for (const e of envelopes) this.#written(e.id);
     return envelopes.map((e) => e.id);
   }
 
@@ -554,6 +619,7 @@ export class ActorSystem extends EventTarget {
       }
       const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
       this.#deliverLocally(copy, true);
+      this.#written(envelope.id);
       return result;
     }
     let bytes: Uint8Array;
@@ -564,7 +630,10 @@ export class ActorSystem extends EventTarget {
     }
     const result = this.expectReply<T>(envelope.id, to, timeout, options.signal, type);
     this.transport.append(this.inboxOf(to), bytes, { maxLen: this.#maxLen }).then(
-      () => void this.#sent++,
+      () => {
+        this.#sent++;
+        this.#written(envelope.id);
+      },
       (error) => this.#settle(envelope.id, { error }),
     );
     return result;
@@ -604,6 +673,7 @@ export class ActorSystem extends EventTarget {
           clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
         },
+        written: false,
       });
     });
   }
@@ -980,6 +1050,7 @@ export class ActorSystem extends EventTarget {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#offDataLost();
     for (const done of [...this.#pauses]) done();
     for (const address of [...this.#actors.keys()]) await this.stopActor(address);
     const error = new TransportClosedError("Cannot get answer: the actor system closed");

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { TimeoutError } from "../errors.ts";
+import { TimeoutError, TransportDataLostError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import { AsyncResult, type Outcome } from "./async_result.ts";
 import type { Client } from "./client.ts";
@@ -281,10 +281,15 @@ export function abortOnSignal(
 }
 
 /**
- * The error of an engine whose answer did not come within the call's `timeout`: a
- * `TimeoutError` naming the engine (the wait's own error says only which actor).
+ * The error of engine `engineId` when the wait for its answer failed with `error`: a
+ * `TimeoutError` (answer not in within the call's `timeout`) or a `TransportDataLostError` naming
+ * the engine, when the wait was for another actor (a broadcast node) and its error says only
+ * which actor; any other error as it is.
  */
 export function engineTimeout(error: unknown, engineId: number, timeout: number): unknown {
+  if (error instanceof TransportDataLostError && error.engineId < 0) {
+    return new TransportDataLostError(engineId, error.reason, undefined, { cause: error });
+  }
   if (!(error instanceof TimeoutError) || error.engineIds.length > 0) return error;
   return new TimeoutError(
     `Cannot get result from engine ${engineId}: no answer within ${timeout} ms`,
@@ -396,7 +401,9 @@ export class DirectView extends View {
         options: { deadline },
       };
     });
-    client.system.sendMany(messages).catch((error) => {
+    client.system.sendMany(messages).then(() => {
+      for (const engineId of live) client.system.written(engineMessageId(id, engineId));
+    }, (error) => {
       for (const engineId of live) client.system.failReply(engineMessageId(id, engineId), error);
     });
     const abort = () => client.abortCall(id, live.filter((e) => !answered.has(e)));

@@ -57,7 +57,7 @@ interface Contender {
 async function startDeno(name: string, n: number, transport: string): Promise<Contender> {
   const t0 = performance.now();
   // This measures speed, not liveness: while IPython Parallel starts 100 engines (load average
-  // 80 on 2 cores), a host Worker can be starved for longer than the default 3 s.
+  // 80 on 2 cores), a host Worker can be starved for longer than the default 2.5 s.
   const cluster = new Cluster({
     n,
     transport,

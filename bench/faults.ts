@@ -209,7 +209,11 @@ function redisOutage(
     id,
     name,
     measure: "calls running, waiting in Redis or sent while Redis was away (one outcome per " +
-      "engine); time from the stop to each call's answer",
+      "engine); time from the stop to each call's answer" +
+      (options.appendonly
+        ? ""
+        : ". _Never ran_ counts the tasks of calls answered `ok` or not at " +
+          "all; a `TransportDataLostError` says that the task may be lost, and some of those did run"),
     async run(trials) {
       await using server = await startRedisServer({
         appendonly: options.appendonly,
@@ -568,7 +572,7 @@ const FAULTS: Fault[] = [
   ),
   engineDeath(
     "kill-engine.ts",
-    "`engine.ts` process started by hand killed with SIGKILL (found by heartbeats, 3 s)",
+    "`engine.ts` process started by hand killed with SIGKILL (found by heartbeats, 2.5 s)",
     "sigkill-engine.ts",
   ),
   poison,

@@ -15,6 +15,7 @@ import { Cluster, type ClusterOptions, toHex } from "../actors/cluster.ts";
 import type { Client } from "../actors/client.ts";
 import type { TreeCommunicator } from "../actors/tree.ts";
 import { CompositeError, EngineDiedError } from "../errors.ts";
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS } from "../actors/_liveness.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { delay, within } from "./_async.ts";
 import { fileRedis, uniqueNamespace } from "./_redis_server.ts";
@@ -29,7 +30,7 @@ declare const com: TreeCommunicator;
 type How = "crash" | "stuck" | "sigkill" | "sigstop";
 
 /** The default `heartbeatTimeoutMs`. */
-const TIMEOUT_MS = 3000;
+const TIMEOUT_MS = DEFAULT_HEARTBEAT_TIMEOUT_MS;
 /** How long after its task starts a victim crashes or blocks (`crash`, `stuck`). */
 const DIES_AFTER_MS = 300;
 const T = { timeout: 20_000 } as const;
@@ -397,7 +398,7 @@ Deno.test({
     assert.deepEqual(await view.apply(() => 1).get({ timeout: 10_000 }), [1, 1]);
     const ar = view.apply(() => new Promise((resolve) => setTimeout(resolve, 120_000)));
     engines.process.kill("SIGKILL");
-    // The deadline only guards against a hang: detection itself takes about 3 s.
+    // The deadline only guards against a hang: detection itself takes about 2.5 s.
     const error = await ar.get({ timeout: 20_000 }).then(() => null, (e) => e);
     assert.ok(error instanceof CompositeError, String(error));
     assert.deepEqual(error.engineIds, [0, 1]);

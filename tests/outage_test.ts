@@ -1,9 +1,12 @@
 // Redis goes away for 5 s in the middle of a broadcast and comes back on the same port.
 import assert from "node:assert/strict";
+import { broadcastAddress, type BroadcastNodeStats } from "../actors/broadcast.ts";
+import type { Client } from "../actors/client.ts";
 import { Cluster } from "../actors/cluster.ts";
 import { createClient } from "../deps_redis.ts";
-import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
-import { delay } from "./_async.ts";
+import { CompositeError, TransportDataLostError } from "../errors.ts";
+import { hasRedisServer, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import { delay, within } from "./_async.ts";
 
 /** `rank` in the engines' namespaces. */
 declare const rank: number;
@@ -66,5 +69,151 @@ Deno.test({
     } finally {
       admin.destroy();
     }
+  },
+});
+
+/** Runs on an engine: marks that it started, then keeps its host busy (no reads) for `ms`. */
+function spin(path: string, ms: number): number {
+  Deno.writeTextFileSync(path, "started");
+  const end = Date.now() + ms;
+  while (Date.now() < end) { /* CPU-bound */ }
+  return rank;
+}
+
+/**
+ * Keeps engine 0's host busy, runs `submit` (whose messages to engine 0 then wait in Redis,
+ * unread), and restarts Redis without its data while they wait: those messages are lost. Runs
+ * `during` while Redis is away. Returns when Redis is back.
+ */
+async function loseQueuedCalls(
+  client: Client,
+  server: RedisServer,
+  submit: () => void,
+  during: () => void,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "deno-parallel-lost-" });
+  try {
+    const started = `${dir}/started`;
+    // Its own wait fails too (it was outstanding when Redis lost its data); no timeout.
+    client.view(0).apply(spin, started, 2500).get().catch(() => {});
+    await within(
+      (async () => {
+        while (!await Deno.stat(started).then(() => true, () => false)) await delay(20);
+      })(),
+      30_000,
+      "the busy task to start",
+    );
+    submit();
+    await delay(300);
+    await server.stop();
+    during();
+    await delay(2000);
+    await server.start();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A cluster of two hosts (engine 0 on one, engine 1 on the other) on `server`. */
+function twoHosts(server: RedisServer): Cluster {
+  // Liveness would take the busy host for dead; this is about the transport.
+  return new Cluster({
+    n: 2,
+    hosts: 2,
+    transport: server.url,
+    progress: false,
+    heartbeatTimeoutMs: 30_000,
+  });
+}
+
+Deno.test({
+  name:
+    "DirectView call without deadline whose task Redis lost rejects with TransportDataLostError",
+  ignore: !hasRedisServer(),
+  async fn() {
+    await using server = await startRedisServer({ appendonly: false });
+    await using cluster = twoHosts(server);
+    const client = await cluster.startAndConnect();
+    assert.deepEqual(await client.view().apply(() => rank).get({ timeout: 60_000 }), [0, 1]);
+    let lost!: Promise<unknown>;
+    let sentDuring!: Promise<unknown>;
+    await loseQueuedCalls(client, server, () => {
+      lost = client.view(0).apply(() => rank).get().then(() => "answered", (error) => error);
+    }, () => {
+      sentDuring = client.view(1).apply(() => rank).get().then((v) => v, (error) => error);
+    });
+    // No deadline: without the check it would wait forever.
+    const error = await within(lost, 20_000, "the lost call to fail");
+    assert.ok(error instanceof TransportDataLostError, `got ${error}`);
+    assert.equal(error.engineId, 0);
+    // A call sent while Redis was away was written once it was back, after the loss was seen:
+    // nothing of it was lost, and it answers.
+    assert.deepEqual(await within(sentDuring, 20_000, "the call sent during the outage"), [1]);
+    assert.match(
+      error.message,
+      new RegExp(
+        `^Cannot get answer from engine 0: Redis at 127\\.0\\.0\\.1:${server.port} ` +
+          `restarted without its data`,
+      ),
+    );
+    assert.equal(client.system.stats.waiting, 0);
+    // The next calls work, on both kinds of view.
+    assert.deepEqual(await client.view().apply(() => rank + 1).get({ timeout: 30_000 }), [1, 2]);
+    assert.deepEqual(await client.broadcastView().apply(() => rank).get({ timeout: 30_000 }), [
+      0,
+      1,
+    ]);
+  },
+});
+
+Deno.test({
+  name: "BroadcastView call without deadline whose task Redis lost fails per engine, typed",
+  ignore: !hasRedisServer(),
+  async fn() {
+    await using server = await startRedisServer({ appendonly: false });
+    await using cluster = twoHosts(server);
+    const client = await cluster.startAndConnect();
+    const view = client.broadcastView();
+    // Generous: the first broadcast starts the broadcast Worker (and Deno may type-check it).
+    assert.deepEqual(await view.apply(() => rank).get({ timeout: 60_000 }), [0, 1]);
+    let lost!: Promise<unknown>;
+    let sentDuring!: Promise<unknown>;
+    await loseQueuedCalls(client, server, () => {
+      lost = view.apply(() => rank).get().then(() => "answered", (error) => error);
+    }, () => {
+      sentDuring = view.apply(() => rank).get().then((v) => v, (error) => error);
+    });
+    const error = await within(lost, 20_000, "the lost broadcast to fail");
+    assert.ok(error instanceof CompositeError, `got ${error}`);
+    assert.deepEqual(error.engineIds, [0, 1]);
+    for (const [i, e] of error.errors.entries()) {
+      assert.ok(e instanceof TransportDataLostError, `engine ${i}: got ${e}`);
+      assert.equal(e.engineId, i);
+      assert.match(e.message, /restarted without its data/);
+    }
+    // A broadcast sent while Redis was away was written once it was back, after the loss was
+    // seen: nothing of it was lost, and it answers.
+    const during = await within(sentDuring, 20_000, "the broadcast sent during the outage");
+    assert.deepEqual(during, [0, 1]);
+    assert.equal(client.system.stats.waiting, 0);
+    // The hub's nodes stopped waiting for the lost part too (their own transport saw the loss).
+    const hub = broadcastAddress(await client.broadcastHost(), 0);
+    await within(
+      (async () => {
+        for (;;) {
+          const nodes = await client.system.ask<BroadcastNodeStats>(hub, "stats", undefined, {
+            timeout: 10_000,
+          });
+          if (nodes.inFlight === 0 && nodes.children === 0) return;
+          await delay(100);
+        }
+      })(),
+      20_000,
+      "the hub's nodes to stop waiting",
+    );
+    // The next broadcasts work, and so do direct calls.
+    assert.deepEqual(await view.apply(() => rank + 1).get({ timeout: 30_000 }), [1, 2]);
+    assert.deepEqual(await view.apply(() => rank + 2).get({ timeout: 30_000 }), [2, 3]);
+    assert.deepEqual(await client.view().apply(() => rank).get({ timeout: 30_000 }), [0, 1]);
   },
 });

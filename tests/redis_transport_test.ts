@@ -358,3 +358,97 @@ Deno.test({
     await assert.rejects(RedisTransport.connect("http://127.0.0.1:1"), TypeError);
   },
 });
+
+Deno.test({
+  ...options,
+  name:
+    "RedisTransport.onDataLost() reports a restart without persistence once, before the next call",
+  async fn() {
+    const password = "s3cret-Pa55";
+    await using server = await startRedisServer({ args: ["--requirepass", password] });
+    const url = `redis://:${password}@127.0.0.1:${server.port}`;
+    await using a = await RedisTransport.connect(url);
+    await using b = await RedisTransport.connect(url);
+    const s = `${uniqueNamespace()}:inbox`;
+    const heard: Record<"a" | "b", string[]> = { a: [], b: [] };
+    a.onDataLost((reason) => heard.a.push(reason));
+    const off = b.onDataLost((reason) => heard.b.push(reason));
+    await a.append(s, encoder.encode("before"));
+    await server.restart();
+    // Each transport checks on its own reconnect; the first to check sets the key again, and the
+    // other still sees that it changed.
+    await a.append(s, encoder.encode("after"));
+    assert.equal(heard.a.length, 1, "a heard of the loss before its next call went on");
+    await b.append(s, encoder.encode("after"));
+    assert.equal(heard.b.length, 1, "b heard of the loss before its next call went on");
+    const expected = new RegExp(
+      `^Redis at 127\\.0\\.0\\.1:${server.port} restarted without its data \\(key ` +
+        `"deno-parallel:epoch" was gone after a reconnect\\)$`,
+    );
+    assert.match(heard.a[0], expected);
+    assert.match(heard.b[0], expected);
+    assert.ok(!heard.a[0].includes(password));
+    // Nothing more to report while the server keeps its data, even across a reconnect.
+    await a.append(s, encoder.encode("more"));
+    off();
+    await server.restart();
+    await a.append(s, encoder.encode("again"));
+    await b.append(s, encoder.encode("again"));
+    assert.equal(heard.a.length, 2);
+    assert.equal(heard.b.length, 1, "a removed listener hears nothing");
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "RedisTransport.onDataLost() reports nothing when Redis restarts with AOF on",
+  async fn() {
+    await using server = await startRedisServer({ appendonly: true });
+    await using t = await RedisTransport.connect(server.url);
+    const heard: string[] = [];
+    t.onDataLost((reason) => heard.push(reason));
+    const s = `${uniqueNamespace()}:inbox`;
+    await t.append(s, encoder.encode("kept"));
+    await server.restart();
+    await t.append(s, encoder.encode("after"));
+    await server.kill();
+    await server.start();
+    assert.equal((await t.range(s)).length, 2);
+    assert.deepEqual(heard, []);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "RedisTransport.onDataLost() reports a flush found by a read whose group vanished",
+  async fn() {
+    await using server = await startRedisServer();
+    await using t = await RedisTransport.connect(server.url);
+    const heard: string[] = [];
+    t.onDataLost((reason) => heard.push(reason));
+    const s = `${uniqueNamespace()}:inbox`;
+    await t.append(s, encoder.encode("x"));
+    assert.equal((await t.read("g", "c1", [s], { blockMs: 0 })).length, 1);
+    // A group deleted alone is not a loss of the server's data.
+    const admin = createClient({ url: server.url });
+    admin.on("error", () => {});
+    await admin.connect();
+    try {
+      await admin.sendCommand(["XGROUP", "DESTROY", s, "g"]);
+      await t.append(s, encoder.encode("y"));
+      assert.equal((await t.read("g", "c1", [s], { blockMs: 0 })).length, 2);
+      await delay(200);
+      assert.deepEqual(heard, []);
+      await admin.sendCommand(["FLUSHALL"]);
+      await t.append(s, encoder.encode("z"));
+      assert.equal((await t.read("g", "c1", [s], { blockMs: 0 })).length, 1);
+      await waitUntil(() => heard.length === 1, 5000, "the loss to be reported");
+      assert.match(
+        heard[0],
+        /^Redis at 127\.0\.0\.1:\d+ lost its data \(key "deno-parallel:epoch"/,
+      );
+    } finally {
+      admin.destroy();
+    }
+  },
+});

@@ -421,6 +421,11 @@ export class MemoryTransport implements Transport {
     await this.#open().deletePrefix(prefix);
   }
 
+  /** Never calls `listener`: the streams live as long as this process. */
+  onDataLost(_listener: (reason: string) => void): () => void {
+    return () => {};
+  }
+
   /** Closes this handle; closing the handle that made the streams also ends every blocked read. */
   close(): Promise<void> {
     if (!this.#closed) {
@@ -637,6 +642,9 @@ class PortTransport implements Transport {
   }
   deletePrefix(prefix: string): Promise<void> {
     return this.#call("deletePrefix", prefix);
+  }
+  onDataLost(_listener: (reason: string) => void): () => void {
+    return () => {};
   }
   close(): Promise<void> {
     if (!this.#closed) {

@@ -22,6 +22,15 @@ export interface RedisTransportOptions {
    * @default {10000}
    */
   commandTimeoutMs?: number;
+  /**
+   * The key whose value tells whether the server kept its data: written once (with a random
+   * value) by the first transport that finds it missing, read again after every reconnect. Found
+   * missing (or changed) then, the server lost what it held, and the transport calls its
+   * {@linkcode RedisTransport.onDataLost} listeners. The Redis user needs read and write access
+   * to it.
+   * @default {"deno-parallel:epoch"}
+   */
+  epochKey?: string;
 }
 
 const FIELD = "m";
@@ -30,6 +39,16 @@ const RETRY_PAUSE_MS = 20;
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 2000;
 const MAX_GROUP_RETRIES = 3;
+const DEFAULT_EPOCH_KEY = "deno-parallel:epoch";
+
+// The epoch key's value, set first if the key is missing; one call, so that transports that find
+// it missing at once agree on one value.
+const EPOCH_SCRIPT = `
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+`;
 
 // One Lua call, so that the delivery counts belong to the entries just claimed.
 const CLAIM_SCRIPT = `
@@ -195,6 +214,12 @@ interface Recovery {
  * as Redis counts them (a re-read counts as a delivery). Groups start at the stream's first entry
  * and are created again if the server lost them.
  *
+ * A server that comes back without its data (a restart without persistence) is noticed on the
+ * reconnect: the epoch key (`epochKey`) written at the first connect is gone. The transport then
+ * calls its {@linkcode RedisTransport.onDataLost} listeners before any other call goes on, so that
+ * the waits for answers that were in the lost streams can fail instead of hanging. With Redis's
+ * append-only file the key survives a restart, and nothing is reported.
+ *
  * Delivery is at least once: a call whose connection dropped mid-flight is sent again, so an
  * append may land twice, and a call rejected after its deadline may still take effect once the
  * server is back.
@@ -228,6 +253,16 @@ export class RedisTransport implements Transport {
   /** group → streams known to have it. */
   #groups = new Map<string, Set<string>>();
   #recovery = new Map<string, Recovery>();
+  readonly #epochKey: string;
+  /** The epoch key's value as this transport last read it. */
+  #epochValue = "";
+  /** Checks of the epoch key asked for (after a reconnect, or a lost group) and done. */
+  #checksWanted = 0;
+  #checksDone = 0;
+  /** Whether a check asked for since the last one done follows a reconnect. */
+  #checkAfterReconnect = false;
+  #checking: Promise<void> | undefined;
+  #lostListeners = new Set<(reason: string) => void>();
 
   private constructor(url: string, ca: string | undefined, options: RedisTransportOptions) {
     this.url = redactUrl(url);
@@ -239,6 +274,10 @@ export class RedisTransport implements Transport {
     checkDuration("commandTimeoutMs", this.#commandTimeoutMs);
     const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     checkDuration("connectTimeoutMs", connectTimeoutMs);
+    this.#epochKey = options.epochKey ?? DEFAULT_EPOCH_KEY;
+    if (typeof this.#epochKey !== "string" || this.#epochKey === "") {
+      throw new TypeError("Cannot connect to Redis: epochKey must be a non-empty string");
+    }
     const hooks: ConnectionHooks = {
       closed: () => this.#closed,
       connectDeadline: () => this.#connectDeadline,
@@ -288,7 +327,7 @@ export class RedisTransport implements Transport {
       timer = setTimeout(() => reject(new DeadlinePassed("No answer")), timeoutMs + 1000);
     });
     try {
-      await Promise.race([connecting, late]);
+      await Promise.race([connecting.then(() => this.#readEpoch()), late]);
     } catch (error) {
       this.#closed = true;
       await this.#closeConnections();
@@ -507,12 +546,24 @@ export class RedisTransport implements Transport {
     } while (cursor !== "0");
   }
 
+  /**
+   * Calls `listener` each time the server is found to have lost its data: after a reconnect, the
+   * epoch key is gone (a restart without persistence), or a consumer group this transport read
+   * through vanished and so did the key (`FLUSHALL`). `reason` names the server by host and port.
+   * Returns a function that removes the listener.
+   */
+  onDataLost(listener: (reason: string) => void): () => void {
+    this.#lostListeners.add(listener);
+    return () => void this.#lostListeners.delete(listener);
+  }
+
   /** Closes both connections at once; calls in flight and later calls reject. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     for (const check of this.#waiters) check();
     await this.#closeConnections();
+    await this.#checking;
   }
 
   /** Same as {@linkcode RedisTransport.close}. */
@@ -526,12 +577,86 @@ export class RedisTransport implements Transport {
 
   #onReady(): void {
     // The first two connections make epoch 0; any later one is a reconnect.
-    if (++this.#readyCount > 2) this.#epoch++;
+    if (++this.#readyCount > 2) {
+      this.#epoch++;
+      this.#checkEpoch(true);
+    }
     for (const check of this.#waiters) check();
   }
 
+  /** The epoch key's value, set first when it is missing. */
+  async #readEpoch(): Promise<void> {
+    this.#epochValue = text(await this.#send(this.#epochCommand()));
+  }
+
+  #epochCommand(): Arg[] {
+    return ["EVAL", EPOCH_SCRIPT, "1", this.#epochKey, crypto.randomUUID()];
+  }
+
+  /**
+   * Checks the epoch key again, holding every other call until it is done (see
+   * {@linkcode RedisTransport.onDataLost}).
+   */
+  #checkEpoch(afterReconnect: boolean): void {
+    this.#checksWanted++;
+    if (afterReconnect) this.#checkAfterReconnect = true;
+    this.#checking ??= this.#runChecks().finally(() => {
+      this.#checking = undefined;
+      for (const check of this.#waiters) check();
+    });
+  }
+
+  async #runChecks(): Promise<void> {
+    let pause = MIN_BACKOFF_MS;
+    while (this.#checksDone < this.#checksWanted && !this.#closed) {
+      const wanted = this.#checksWanted;
+      const afterReconnect = this.#checkAfterReconnect;
+      let value: string;
+      try {
+        // First in the command connection's queue: before calls queued while it was away.
+        value = text(await this.#send(this.#epochCommand(), { asap: true }));
+      } catch (error) {
+        if (this.#closed) return;
+        this.#lastError = error;
+        if (isServerReply(error) && !isTransient(error)) {
+          // The server refuses the key (e.g. an ACL): the loss cannot be told; carry on.
+          this.#checksDone = wanted;
+          continue;
+        }
+        // Lost again, or loading its data: a queued command waits for the server.
+        await sleep(pause);
+        pause = Math.min(pause * 2, 250);
+        continue;
+      }
+      this.#checkAfterReconnect = false;
+      this.#checksDone = wanted;
+      if (value === this.#epochValue) continue;
+      this.#epochValue = value;
+      // Every group and pending entry went with the data.
+      this.#groups.clear();
+      this.#recovery.clear();
+      const server = new URL(this.url).host;
+      const reason = afterReconnect
+        ? `Redis at ${server} restarted without its data (key "${this.#epochKey}" was gone after a reconnect)`
+        : `Redis at ${server} lost its data (key "${this.#epochKey}" was gone)`;
+      for (const listener of [...this.#lostListeners]) {
+        try {
+          listener(reason);
+        } catch {
+          // A listener's failure is its own; the others still hear.
+        }
+      }
+    }
+  }
+
+  /** Whether `connections` are up and the server's data was checked since each reconnect. */
+  #up(connections: readonly Connection[]): boolean {
+    return this.#closed ||
+      (connections.every((c) => c.ready) && this.#checksDone === this.#checksWanted);
+  }
+
   /** Sends one command on the command connection. */
-  #send(args: Arg[], options?: { chainId: symbol }): Promise<unknown> {
+  #send(args: Arg[], options?: { chainId?: symbol; asap?: boolean }): Promise<unknown> {
     return this.#cmd.client.sendCommand<unknown>(args, options);
   }
 
@@ -586,6 +711,14 @@ export class RedisTransport implements Transport {
   ): Promise<T> {
     for (;;) {
       this.#checkOpen(what);
+      if (!this.#up(uses)) {
+        // Not sent while the server is away (node-redis would queue it): it would go out on the
+        // reconnect before the server's data was checked.
+        this.#silentSince ??= Date.now();
+        if (Date.now() >= deadline) throw new DeadlinePassed("Deadline passed");
+        await this.#waitForServer(uses, deadline);
+        continue;
+      }
       const abandon: Abandon = { abandoned: false };
       try {
         const result = await withDeadline(op(abandon), deadline, abandon);
@@ -620,7 +753,7 @@ export class RedisTransport implements Transport {
    * `deadline`, or on close.
    */
   #waitForServer(connections: readonly Connection[], deadline: number): Promise<void> {
-    const up = () => this.#closed || connections.every((c) => c.ready);
+    const up = () => this.#up(connections);
     const upNow = up();
     return new Promise((resolve) => {
       const wake = () => {
@@ -679,8 +812,10 @@ export class RedisTransport implements Transport {
       try {
         return await op();
       } catch (error) {
-        // The server lost the group (a restart without persistence, a deleted key): make it again.
+        // The server lost the group (a restart without persistence, a deleted key): make it again,
+        // and find out whether the server lost everything.
         if (!isGroupLost(error) || attempt >= MAX_GROUP_RETRIES) throw error;
+        this.#checkEpoch(false);
         for (const stream of streams) known.delete(stream);
       }
     }
@@ -783,6 +918,10 @@ function withDeadline<T>(promise: Promise<T>, deadline: number, abandon: Abandon
     }, Math.max(0, deadline - Date.now()));
     promise.then(resolve, reject).finally(() => clearTimeout(timer));
   });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function xadd(stream: string, data: Uint8Array, maxLen: number | undefined): Arg[] {

@@ -100,6 +100,15 @@ export interface Transport {
   deleteBlobs(keys: readonly string[]): Promise<void>;
   /** Deletes every stream and value whose key starts with `prefix`. */
   deletePrefix(prefix: string): Promise<void>;
+  /**
+   * Calls `listener` each time the transport finds that its server lost what it held (streams,
+   * groups, values): a Redis that restarted without persistence, or was flushed. Entries appended
+   * before (messages not yet read, answers not yet read) are gone, so answers awaited from then
+   * may never come. `reason` says what was found, without any password. The listener is called
+   * before the transport carries on with other calls. Returns a function that removes it. A
+   * transport whose data cannot be lost (the embedded one) never calls it.
+   */
+  onDataLost(listener: (reason: string) => void): () => void;
   /** Closes the transport's connections; pending and later calls reject. */
   close(): Promise<void>;
 }
