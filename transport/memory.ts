@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { TransportClosedError } from "../errors.ts";
 import type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./types.ts";
 
@@ -534,12 +535,14 @@ function servePort(broker: Broker, method: Method, a: any[]): unknown {
   }
 }
 
-/** Collects the items passed in one microtask checkpoint and hands them over in one batch. */
+/** Collects the items passed in one turn of the event loop and hands them over in one batch. */
 function batched<T>(flush: (items: T[]) => void): (item: T) => void {
   let items: T[] = [];
   return (item) => {
     if (items.push(item) === 1) {
-      queueMicrotask(() => {
+      // After the microtasks of this turn: the answers of every engine of a host that finished
+      // in it go in one message (a microtask would send one per engine), a few µs later.
+      setImmediate(() => {
         const batch = items;
         items = [];
         flush(batch);
