@@ -390,15 +390,18 @@ pickle protocol 5 with out-of-band buffers, unsigned. Start (seconds, to a wired
     ).join(", ")
   }.
 
-Where the time goes. At 1 MiB the Deno side is bound by CPU on ${navigator.hardwareConcurrency}
-cores: a CPU profile of 32 communicators in one isolate spends 44% of its time in HMAC-SHA256
-(every 1 MiB envelope is hashed when sealed and again when opened), about 20% in MessagePack
-encoding and copying the envelope, and the memory transport copies each entry through the worker
-port; the pyzmq tree signs nothing and ships numpy buffers without a copy. For a scalar, the
-steady in-engine time is the latency of the 2(⌈log2(n+1)⌉−1) hops of the critical path, each
-through the transport (worker → broker → worker, or Redis) instead of a direct socket; the client
-round trip is where IPython Parallel's per-engine task cost (~4–5 ms of CPU per engine per call)
-dominates. For reference, \`MEASUREMENTS.md\` lists IPython Parallel's own interengine example at
+Where the time goes (CPU profiles of the engine hosts through the inspector, 32 engines on the
+embedded transport). A host runs its engines on one thread, so each step of a reduction handles
+its engines one after another: the in-engine time of a scalar (**inside**) is mostly that work, 16
+engines per core, plus two crossings between hosts on the critical path (worker → broker on the
+main thread → worker, or Redis). A task's start adds the skew of the engines starting it
+(**single call**): a DirectView call reaches each host in one message, whose engines then start one
+after another. At 1 MiB the hosts are bound by memory traffic: a message between engines of one
+host carries one copy of the array, a message between hosts is copied into its envelope, hashed
+when sealed and when opened (HMAC-SHA256), copied through the port or Redis, and copied out; and
+each \`vadd\` allocates its result. Fresh 1 MiB allocations, their copies and their collection take
+about half the hosts' time, the additions a quarter. The pyzmq tree signs nothing and ships numpy
+buffers without a copy, one process per engine. For reference, \`MEASUREMENTS.md\` lists IPython Parallel's own interengine example at
 13.2 / 56.4 ms "inside the engines" and 67.9 / 169.0 ms client round trip at 8 / 32 engines
 (another day, another load; its "inside" matches the single-call column here).
 
