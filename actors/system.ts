@@ -992,17 +992,32 @@ export class ActorSystem extends EventTarget {
   #flushAcks(): void {
     const acks = [...this.#acks];
     this.#acks.clear();
-    for (const [stream, entries] of acks) {
-      const tags = entries.map(tagOf);
-      this.transport.ack(stream, GROUP, entries.map((e) => e.id)).then(() => {
-        for (const tag of tags) this.#ackedSinceRead?.add(tag);
-        if (Number.isFinite(this.#retainAckedMs)) this.#acked.set(stream, Date.now());
-      }, (error) => {
-        if (!this.#closed) this.#emitError(error);
-      }).finally(() => {
-        for (const tag of tags) this.#inFlight.delete(tag);
-      });
-    }
+    for (const [stream, entries] of acks) this.#sendAck(stream, entries, 0);
+  }
+
+  /**
+   * Writes one `XACK`. One that fails (the server away) leaves the entries pending there, and the
+   * re-read of pending entries after a reconnect (or a claim) brings them back although they are
+   * done: they stay in `#inFlight`, so that such a delivery is not handled again, and the ack is
+   * tried again, less and less often (up to every 2 s), until it goes through or the system
+   * closes. The retry's timer does not keep the process alive.
+   */
+  #sendAck(stream: string, entries: StreamEntry[], attempt: number): void {
+    const tags = entries.map(tagOf);
+    const forget = () => {
+      for (const tag of tags) this.#inFlight.delete(tag);
+    };
+    if (this.#closed) return forget();
+    this.transport.ack(stream, GROUP, entries.map((e) => e.id)).then(() => {
+      for (const tag of tags) this.#ackedSinceRead?.add(tag);
+      if (Number.isFinite(this.#retainAckedMs)) this.#acked.set(stream, Date.now());
+      forget();
+    }, (error) => {
+      if (this.#closed) return forget();
+      if (attempt === 0) this.#emitError(error);
+      const retry = () => this.#sendAck(stream, entries, attempt + 1);
+      Deno.unrefTimer(setTimeout(retry, Math.min(2000, 100 * 2 ** attempt)));
+    });
   }
 
   #deadLetter(

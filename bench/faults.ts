@@ -171,6 +171,7 @@ async function tally(
       if (n === 0 && o === "ok") trial.neverRan++;
       if (n === 0 && o === "no answer") trial.neverRan++;
       trial.extraRuns += Math.max(0, n - 1);
+      if (n > 1) console.error(`faults: ${call.tokens[i]} ran ${n} times (outcome ${o})`);
     }
     if (!outcome.every((o) => o === "no answer")) trial.times.push(at - faultAt);
   }

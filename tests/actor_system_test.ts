@@ -528,6 +528,56 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
     }
   });
 
+  test("ActorSystem does not run again an entry whose ack failed, and acknowledges it later", async (fx) => {
+    // Redis stopped between a handler's end and its XACK: the ack fails, the entry stays pending
+    // (with AOF it survives the restart), and the re-read of pending entries after the reconnect
+    // brings it back. It is done: it must be acknowledged, not handled again. The transport below
+    // fails the first ack of the actor's inbox and re-reads the pending entries at the next read after that.
+    const inner = await fx.transport();
+    let failAcks = 1;
+    let rereadNext = false;
+    let inbox = "";
+    const transport = new Proxy(inner, {
+      get(target, property) {
+        if (property === "read") {
+          return async (...args: Parameters<Transport["read"]>) => {
+            if (!rereadNext) return await target.read(...args);
+            rereadNext = false;
+            const [group, consumer, streams, options] = args;
+            return await target.read(group, consumer, streams, { ...options, from: "0" });
+          };
+        }
+        if (property === "ack") {
+          return async (...args: Parameters<Transport["ack"]>) => {
+            if (failAcks > 0 && args[0] === inbox) {
+              failAcks--;
+              rereadNext = true;
+              throw new Error("Cannot acknowledge entries: the server went away");
+            }
+            await target.ack(...args);
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const host = new ActorSystem({ transport, key: fx.key, namespace: fx.namespace, blockMs: 50 });
+    host.addEventListener("error", () => {});
+    inbox = host.inboxOf("worker");
+    const client = await fx.system();
+    try {
+      let runs = 0;
+      host.spawn("worker", { handlers: { job: () => ++runs } });
+      assert.equal(await client.ask("worker", "job", null, { timeout: 10_000 }), 1);
+      await waitUntil("the ack that failed to be tried again", () => failAcks === 0 && !rereadNext);
+      await delay(300); // several reads: a second run would have started
+      assert.equal(runs, 1);
+      await waitUntil("the ack", async () => await inner.backlog(inbox, GROUP) === 0);
+    } finally {
+      await host.close();
+    }
+  });
+
   test("ActorSystem answers a reply value that cannot be serialized with a RemoteError", async (fx) => {
     const host = await fx.system();
     const client = await fx.system();
