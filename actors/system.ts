@@ -221,6 +221,11 @@ export class ActorSystem extends EventTarget {
   readonly #encoded = new WeakMap<object, Uint8Array>();
   readonly #byStream = new Map<string, Running>();
   readonly #asks = new Map<string, Waiting>();
+  /**
+   * The entry of each of the last `RECENT_MESSAGES` messages taken from the inboxes, by message
+   * id: a second entry of one message is dropped.
+   */
+  readonly #recent = new Map<string, string>();
   /** Entries to acknowledge at the end of this microtask, by stream. */
   readonly #acks = new Map<string, StreamEntry[]>();
   readonly #wakeStream: string;
@@ -820,6 +825,19 @@ export class ActorSystem extends EventTarget {
     const tag = tagOf(entry);
     if (this.#inFlight.has(tag)) return; // delivered again while still queued or being handled
     this.#inFlight.add(tag);
+    const first = this.#recent.get(envelope.id);
+    if (first !== undefined && first !== tag) {
+      // The same message in a second entry: a write the transport sent again after losing the
+      // server's reply to it (the server had applied it). It was handled, or is being handled.
+      this.#ack(entry);
+      return;
+    }
+    if (first === undefined) {
+      this.#recent.set(envelope.id, tag);
+      if (this.#recent.size > RECENT_MESSAGES) {
+        this.#recent.delete(this.#recent.keys().next().value!);
+      }
+    }
     const running = this.#byStream.get(entry.stream);
     if (!running) {
       this.#ack(entry); // its actor stopped after the read
@@ -1079,6 +1097,9 @@ export class ActorSystem extends EventTarget {
     await this.transport.deletePrefix(this.#wakeStream).catch(() => {});
   }
 }
+
+/** How many message ids a system remembers to drop second copies of (see `#recent`). */
+const RECENT_MESSAGES = 10_000;
 
 /** Turns anything thrown into the data of a `RemoteError`. */
 export function errorData(error: unknown): RemoteErrorData {

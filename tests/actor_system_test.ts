@@ -465,6 +465,34 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
     await waitUntil("the ack", async () => await host.transport.backlog(inbox, GROUP) === 0);
   });
 
+  test("ActorSystem runs a message written twice (a write sent again after a lost reply) once", async (fx) => {
+    const host = await fx.system();
+    const client = await fx.system();
+    let runs = 0;
+    host.spawn("worker", { handlers: { work: () => ++runs } });
+    const inbox = host.inboxOf("worker");
+    const answered = client.expectReply("twice-1", "worker", 10_000);
+    const bytes = sealEnvelope({
+      id: "twice-1",
+      type: "work",
+      from: client.replyAddress,
+      to: "worker",
+      replyTo: client.replyAddress,
+      sent: Date.now(),
+      content: null,
+    }, fx.key);
+    await client.transport.append(inbox, bytes);
+    await client.transport.append(inbox, bytes);
+    assert.equal(await answered, 1);
+    await waitUntil(
+      "both entries acknowledged",
+      async () => await host.transport.backlog(inbox, GROUP) === 0,
+    );
+    // A later message with another id runs.
+    assert.equal(await client.ask("worker", "work", null, { timeout: 10_000 }), 2);
+    assert.equal(runs, 2);
+  });
+
   test("ActorSystem does not run again an entry re-read while its ack was completing", async (fx) => {
     // The Redis transport re-reads a consumer's pending entries after each reconnect. When such a
     // re-read is on its way while an entry's handler finishes and its ack completes, the re-read
