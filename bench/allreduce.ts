@@ -411,6 +411,7 @@ Load averages at each round: ${
 `;
   await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
   await Deno.writeTextFile(values.out, markdown);
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", values.out] }).output();
   await Deno.writeTextFile(
     values.out.replace(/\.md$/, ".json"),
     JSON.stringify({ started, iters, rounds: roundCount, rows }, null, 2),
