@@ -43,6 +43,25 @@ export function dispatcherActor(hostId: string) {
     handlers: {
       dispatch: async (request: DispatchRequest, ctx) => {
         const { envelope, system } = ctx;
+        const problem = malformed(request);
+        if (problem) {
+          // No one waits on the dispatch message itself: tell the engines' callers when they can
+          // be found, and say it on the system either way.
+          const error = new TypeError(`Cannot dispatch on host ${hostId}: ${problem}`);
+          system.dispatchEvent(new ErrorEvent("error", { error, message: error.message }));
+          const { call, engineIds, replyTo } = request ?? {};
+          if (typeof call !== "string" || typeof replyTo !== "string") return;
+          if (!Array.isArray(engineIds)) return;
+          await Promise.all(
+            engineIds.filter(Number.isInteger).map((engineId) =>
+              system.send(replyTo, "reply", {
+                ok: false,
+                error: { name: error.name, message: error.message },
+              }, { parent: engineMessageId(call, engineId), from: `engine.${engineId}` })
+            ),
+          );
+          return;
+        }
         const tasks: Envelope[] = request.engineIds.map((engineId, i) => ({
           id: engineMessageId(request.call, engineId),
           type: request.type,
@@ -67,4 +86,22 @@ export function dispatcherActor(hostId: string) {
       },
     },
   });
+}
+
+/** What is wrong with the shape of `request`, or `undefined`. */
+function malformed(request: DispatchRequest): string | undefined {
+  if (typeof request !== "object" || request === null) return "the request is not an object";
+  const { call, type, engineIds, contents, replyTo } = request;
+  if (typeof call !== "string") return "call must be a string";
+  if (typeof type !== "string") return "type must be a string";
+  if (typeof replyTo !== "string") return "replyTo must be a string";
+  if (!Array.isArray(engineIds) || !engineIds.every(Number.isInteger)) {
+    return "engineIds must be an array of integers";
+  }
+  if (
+    contents !== undefined && (!Array.isArray(contents) || contents.length !== engineIds.length)
+  ) {
+    return "contents must be an array with one content per engine";
+  }
+  return undefined;
 }

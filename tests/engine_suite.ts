@@ -544,6 +544,21 @@ export function engineSuite(
       assert.equal(error.engineId, 7);
       assert.equal(error.remoteName, "EngineDiedError");
       assert.match(error.remoteMessage, /engine\.7: it does not run on host/);
+
+      // A malformed request fails the calls it names, with a TypeError saying what is wrong.
+      const malformed = client.system.expectReply("bad_0", "engine.0", 10_000);
+      await client.system.send(`dispatch.${client.hostOf(0)}`, "dispatch", {
+        call: "bad",
+        type: "execute",
+        engineIds: [0],
+        contents: [],
+        replyTo: client.system.replyAddress,
+      });
+      const refused = await malformed.catch((e) => e);
+      assert.ok(refused instanceof RemoteError, String(refused));
+      assert.equal(refused.remoteName, "TypeError");
+      assert.match(refused.remoteMessage, /contents must be an array with one content per engine/);
+      assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1, 2, 3, 4, 5]);
     },
     "cluster",
     { hosts: 2 },
