@@ -61,13 +61,6 @@ export class BroadcastView extends View {
     const { signal } = options;
     const timeout = options.timeout ?? Infinity;
     const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
-    if (signal?.aborted) {
-      // Cancelled before it was sent: nothing goes out.
-      const outcomes = targets.map((engineId) =>
-        Promise.resolve<Outcome>({ engineId, error: signal.reason })
-      );
-      return new AsyncResult(id, targets, outcomes);
-    }
     const { hosts } = this.tree();
     const request: BroadcastRequest = {
       operation,

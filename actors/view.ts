@@ -210,8 +210,15 @@ export abstract class View {
     const { signal } = options;
     const id = crypto.randomUUID();
     const send = (operation: Operation) => {
+      if (signal?.aborted) {
+        // Cancelled before it was sent: nothing goes out.
+        const outcomes = targets.map((engineId) =>
+          Promise.resolve<Outcome>({ engineId, error: signal.reason })
+        );
+        return new AsyncResult(id, targets, outcomes);
+      }
       // Written before the call's messages, and only for a call that is sent.
-      if (!signal?.aborted) client.recordCall(id, targets, operation.type, single, this.tree());
+      client.recordCall(id, targets, operation.type, single, this.tree());
       return this.dispatch(operation, options, id);
     };
     if (!prepare && !client.preparing) return send(operation);
@@ -341,13 +348,6 @@ export class DirectView extends View {
     const { signal } = options;
     const timeout = options.timeout ?? Infinity;
     const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
-    if (signal?.aborted) {
-      // Cancelled before it was sent: nothing goes out.
-      const outcomes = targets.map((engineId) =>
-        Promise.resolve<Outcome>({ engineId, error: signal.reason })
-      );
-      return new AsyncResult(id, targets, outcomes);
-    }
     const live = targets.filter((engineId) => !client.deadEngine(engineId));
     const answered = new Set<number>();
     const outcomes = targets.map((engineId) => {
