@@ -21,12 +21,13 @@ import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
 import type { AsyncResult } from "../actors/async_result.ts";
 import type { Client } from "../actors/client.ts";
-import { Cluster, toHex } from "../actors/cluster.ts";
+import { Cluster } from "../actors/cluster.ts";
 import { ActorSystem } from "../actors/system.ts";
 import { RemoteError } from "../errors.ts";
 import { type Envelope, generateKey, sealEnvelope } from "../transport/envelope.ts";
 import { RedisTransport } from "../transport/redis.ts";
 import { FunctionSource } from "../actors/wire_types.ts";
+import { type HandStarted, startByHand as startEngineProcess } from "../tests/_engine_process.ts";
 import { type RedisServer, startRedisServer, uniqueNamespace } from "../tests/_redis_server.ts";
 import { formatLoad, loadAverage, median } from "./_util.ts";
 
@@ -372,37 +373,11 @@ async function deathTrial(
   return await tally(calls, deathAt, marks);
 }
 
-/** Two engines in an `engine.ts` process started by hand, and a client on them. */
-async function startByHand(url: string, n: number) {
-  const dir = await Deno.makeTempDir();
-  const keyFile = `${dir}/key`;
-  await Deno.writeTextFile(keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
-  const cluster = uniqueNamespace();
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../engine.ts", import.meta.url).href,
-      ...["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", String(n)],
-    ],
-    stdout: "null",
-    stderr: "null",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const client = await Cluster.connect({ transport: url, cluster, keyFile, n, timeout: 60_000 });
-  await client.broadcastView().apply(() => rank).get({ timeout: 60_000 });
-  return {
-    client,
-    process,
-    async [Symbol.asyncDispose]() {
-      try {
-        process.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await process.status;
-      await client.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+/** Engines in an `engine.ts` process started by hand, and a client on them, warmed up. */
+async function startByHand(url: string, n: number): Promise<HandStarted> {
+  const hand = await startEngineProcess(url, n, { timeout: 60_000 });
+  await hand.client.broadcastView().apply(() => rank).get({ timeout: 60_000 });
+  return hand;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster, type ClusterOptions, toHex } from "../actors/cluster.ts";
+import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import type { Client } from "../actors/client.ts";
 import type { TreeCommunicator } from "../actors/tree.ts";
 import { CompositeError, EngineDiedError } from "../errors.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS } from "../actors/_liveness.ts";
-import { generateKey } from "../transport/envelope.ts";
 import { delay, within } from "./_async.ts";
-import { fileRedis, uniqueNamespace } from "./_redis_server.ts";
+import { startByHand } from "./_engine_process.ts";
+import { fileRedis } from "./_redis_server.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -337,53 +337,6 @@ livenessSuite(
   "sigstop",
   noRedis,
 );
-
-interface HandStarted extends AsyncDisposable {
-  client: Client;
-  process: Deno.ChildProcess;
-}
-
-async function startByHand(
-  url: string,
-  n: number,
-  options: { heartbeatTimeoutMs?: number } = {},
-): Promise<HandStarted> {
-  const dir = await Deno.makeTempDir();
-  const keyFile = `${dir}/key`;
-  await Deno.writeTextFile(keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
-  const cluster = uniqueNamespace();
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../engine.ts", import.meta.url).href,
-      ...["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", String(n)],
-    ],
-    stdout: "null",
-    stderr: "null",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const client = await Cluster.connect({
-    transport: url,
-    cluster,
-    keyFile,
-    n,
-    timeout: 30_000,
-    ...options,
-  });
-  return {
-    client,
-    process,
-    async [Symbol.asyncDispose]() {
-      try {
-        process.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await process.status;
-      await client.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 Deno.test({
   name: "Client fails calls on engines whose engine.ts process was SIGKILLed, with EngineDiedError",

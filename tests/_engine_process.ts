@@ -1,0 +1,63 @@
+/**
+ * Engines started the way a user starts them on another machine: an `engine.ts` process, and a
+ * client that joins them with `Cluster.connect`.
+ *
+ * @module
+ */
+import { Cluster, toHex } from "../actors/cluster.ts";
+import type { Client } from "../actors/client.ts";
+import { generateKey } from "../transport/envelope.ts";
+import { uniqueNamespace } from "./_redis_server.ts";
+
+/** An `engine.ts` process and its client; disposing kills the process and closes the client. */
+export interface HandStarted extends AsyncDisposable {
+  client: Client;
+  process: Deno.ChildProcess;
+}
+
+/**
+ * Starts `n` engines in one `engine.ts` process on the Redis at `url` (a fresh cluster name and
+ * key file) and connects a client to them, waiting up to `timeout` ms (default 30,000).
+ */
+export async function startByHand(
+  url: string,
+  n: number,
+  options: { heartbeatTimeoutMs?: number; timeout?: number } = {},
+): Promise<HandStarted> {
+  const dir = await Deno.makeTempDir();
+  const keyFile = `${dir}/key`;
+  await Deno.writeTextFile(keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
+  const cluster = uniqueNamespace();
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../engine.ts", import.meta.url).href,
+      ...["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", String(n)],
+    ],
+    stdout: "null",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const { timeout = 30_000, heartbeatTimeoutMs } = options;
+  const client = await Cluster.connect({
+    transport: url,
+    cluster,
+    keyFile,
+    n,
+    timeout,
+    ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs }),
+  });
+  return {
+    client,
+    process,
+    async [Symbol.asyncDispose]() {
+      try {
+        process.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await process.status;
+      await client.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
