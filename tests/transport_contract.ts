@@ -290,6 +290,31 @@ export function transportContract(
     },
   );
 
+  test(
+    "large entries and values are stored as written, whatever callers do to their bytes",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      const written = randomBytes(1024 * 1024);
+      const original = written.slice();
+      await t.append(s, written);
+      await t.appendMany([{ stream: s, data: written }]);
+      await t.putBlob(`${ns}:blob`, written, 60_000);
+      written.fill(0); // the writer reuses its buffer
+      const read = await t.read("g", "c1", [s], { blockMs: 0 });
+      assert.equal(read.length, 2);
+      for (const entry of read) assertBytes(entry.data, original);
+      const blob = await t.getBlob(`${ns}:blob`);
+      assertBytes(blob, original);
+      for (const entry of read) entry.data!.fill(1); // readers own what they read
+      blob!.fill(1);
+      for (const entry of await t.range(s)) assertBytes(entry.data, original);
+      for (const entry of await t.read("g", "c1", [s], { from: "0" })) {
+        assertBytes(entry.data, original);
+      }
+      assertBytes(await t.getBlob(`${ns}:blob`), original);
+    },
+  );
+
   test("putBlob() stores a value getBlob() returns until its ttl passes", async (t, ns) => {
     const value = randomBytes(1024);
     await t.putBlob(`${ns}:blob`, value, 60_000);

@@ -14,6 +14,19 @@ transportContract("MemoryTransport", () => {
   return Promise.resolve({ transport, [Symbol.asyncDispose]: () => transport.close() });
 });
 
+// What a Worker host uses: the same streams, reached through a MessagePort.
+transportContract("MemoryTransport through a port", () => {
+  const owner = new MemoryTransport();
+  const transport = MemoryTransport.fromPort(owner.openPort());
+  return Promise.resolve({
+    transport,
+    async [Symbol.asyncDispose]() {
+      await transport.close();
+      await owner.close();
+    },
+  });
+});
+
 if (!redisAvailable()) {
   // deno-lint-ignore no-console
   console.warn("RedisTransport contract ignored: no redis-server on PATH and REDIS_URL is unset");

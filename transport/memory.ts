@@ -73,7 +73,8 @@ class Broker {
       s.lastSeq++;
     }
     const id = `${s.lastMs}-${s.lastSeq}`;
-    s.entries.push({ id, data: data.slice() });
+    // Shared memory is a copy a Worker made for the stream alone; other bytes are the caller's.
+    s.entries.push({ id, data: isShared(data) ? data : data.slice() });
     if (maxLen !== undefined) this.trimApproximately(name, maxLen);
     this.wake(name);
     return id;
@@ -373,7 +374,7 @@ export class MemoryTransport implements Transport {
     streams: readonly string[],
     options: ReadOptions = {},
   ): Promise<StreamEntry[]> {
-    return await this.#open().read(group, consumer, streams, options);
+    return copies(await this.#open().read(group, consumer, streams, options));
   }
 
   async ack(stream: string, group: string, ids: readonly string[]): Promise<void> {
@@ -387,11 +388,11 @@ export class MemoryTransport implements Transport {
     minIdleMs: number,
     count = 100,
   ): Promise<StreamEntry[]> {
-    return await this.#open().claim(stream, group, consumer, minIdleMs, count);
+    return copies(await this.#open().claim(stream, group, consumer, minIdleMs, count));
   }
 
   async range(stream: string, start = "-", count = Infinity): Promise<StreamEntry[]> {
-    return await this.#open().range(stream, start, count);
+    return copies(await this.#open().range(stream, start, count));
   }
 
   async backlog(stream: string, group: string): Promise<number> {
@@ -411,7 +412,7 @@ export class MemoryTransport implements Transport {
   }
 
   async getBlob(key: string): Promise<Uint8Array | null> {
-    return await this.#open().getBlob(key);
+    return (await this.#open().getBlob(key))?.slice() ?? null;
   }
 
   async deleteBlobs(keys: readonly string[]): Promise<void> {
@@ -460,10 +461,11 @@ export class MemoryTransport implements Transport {
             else list = a[2] as string[];
           }
           const r = servePort(broker, m, a);
-          if (r instanceof Promise) r.then((r) => send({ i, r }), (e) => send({ i, e: String(e) }));
-          else send({ i, r });
+          if (r instanceof Promise) {
+            r.then((r) => send({ i, r }), (e) => send({ i, ...failure(e) }));
+          } else send({ i, r });
         } catch (error) {
-          send({ i, e: String((error as Error).message) });
+          send({ i, ...failure(error) });
         }
       }
     };
@@ -498,7 +500,9 @@ interface PortRequest {
 interface PortReply {
   i: number;
   r?: unknown;
+  /** The error's message and name. */
   e?: string;
+  n?: string;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -535,19 +539,84 @@ function servePort(broker: Broker, method: Method, a: any[]): unknown {
   }
 }
 
-/** Collects the items passed in one turn of the event loop and hands them over in one batch. */
-function batched<T>(flush: (items: T[]) => void): (item: T) => void {
+/** An error of the broker, as it crosses the port. */
+function failure(error: unknown): { e: string; n: string } {
+  return error instanceof Error
+    ? { e: error.message, n: error.name }
+    : { e: String(error), n: "Error" };
+}
+
+/** The broker's error on this side of the port: of the same class, for the errors it throws. */
+function portError(message: string, name = "Error"): Error {
+  switch (name) {
+    case "RangeError":
+      return new RangeError(message);
+    case "TypeError":
+      return new TypeError(message);
+    case "TransportClosedError":
+      return new TransportClosedError(message);
+    default:
+      return new Error(message);
+  }
+}
+
+/**
+ * From this size on, the bytes a Worker writes cross the port in a `SharedArrayBuffer`: copied
+ * once there, then stored and handed to the reading Worker without the port copying them again
+ * (a structured clone copies them once to send and once to receive, each way).
+ */
+const SHARE_BYTES = 64 * 1024;
+
+function isShared(bytes: Uint8Array): boolean {
+  return typeof SharedArrayBuffer === "function" && bytes.buffer instanceof SharedArrayBuffer;
+}
+
+/** `bytes`, or a copy of them in shared memory when they are large. */
+function shareable(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteLength < SHARE_BYTES || isShared(bytes)) return bytes;
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  shared.set(bytes);
+  return shared;
+}
+
+/**
+ * `bytes`, copied out of shared memory if they are in it: a reader decodes what it owns, and what
+ * it decodes (a `Uint8Array` in a message is a view of the message's bytes) is its own.
+ */
+function privateBytes(bytes: Uint8Array | null): Uint8Array | null {
+  return bytes !== null && isShared(bytes) ? bytes.slice() : bytes;
+}
+
+/** The entries, each with a copy of its bytes: the stream's stay as they are, whatever the reader does. */
+function copies(entries: StreamEntry[]): StreamEntry[] {
+  return entries.map((e) => e.data === null ? e : { ...e, data: e.data.slice() });
+}
+
+function privateEntries(entries: StreamEntry[]): StreamEntry[] {
+  return entries.map((e) =>
+    e.data !== null && isShared(e.data) ? { ...e, data: e.data.slice() } : e
+  );
+}
+
+/**
+ * Collects the items passed in one turn of the event loop and hands them over in one batch; an
+ * item passed with `now` goes at once, with those collected before it.
+ */
+function batched<T>(flush: (items: T[]) => void): (item: T, now?: boolean) => void {
   let items: T[] = [];
-  return (item) => {
-    if (items.push(item) === 1) {
-      // After the microtasks of this turn: the answers of every engine of a host that finished
-      // in it go in one message (a microtask would send one per engine), a few µs later.
-      setImmediate(() => {
-        const batch = items;
-        items = [];
-        flush(batch);
-      });
-    }
+  const flushAll = () => {
+    if (items.length === 0) return;
+    const batch = items;
+    items = [];
+    flush(batch);
+  };
+  return (item, now = false) => {
+    // After the microtasks of this turn: the answers of every engine of a host that finished in
+    // it go in one message (a microtask would send one per engine), a few µs later. But the
+    // microtasks of a turn can be long (a host's engines passing a large value down the tree
+    // one after another), and a large write is worth a message of its own: it goes at once.
+    if (items.push(item) === 1 && !now) setImmediate(flushAll);
+    if (now) flushAll();
   };
 }
 
@@ -558,7 +627,7 @@ class PortTransport implements Transport {
   #next = 0;
   #calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   #closed = false;
-  #send: (request: PortRequest) => void;
+  #send: (request: PortRequest, now?: boolean) => void;
   #lastStreams: readonly string[] | undefined;
 
   constructor(port: MessagePort) {
@@ -567,35 +636,41 @@ class PortTransport implements Transport {
       if (!this.#closed) this.#port.postMessage(requests);
     });
     port.onmessage = (event: MessageEvent<PortReply[]>) => {
-      for (const { i, r, e } of event.data) {
+      for (const { i, r, e, n } of event.data) {
         const call = this.#calls.get(i);
         if (!call) continue;
         this.#calls.delete(i);
-        if (e !== undefined) call.reject(new Error(e));
+        if (e !== undefined) call.reject(portError(e, n));
         else call.resolve(r);
       }
     };
   }
 
   #call<T>(m: Method, ...a: unknown[]): Promise<T> {
+    return this.#callNow(false, m, ...a);
+  }
+
+  #callNow<T>(now: boolean, m: Method, ...a: unknown[]): Promise<T> {
     if (this.#closed) {
       return Promise.reject(new TransportClosedError("Cannot use transport: it is closed"));
     }
     const i = this.#next++;
     return new Promise<T>((resolve, reject) => {
       this.#calls.set(i, { resolve: resolve as (v: unknown) => void, reject });
-      this.#send({ i, m, a });
+      this.#send({ i, m, a }, now);
     });
   }
 
   append(stream: string, data: Uint8Array, options?: AppendOptions): Promise<string> {
-    return this.#call("append", stream, data, options);
+    const bytes = shareable(data);
+    return this.#callNow(isShared(bytes), "append", stream, bytes, options);
   }
   appendMany(
     entries: readonly { stream: string; data: Uint8Array }[],
     options?: AppendOptions,
   ): Promise<string[]> {
-    return this.#call("appendMany", entries, options);
+    const shared = entries.map((e) => ({ stream: e.stream, data: shareable(e.data) }));
+    return this.#callNow(shared.some((e) => isShared(e.data)), "appendMany", shared, options);
   }
   read(
     group: string,
@@ -604,11 +679,9 @@ class PortTransport implements Transport {
     options?: ReadOptions,
   ): Promise<StreamEntry[]> {
     // A reader passes the same list read after read: send it once, then `null` for "the same".
-    if (streams !== this.#lastStreams) {
-      this.#lastStreams = streams;
-      return this.#call("read", group, consumer, streams, options);
-    }
-    return this.#call("read", group, consumer, null, options);
+    const sent = streams === this.#lastStreams ? null : streams;
+    this.#lastStreams = streams;
+    return this.#call<StreamEntry[]>("read", group, consumer, sent, options).then(privateEntries);
   }
   ack(stream: string, group: string, ids: readonly string[]): Promise<void> {
     return this.#call("ack", stream, group, ids);
@@ -620,10 +693,11 @@ class PortTransport implements Transport {
     minIdleMs: number,
     count?: number,
   ): Promise<StreamEntry[]> {
-    return this.#call("claim", stream, group, consumer, minIdleMs, count);
+    return this.#call<StreamEntry[]>("claim", stream, group, consumer, minIdleMs, count)
+      .then(privateEntries);
   }
   range(stream: string, start?: string, count?: number): Promise<StreamEntry[]> {
-    return this.#call("range", stream, start, count);
+    return this.#call<StreamEntry[]>("range", stream, start, count).then(privateEntries);
   }
   backlog(stream: string, group: string): Promise<number> {
     return this.#call("backlog", stream, group);
@@ -635,10 +709,10 @@ class PortTransport implements Transport {
     return this.#call("trimAcknowledged", stream, retainMs);
   }
   putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {
-    return this.#call("putBlob", key, data, ttlMs);
+    return this.#call("putBlob", key, shareable(data), ttlMs);
   }
   getBlob(key: string): Promise<Uint8Array | null> {
-    return this.#call("getBlob", key);
+    return this.#call<Uint8Array | null>("getBlob", key).then(privateBytes);
   }
   deleteBlobs(keys: readonly string[]): Promise<void> {
     return this.#call("deleteBlobs", keys);
