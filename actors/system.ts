@@ -14,7 +14,7 @@ import {
   TransportClosedError,
   TransportDataLostError,
 } from "../errors.ts";
-import { cloneValue, encodeValue } from "../transport/codec.ts";
+import { checkValue, cloneValue, encodeValue } from "../transport/codec.ts";
 import {
   type ClusterKey,
   type Envelope,
@@ -94,6 +94,12 @@ export interface SendOptions {
    * written before the message, without waiting: a failure to store is an `"error"` event.
    */
   keep?: { key: string; ttlMs: number };
+  /**
+   * The sender hands `content` over: it will neither use nor change it again. Delivered to an
+   * actor of this system, it is then passed as it is, not copied (it is still checked, and a
+   * content that cannot be sent still throws `SerializationError`).
+   */
+  handOver?: boolean;
 }
 
 /** Options of {@linkcode ActorSystem.ask}. */
@@ -414,7 +420,8 @@ export class ActorSystem extends EventTarget {
     let bytes: Uint8Array | undefined;
     if (options.keep) this.#keep(options.keep, bytes = sealEnvelope(envelope, this.#key));
     if (this.#isLocal(envelope)) {
-      this.#deliverLocally(envelope, this.#shares(envelope));
+      if (options.handOver) checkValue(envelope.content);
+      this.#deliverLocally(envelope, options.handOver === true || this.#shares(envelope));
       this.#written(envelope.id);
       return envelope.id;
     }

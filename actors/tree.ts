@@ -118,6 +118,8 @@ export interface TreeWiring {
 interface Carried {
   empty: boolean;
   value?: unknown;
+  /** Whether the value belongs to the reduction alone: no caller's variable holds it. */
+  owned?: boolean;
 }
 
 /** The content of `up` and `down` messages. */
@@ -359,7 +361,8 @@ export class TreeCommunicator {
         this.#finish(seq);
         return unwrap(partial);
       }
-      await this.#send(`tree.${this.parent}`, "up", seq, partial);
+      // allreduce never returns the partial: one the reduction owns goes up without a copy.
+      await this.#send(`tree.${this.parent}`, "up", seq, partial, all && partial.owned === true);
       const down = this.#receiveDown(seq, deadline, timeout);
       if (all) return unwrap(await down);
       background = true;
@@ -468,8 +471,17 @@ export class TreeCommunicator {
     );
   }
 
-  async #send(to: string, type: string, seq: number, carried: Carried): Promise<void> {
-    await this.#system.send(to, type, this.#message(seq, carried), { from: this.address });
+  async #send(
+    to: string,
+    type: string,
+    seq: number,
+    carried: Carried,
+    handOver = false,
+  ): Promise<void> {
+    await this.#system.send(to, type, this.#message(seq, carried), {
+      from: this.address,
+      handOver,
+    });
   }
 
   #message(seq: number, carried: Carried): ValueMessage {
@@ -670,7 +682,7 @@ export class TreeCommunicator {
         const slot = this.#slot(message.seq);
         const carried: Carried = message.empty
           ? { empty: true }
-          : { empty: false, value: message.value };
+          : { empty: false, value: message.value, owned: true };
         if (
           direction === "up" && this.children.includes(message.from) && !slot.ups.has(message.from)
         ) {
@@ -732,9 +744,7 @@ async function fold(f: Reducer, list: unknown, id: number): Promise<Carried> {
   }
   let acc: Carried = { empty: true };
   for (const item of list as Iterable<unknown>) {
-    acc = acc.empty
-      ? { empty: false, value: item }
-      : { empty: false, value: await f(acc.value, item) };
+    acc = await combine(f, acc, { empty: false, value: item });
   }
   return acc;
 }
@@ -742,7 +752,30 @@ async function fold(f: Reducer, list: unknown, id: number): Promise<Carried> {
 async function combine(f: Reducer, a: Carried, b: Carried): Promise<Carried> {
   if (b.empty) return a;
   if (a.empty) return b;
-  return { empty: false, value: await f(a.value, b.value) };
+  const value = await f(a.value, b.value);
+  return { empty: false, value, owned: ownsResult(value, a, b) };
+}
+
+/**
+ * Whether `result`, which `f` returned for `a` and `b`, belongs to the reduction alone: a typed
+ * array or `ArrayBuffer` whose memory is not that of an input a caller still holds (the values
+ * `f` changes in place and returns, say). Only then can it travel without a copy; any other
+ * value is copied, as it always is.
+ */
+function ownsResult(result: unknown, a: Carried, b: Carried): boolean {
+  const memory = memoryOf(result);
+  if (memory === undefined) return false;
+  return [a, b].every((input) => {
+    if (input.owned || typeof input.value !== "object" || input.value === null) return true;
+    const theirs = memoryOf(input.value);
+    return theirs !== undefined && theirs !== memory;
+  });
+}
+
+function memoryOf(value: unknown): ArrayBufferLike | undefined {
+  if (ArrayBuffer.isView(value)) return value.buffer;
+  if (value instanceof ArrayBuffer) return value;
+  return undefined;
 }
 
 /** How a failure travels to the other participants. */

@@ -20,6 +20,8 @@ declare const concat: (a: string, b: string) => string;
 declare const vadd: (a: Float64Array, b: Float64Array) => Float64Array;
 declare const contribution: typeof contributionOf;
 declare let summed: Float64Array;
+declare let x: Float64Array;
+declare const addWipe: typeof addIntoFirstWipingSecond;
 
 const { server, url: redisUrl, ignored: noRedis } = await fileRedis("tree_test");
 
@@ -41,6 +43,12 @@ function vaddFn(a: Float64Array, b: Float64Array): Float64Array {
   const out = new Float64Array(a.length);
   for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
   return out;
+}
+
+function addIntoFirstWipingSecond(a: Float64Array, b: Float64Array): Float64Array {
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+  b.fill(Number.NaN);
+  return a;
 }
 
 type Op = "add" | "mul" | "max";
@@ -225,6 +233,39 @@ function treeSuite(
           if (summed[i] !== expected(i)) assert.fail(`element ${i} is ${summed[i]}`);
         }
       }
+    },
+  );
+
+  test(
+    "TreeCommunicator.allreduce() of typed arrays: an engine's f never reaches another engine's variables",
+    8,
+    async ({ client }) => {
+      const dv = client.view();
+      const tree = await wireTree(dv, T);
+      // Adds into its first argument and returns it, and wipes its second: what an engine hands
+      // its parent must be a value no variable of the engine holds.
+      await dv.push({ addWipe: addIntoFirstWipingSecond }, T);
+      const seen = await dv.apply(async () => {
+        x = new Float64Array(1024).fill(id);
+        const total = await com.allreduce(addWipe, x);
+        total[0] += id; // each engine's total is its own
+        return [x[0], x[1023], total[0], total[1023]];
+      }).get(T) as number[][];
+      const idSum = client.ids.reduce((a, b) => a + b, 0);
+      const subtreeSums = new Map<number, number>();
+      const visit = (node: number): number => {
+        let sum = node;
+        for (const child of childrenOf(tree, node)) sum += visit(child);
+        subtreeSums.set(node, sum);
+        return sum;
+      };
+      visit(client.ids[0]);
+      seen.forEach(([first, last, total0, total1023], i) => {
+        const engine = client.ids[i];
+        // The engine's own f folded its children into x (its subtree's sum); nobody else did.
+        assert.deepEqual([first, last], [subtreeSums.get(engine), subtreeSums.get(engine)]);
+        assert.deepEqual([total0, total1023], [idSum + engine, idSum], `engine ${engine}`);
+      });
     },
   );
 
