@@ -25,6 +25,8 @@ import {
 } from "../errors.ts";
 import { type Bintree, bintree, childrenOf, rootOf } from "./_topology.ts";
 import type { EngineResult } from "./engine.ts";
+import { setImmediate } from "node:timers";
+import { cloneValue } from "../transport/codec.ts";
 import { defineActor } from "./actor.ts";
 import { type ActorSystem, errorData, GROUP } from "./system.ts";
 import type { View } from "./view.ts";
@@ -461,14 +463,30 @@ export class TreeCommunicator {
     }
     if (this.children.length === 0) return;
     const content = this.#message(seq, carried); // one object: encoded once for both children
-    this.#system.sendMany(this.children.map((child) => ({
-      to: `tree.${child}`,
-      type: "down",
-      content,
-      options: { from: this.address },
-    }))).catch((error) =>
-      this.#fail(seq, error, causeOf(error, this.id), this.parent ?? undefined)
-    );
+    const remote = this.children.filter((c) => !this.#system.deliversLocally(`tree.${c}`));
+    const local = this.children.filter((c) => this.#system.deliversLocally(`tree.${c}`));
+    const send = (children: readonly number[], content: ValueMessage, handOver: boolean) =>
+      this.#system.sendMany(children.map((child) => ({
+        to: `tree.${child}`,
+        type: "down",
+        content,
+        options: { from: this.address, handOver },
+      }))).catch((error) =>
+        this.#fail(seq, error, causeOf(error, this.id), this.parent ?? undefined)
+      );
+    if (remote.length === 0 || local.length === 0) return void send(this.children, content, false);
+    send(remote, content, false);
+    // The local child goes on down its subtree in this thread, one engine after another, before
+    // the transport's client gets the turn of the event loop it writes in (both the port and the
+    // Redis client write in a later turn): the remote child would wait for the whole subtree.
+    // So the local child gets its copy now, and the copy once the write is out.
+    let copy: ValueMessage;
+    try {
+      copy = cloneValue(content) as ValueMessage;
+    } catch {
+      return void send(local, content, false); // fails as the remote send does
+    }
+    setImmediate(() => send(local, copy, true));
   }
 
   async #send(
