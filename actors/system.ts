@@ -44,10 +44,11 @@ export interface ActorSystemOptions {
   /** Entries larger than this are dead-lettered unread. Default 512 MiB. */
   maxMessageBytes?: number;
   /**
-   * Hand messages between actors of this system to the recipient directly instead of through
-   * the transport. The content is still encoded and decoded, so the recipient gets its own copy
-   * and a value that cannot be sent fails as it would through the transport; but it is neither
-   * signed nor in any stream: it is lost if the system dies before handling it. Default `false`.
+   * Hand messages between actors of this system, and the answers to its own asks, to the
+   * recipient directly instead of through the transport. The content is still copied by the
+   * codec's rules, so the recipient gets its own copy and a value that cannot be sent fails as it
+   * would through the transport; but it is neither signed nor in any stream: it is lost if the
+   * system dies before handling it. Default `false`.
    */
   localDelivery?: boolean;
   /**
@@ -419,6 +420,13 @@ export class ActorSystem extends EventTarget {
     const envelope = this.#envelope(to, type, content, options);
     let bytes: Uint8Array | undefined;
     if (options.keep) this.#keep(options.keep, bytes = sealEnvelope(envelope, this.#key));
+    if (this.#localDelivery && to === this.replyAddress) {
+      // An answer to an ask of this system (a ping between two engines of a host, say).
+      const answer = { ...envelope, content: cloneValue(envelope.content) };
+      queueMicrotask(() => this.#settleReply(answer));
+      this.#written(envelope.id);
+      return envelope.id;
+    }
     if (this.#isLocal(envelope)) {
       if (options.handOver) checkValue(envelope.content);
       this.#deliverLocally(envelope, options.handOver === true || this.#shares(envelope));
@@ -513,7 +521,7 @@ export class ActorSystem extends EventTarget {
    * is on, and the actor runs here), so that no loss of the transport's data can touch it.
    */
   deliversLocally(address: string): boolean {
-    return this.#localDelivery && this.#actors.has(address);
+    return this.#localDelivery && (this.#actors.has(address) || address === this.replyAddress);
   }
 
   /** Whether `envelope` goes between two actors here that share contents. */
@@ -801,6 +809,19 @@ export class ActorSystem extends EventTarget {
     }
   }
 
+  /** Settles the ask that `envelope` answers. */
+  #settleReply(envelope: Envelope): void {
+    const reply = envelope.content as Reply;
+    if (!envelope.parent) return;
+    if (reply?.ok) this.#settle(envelope.parent, { value: reply.value });
+    else {
+      const data = reply?.error ?? { name: "Error", message: "malformed reply" };
+      this.#settle(envelope.parent, {
+        error: new RemoteError(engineIdOf(envelope.from), data, envelope.from),
+      });
+    }
+  }
+
   #accept(entry: StreamEntry): void {
     if (entry.stream === this.#wakeStream) {
       this.#ack(entry);
@@ -818,15 +839,7 @@ export class ActorSystem extends EventTarget {
     this.#received++;
     if (entry.stream === this.#replyStream) {
       this.#ack(entry);
-      const reply = envelope.content as Reply;
-      if (!envelope.parent) return;
-      if (reply?.ok) this.#settle(envelope.parent, { value: reply.value });
-      else {
-        const data = reply?.error ?? { name: "Error", message: "malformed reply" };
-        this.#settle(envelope.parent, {
-          error: new RemoteError(engineIdOf(envelope.from), data, envelope.from),
-        });
-      }
+      this.#settleReply(envelope);
       return;
     }
     const tag = tagOf(entry);

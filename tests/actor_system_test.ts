@@ -199,7 +199,7 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
     assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => i + 1));
   });
 
-  test("ActorSystem with localDelivery hands messages between its actors without the transport", async (fx) => {
+  test("ActorSystem with localDelivery hands messages between its actors, and their answers, without the transport", async (fx) => {
     const system = await fx.system({ localDelivery: true });
     const client = await fx.system();
     system.spawn("leaf", { handlers: { double: (n: number) => n * 2 } });
@@ -209,10 +209,11 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
       },
     });
     assert.deepEqual(await client.ask("relay", "relay", 21), [42, "relay"]);
-    // The relay's message came through the transport; the leaf's never did.
+    // The relay's message came through the transport; the leaf's never did, nor its answer.
     const transport = await fx.transport();
     assert.equal((await transport.range(system.inboxOf("relay"))).length, 1);
     assert.equal((await transport.range(system.inboxOf("leaf"))).length, 0);
+    assert.equal((await transport.range(system.inboxOf(system.replyAddress))).length, 0);
   });
 
   test("ActorSystem with localDelivery gives each actor its own copy, except between sharing actors", async (fx) => {
