@@ -28,7 +28,12 @@ import { type Envelope, generateKey, sealEnvelope } from "../transport/envelope.
 import { RedisTransport } from "../transport/redis.ts";
 import { FunctionSource } from "../actors/wire_types.ts";
 import { type HandStarted, startByHand as startEngineProcess } from "../tests/_engine_process.ts";
-import { type RedisServer, startRedisServer, uniqueNamespace } from "../tests/_redis_server.ts";
+import {
+  connectAdmin,
+  type RedisServer,
+  startRedisServer,
+  uniqueNamespace,
+} from "../tests/_redis_server.ts";
 import { formatLoad, loadAverage, median } from "./_util.ts";
 
 /** `rank` in the engines' namespaces. */
@@ -460,57 +465,50 @@ function badEntries(kind: "unsigned" | "wrong key" | "truncated"): Fault {
       const key = generateKey();
       const { cluster: c, client } = await cluster(server.url, { n: 2, hosts: 2, key });
       await using _ = c;
-      const { createClient } = await import("../deps_redis.ts");
-      const raw = createClient({ url: server.url });
-      raw.on("error", () => {});
-      await raw.connect();
+      await using raw = await connectAdmin(server.url);
       const inbox = client.system.inboxOf("engine.0");
       const dead = client.system.deadLetterStream;
       const results: Trial[] = [];
-      try {
-        for (let t = 0; t < trials; t++) {
-          const marks = await Marks.make();
-          try {
-            const before = Number(await raw.sendCommand(["XLEN", dead]));
-            const entries = Array.from({ length: 20 }, (_, i) => {
-              const envelope: Envelope = {
-                id: crypto.randomUUID(),
-                type: "apply",
-                from: "intruder",
-                to: "engine.0",
-                sent: Date.now(),
-                content: { fn: FunctionSource.of(mark), args: [marks.path, `bad${i}`, 0] },
-              };
-              const sealed = sealEnvelope(envelope, kind === "wrong key" ? generateKey() : key);
-              if (kind === "unsigned") sealed.fill(0, 1, 33);
-              return kind === "truncated" ? sealed.subarray(0, sealed.length >> 1) : sealed;
-            });
-            const times: number[] = [];
-            const sent = Date.now();
-            for (const data of entries) {
-              await raw.sendCommand(["XADD", inbox, "*", "m", Buffer.from(data)]);
-            }
-            let seen = before;
-            while (seen < before + entries.length && Date.now() - sent < ANSWER_DEADLINE_MS) {
-              const now = Number(await raw.sendCommand(["XLEN", dead]));
-              for (; seen < now; seen++) times.push(Date.now() - sent);
-              await delay(1);
-            }
-            // The engine still serves.
-            const [ok] = await client.view(0).apply(() => rank).get({ timeout: 10_000 });
-            const runs = await marks.runs();
-            results.push({
-              times,
-              outcomes: { "dead-lettered": times.length, ...(ok === 0 ? {} : { "bad next": 1 }) },
-              neverRan: entries.length - times.length,
-              extraRuns: [...runs.values()].reduce((a, b) => a + b, 0),
-            });
-          } finally {
-            await marks.remove();
+      for (let t = 0; t < trials; t++) {
+        const marks = await Marks.make();
+        try {
+          const before = Number(await raw.send(["XLEN", dead]));
+          const entries = Array.from({ length: 20 }, (_, i) => {
+            const envelope: Envelope = {
+              id: crypto.randomUUID(),
+              type: "apply",
+              from: "intruder",
+              to: "engine.0",
+              sent: Date.now(),
+              content: { fn: FunctionSource.of(mark), args: [marks.path, `bad${i}`, 0] },
+            };
+            const sealed = sealEnvelope(envelope, kind === "wrong key" ? generateKey() : key);
+            if (kind === "unsigned") sealed.fill(0, 1, 33);
+            return kind === "truncated" ? sealed.subarray(0, sealed.length >> 1) : sealed;
+          });
+          const times: number[] = [];
+          const sent = Date.now();
+          for (const data of entries) {
+            await raw.send(["XADD", inbox, "*", "m", data]);
           }
+          let seen = before;
+          while (seen < before + entries.length && Date.now() - sent < ANSWER_DEADLINE_MS) {
+            const now = Number(await raw.send(["XLEN", dead]));
+            for (; seen < now; seen++) times.push(Date.now() - sent);
+            await delay(1);
+          }
+          // The engine still serves.
+          const [ok] = await client.view(0).apply(() => rank).get({ timeout: 10_000 });
+          const runs = await marks.runs();
+          results.push({
+            times,
+            outcomes: { "dead-lettered": times.length, ...(ok === 0 ? {} : { "bad next": 1 }) },
+            neverRan: entries.length - times.length,
+            extraRuns: [...runs.values()].reduce((a, b) => a + b, 0),
+          });
+        } finally {
+          await marks.remove();
         }
-      } finally {
-        raw.destroy();
       }
       return results;
     },

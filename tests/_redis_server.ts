@@ -265,3 +265,21 @@ export async function fileRedis(file: string): Promise<FileRedis> {
   });
   return { server, url: server?.url ?? testRedisUrl(), ignored };
 }
+
+/** A plain Redis connection for a test's own commands (`CONFIG SET`, `XLEN`, a raw `XADD`). */
+export interface RedisAdmin extends AsyncDisposable {
+  /** Sends one command; arguments may be binary. */
+  send(args: (string | Uint8Array)[]): Promise<unknown>;
+}
+
+/** Connects a {@linkcode RedisAdmin} to `url`; `await using` disconnects it. */
+export async function connectAdmin(url: string): Promise<RedisAdmin> {
+  const { createClient } = await import("../deps_redis.ts");
+  const client = createClient({ url });
+  client.on("error", () => {}); // a test that stops the server sees it through its own calls
+  await client.connect();
+  return {
+    send: (args) => client.sendCommand(args.map((a) => typeof a === "string" ? a : Buffer.from(a))),
+    [Symbol.asyncDispose]: () => Promise.resolve(client.destroy()),
+  };
+}

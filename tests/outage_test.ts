@@ -3,9 +3,13 @@ import assert from "node:assert/strict";
 import { broadcastAddress, type BroadcastNodeStats } from "../actors/broadcast.ts";
 import type { Client } from "../actors/client.ts";
 import { Cluster } from "../actors/cluster.ts";
-import { createClient } from "../deps_redis.ts";
 import { CompositeError, TransportDataLostError } from "../errors.ts";
-import { hasRedisServer, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import {
+  connectAdmin,
+  hasRedisServer,
+  type RedisServer,
+  startRedisServer,
+} from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
 
 /** `rank` in the engines' namespaces. */
@@ -51,24 +55,18 @@ Deno.test({
   ignore: !hasRedisServer(),
   async fn() {
     await using server = await startRedisServer();
-    const admin = createClient({ url: server.url });
-    admin.on("error", () => {});
-    await admin.connect();
-    try {
-      await using cluster = new Cluster({ n: 2, transport: server.url, progress: false });
-      const client = await cluster.startAndConnect();
-      const view = client.broadcastView();
-      assert.deepEqual(await view.apply(() => rank).get({ timeout: 60_000 }), [0, 1]);
-      await admin.sendCommand(["CONFIG", "SET", "maxmemory", "1"]); // every write refused: OOM
-      const values = await view.apply(() => rank).get({ timeout: 10_000, returnExceptions: true });
-      for (const value of values) assert.match(String(value), /OOM/);
-      // Nothing waits for an answer to a request that was never written.
-      assert.equal(client.system.stats.waiting, 0);
-      await admin.sendCommand(["CONFIG", "SET", "maxmemory", "0"]);
-      assert.deepEqual(await view.apply(() => rank + 1).get({ timeout: 30_000 }), [1, 2]);
-    } finally {
-      admin.destroy();
-    }
+    await using admin = await connectAdmin(server.url);
+    await using cluster = new Cluster({ n: 2, transport: server.url, progress: false });
+    const client = await cluster.startAndConnect();
+    const view = client.broadcastView();
+    assert.deepEqual(await view.apply(() => rank).get({ timeout: 60_000 }), [0, 1]);
+    await admin.send(["CONFIG", "SET", "maxmemory", "1"]); // every write refused: OOM
+    const values = await view.apply(() => rank).get({ timeout: 10_000, returnExceptions: true });
+    for (const value of values) assert.match(String(value), /OOM/);
+    // Nothing waits for an answer to a request that was never written.
+    assert.equal(client.system.stats.waiting, 0);
+    await admin.send(["CONFIG", "SET", "maxmemory", "0"]);
+    assert.deepEqual(await view.apply(() => rank + 1).get({ timeout: 30_000 }), [1, 2]);
   },
 });
 

@@ -28,10 +28,10 @@ import assert from "node:assert/strict";
 import { Cluster } from "../actors/cluster.ts";
 import type { AsyncResult } from "../actors/async_result.ts";
 import { ActorSystem } from "../actors/system.ts";
-import { createClient } from "../deps_redis.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { RedisTransport } from "../transport/redis.ts";
 import {
+  connectAdmin,
   hasRedisServer,
   type RedisServer,
   startRedisServer,
@@ -185,9 +185,7 @@ Deno.test({
     // server away for longer than commandTimeoutMs, or loading its data after a restart) is
     // written once Redis takes writes again, not dropped: the caller would wait forever.
     await using server = await startRedisServer();
-    const admin = createClient({ url: server.url });
-    admin.on("error", () => {});
-    await admin.connect();
+    await using admin = await connectAdmin(server.url);
     const common = { key: generateKey(), namespace: uniqueNamespace(), blockMs: 100 };
     await using hostTransport = await RedisTransport.connect(server.url);
     await using clientTransport = await RedisTransport.connect(server.url);
@@ -214,15 +212,14 @@ Deno.test({
         10_000,
         "the handler to start",
       );
-      await admin.sendCommand(["CONFIG", "SET", "maxmemory", "1"]);
+      await admin.send(["CONFIG", "SET", "maxmemory", "1"]);
       release();
       await delay(1000); // the first writes of the answer are refused (OOM)
-      await admin.sendCommand(["CONFIG", "SET", "maxmemory", "0"]);
+      await admin.send(["CONFIG", "SET", "maxmemory", "0"]);
       assert.equal(await within(answer, 20_000, "the answer"), "done");
     } finally {
       await host.close();
       await client.close();
-      admin.destroy();
     }
   },
 });
