@@ -25,7 +25,10 @@ export interface ClusterOptions {
   transport?: string;
   /** How engine hosts run: `"worker"` (default) or `"process"` (needs Redis). */
   launcher?: "worker" | "process";
-  /** How many engine hosts; engines are spread round-robin. Default: one per CPU core. */
+  /**
+   * How many engine hosts, each running a block of neighbouring engine ids. Default: one per CPU
+   * core.
+   */
   hosts?: number;
   /** Prefix of every stream key; names the cluster. Default: a random one. */
   namespace?: string;

@@ -296,7 +296,9 @@ export class TreeCommunicator {
 
   /**
    * Reduces like {@linkcode reduce}, then sends the root's total back down the tree: resolves to
-   * the total on every engine.
+   * the total on every engine, each engine's its own copy. On the way up, a typed array `f`
+   * returned (a new one, not an argument a variable still holds) goes to a parent on the same
+   * host without a copy: `f` must not change a result after returning it.
    *
    * @throws {TimeoutError} when a peer's value does not come within `timeout`.
    * @throws {EngineDiedError} when an engine of the tree died, naming it.
