@@ -253,6 +253,11 @@ export class RedisTransport implements Transport {
   /** group → streams known to have it. */
   #groups = new Map<string, Set<string>>();
   #recovery = new Map<string, Recovery>();
+  /**
+   * Stream lists whose every stream's pending entries were read again since the epoch began (a
+   * reader passes the same list read after read): their reads skip the per-stream bookkeeping.
+   */
+  #recovered = new WeakMap<readonly string[], { epoch: number; group: string; consumer: string }>();
   readonly #epochKey: string;
   /** The epoch key's value as this transport last read it. */
   #epochValue = "";
@@ -635,6 +640,7 @@ export class RedisTransport implements Transport {
       // Every group and pending entry went with the data.
       this.#groups.clear();
       this.#recovery.clear();
+      this.#recovered = new WeakMap();
       const server = new URL(this.url).host;
       const reason = afterReconnect
         ? `Redis at ${server} restarted without its data (key "${this.#epochKey}" was gone after a reconnect)`
@@ -833,6 +839,11 @@ export class RedisTransport implements Transport {
     count: number,
     abandon: Abandon,
   ): Promise<StreamEntry[]> {
+    const recovered = this.#recovered.get(streams);
+    if (
+      recovered?.epoch === this.#epoch && recovered.group === group &&
+      recovered.consumer === consumer
+    ) return [];
     const states: [string, Recovery][] = [];
     for (const stream of streams) {
       const key = JSON.stringify([group, consumer, stream]);
@@ -842,7 +853,10 @@ export class RedisTransport implements Transport {
       }
       if (state.cursor !== undefined) states.push([stream, state]);
     }
-    if (states.length === 0) return [];
+    if (states.length === 0) {
+      this.#recovered.set(streams, { epoch: this.#epoch, group, consumer });
+      return [];
+    }
     const entries = await this.#readOwn(
       group,
       consumer,
@@ -860,6 +874,7 @@ export class RedisTransport implements Transport {
 
   /** Forces a re-read of the consumer's pending entries: a read's result was dropped. */
   #forgetRecovery(group: string, consumer: string, streams: readonly string[]): void {
+    this.#recovered = new WeakMap();
     for (const stream of streams) this.#recovery.delete(JSON.stringify([group, consumer, stream]));
   }
 
