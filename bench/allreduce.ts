@@ -56,8 +56,9 @@ interface Contender {
 
 async function startDeno(name: string, n: number, transport: string): Promise<Contender> {
   const t0 = performance.now();
-  // This measures speed, not liveness: while IPython Parallel starts 100 engines (load average
-  // 80 on 2 cores), a host Worker can be starved for longer than the default 2.5 s.
+  // This measures speed, not liveness: while IPython Parallel starts or stops 100 engines (load
+  // average 80 on 2 cores), a host Worker can be starved for longer than the default 2.5 s, and
+  // a tree's ping between hosts goes unanswered for longer than its default 5 s.
   const cluster = new Cluster({
     n,
     transport,
@@ -67,7 +68,7 @@ async function startDeno(name: string, n: number, transport: string): Promise<Co
   });
   const client = await cluster.startAndConnect();
   const dv = client.view();
-  await wireTree(dv);
+  await wireTree(dv, { livenessMs: 60_000 });
   const add = (a: number, b: number) => a + b;
   const vadd = (a: Float64Array, b: Float64Array) => {
     const out = new Float64Array(a.length);
@@ -216,6 +217,33 @@ async function startIpp(n: number): Promise<Contender> {
   }
 }
 
+/**
+ * The memory work of one 1 MiB allreduce over `n` engines, alone: the `n - 1` additions of the
+ * values (each allocating its result, as `vadd` does) and the `n - 1` copies of the total that
+ * give every other engine its own, in one thread, without a message. Median ms of `iters`.
+ */
+function floorMs(n: number, iters: number): number {
+  const values = Array.from({ length: n }, (_, id) => new Float64Array(MIB_LENGTH).fill(id));
+  const vadd = (a: Float64Array, b: Float64Array) => {
+    const out = new Float64Array(a.length);
+    for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
+    return out;
+  };
+  const times: number[] = [];
+  let check = 0;
+  for (let k = 0; k < iters + 2; k++) {
+    const t = performance.now();
+    let total = values[0];
+    for (let i = 1; i < n; i++) total = vadd(total, values[i]);
+    const copies = [];
+    for (let i = 1; i < n; i++) copies.push(new Float64Array(total));
+    if (k >= 2) times.push(performance.now() - t);
+    check += copies[copies.length - 1]?.[0] ?? total[0];
+  }
+  if (check !== (iters + 2) * ((n * (n - 1)) / 2)) throw new Error("floor: wrong sum");
+  return median(times);
+}
+
 interface Row {
   engines: number;
   contender: string;
@@ -295,7 +323,10 @@ async function main(): Promise<void> {
     ? await startRedisServer({ args: ["--loglevel", "warning"] })
     : undefined;
   const rows: Row[] = [];
+  const floors = new Map<number, number>();
   for (const n of engineCounts) {
+    floors.set(n, floorMs(n, iters));
+    console.error(`${n} engines: 1 MiB floor ${ms(floors.get(n))} ms`);
     console.error(`${n} engines: starting (load ${formatLoad(loadAverage())})`);
     const starting: Promise<Contender>[] = transports.map((t) =>
       startDeno(t, n, t === "redis" ? redis!.url : "memory:")
@@ -369,6 +400,13 @@ than IPython Parallel at the same engine count.
   ${iters} × ${roundCount}.
 
 ${table(rows)}
+
+**Floor**, for scale: the memory work of one 1 MiB allreduce alone (n − 1 \`vadd\`s, each allocating
+its result, and n − 1 copies of the total, one per other engine), in one thread with no message,
+took ${
+    engineCounts.map((n) => `${ms(floors.get(n))} ms at ${n} engines`).join(", ")
+  } (median of ${iters}, same run). Two cores can at best halve it; a 1 MiB allreduce ten times
+faster than IPython Parallel's would have to beat it.
 ${
     rows.filter((r) => r.error && KINDS.some((kind) => r.rounds[kind].length > 0)).map((r) =>
       `\nA round of ${r.engines}/${r.contender} failed (the table keeps the others): ${r.error}\n`
@@ -390,18 +428,19 @@ pickle protocol 5 with out-of-band buffers, unsigned. Start (seconds, to a wired
     ).join(", ")
   }.
 
-Where the time goes (CPU profiles of the engine hosts through the inspector, 32 engines on the
-embedded transport). A host runs its engines on one thread, so each step of a reduction handles
-its engines one after another: the in-engine time of a scalar (**inside**) is mostly that work, 16
-engines per core, plus two crossings between hosts on the critical path (worker → broker on the
-main thread → worker, or Redis). A task's start adds the skew of the engines starting it
+Where the time goes (CPU profiles of the engine hosts through the inspector, and timelines of
+single allreduces, 32 engines). A host runs its engines on one thread, so each step of a reduction
+handles its engines one after another: the in-engine time of a scalar (**inside**) is mostly that
+work, 16 engines per core, plus two crossings between hosts on the critical path (worker → broker
+on the main thread → worker, or Redis). A task's start adds the skew of the engines starting it
 (**single call**): a DirectView call reaches each host in one message, whose engines then start one
-after another. At 1 MiB the hosts are bound by memory traffic: a message between engines of one
-host carries one copy of the array, a message between hosts is copied into its envelope, hashed
-when sealed and when opened (HMAC-SHA256), copied through the port or Redis, and copied out; and
-each \`vadd\` allocates its result. Fresh 1 MiB allocations, their copies and their collection take
-about half the hosts' time, the additions a quarter. The pyzmq tree signs nothing and ships numpy
-buffers without a copy, one process per engine. For reference, \`MEASUREMENTS.md\` lists IPython Parallel's own interengine example at
+after another. At 1 MiB, a partial value the reduction owns (what \`vadd\` returned) goes up to a
+parent on the same host without a copy, while the total coming down is copied once per engine, so
+that each has its own. A message between hosts is copied into its envelope, hashed (HMAC-SHA256)
+when sealed and when opened, crosses the port in shared memory (or Redis), and is copied out: 3–5
+ms per crossing at 1 MiB, two of them on the critical path, which is longer than the hosts' own
+work (bounded below by the floor above). The pyzmq tree signs nothing and ships numpy buffers
+without a copy, one process per engine. For reference, \`MEASUREMENTS.md\` lists IPython Parallel's own interengine example at
 13.2 / 56.4 ms "inside the engines" and 67.9 / 169.0 ms client round trip at 8 / 32 engines
 (another day, another load; its "inside" matches the single-call column here).
 

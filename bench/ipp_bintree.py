@@ -39,6 +39,8 @@ import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 MIB_LENGTH = 1024 * 1024 // 8
+# How long any one call to the engines may take before the bench gives up on it, in seconds.
+CALL_TIMEOUT_S = 300
 
 
 def bintree(ids, parent=None):
@@ -148,6 +150,27 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
+class Timed:
+    """A view whose calls fail with TimeoutError after `timeout` seconds instead of waiting forever
+    (an engine of a 100-engine cluster once never answered the first call)."""
+
+    def __init__(self, view, timeout):
+        self.view = view
+        self.timeout = timeout
+
+    def execute(self, code):
+        return self.view.execute(code, block=False).get(self.timeout)
+
+    def pull(self, name):
+        return self.view.pull(name, block=False).get(self.timeout)
+
+    def push(self, ns):
+        return self.view.push(ns, block=False).get(self.timeout)
+
+    def scatter(self, name, seq, flatten=False):
+        return self.view.scatter(name, seq, flatten=flatten, block=False).get(self.timeout)
+
+
 class Bench:
     """An IPython Parallel cluster of `n` engines wired into a tree."""
 
@@ -164,8 +187,7 @@ class Bench:
         self.rc = self.cluster.start_and_connect_sync()
         self.start_seconds = time.perf_counter() - t
         self.ids = sorted(self.rc.ids)
-        self.view = self.rc[self.ids]
-        self.view.block = True
+        self.view = Timed(self.rc[self.ids], CALL_TIMEOUT_S)
         t = time.perf_counter()
         view = self.view
         view.execute(
