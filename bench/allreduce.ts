@@ -438,8 +438,8 @@ after another. At 1 MiB, a partial value the reduction owns (what \`vadd\` retur
 parent on the same host without a copy, while the total coming down is copied once per engine, so
 that each has its own. A message between hosts is copied into its envelope, hashed (HMAC-SHA256)
 when sealed and when opened, crosses the port in shared memory (or Redis), and is copied out: 3–5
-ms per crossing at 1 MiB, two of them on the critical path, which is longer than the hosts' own
-work (bounded below by the floor above). The pyzmq tree signs nothing and ships numpy buffers
+ms per crossing at 1 MiB, two of them on the critical path, on top of the hosts' own work (which
+the floor above bounds from below). The pyzmq tree signs nothing and ships numpy buffers
 without a copy, one process per engine. For reference, \`MEASUREMENTS.md\` lists IPython Parallel's own interengine example at
 13.2 / 56.4 ms "inside the engines" and 67.9 / 169.0 ms client round trip at 8 / 32 engines
 (another day, another load; its "inside" matches the single-call column here).
