@@ -574,6 +574,7 @@ function isShared(bytes: Uint8Array): boolean {
 /** `bytes`, or a copy of them in shared memory when they are large. */
 function shareable(bytes: Uint8Array): Uint8Array {
   if (bytes.byteLength < SHARE_BYTES || isShared(bytes)) return bytes;
+  if (typeof SharedArrayBuffer !== "function") return bytes; // a runtime without it: the port copies
   const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
   shared.set(bytes);
   return shared;
