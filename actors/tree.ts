@@ -72,8 +72,9 @@ export interface WireTreeOptions {
   heartbeatMs?: number;
   /**
    * A peer that does not answer a ping within this many ms is taken for dead: the reduction fails
-   * with {@linkcode EngineDiedError} naming it. Keep it above the longest time a host's event
-   * loop is blocked by synchronous work, or slowed by load. @default {5000}
+   * with {@linkcode EngineDiedError} naming it. The time counts only while the waiting engine's
+   * host runs and the transport answers, but keep it above the longest time a peer's host is
+   * blocked by synchronous work, or slowed by load. @default {5000}
    */
   livenessMs?: number;
   /**
@@ -604,8 +605,10 @@ export class TreeCommunicator {
    * Watches `peers`: after `afterMs` it pings them, and again `heartbeatMs` after each round is
    * fully answered (then `onAnswered` is called); `onDead` gets the first peer whose ping stays
    * unanswered for `livenessMs`. Both durations run on a clock that advances only while this
-   * event loop is responsive (ticks of `TICK_MS`, each counted at most twice), so a host starved
-   * by load or by long synchronous work does not take its own slowness for a peer's death.
+   * event loop is responsive (ticks of `TICK_MS`, each counted at most twice) and the transport
+   * answers (a tick counts when a probe, a read of a key nobody writes, came back since the one
+   * before): a host starved by load or by long synchronous work, or a transport that stalls (the
+   * embedded transport's thread blocked, Redis paused), is not taken for a peer's death.
    * Returns the function that stops watching.
    */
   #watch(
@@ -621,6 +624,15 @@ export class TreeCommunicator {
     let sentAt: number | undefined;
     let unanswered = new Set<number>();
     let stopped = false;
+    let probing = false;
+    let probed = true;
+    const probe = () => {
+      if (probing) return;
+      probing = true;
+      this.#system.transport.getBlob(`${this.#stream}:probe`).then(() => {
+        probed = true;
+      }, () => {}).finally(() => probing = false);
+    };
     const ping = () => {
       sentAt = waited;
       const round = unanswered = new Set(peers);
@@ -639,8 +651,10 @@ export class TreeCommunicator {
     };
     const timer = setInterval(() => {
       const now = performance.now();
-      waited += Math.min(now - last, 2 * TICK_MS);
+      if (probed) waited += Math.min(now - last, 2 * TICK_MS);
+      probed = false;
       last = now;
+      probe();
       if (sentAt === undefined) {
         if (waited >= nextPing) ping();
       } else if (waited - sentAt >= livenessMs && unanswered.size > 0) {

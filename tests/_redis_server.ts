@@ -29,6 +29,10 @@ export interface RedisServer extends AsyncDisposable {
   restart(): Promise<void>;
   /** Kills it with SIGKILL and waits for it to exit. */
   kill(): Promise<void>;
+  /** Freezes it (SIGSTOP): connections stay open, nothing is answered until `resume()`. */
+  pause(): void;
+  /** Lets it run again after `pause()` (SIGCONT). */
+  resume(): void;
 }
 
 const START_TIMEOUT_MS = 5000;
@@ -146,6 +150,14 @@ class Server implements RedisServer {
 
   kill(): Promise<void> {
     return this.#end("SIGKILL");
+  }
+
+  pause(): void {
+    if (this.#process) signalProcess(this.#process.child, "SIGSTOP");
+  }
+
+  resume(): void {
+    if (this.#process) signalProcess(this.#process.child, "SIGCONT");
   }
 
   async restart(): Promise<void> {

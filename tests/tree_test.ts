@@ -9,7 +9,7 @@ import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import { type TreeCommunicator, type TreeStats, wireTree } from "../actors/tree.ts";
 import { EngineDiedError, type RemoteError } from "../errors.ts";
 import { fileRedis } from "./_redis_server.ts";
-import { within } from "./_async.ts";
+import { delay, within } from "./_async.ts";
 
 // Used by shipped functions only: declared so that the type checker knows them.
 declare const com: TreeCommunicator;
@@ -105,6 +105,7 @@ function treeSuite(
   name: string,
   makeOptions: () => ClusterOptions,
   ignore: string | undefined,
+  stallTransport: ((ms: number) => Promise<void>) | undefined,
 ): void {
   function test(
     title: string,
@@ -363,6 +364,27 @@ function treeSuite(
     { hosts: 6 },
   );
 
+  if (stallTransport) {
+    test(
+      "TreeCommunicator: a transport that stalls for longer than livenessMs is not taken for an engine's death",
+      4,
+      async ({ client }) => {
+        const dv = client.view();
+        await wireTree(dv, { ...T, heartbeatMs: 200, livenessMs: 1500 });
+        await dv.push({ add: addFn }, T);
+        // Engines 0 and 1 (one host) wait in the reduction for 2 and 3 (the other host), which
+        // join late, while the transport between the hosts stalls for 3 s.
+        const call = dv.apply(async () => {
+          if (id >= 2) await new Promise((resolve) => setTimeout(resolve, 300));
+          return await com.allreduce(add, id);
+        });
+        await delay(100);
+        await stallTransport(3000);
+        assert.deepEqual(await call.get(T), [6, 6, 6, 6]);
+      },
+    );
+  }
+
   test(
     "TreeCommunicator.allreduce() fails on every engine with RemoteError naming the engine where f threw",
     4,
@@ -432,8 +454,22 @@ function treeSuite(
   );
 }
 
-treeSuite("memory", () => ({ transport: "memory:" }), undefined);
-treeSuite("redis", () => ({ transport: redisUrl! }), noRedis);
+treeSuite("memory", () => ({ transport: "memory:" }), undefined, (ms) => {
+  // The embedded transport runs on this thread: the client's own synchronous work stalls it.
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* busy */ }
+  return Promise.resolve();
+});
+treeSuite(
+  "redis",
+  () => ({ transport: redisUrl! }),
+  noRedis,
+  server && (async (ms) => {
+    server.pause();
+    await delay(ms);
+    server.resume();
+  }),
+);
 
 Deno.test({
   name: "redis-server of tree_test stops",
