@@ -245,6 +245,23 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
     await assert.rejects(system.send("copier", "keep", { f: () => 1 }), SerializationError);
   });
 
+  test("ActorSystem with localDelivery passes a handed-over content as it is, after checking it", async (fx) => {
+    const system = await fx.system({ localDelivery: true });
+    const seen: unknown[] = [];
+    system.spawn("keeper", { handlers: { keep: (content: unknown) => void seen.push(content) } });
+    const value = new Float64Array(4).fill(1);
+    await system.send("keeper", "keep", value, { handOver: true });
+    await system.send("keeper", "keep", value);
+    await waitUntil("both messages", () => seen.length === 2);
+    assert.equal(seen[0], value);
+    assert.notEqual(seen[1], value);
+    assert.deepEqual(seen[1], value);
+    await assert.rejects(
+      system.send("keeper", "keep", { f: () => 1 }, { handOver: true }),
+      SerializationError,
+    );
+  });
+
   test("ActorSystem keeps at most keepLimit stored values, dropping the oldest tenth", async (fx) => {
     const system = await fx.system({ keepLimit: 10 });
     const transport = await fx.transport();

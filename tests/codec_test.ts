@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cloneValue, decodeValue, encodeValue } from "../transport/codec.ts";
+import { checkValue, cloneValue, decodeValue, encodeValue } from "../transport/codec.ts";
 import { SerializationError } from "../errors.ts";
 import { FunctionSource, Reference } from "../actors/wire_types.ts";
 import { prng } from "./_random.ts";
@@ -544,7 +544,7 @@ Deno.test("cloneValue() copies: the clone shares no typed array, buffer or conta
   assert.deepEqual(copied, roundTrip(shipped));
 });
 
-Deno.test("cloneValue() refuses what encodeValue() refuses, with the same error", () => {
+Deno.test("cloneValue() and checkValue() refuse what encodeValue() refuses, with the same error", () => {
   const circular: Record<string, unknown> = {};
   circular.self = circular;
   const refused = [
@@ -566,11 +566,13 @@ Deno.test("cloneValue() refuses what encodeValue() refuses, with the same error"
       }
       assert.fail(`encodeValue accepted ${Deno.inspect(value)}`);
     })();
-    assert.throws(() => cloneValue(value), (error: unknown) => {
-      assert.ok(error instanceof SerializationError);
-      assert.equal(error.message, expected.message);
-      assert.equal(error.path, expected.path);
-      return true;
-    });
+    for (const check of [cloneValue, checkValue]) {
+      assert.throws(() => check(value), (error: unknown) => {
+        assert.ok(error instanceof SerializationError);
+        assert.equal(error.message, expected.message);
+        assert.equal(error.path, expected.path);
+        return true;
+      });
+    }
   }
 });
