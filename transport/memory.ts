@@ -588,11 +588,15 @@ function privateBytes(bytes: Uint8Array | null): Uint8Array | null {
   return bytes !== null && isShared(bytes) ? bytes.slice() : bytes;
 }
 
-/** The entries, each with a copy of its bytes: the stream's stay as they are, whatever the reader does. */
+/**
+ * The entries, each with a copy of its bytes: the stream's stay as they are, whatever the reader
+ * does with its own.
+ */
 function copies(entries: StreamEntry[]): StreamEntry[] {
   return entries.map((e) => e.data === null ? e : { ...e, data: e.data.slice() });
 }
 
+/** The entries, those in shared memory copied out of it (see {@linkcode privateBytes}). */
 function privateEntries(entries: StreamEntry[]): StreamEntry[] {
   return entries.map((e) =>
     e.data !== null && isShared(e.data) ? { ...e, data: e.data.slice() } : e
