@@ -17,7 +17,6 @@
  * @module
  */
 // deno-lint-ignore-file no-console
-import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
 import type { AsyncResult } from "../actors/async_result.ts";
 import type { Client } from "../actors/client.ts";
