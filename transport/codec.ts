@@ -180,14 +180,19 @@ class Unsendable {
   constructor(readonly reason: string) {}
 }
 
-/** {@linkcode prepare} at the root `$`, failing with `SerializationError`. */
-function prepareAt(value: unknown): unknown {
+/** Runs a walk from the root `$`, turning its `Unsendable` into a `SerializationError`. */
+function fromRoot<T>(walk: () => T): T {
   try {
-    return prepare(value, []);
+    return walk();
   } catch (error) {
     if (!(error instanceof Unsendable)) throw error;
     throw new SerializationError(`$${error.steps.reverse().join("")}`, error.reason);
   }
+}
+
+/** {@linkcode prepare} at the root `$`, failing with `SerializationError`. */
+function prepareAt(value: unknown): unknown {
+  return fromRoot(() => prepare(value, []));
 }
 
 /**
@@ -197,12 +202,7 @@ function prepareAt(value: unknown): unknown {
  * {@linkcode encodeValue} does, with the same path.
  */
 export function cloneValue(value: unknown): unknown {
-  try {
-    return clone(value, []);
-  } catch (error) {
-    if (!(error instanceof Unsendable)) throw error;
-    throw new SerializationError(`$${error.steps.reverse().join("")}`, error.reason);
-  }
+  return fromRoot(() => clone(value, []));
 }
 
 /**
