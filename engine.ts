@@ -9,11 +9,14 @@
  * `size` their namespaces start with (default: the number of ids); `--key-stdin` reads the key
  * from standard input instead of a file; `--redis -` reads the URL from standard input (after the
  * key, on the next line, with `--key-stdin`), which keeps a password out of the process list;
- * `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
+ * `--exit-with-stdin` makes the engines stop, and delete the cluster's keys, when standard input
+ * ends (the `"process"` launcher passes it and keeps the pipe open, so its engines end with the
+ * process that started them, however it ends); `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
  * 3600000, one hour; 0 keeps none).
  * The key and the password are never printed. `--heartbeat-ms N` sets how often the host sends a
- * heartbeat (default 250); clients take its engines for dead after `heartbeatTimeoutMs` (2.5 s
- * by default) without a beat, or once its beats say its event loop did not run for that long.
+ * heartbeat (default 250), from a thread of its own: clients take its engines for dead after
+ * `heartbeatTimeoutMs` (2.5 s by default) without a beat, which happens when the process is gone
+ * or stopped or its link is cut, never because a task computes for long.
  *
  * @module
  */
@@ -21,6 +24,9 @@ import { parseArgs } from "node:util";
 import { EngineHost } from "./actors/engine_host.ts";
 import { parseHexKey, readKeyFile } from "./actors/cluster.ts";
 import { createTransport } from "./transport/mod.ts";
+import { guardHost } from "./actors/_host_guard.ts";
+
+let exit: (code?: number) => never = Deno.exit;
 
 if (import.meta.main) {
   const { values } = parseArgs({
@@ -36,11 +42,12 @@ if (import.meta.main) {
       "host-id": { type: "string" },
       "result-retention": { type: "string" },
       "heartbeat-ms": { type: "string" },
+      "exit-with-stdin": { type: "boolean" },
     },
   });
-  const stdin = values["key-stdin"] || values.redis === "-"
-    ? (await new Response(Deno.stdin.readable).text()).split("\n").map((line) => line.trim())
-    : [];
+  const wanted = (values["key-stdin"] ? 1 : 0) + (values.redis === "-" ? 1 : 0);
+  const input = stdinLines();
+  const stdin = wanted > 0 || values["exit-with-stdin"] ? await input.lines(wanted) : [];
   const url = values.redis === "-"
     ? stdin[values["key-stdin"] ? 1 : 0]
     : values.redis ?? Deno.env.get("REDIS_URL");
@@ -66,22 +73,7 @@ if (import.meta.main) {
   if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) {
     fail(`bad --heartbeat-ms: ${values["heartbeat-ms"]}`);
   }
-  // An uncaught error or rejection in a task ends the process; say why in one line (the
-  // cluster that started it reports that line as the reason its engines died).
-  const crash = (event: Event, what: string, error: unknown) => {
-    event.preventDefault();
-    const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    // Not console.error: inside a task, the engine captures console output.
-    const line = `engine.ts: engines ${ids.join(", ")} crashed: ${what} ${detail}\n`;
-    Deno.stderr.writeSync(new TextEncoder().encode(line));
-    Deno.exit(1);
-  };
-  globalThis.addEventListener("error", (e) => crash(e, "Uncaught", e.error ?? e.message));
-  globalThis.addEventListener(
-    "unhandledrejection",
-    (e) => crash(e, "Uncaught (in promise)", e.reason),
-  );
-  const transport = await createTransport(url);
+  const transport = await createTransport(url).catch((error) => fail(String(error?.message), 1));
   const host = await EngineHost.start(transport, {
     namespace: values.cluster,
     key,
@@ -90,20 +82,63 @@ if (import.meta.main) {
     hostId: values["host-id"] ?? `host-${Deno.pid}`,
     resultRetentionMs,
     heartbeat: { url, intervalMs },
+  }).catch((error) => fail(String(error?.message), 1));
+  // A task's uncaught error or rejection does not end the host: say it in one line and go on.
+  // (Not console.error: inside a task, the engine captures console output.)
+  exit = guardHost({
+    uncaught: (message) => {
+      const line =
+        `engine.ts warning: engines ${ids.join(", ")}: a task's background work failed ` +
+        `(the engines go on): ${message}\n`;
+      Deno.stderr.writeSync(new TextEncoder().encode(line));
+    },
   });
   const stop = async () => {
     await host.close();
     await transport.close();
-    Deno.exit(0);
+    exit(0);
   };
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
+  if (values["exit-with-stdin"]) {
+    // Standard input ends when the process that started this one is gone (even by SIGKILL): its
+    // cluster will not stop these engines, so they stop, and take the cluster's keys with them.
+    input.ended().then(async () => {
+      await host.close();
+      await transport.deletePrefix(`${values.cluster}:`).catch(() => {});
+      await transport.close();
+      exit(0);
+    });
+  }
   await host.stopRequested;
   await stop();
 }
 
-function fail(message: string): never {
+/**
+ * Standard input as lines: `lines(n)` reads the first `n` (trimmed; fewer at its end), and
+ * `ended()` resolves when it ends after them.
+ */
+function stdinLines(): { lines(n: number): Promise<string[]>; ended(): Promise<void> } {
+  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let done = false;
+  return {
+    async lines(n) {
+      while (!done && text.split("\n").length <= n) {
+        const chunk = await reader.read();
+        if (chunk.done) done = true;
+        else text += chunk.value;
+      }
+      return text.split("\n").slice(0, n).map((line) => line.trim());
+    },
+    async ended() {
+      while (!done) done = (await reader.read()).done;
+    },
+  };
+}
+
+function fail(message: string, code = 2): never {
   // deno-lint-ignore no-console
   console.error(`engine.ts: ${message}`);
-  Deno.exit(2);
+  exit(code);
 }

@@ -1,28 +1,33 @@
 /// <reference lib="deno.worker" />
-// Beats for an engine host from a thread of its own, so that beats leave on time whatever the
-// host's event loop is doing. Each beat says how long ago that loop last ran (the host stores the
-// time in a shared buffer every few ms): a host whose loop is stuck in a task that never yields
-// keeps beating, but its beats show the loop stalled, and watchers take it for dead after their
-// timeout. The beats stop when the process or the host's Worker does.
+// An engine host's liveness thread: a Worker of the host's own, which goes on running whatever the
+// host's event loop does. It answers the pings of tree reductions for the host's engines
+// (`alive.<id>`), so that an engine busy in a long task is not taken for dead by its peers, and,
+// for a host in a process, sends its heartbeats, each saying whether a task blocks the host past
+// its call's deadline. It stops when the process or the host's Worker does.
 import { createTransport } from "../transport/mod.ts";
+import { MemoryTransport } from "../transport/memory.ts";
 import type { ClusterKey } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";
+import { defineActor } from "./actor.ts";
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
-import { stalledMs } from "./_liveness.ts";
+import { aliveAddress, HostClock } from "./_liveness.ts";
 import { ActorSystem } from "./system.ts";
 
 /** Messages from the engine host. */
 export type ToHeartbeatWorker =
   | {
     type: "start";
-    /** The transport URL (password included). */
-    url: string;
+    /** The transport URL (password included), or a port of the embedded transport. */
+    url?: string;
+    port?: MessagePort;
     key: ClusterKey;
     namespace: string;
-    beat: Omit<Heartbeat, "at" | "stalledMs">;
-    intervalMs: number;
-    /** A `BigInt64Array`'s buffer: when the host's event loop last ran, ms since the epoch. */
-    tick: SharedArrayBuffer;
+    hostId: string;
+    engineIds: number[];
+    /** How often to send a heartbeat, in ms; none are sent when absent. */
+    intervalMs?: number;
+    /** The host's {@linkcode HostClock} buffer. */
+    clock: SharedArrayBuffer;
   }
   | { type: "stop" };
 
@@ -33,26 +38,41 @@ let timer: ReturnType<typeof setInterval> | undefined;
 self.onmessage = async (event: MessageEvent<ToHeartbeatWorker>) => {
   const message = event.data;
   if (message.type === "start") {
-    transport = await createTransport(message.url);
-    const beats = new ActorSystem({
+    transport = message.port
+      ? MemoryTransport.fromPort(message.port)
+      : await createTransport(message.url);
+    const alive = new ActorSystem({
       transport,
       key: message.key,
       namespace: message.namespace,
-      id: `${message.beat.hostId}.beat`,
+      id: `${message.hostId}.alive`,
       maxLen: 1000,
     });
-    system = beats;
-    const beat = () => {
-      const content: Heartbeat = {
-        ...message.beat,
-        at: Date.now(),
-        stalledMs: stalledMs(message.tick),
+    system = alive;
+    for (const id of message.engineIds) {
+      alive.spawn(
+        aliveAddress(id),
+        defineActor({ handlers: {}, control: { ping: () => ({ id, at: Date.now() }) } }),
+      );
+    }
+    const { intervalMs } = message;
+    if (intervalMs !== undefined) {
+      const clock = new HostClock(message.clock);
+      const beat = () => {
+        const overrun = clock.overrun();
+        const content: Heartbeat = {
+          hostId: message.hostId,
+          engineIds: message.engineIds,
+          at: Date.now(),
+          stalledMs: clock.stalledMs(),
+          ...(overrun ? { overrun } : {}),
+        };
+        return alive.send(HEARTBEATS, "beat", content)
+          .catch(() => {}); // the transport is away: the next beat tries again
       };
-      return beats.send(HEARTBEATS, "beat", content)
-        .catch(() => {}); // the transport is away: the next beat tries again
-    };
-    await beat(); // before the host registers: a client that sees an engine sees a beat of it
-    timer = setInterval(beat, message.intervalMs);
+      await beat(); // before the host registers: a client that sees an engine sees a beat of it
+      timer = setInterval(beat, intervalMs);
+    }
     self.postMessage("started");
   } else {
     clearInterval(timer);

@@ -1,6 +1,7 @@
-// Deciding when an engine host is dead, from what is seen of it: heartbeats that come through
-// the transport (hosts in processes) or its event loop's last tick read straight from shared
-// memory (hosts in Workers of this process).
+// Deciding when an engine host is dead, and when a task overran its deadline. A host is dead when
+// its process or thread is gone: a Worker host's `error` or exit, a process host's exit, or the
+// silence of its heartbeat thread (a thread of its own, which beats whatever the host's event loop
+// is doing). A host whose event loop is busy in a task is alive, however long the task runs.
 
 /**
  * The default `heartbeatTimeoutMs`, in ms. Hosts are checked, and send heartbeats, a twelfth of it
@@ -9,27 +10,33 @@
  */
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 2500;
 
+/**
+ * The address that answers liveness pings for engine `id`: its host's liveness thread answers
+ * them, so an engine busy in a long task still answers.
+ */
+export function aliveAddress(id: number): string {
+  return `alive.${id}`;
+}
+
 /** Called once for a host found dead: its id, its engines, and how it was found dead. */
 export type OnHostDead = (hostId: string, engineIds: readonly number[], reason: string) => void;
 
 /**
- * Takes a host for dead when it has not been seen alive for `timeoutMs`. "Seen alive" is when its
- * event loop last ran, as an observation says (`stalledMs` before it). Time is counted on a clock
- * that advances only while the watcher runs: by the time since the previous {@linkcode advance},
- * at most two periods. So a watcher that stalls (load, a long synchronous call) or whose
- * transport is away does not blame hosts for the silence. A host's last sight never moves back:
- * a stall reported after the watcher's clock stood still (the whole machine was starved) counts
- * only for the time the watcher ran.
+ * Takes a host for dead when no heartbeat of it came for `timeoutMs`. Time is counted on a clock
+ * that advances only while the watcher runs and hears the transport: by the time since the
+ * previous {@linkcode advance}, at most two periods. So a watcher that stalls (load, a long
+ * synchronous call) or whose transport is away does not blame hosts for the silence.
  */
 export class LivenessWatch {
   /** How often to observe and {@linkcode check}, in ms: a dozen times per timeout. */
   readonly periodMs: number;
   readonly #timeoutMs: number;
   readonly #onDead: OnHostDead;
-  readonly #hosts = new Map<string, { aliveAt: number; stalledMs: number; engineIds: number[] }>();
+  readonly #hosts = new Map<string, { aliveAt: number; engineIds: number[] }>();
   readonly #dead = new Set<string>();
   #clock = 0;
   #last = performance.now();
+  #paused = false;
 
   /** Watches with `timeoutMs`; `onDead` is called once per dead host. */
   constructor(timeoutMs: number, onDead: OnHostDead) {
@@ -38,25 +45,34 @@ export class LivenessWatch {
     this.periodMs = Math.max(25, Math.min(500, timeoutMs / 12));
   }
 
-  /** Moves the clock on by the time since the last call, at most two periods. */
+  /**
+   * Moves the clock on by the time since the last call, at most two periods. After a
+   * {@linkcode pause}, every host's silence starts again from now instead: what was not heard
+   * while the watcher could not listen, and while the hosts reconnect, says nothing of them.
+   */
   advance(): void {
     const now = performance.now();
     this.#clock += Math.min(now - this.#last, 2 * this.periodMs);
     this.#last = now;
+    if (!this.#paused) return;
+    this.#paused = false;
+    for (const host of this.#hosts.values()) host.aliveAt = this.#clock;
   }
 
-  /** Stops the clock from counting the time since the last call (the watcher could not look). */
+  /**
+   * The watcher could not listen (its transport failed or did not answer in time): the time
+   * since the last call does not count, and the next {@linkcode advance} restarts every host's
+   * silence.
+   */
   pause(): void {
     this.#last = performance.now();
+    this.#paused = true;
   }
 
-  /** Records that `hostId`'s event loop ran `stalledMs` ago. Ignored for hosts found dead. */
-  seen(hostId: string, engineIds: readonly number[], stalledMs: number): void {
+  /** Records a heartbeat of `hostId`, which runs `engineIds`. Ignored for hosts found dead. */
+  seen(hostId: string, engineIds: readonly number[]): void {
     if (this.#dead.has(hostId)) return;
-    const stalled = Number.isFinite(stalledMs) ? Math.max(0, stalledMs) : 0;
-    const previous = this.#hosts.get(hostId);
-    const aliveAt = Math.max(previous?.aliveAt ?? -Infinity, this.#clock - stalled);
-    this.#hosts.set(hostId, { aliveAt, stalledMs: stalled, engineIds: [...engineIds] });
+    this.#hosts.set(hostId, { aliveAt: this.#clock, engineIds: [...engineIds] });
   }
 
   /** Stops watching `hostId` (it stopped, or was found dead another way). */
@@ -65,38 +81,94 @@ export class LivenessWatch {
     this.#dead.add(hostId);
   }
 
-  /** Calls `onDead` for every host not seen alive for longer than the timeout. */
+  /** Calls `onDead` for every host not heard from for longer than the timeout. */
   check(): void {
     for (const [hostId, host] of this.#hosts) {
       const silent = this.#clock - host.aliveAt;
       if (silent <= this.#timeoutMs) continue;
       this.forget(hostId);
       const seconds = (silent / 1000).toFixed(1);
-      const reason = host.stalledMs >= this.#timeoutMs / 2
-        ? `its host ${hostId} was blocked for ${seconds} s: its event loop did not run ` +
-          "(a task that does not yield?)"
-        : `its host ${hostId} sent no heartbeat for ${seconds} s`;
-      this.#onDead(hostId, host.engineIds, reason);
+      this.#onDead(hostId, host.engineIds, `its host ${hostId} sent no heartbeat for ${seconds} s`);
     }
   }
 }
 
-/** How often an engine host records, in its tick buffer, that its event loop runs, in ms. */
+/** How often an engine host records, in its {@linkcode HostClock}, that its event loop runs, in ms. */
 export const TICK_MS = 50;
 
 /**
- * Starts recording in `buffer` (a `BigInt64Array`'s 8 bytes) when this event loop last ran, in ms
- * since the epoch. Returns the function that stops it.
+ * What a host's event loop is doing, in shared memory, for a thread that watches it (the host's
+ * heartbeat thread, or the `Cluster` that runs the host in a Worker): when the loop last ran, and,
+ * while the synchronous part of a task with a deadline runs, that deadline and its engine. A
+ * watcher tells from it a task that blocks its host past its deadline (an overrun), never a death.
  */
-export function startTicks(buffer: SharedArrayBuffer): () => void {
-  const now = new BigInt64Array(buffer);
-  const record = () => Atomics.store(now, 0, BigInt(Date.now()));
-  record();
-  const timer = setInterval(record, TICK_MS);
-  return () => clearInterval(timer);
+export class HostClock {
+  /** The shared memory: three `BigInt64`s (tick, deadline, engine id). */
+  readonly buffer: SharedArrayBuffer;
+  readonly #slots: BigInt64Array;
+
+  /** A clock in `buffer` (made when not given). */
+  constructor(buffer: SharedArrayBuffer = new SharedArrayBuffer(24)) {
+    this.buffer = buffer;
+    this.#slots = new BigInt64Array(buffer);
+  }
+
+  /** Records that the loop runs now. */
+  tick(): void {
+    Atomics.store(this.#slots, 0, BigInt(Date.now()));
+  }
+
+  /** Records ticks every {@linkcode TICK_MS} until the returned function is called. */
+  start(): () => void {
+    this.tick();
+    const timer = setInterval(() => this.tick(), TICK_MS);
+    return () => clearInterval(timer);
+  }
+
+  /**
+   * Runs `fn` (the synchronous part of engine `engineId`'s task, whose call has `deadline`) with
+   * the deadline recorded, so that a watcher sees when it blocks the loop past it.
+   */
+  running<T>(engineId: number, deadline: number | undefined, fn: () => T): T {
+    if (deadline === undefined) return fn();
+    const previous = Atomics.load(this.#slots, 1);
+    const previousEngine = Atomics.load(this.#slots, 2);
+    Atomics.store(this.#slots, 2, BigInt(engineId));
+    Atomics.store(this.#slots, 1, BigInt(deadline));
+    try {
+      return fn();
+    } finally {
+      Atomics.store(this.#slots, 1, previous);
+      Atomics.store(this.#slots, 2, previousEngine);
+    }
+  }
+
+  /** How long ago (ms) the loop last ran. */
+  stalledMs(): number {
+    return Math.max(0, Date.now() - Number(Atomics.load(this.#slots, 0)));
+  }
+
+  /**
+   * The task blocking the loop past its deadline, if any: its engine and by how many ms it
+   * overran. A loop that still ticked after the deadline passed is not blocked by that task.
+   */
+  overrun(graceMs = 4 * TICK_MS): { engineId: number; overrunMs: number } | undefined {
+    const deadline = Number(Atomics.load(this.#slots, 1));
+    if (deadline === 0) return undefined;
+    const now = Date.now();
+    const tickedAt = Number(Atomics.load(this.#slots, 0));
+    if (now - deadline < graceMs || tickedAt > deadline) return undefined;
+    return { engineId: Number(Atomics.load(this.#slots, 2)), overrunMs: now - deadline };
+  }
 }
 
-/** How long ago (ms) the event loop recording into `buffer` last ran. */
-export function stalledMs(buffer: SharedArrayBuffer): number {
-  return Math.max(0, Date.now() - Number(Atomics.load(new BigInt64Array(buffer), 0)));
+/**
+ * The clock of this thread's engine host, when it has one: engines record the synchronous parts
+ * of their tasks in it. (A thread runs at most one host.)
+ */
+export let hostClock: HostClock | undefined;
+
+/** Makes `clock` this thread's host clock (`undefined` clears it). */
+export function setHostClock(clock: HostClock | undefined): void {
+  hostClock = clock;
 }

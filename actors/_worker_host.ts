@@ -4,43 +4,38 @@ import { createTransport } from "../transport/mod.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
 import { EngineHost, type EngineHostConfig } from "./engine_host.ts";
+import { guardHost } from "./_host_guard.ts";
 
 /** Messages from the parent. */
 export type ToWorker =
-  | { type: "start"; config: EngineHostConfig; port?: MessagePort; url?: string }
+  | {
+    type: "start";
+    config: EngineHostConfig;
+    port?: MessagePort;
+    url?: string;
+    /** A second port of the embedded transport, for the host's liveness thread. */
+    livenessPort?: MessagePort;
+  }
   | { type: "stop" };
 /** Messages to the parent. */
 export type FromWorker =
   | { type: "started" }
   | { type: "failed"; message: string }
-  | { type: "exiting"; code: number }
-  | { type: "crashed"; message: string }
+  | { type: "uncaught"; message: string }
   | { type: "stopped" };
 
 const post = (message: FromWorker) => self.postMessage(message);
 
-const exit = Deno.exit;
-Object.defineProperty(Deno, "exit", {
-  configurable: true,
-  value: (code = 0) => {
-    post({ type: "exiting", code });
-    return exit(code);
+const close = self.close.bind(self);
+guardHost({
+  uncaught: (message) => post({ type: "uncaught", message }),
+  replace: (refuse) => {
+    Object.defineProperty(self, "close", {
+      configurable: true,
+      value: () => refuse("self.close()"),
+    });
   },
 });
-
-// An uncaught error or rejection in a task ends the host, as it ends an engine process. Report
-// it as the reason the engines died rather than let the runtime print it on the parent's stderr.
-function crashed(event: Event, what: string, error: unknown): void {
-  event.preventDefault();
-  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  post({ type: "crashed", message: `${what} ${message}` });
-  self.close();
-}
-self.addEventListener("error", (event) => crashed(event, "Uncaught", event.error ?? event.message));
-self.addEventListener(
-  "unhandledrejection",
-  (event) => crashed(event, "Uncaught (in promise)", event.reason),
-);
 
 let host: EngineHost | undefined;
 let transport: Transport | undefined;
@@ -52,7 +47,10 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       transport = message.port
         ? MemoryTransport.fromPort(message.port)
         : await createTransport(message.url);
-      host = await EngineHost.start(transport, message.config);
+      host = await EngineHost.start(transport, {
+        ...message.config,
+        liveness: message.livenessPort ? { port: message.livenessPort } : { url: message.url },
+      });
       post({ type: "started" });
     } catch (error) {
       post({ type: "failed", message: String((error as Error)?.stack ?? error) });
@@ -61,6 +59,6 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     await host?.close();
     await transport?.close();
     post({ type: "stopped" });
-    self.close();
+    close();
   }
 };

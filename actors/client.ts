@@ -58,12 +58,11 @@ export interface ClientOptions {
    */
   resultRetentionMs?: number;
   /**
-   * An engine is taken for dead when its host has not been seen alive for this long, in ms: no
-   * heartbeat came, or its heartbeats say that its event loop has not run (a task that blocks
-   * it and never yields). Hosts in processes (`engine.ts`) send heartbeats from a thread of
-   * their own. A task that blocks its host for longer than about this minus half a second is
-   * taken for dead too: raise it for engines that run long synchronous tasks. Default 2500: a
-   * host is found dead within 3 s (see `ClusterOptions.heartbeatTimeoutMs`).
+   * An engine is taken for dead when no heartbeat of its host came for this long, in ms. Hosts
+   * in processes (`engine.ts`) send heartbeats from a thread of their own, which beats whatever
+   * the host's event loop does: a task may compute for hours without yielding and its engines
+   * stay alive; the beats stop when the process is gone or stopped, or its link is cut. Default
+   * 2500: a host is found dead within 3 s (see `ClusterOptions.heartbeatTimeoutMs`).
    */
   heartbeatTimeoutMs?: number;
   /**
@@ -72,6 +71,11 @@ export interface ClientOptions {
    * {@linkcode Client.engineDied} and may restart them.
    */
   onHostDied?: (hostId: string, engineIds: readonly number[], reason: string) => void;
+  /**
+   * Called while the heartbeats of host `hostId` say that a task of engine `engineId` blocks it
+   * `overrunMs` past its call's deadline (the `Cluster`'s restart policy replaces such hosts).
+   */
+  onOverrun?: (hostId: string, engineId: number, overrunMs: number) => void;
 }
 
 /** The `detail` of a client's `"enginedied"` event. */
@@ -176,14 +180,21 @@ export class Client extends EventTarget {
     this.#watchHeartbeats(
       options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
       options.onHostDied,
+      options.onOverrun,
     );
   }
 
   /**
-   * Polls the heartbeat stream and declares dead the engines of hosts not seen alive for
-   * `timeoutMs` (see {@linkcode LivenessWatch}).
+   * Polls the heartbeat stream and declares dead the engines of hosts not heard from for
+   * `timeoutMs` (see {@linkcode LivenessWatch}). A beat counts only for the engines its host is
+   * the current host of (the one that registered them last): the beats of a host that was
+   * replaced, or stopped, say nothing of the engines that another host runs now.
    */
-  #watchHeartbeats(timeoutMs: number, onHostDied: ClientOptions["onHostDied"]): void {
+  #watchHeartbeats(
+    timeoutMs: number,
+    onHostDied: ClientOptions["onHostDied"],
+    onOverrun: ClientOptions["onOverrun"],
+  ): void {
     if (!(timeoutMs > 0)) {
       throw new RangeError(
         `Cannot make client: heartbeatTimeoutMs must be positive, got ${timeoutMs}`,
@@ -192,12 +203,17 @@ export class Client extends EventTarget {
     const { system } = this;
     const stream = system.inboxOf(HEARTBEATS);
     const group = `beats.${system.id}`;
+    const ownedBy = (hostId: string, engineIds: readonly number[]) =>
+      engineIds.filter((id) => this.#hosts.get(id) === hostId);
     const watch = new LivenessWatch(timeoutMs, (hostId, engineIds, reason) => {
-      if (onHostDied) onHostDied(hostId, engineIds, reason);
-      else for (const id of engineIds) this.engineDied(id, reason);
+      const owned = ownedBy(hostId, engineIds);
+      if (owned.length === 0) return;
+      if (onHostDied) onHostDied(hostId, owned, reason);
+      else for (const id of owned) this.engineDied(id, reason);
     });
     const poll = async () => {
       let entries;
+      const begun = performance.now();
       try {
         entries = await system.transport.read(group, system.id, [stream], {
           blockMs: 0,
@@ -208,7 +224,10 @@ export class Client extends EventTarget {
         watch.pause(); // the transport is away: hosts cannot be heard
         return;
       }
-      watch.advance();
+      // A read that does not wait came back late, or empty after waiting for an absent server:
+      // the hosts could not be heard meanwhile either.
+      if (performance.now() - begun > 2 * watch.periodMs) watch.pause();
+      else watch.advance();
       for (const entry of entries) {
         let beat: Heartbeat;
         try {
@@ -217,7 +236,13 @@ export class Client extends EventTarget {
           continue; // not a heartbeat of this cluster
         }
         if (typeof beat?.hostId !== "string" || !Array.isArray(beat.engineIds)) continue;
-        watch.seen(beat.hostId, beat.engineIds, beat.stalledMs ?? 0);
+        const owned = ownedBy(beat.hostId, beat.engineIds);
+        if (owned.length === 0) continue;
+        watch.seen(beat.hostId, owned);
+        const { overrun } = beat;
+        if (onOverrun && overrun && owned.includes(overrun.engineId)) {
+          onOverrun(beat.hostId, overrun.engineId, Number(overrun.overrunMs));
+        }
       }
       watch.check();
     };

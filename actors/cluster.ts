@@ -12,10 +12,15 @@ import type { Transport } from "../transport/types.ts";
 import type { FromWorker, ToWorker } from "./_worker_host.ts";
 import { Client, type EngineDiedDetail, type EngineRestartedDetail } from "./client.ts";
 import { dispatcherAddress } from "./dispatcher.ts";
-import { type EngineHostConfig, type Registration, REGISTRY } from "./engine_host.ts";
+import {
+  type EngineHostConfig,
+  type Registration,
+  REGISTRY,
+  type Unregistration,
+} from "./engine_host.ts";
 import { ActorSystem } from "./system.ts";
 import { partitionBounds } from "./partition.ts";
-import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch, stalledMs } from "./_liveness.ts";
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "./_liveness.ts";
 
 /** Options of {@linkcode Cluster}. */
 export interface ClusterOptions {
@@ -65,31 +70,32 @@ export interface ClusterOptions {
    */
   resultRetention?: number;
   /**
-   * How long an engine host may go unseen before its engines are taken for dead, in ms. A host
-   * is seen through its event loop: a host in a Worker records in shared memory, every 50 ms,
-   * that its loop ran, and the cluster reads that from its own thread; a host in a process sends
-   * heartbeats from a thread of its own, each saying when the host's loop last ran. A host is
-   * unseen when its loop does not run (a task blocks it: `while (true) {}`) or its beats stop
-   * (its process was stopped, its machine is gone). A host that crashes, exits or is killed is
-   * noticed at once, without waiting for this.
+   * How long an engine host's heartbeats may stay away before its engines are taken for dead, in
+   * ms. A busy host is alive: a task may compute for hours without yielding. A host in a Worker is
+   * dead when its Worker fails or is ended (noticed at once, without heartbeats); a host in a
+   * process is dead when its process exits (noticed at once) or when its heartbeat thread, a
+   * thread of its own that beats whatever the host's event loop does, stops: the process was
+   * stopped (SIGSTOP), its machine is gone, its link is cut.
    *
-   * The trade-off: a task that computes synchronously, without `await`, for longer than about
-   * this minus half a second cannot be told from one that never returns, and its engines are
-   * taken for dead (and, with `restart`, replaced). Raise it for such tasks, or let them yield
-   * now and then (`await new Promise((r) => setTimeout(r))`).
-   *
-   * Hosts are checked (and send heartbeats) a twelfth of this apart, so a dead host is found at
-   * most this plus two twelfths after it died: with the default, within 3 s. Default 2500.
+   * Hosts send heartbeats a twelfth of this apart and are checked as often, so a silent host is
+   * found at most this plus two twelfths after it fell silent: with the default, within 3 s.
+   * Default 2500.
    */
   heartbeatTimeoutMs?: number;
   /**
-   * Start a replacement when an engine host dies (crash, exit, kill, silence): the cluster ends
-   * what is left of the old host, drops the messages its engines had not handled, and starts a
-   * host for the same engine ids, with fresh namespaces. Calls pending at the death fail with
-   * `EngineDiedError`, and so do calls made before the replacement runs; the cluster dispatches
+   * Start a replacement when an engine host dies (crash, kill, silence), and when a task blocks
+   * its host past its call's deadline (`timeout`): the cluster ends what is left of the old host
+   * (SIGKILL for a process, `terminate()` for a Worker), drops the messages its engines had not
+   * handled, and starts a host for the same engine ids, with fresh namespaces. Calls pending on
+   * the old host's engines (the overrunning one and its neighbours) fail with `EngineDiedError`
+   * naming the cause, and so do calls made before the replacement runs; the cluster dispatches
    * `"enginerestarted"` once it does, or `"enginerestartfailed"` when three replacements in a
-   * row died or did not register within `engineTimeout`. IPython Parallel has no automatic
-   * restart. Default `false`.
+   * row died or did not register within `engineTimeout`. A task without a deadline is never
+   * replaced, however long it runs. IPython Parallel has no automatic restart. Default `false`:
+   * a replacement loses its engines' namespaces, which a user should choose to accept.
+   *
+   * Deno 2.9.6 limit: a Worker stuck in a loop keeps its thread (and a core) after
+   * `terminate()` until the process ends; the `"process"` launcher frees it (SIGKILL).
    */
   restart?: boolean;
 }
@@ -113,8 +119,8 @@ interface Host {
   running?: boolean;
   /** It replaces a host that died. */
   replacement?: boolean;
-  /** Where a Worker host writes when its event loop last ran (see `EngineHostConfig.tick`). */
-  tick?: SharedArrayBuffer;
+  /** A Worker host's clock: what its event loop does (see `EngineHostConfig.clock`). */
+  clock?: HostClock;
 }
 
 /** How long a dead host's blocked read of its inboxes may still take entries (its `blockMs`). */
@@ -247,13 +253,8 @@ export class Cluster extends EventTarget {
           );
           reject(error);
           this.#hostDied(host, `failed to start: ${message.message.split("\n")[0]}`);
-        } else if (message.type === "crashed" || message.type === "exiting") {
-          const reason = message.type === "crashed"
-            ? `its host crashed: ${message.message}`
-            : `its host called Deno.exit(${message.code})`;
-          reject(new Error(`Cannot start engines ${host.engineIds.join(", ")}: ${reason}`));
-          this.#hostDied(host, reason);
-        } else if (message.type === "stopped") stopped();
+        } else if (message.type === "uncaught") this.#uncaught(host, message.message);
+        else if (message.type === "stopped") stopped();
       };
       worker.onerror = (event) => {
         event.preventDefault();
@@ -262,13 +263,18 @@ export class Cluster extends EventTarget {
         this.#hostDied(host, reason);
       };
     });
-    // The worker writes when its event loop last ran here; the cluster's watch reads it.
-    host.tick = config.tick = new SharedArrayBuffer(8);
-    Atomics.store(new BigInt64Array(host.tick), 0, BigInt(Date.now()));
+    // The worker writes what its event loop does here; the cluster's watch reads it.
+    host.clock = new HostClock();
+    host.clock.tick();
+    config.clock = host.clock.buffer;
     const transport = this.#transport!;
     if (transport instanceof MemoryTransport) {
       const port = transport.openPort();
-      worker.postMessage({ type: "start", config, port } satisfies ToWorker, [port]);
+      const livenessPort = transport.openPort();
+      worker.postMessage(
+        { type: "start", config, port, livenessPort } satisfies ToWorker,
+        [port, livenessPort],
+      );
     } else {
       worker.postMessage(
         { type: "start", config, url: this.#options.transport } satisfies ToWorker,
@@ -316,6 +322,8 @@ export class Cluster extends EventTarget {
           : ["--result-retention", String(config.resultRetentionMs)]),
         "--heartbeat-ms",
         String(this.#heartbeatMs),
+        // The pipe stays open while this process lives: its end tells the engines to stop.
+        "--exit-with-stdin",
       ],
       stdin: "piped",
       stdout: "null",
@@ -327,15 +335,34 @@ export class Cluster extends EventTarget {
     await writer.write(
       new TextEncoder().encode(`${toHex(this.#key)}\n${this.#options.transport!}\n`),
     );
-    await writer.close();
-    const stderr = new Response(child.stderr).text();
+    const stderr = this.#readStderr(host, child.stderr);
     host.stopped = child.status.then(async (status) => {
+      await writer.close().catch(() => {});
       const text = await stderr;
       if (!this.#stopping) {
         const why = crashReason(text);
         this.#hostDied(host, `its process exited with code ${status.code}${why ? `: ${why}` : ""}`);
       }
     });
+  }
+
+  /**
+   * Reads a process host's stderr to its end, dispatching an error event for each of its
+   * warnings (a task's background work that failed) as it comes. Resolves to the whole text.
+   */
+  async #readStderr(host: Host, stream: ReadableStream<Uint8Array>): Promise<string> {
+    let text = "";
+    let line = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      text = (text + chunk).slice(-65_536);
+      const lines = (line + chunk).split("\n");
+      line = lines.pop()!;
+      for (const l of lines) {
+        const warning = /^engine\.ts warning: .*?\(the engines go on\): (.*)$/.exec(l);
+        if (warning) this.#uncaught(host, warning[1]);
+      }
+    }
+    return text;
   }
 
   /**
@@ -514,6 +541,10 @@ export class Cluster extends EventTarget {
           const host = this.#hosts.find((h) => h.id === hostId);
           if (host) this.#hostDied(host, reason);
         },
+        onOverrun: (hostId, engineId, overrunMs) => {
+          const host = this.#hosts.find((h) => h.id === hostId);
+          if (host) this.#overran(host, engineId, overrunMs);
+        },
       });
     } catch (error) {
       await system.close();
@@ -528,26 +559,39 @@ export class Cluster extends EventTarget {
   }
 
   /**
-   * Watches the event loops of Worker hosts, in this thread: a host whose loop has not run for
-   * `heartbeatTimeoutMs` is stuck in a task, and dies. (Process hosts send heartbeats, which the
-   * client watches.)
+   * With `restart`, watches the clocks of Worker hosts, in this thread, for a task that blocks
+   * its host past its call's deadline. (Process hosts say so in their heartbeats, which the
+   * client watches.) A busy host is never taken for dead here.
    */
   #watchWorkers(): void {
-    if (this.#options.launcher !== "worker") return;
-    const watch = new LivenessWatch(this.#options.heartbeatTimeoutMs!, (hostId, _, reason) => {
-      const host = this.#hosts.find((h) => h.id === hostId);
-      if (host) this.#hostDied(host, reason);
-    });
+    if (this.#options.launcher !== "worker" || !this.#options.restart) return;
+    const periodMs = Math.max(25, Math.min(500, this.#options.heartbeatTimeoutMs! / 12));
     this.#watch = setInterval(() => {
-      watch.advance();
       for (const host of this.#hosts) {
-        if (host.dead) watch.forget(host.id);
-        else if (host.tick && host.running) {
-          watch.seen(host.id, host.engineIds, stalledMs(host.tick));
-        }
+        if (host.dead || !host.running || !host.clock) continue;
+        const overrun = host.clock.overrun();
+        if (overrun) this.#overran(host, overrun.engineId, overrun.overrunMs);
       }
-      watch.check();
-    }, watch.periodMs);
+    }, periodMs);
+  }
+
+  /** A task of engine `engineId` blocks `host` `overrunMs` past its deadline. */
+  #overran(host: Host, engineId: number, overrunMs: number): void {
+    if (!this.#options.restart || host.dead || !host.running) return;
+    this.#hostDied(
+      host,
+      `its host ${host.id} was replaced because a task of engine ${engineId} blocked it ` +
+        `${(overrunMs / 1000).toFixed(1)} s past its call's deadline`,
+    );
+  }
+
+  /** A task's background work on `host` threw and nothing caught it: the host goes on. */
+  #uncaught(host: Host, message: string): void {
+    const error = new Error(
+      `Engine host ${host.id} (engines ${host.engineIds.join(", ")}): a task's background work ` +
+        `failed, and the engines go on: ${message}`,
+    );
+    this.dispatchEvent(new ErrorEvent("error", { error, message: error.message }));
   }
 
   /** {@linkcode start}, then {@linkcode connect}. */
@@ -562,9 +606,11 @@ export class Cluster extends EventTarget {
   }
 
   /**
-   * Kills the host that runs engine `engineId` at once, as a crash would (with the default one
-   * engine host per core, that kills the other engines of that host too). With `restart`, the
-   * cluster then replaces it.
+   * Kills the engine host that runs engine `engineId` at once, as a crash would: its Worker is
+   * terminated, or its process SIGKILLed. Engines share hosts (`hosts`, by default one per CPU
+   * core, each running a block of neighbouring ids), so every engine of that host dies with it:
+   * their pending calls fail with `EngineDiedError` and the cluster dispatches `"enginedied"`
+   * for each. With `restart`, the cluster then replaces the host.
    */
   kill(engineId: number): void {
     const host = this.#hosts.find((h) => h.engineIds.includes(engineId));
@@ -720,6 +766,10 @@ async function waitForEngines(
           if (envelope.type === "register") {
             const { id, hostId } = envelope.content as Registration;
             ids.set(id, hostId);
+          } else if (envelope.type === "unregister") {
+            // A host that stopped: its engines are not there unless another host registers them.
+            const { id, hostId } = envelope.content as Unregistration;
+            if (ids.get(id) === hostId) ids.delete(id);
           }
         } catch { /* a stray entry: the engines' systems dead-letter what they read */ }
       }

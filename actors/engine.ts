@@ -12,6 +12,7 @@ import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts
 import { Namespace } from "./namespace.ts";
 import { errorData } from "./system.ts";
 import { TreeCommunicator, type TreeWiring } from "./tree.ts";
+import { hostClock } from "./_liveness.ts";
 import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./wire_types.ts";
 
 /** The outcome of one task on one engine, with its timing and captured output. */
@@ -165,6 +166,10 @@ export function engineActor(options: EngineOptions): Engine {
     }
   };
 
+  /** Runs `fn`, a task's own code, with its deadline on the host clock (see `HostClock`). */
+  const blocking = <T>(ctx: ActorContext, fn: () => T): T =>
+    hostClock ? hostClock.running(id, ctx.envelope.deadline, fn) : fn();
+
   const aborted = new Set<string>();
   const run = async (ctx: ActorContext, task: () => unknown): Promise<EngineResult> => {
     const { sent, deadline } = ctx.envelope;
@@ -228,7 +233,7 @@ export function engineActor(options: EngineOptions): Engine {
           const fn = await resolve(content.fn);
           if (typeof fn !== "function") throw new TypeError("Cannot apply: not a function");
           const args = await Promise.all(content.args.map(resolve));
-          return await fn(...args);
+          return await blocking(ctx, () => fn(...args));
         });
       },
       execute: (content: { code: string }, ctx) => {
@@ -236,7 +241,7 @@ export function engineActor(options: EngineOptions): Engine {
         if (!isRecord(content) || typeof content.code !== "string") {
           throw new TypeError("Cannot execute: content must be { code: string }");
         }
-        return run(ctx, () => namespace.execute(content.code));
+        return run(ctx, () => blocking(ctx, () => namespace.execute(content.code)));
       },
       push: (content: { values: Record<string, unknown> }, ctx) => {
         keep(ctx);

@@ -13,7 +13,7 @@ import { dispatcherActor, dispatcherAddress } from "./dispatcher.ts";
 import { engineActor } from "./engine.ts";
 import { ActorSystem } from "./system.ts";
 import type { ToHeartbeatWorker } from "./_heartbeat_worker.ts";
-import { startTicks } from "./_liveness.ts";
+import { aliveAddress, HostClock, setHostClock } from "./_liveness.ts";
 
 /** The address engines register at: its inbox is the cluster's registry stream. */
 export const REGISTRY = "_registry";
@@ -31,9 +31,11 @@ export interface Heartbeat {
   at: number;
   /**
    * How long before `at` the host's event loop last ran, in ms: near 0 while it runs, growing
-   * while a task blocks it. Absent (taken as 0) in beats of older hosts.
+   * while a task computes without yielding. A busy host is alive: this only informs.
    */
   stalledMs?: number;
+  /** Set while a task blocks the host past its call's deadline: its engine and by how much. */
+  overrun?: { engineId: number; overrunMs: number };
 }
 
 /** What an engine writes to the registry when it is ready. */
@@ -46,6 +48,14 @@ export interface Registration {
   pid: number;
   /** When the engine became ready (ms since the epoch). */
   at: number;
+}
+
+/** What a host writes to the registry for each of its engines when it stops. */
+export interface Unregistration {
+  /** The engine's id. */
+  id: number;
+  /** The engine host that ran it. */
+  hostId: string;
 }
 
 /** Configuration of an engine host. */
@@ -67,18 +77,23 @@ export interface EngineHostConfig {
    */
   resultRetentionMs?: number;
   /**
-   * Send heartbeats from a thread of their own, so that clients notice when the host's process
-   * dies or its event loop is stuck: the transport URL (password included) and the interval in
-   * ms (default 250).
+   * Send heartbeats from the host's liveness thread, so that clients notice when the host's
+   * process dies or stops (SIGSTOP, a machine gone, a cut link): the transport URL (password
+   * included) and the interval in ms (default 250).
    */
   heartbeat?: { url: string; intervalMs?: number };
   /**
-   * A `SharedArrayBuffer` of 8 bytes into which the host writes when its event loop last ran
-   * (ms since the epoch, a `BigInt64`), every few ms, for a watcher on another thread of this
-   * process (the `Cluster` that started the host in a Worker). Made by the host when it sends
-   * heartbeats and none is given.
+   * How the host's liveness thread reaches the transport when the host sends no heartbeats (a
+   * host in a Worker of the `Cluster`): a URL, or a port of the embedded transport. With neither
+   * (and no `heartbeat`), the host answers its engines' liveness pings from its own event loop,
+   * so a long task there looks like a death to tree reductions.
    */
-  tick?: SharedArrayBuffer;
+  liveness?: { url?: string; port?: MessagePort };
+  /**
+   * The buffer of the host's {@linkcode HostClock}, for a watcher on another thread of this
+   * process (the `Cluster` that started the host in a Worker). Made by the host when absent.
+   */
+  clock?: SharedArrayBuffer;
 }
 
 /** A running engine host. */
@@ -90,14 +105,19 @@ export class EngineHost {
 
   readonly #stopTicks: () => void;
   readonly #heartbeat: Worker | undefined;
+  readonly #engineIds: number[];
+  readonly #hostId: string;
 
   private constructor(
     system: ActorSystem,
+    config: EngineHostConfig,
     stopRequested: Promise<void>,
     stopTicks: () => void,
     heartbeat?: Worker,
   ) {
     this.system = system;
+    this.#engineIds = [...config.engineIds];
+    this.#hostId = config.hostId;
     this.stopRequested = stopRequested;
     this.#stopTicks = stopTicks;
     this.#heartbeat = heartbeat;
@@ -134,13 +154,23 @@ export class EngineHost {
     for (let node = 0; node < Math.max(1, config.size); node++) {
       system.spawn(broadcastAddress(config.hostId, node), nodes.actor(node));
     }
-    const tick = config.tick ?? (config.heartbeat ? new SharedArrayBuffer(8) : undefined);
-    const stopTicks = tick ? startTicks(tick) : () => {};
+    const clock = new HostClock(config.clock);
+    setHostClock(clock);
+    const stopTicks = clock.start();
     let heartbeat: Worker | undefined;
     try {
-      heartbeat = config.heartbeat && await startHeartbeat(config, config.heartbeat, tick!);
+      if (config.heartbeat || config.liveness) heartbeat = await startHeartbeat(config, clock);
+      else {
+        for (const id of config.engineIds) {
+          system.spawn(
+            aliveAddress(id),
+            defineActor({ handlers: {}, control: { ping: () => ({ id, at: Date.now() }) } }),
+          );
+        }
+      }
     } catch (error) {
       stopTicks();
+      setHostClock(undefined);
       await system.close();
       throw error;
     }
@@ -149,12 +179,22 @@ export class EngineHost {
       type: "register",
       content: { id, hostId: config.hostId, pid: Deno.pid, at: Date.now() } satisfies Registration,
     })));
-    return new EngineHost(system, stopRequested, stopTicks, heartbeat);
+    return new EngineHost(system, config, stopRequested, stopTicks, heartbeat);
   }
 
-  /** Stops every engine of this host (and its heartbeats). Does not close the transport. */
+  /**
+   * Stops every engine of this host (and its heartbeats), and says so in the registry (an
+   * `unregister` per engine), so that a client connecting later does not take the engines for
+   * this host's. Does not close the transport.
+   */
   async close(): Promise<void> {
     this.#stopTicks();
+    setHostClock(undefined);
+    await this.system.sendMany(this.#engineIds.map((id) => ({
+      to: REGISTRY,
+      type: "unregister",
+      content: { id, hostId: this.#hostId } satisfies Unregistration,
+    }))).catch(() => {}); // the transport is away: the registry keeps the last word it had
     if (this.#heartbeat) {
       const heartbeat = this.#heartbeat;
       const stopped = new Promise((resolve) => (heartbeat.onmessage = resolve));
@@ -168,11 +208,7 @@ export class EngineHost {
   }
 }
 
-async function startHeartbeat(
-  config: EngineHostConfig,
-  options: { url: string; intervalMs?: number },
-  tick: SharedArrayBuffer,
-): Promise<Worker> {
+async function startHeartbeat(config: EngineHostConfig, clock: HostClock): Promise<Worker> {
   const worker = new Worker(new URL("./_heartbeat_worker.ts", import.meta.url), { type: "module" });
   const started = new Promise<void>((resolve, reject) => {
     worker.onmessage = () => resolve();
@@ -181,16 +217,21 @@ async function startHeartbeat(
       reject(new Error(`Cannot start heartbeats: ${event.message}`));
     };
   });
+  const { heartbeat, liveness } = config;
+  const port = heartbeat ? undefined : liveness?.port;
   worker.postMessage(
     {
       type: "start",
-      url: options.url,
+      url: heartbeat?.url ?? liveness?.url,
+      port,
       key: config.key,
       namespace: config.namespace,
-      beat: { hostId: config.hostId, engineIds: config.engineIds },
-      intervalMs: options.intervalMs ?? 250,
-      tick,
+      hostId: config.hostId,
+      engineIds: config.engineIds,
+      intervalMs: heartbeat ? heartbeat.intervalMs ?? 250 : undefined,
+      clock: clock.buffer,
     } satisfies ToHeartbeatWorker,
+    port ? [port] : [],
   );
   try {
     await started;

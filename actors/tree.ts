@@ -24,6 +24,7 @@ import {
   TransportClosedError,
 } from "../errors.ts";
 import { type Bintree, bintree, childrenOf, rootOf } from "./_topology.ts";
+import { aliveAddress } from "./_liveness.ts";
 import type { EngineResult } from "./engine.ts";
 import { setImmediate } from "node:timers";
 import { cloneValue } from "../transport/codec.ts";
@@ -72,9 +73,11 @@ export interface WireTreeOptions {
   heartbeatMs?: number;
   /**
    * A peer that does not answer a ping within this many ms is taken for dead: the reduction fails
-   * with {@linkcode EngineDiedError} naming it. The time counts only while the waiting engine's
-   * host runs and the transport answers, but keep it above the longest time a peer's host is
-   * blocked by synchronous work, or slowed by load. @default {5000}
+   * with {@linkcode EngineDiedError} naming it. Pings are answered by the peer host's liveness
+   * thread, not by its event loop, so a peer still computing before it joins the reduction
+   * answers them: only a host whose process or thread is gone (or stopped, or cut off) does not.
+   * The time counts only while the waiting engine's host runs and the transport answers.
+   * @default {5000}
    */
   livenessMs?: number;
   /**
@@ -637,7 +640,7 @@ export class TreeCommunicator {
       sentAt = waited;
       const round = unanswered = new Set(peers);
       for (const peer of peers) {
-        this.#system.ask(`engine.${peer}`, "ping", undefined, {
+        this.#system.ask(aliveAddress(peer), "ping", undefined, {
           timeout: livenessMs * 10,
           from: this.address,
         }).then(() => {

@@ -93,16 +93,6 @@ function spin(path: string, token: string, ms: number): string {
   return t;
 }
 
-/** Writes the time to `path`, then ends this engine's host (Worker or process) at once. */
-function crash(path: string, afterMs: number): Promise<never> {
-  return new Promise(() =>
-    setTimeout(() => {
-      Deno.writeTextFileSync(path, String(Date.now()));
-      Deno.exit(3);
-    }, afterMs)
-  );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
@@ -298,31 +288,30 @@ async function outageTrial(
 // An engine's host dies.
 
 /**
- * A fresh cluster of 2 engines (one per host) per trial. Engine 0 runs a task that crashes its host
- * after 300 ms (`Deno.exit` in a Worker), or one that outlasts a SIGKILL of its process sent from
- * outside after 300 ms; queued behind it are 3 more calls and a broadcast on both engines.
+ * A fresh cluster of 2 engines (one per host) per trial. Engine 0 runs a task that outlasts the
+ * death of its host 300 ms in (`Cluster.kill` of its Worker, or a SIGKILL of its process sent from
+ * outside); queued behind it are 3 more calls and a broadcast on both engines.
  */
 function engineDeath(
   id: string,
   name: string,
-  how: "exit-worker" | "sigkill-process" | "sigkill-engine.ts",
+  how: "kill-worker" | "sigkill-process" | "sigkill-engine.ts",
 ): Fault {
   return {
     id,
     name,
-    measure: "the calls on engine 0 and the broadcast's two parts; time from the death (the " +
-      "host's last act before `Deno.exit`, or the kill) to each call's outcome",
+    measure: "the calls on engine 0 and the broadcast's two parts; time from the kill to each " +
+      "call's outcome",
     async run(trials) {
       await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
       const results: Trial[] = [];
       for (let t = 0; t < trials; t++) {
         const marks = await Marks.make();
-        const stamp = await Deno.makeTempFile();
         try {
           if (how === "sigkill-engine.ts") {
             await using hand = await startByHand(server.url, 2);
             results.push(
-              await deathTrial(hand.client, marks, stamp, false, async () => {
+              await deathTrial(hand.client, marks, async () => {
                 await delay(300);
                 hand.process.kill("SIGKILL");
                 return Date.now();
@@ -330,27 +319,19 @@ function engineDeath(
             );
             continue;
           }
-          const launcher = how === "exit-worker" ? "worker" : "process";
+          const launcher = how === "kill-worker" ? "worker" : "process";
           const { cluster: c, client } = await cluster(server.url, { n: 2, hosts: 2, launcher });
           await using _ = c;
           results.push(
-            await deathTrial(client, marks, stamp, how === "exit-worker", async (pid) => {
-              if (how === "sigkill-process") {
-                await delay(300);
-                Deno.kill(pid, "SIGKILL");
-                return Date.now();
-              }
-              // The crash task writes its time just before Deno.exit.
-              for (;;) {
-                const text = await Deno.readTextFile(stamp);
-                if (text) return Number(text);
-                await delay(2);
-              }
+            await deathTrial(client, marks, async (pid) => {
+              await delay(300);
+              if (how === "sigkill-process") Deno.kill(pid, "SIGKILL");
+              else c.kill(0);
+              return Date.now();
             }),
           );
         } finally {
           await marks.remove();
-          await Deno.remove(stamp).catch(() => {});
         }
       }
       return results;
@@ -361,14 +342,11 @@ function engineDeath(
 async function deathTrial(
   client: Client,
   marks: Marks,
-  stamp: string,
-  crashes: boolean,
   kill: (pid: number) => Promise<number>,
 ): Promise<Trial> {
   const [pid] = await client.view(0).apply(() => Deno.pid).get({ timeout: 10_000 });
   const calls: Watched[] = [];
-  if (crashes) calls.push(watch(client.view(0).apply(crash, stamp, 300), ["first@0"]));
-  else calls.push(watch(client.view(0).apply(mark, marks.path, "first", 5000), ["first@0"]));
+  calls.push(watch(client.view(0).apply(mark, marks.path, "first", 5000), ["first@0"]));
   for (let i = 0; i < 3; i++) {
     calls.push(watch(client.view(0).apply(mark, marks.path, `q${i}`, 5), [`q${i}@0`]));
   }
@@ -537,7 +515,7 @@ const FAULTS: Fault[] = [
     "Redis stopped 12 s (longer than the 10 s `commandTimeoutMs`), AOF (fsync always)",
     { appendonly: true, downMs: 12_000, kill: false },
   ),
-  engineDeath("exit-worker", "Engine Worker host calls `Deno.exit` in a task", "exit-worker"),
+  engineDeath("kill-worker", "Engine Worker host killed (`Cluster.kill`)", "kill-worker"),
   engineDeath(
     "kill-process",
     'Engine process (`"process"` launcher) killed with SIGKILL from outside',

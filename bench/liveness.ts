@@ -1,19 +1,24 @@
 /**
- * How long a cluster takes to notice a dead engine, for each way of dying and each launcher:
- * a worker or process host that crashes (an uncaught error in a task's timer), a process that is
- * SIGKILLed or SIGSTOPped, and a host stuck in a task that never yields (`for (;;) {}`).
+ * How long a cluster takes to notice a dead engine, for each way of dying and each launcher (a
+ * host killed by `Cluster.kill`, a process SIGKILLed or SIGSTOPped), and that busy engines are
+ * never taken for dead: every engine of a cluster of 8 and of 32 computes without yielding for 1,
+ * 5, 30 and 60 s (`--busy`), and the false deaths are counted.
  *
- * One cluster of 2 engines (one host each, `restart: true`) per scenario; engine 1 is killed
- * `--kills` times, each time after its replacement is running. Detection time: from the moment
- * of death to the cluster's `"enginedied"` event. A crash and a block start at a wall-clock time
- * the bench chose (a timer in the task, so a little timer lateness is counted in); a signal is
- * sent by the bench. Restart time: from the death to `"enginerestarted"`. Redis is a
- * `redis-server` of its own. False alarms: `"enginedied"` events for engine 0, which is never
- * killed, or for engine 1 before its death. Prints a markdown table and writes it to
+ * Deaths: one cluster of 2 engines (one host each, `restart: true`) per scenario; engine 1 is
+ * killed `--kills` times, each time after its replacement is running. Detection time: from the
+ * kill (sent by the bench) to the cluster's `"enginedied"` event. Restart time: from the death to
+ * `"enginerestarted"`. False alarms: `"enginedied"` events for engine 0, which is never killed, or
+ * for engine 1 before its death.
+ *
+ * Busy: one cluster of k engines, one host each (k threads or processes spinning on this
+ * machine's cores at once, the harshest case for the hosts' heartbeat threads), `restart: true`,
+ * per row; one call runs a task that spins on the CPU for the given time on every engine; false
+ * deaths are its `"enginedied"` events.
+ * Redis is a `redis-server` of its own. Prints a markdown table and writes it to
  * `bench/results/liveness.md`.
  *
  * ```sh
- * deno run -A bench/liveness.ts [--kills 10] [--timeout 2500]
+ * deno run -A bench/liveness.ts [--kills 10] [--timeout 2500] [--busy 1,5,30,60] [--sizes 8,32]
  * ```
  *
  * `--timeout` defaults to the default `heartbeatTimeoutMs`.
@@ -27,7 +32,7 @@ import { DEFAULT_HEARTBEAT_TIMEOUT_MS } from "../actors/_liveness.ts";
 import { startRedisServer } from "../tests/_redis_server.ts";
 import { formatLoad, loadAverage, summarize, type Summary } from "./_util.ts";
 
-type How = "crash" | "stuck" | "sigkill" | "sigstop";
+type How = "killed" | "sigkill" | "sigstop";
 
 interface Scenario {
   launcher: "worker" | "process";
@@ -49,28 +54,85 @@ const { values: flags } = parseArgs({
   options: {
     kills: { type: "string", default: "10" },
     timeout: { type: "string", default: String(DEFAULT_HEARTBEAT_TIMEOUT_MS) },
+    busy: { type: "string", default: "1,5,30,60" },
+    sizes: { type: "string", default: "8,32" },
   },
 });
 const KILLS = Number(flags.kills);
 const TIMEOUT_MS = Number(flags.timeout);
+const BUSY_S = flags.busy === "" ? [] : flags.busy.split(",").map(Number);
+const SIZES = flags.sizes.split(",").map(Number);
 
 const SCENARIOS: Scenario[] = [
-  { launcher: "worker", transport: "memory", how: "crash" },
-  { launcher: "worker", transport: "memory", how: "stuck" },
-  { launcher: "worker", transport: "redis", how: "crash" },
-  { launcher: "worker", transport: "redis", how: "stuck" },
-  { launcher: "process", transport: "redis", how: "crash" },
+  { launcher: "worker", transport: "memory", how: "killed" },
+  { launcher: "worker", transport: "redis", how: "killed" },
+  { launcher: "process", transport: "redis", how: "killed" },
   { launcher: "process", transport: "redis", how: "sigkill" },
-  { launcher: "process", transport: "redis", how: "stuck" },
   { launcher: "process", transport: "redis", how: "sigstop" },
 ];
 
 const NOTICED: Record<How, string> = {
-  crash: "worker error event / process exit",
+  killed: "`Cluster.kill` (terminate / SIGKILL)",
   sigkill: "process exit",
-  stuck: "event loop not run for the timeout",
   sigstop: "no heartbeat for the timeout",
 };
+
+/** The launcher and transport pairs the busy rows run on. */
+const BUSY_ON: Omit<Scenario, "how">[] = [
+  { launcher: "worker", transport: "memory" },
+  { launcher: "worker", transport: "redis" },
+  { launcher: "process", transport: "redis" },
+];
+
+interface BusyResult {
+  on: Omit<Scenario, "how">;
+  engines: number;
+  hosts: number;
+  seconds: number;
+  /** How long the call took, ms. */
+  took: number;
+  /** Engines whose task returned its own id. */
+  completed: number;
+  falseDeaths: number;
+}
+
+async function busy(
+  on: Omit<Scenario, "how">,
+  engines: number,
+  seconds: number,
+  redisUrl: string,
+): Promise<BusyResult> {
+  await using cluster = new Cluster({
+    n: engines,
+    hosts: engines,
+    launcher: on.launcher,
+    transport: on.transport === "memory" ? "memory:" : redisUrl,
+    restart: true,
+    heartbeatTimeoutMs: TIMEOUT_MS,
+    progress: false,
+    engineTimeout: 120_000,
+  });
+  const client = await cluster.startAndConnect();
+  await client.broadcastView().apply(() => 0).get({ timeout: 120_000 });
+  let falseDeaths = 0;
+  cluster.addEventListener("enginedied", (e) => {
+    falseDeaths++;
+    const { engineId, reason } = (e as CustomEvent<{ engineId: number; reason: string }>).detail;
+    console.error(`false death: engine ${engineId}: ${reason}`);
+  });
+  const hosts = new Set(client.ids.map((id) => client.hostOf(id))).size;
+  const begun = Date.now();
+  const values = await client.view().apply((ms: number) => {
+    const end = Date.now() + ms;
+    let spins = 0;
+    while (Date.now() < end) spins++;
+    // @ts-ignore: `id` is a name of the engine's namespace
+    return spins > 0 ? id : -1;
+  }, seconds * 1000).get({ timeout: seconds * 1000 * engines + 120_000, returnExceptions: true });
+  const took = Date.now() - begun;
+  const completed = values.filter((v, i) => v === client.ids[i]).length;
+  return { on, engines, hosts, seconds, took, completed, falseDeaths };
+}
 
 async function run(scenario: Scenario, redisUrl: string): Promise<Result> {
   const options: ClusterOptions = {
@@ -109,20 +171,10 @@ async function run(scenario: Scenario, redisUrl: string): Promise<Result> {
   for (let kill = 0; kill < KILLS; kill++) {
     died = restarted = undefined;
     let deathAt: number;
-    if (scenario.how === "crash" || scenario.how === "stuck") {
-      deathAt = Date.now() + 300;
+    if (scenario.how === "killed") {
+      deathAt = Date.now();
       dying = true;
-      await client.view(1).apply(
-        (at: number, how: string) => {
-          setTimeout(() => {
-            if (how === "crash") throw new Error("crash");
-            for (;;) { /* never yields */ }
-          }, at - Date.now());
-          return null;
-        },
-        deathAt,
-        scenario.how,
-      ).get({ timeout: 10_000 });
+      cluster.kill(1);
     } else {
       const [pid] = await client.view(1).apply(() => Deno.pid).get({ timeout: 10_000 });
       deathAt = Date.now();
@@ -156,12 +208,21 @@ async function until(ready: () => boolean, ms: number, what: string): Promise<vo
   }
 }
 
-function render(results: Result[], load: number[], loadAfter: number[]): string {
+function render(
+  results: Result[],
+  busyResults: BusyResult[],
+  load: number[],
+  loadAfter: number[],
+): string {
   const lines = [
     "# Noticing dead engines",
     "",
     `Measured ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC by ` +
-    "`" + `deno run -A bench/liveness.ts --kills ${KILLS} --timeout ${TIMEOUT_MS}` + "`" +
+    "`" +
+    `deno run -A bench/liveness.ts --kills ${KILLS} --timeout ${TIMEOUT_MS} --busy ${
+      BUSY_S.join(",")
+    } --sizes ${SIZES.join(",")}` +
+    "`" +
     `: Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, Redis on loopback ` +
     `(its own server), \`heartbeatTimeoutMs: ${TIMEOUT_MS}\`, \`restart: true\`. ` +
     `Each row: ${KILLS} deaths of engine 1 of a 2-engine cluster (one engine per host), each ` +
@@ -191,6 +252,26 @@ function render(results: Result[], load: number[], loadAfter: number[]): string 
     const s = r.scenario;
     lines.push(`- ${s.launcher}/${s.transport}/${s.how}: "${r.reason}"`);
   }
+  if (busyResults.length) {
+    lines.push(
+      "",
+      "## Busy engines are alive",
+      "",
+      "Each row: one call whose task spins on the CPU without yielding for the given time on " +
+        "every engine of a k-engine cluster of one engine per host, all at once on this " +
+        'machine\'s cores. False deaths: `"enginedied"` events during the call.',
+      "",
+      "| launcher | transport | engines | hosts | task | call took | completed | false deaths |",
+      "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const b of busyResults) {
+      lines.push(
+        `| ${b.on.launcher} | ${b.on.transport} | ${b.engines} | ${b.hosts} | ${b.seconds} s | ${
+          ms(b.took)
+        } | ${b.completed}/${b.engines} | ${b.falseDeaths} |`,
+      );
+    }
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -211,7 +292,21 @@ if (import.meta.main) {
     );
     results.push(result);
   }
-  const table = render(results, before, loadAverage());
+  const busyResults: BusyResult[] = [];
+  for (const seconds of BUSY_S) {
+    for (const engines of SIZES) {
+      for (const on of BUSY_ON) {
+        const result = await busy(on, engines, seconds, server.url);
+        console.error(
+          `busy ${on.launcher}/${on.transport} ${engines} engines ${seconds} s: took ${
+            ms(result.took)
+          }, ${result.falseDeaths} false deaths`,
+        );
+        busyResults.push(result);
+      }
+    }
+  }
+  const table = render(results, busyResults, before, loadAverage());
   console.log(table);
   await Deno.writeTextFile(new URL("./results/liveness.md", import.meta.url), table);
 }
