@@ -6,8 +6,8 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { type RemoteErrorData, TaskAbortedError, TimeoutError } from "../errors.ts";
-import { decodeValue } from "../transport/codec.ts";
 import type { Transport } from "../transport/types.ts";
+import { readBlob } from "./blob.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
 import { Namespace } from "./namespace.ts";
 import { errorData } from "./system.ts";
@@ -133,11 +133,7 @@ export function engineActor(options: EngineOptions): Engine {
 
   const resolve = async (value: unknown): Promise<unknown> => {
     if (value instanceof BlobRef) {
-      const bytes = await transport.getBlob(value.key);
-      if (bytes === null) {
-        throw new ReferenceError(`Blob "${value.key}" expired or was never stored`);
-      }
-      value = decodeValue(bytes);
+      value = await readBlob(transport, value);
     }
     if (value instanceof Reference) {
       if (!Object.hasOwn(namespace.values, value.name)) {

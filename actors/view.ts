@@ -13,7 +13,8 @@ import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
 import { engineMessageId, type EngineResult } from "./engine.ts";
 import { concatenate, partition, type Sequence } from "./partition.ts";
 import { wireTree, type WireTreeOptions } from "./tree.ts";
-import { BlobRef, FunctionSource, ModuleFunction } from "./wire_types.ts";
+import { storeBlob } from "./blob.ts";
+import { FunctionSource, ModuleFunction } from "./wire_types.ts";
 
 /** Values pushed or passed at least this large (encoded) are stored once as blobs. */
 export const BLOB_THRESHOLD = 64 * 1024;
@@ -253,8 +254,7 @@ export abstract class View {
     const bytes = encodeValue(value);
     if (bytes.byteLength < BLOB_THRESHOLD) return value;
     const key = `${this.client.namespace}:blob:${crypto.randomUUID()}`;
-    await this.client.transport.putBlob(key, bytes, BLOB_TTL_MS);
-    return new BlobRef(key);
+    return await storeBlob(this.client.transport, key, bytes, BLOB_TTL_MS);
   }
 }
 

@@ -85,18 +85,42 @@ defineWireType(
   (d) => new ModuleFunction(...(d as [string, string])),
 );
 
-/** A value too large to copy into every message: stored once in the transport under `key`. */
+/**
+ * A value too large to copy into every message: stored once in the transport under `key`. The
+ * signed message that carries the reference also carries the stored bytes' length and SHA-256, so
+ * that an engine uses the bytes only when they are the ones the sender stored (the stored value
+ * itself is not signed: anyone who can write to the transport can change it).
+ */
 export class BlobRef {
   /** The transport key the encoded value is stored under. */
   readonly key: string;
-  constructor(key: string) {
+  /** How many bytes were stored. */
+  readonly length: number;
+  /** The SHA-256 of the stored bytes (32 bytes). */
+  readonly sha256: Uint8Array;
+  constructor(key: string, length: number, sha256: Uint8Array) {
+    if (
+      typeof key !== "string" || !Number.isSafeInteger(length) || length < 0 ||
+      !(sha256 instanceof Uint8Array) || sha256.byteLength !== 32
+    ) {
+      throw new TypeError(
+        "Cannot make BlobRef: expected a key, a length and a 32-byte SHA-256",
+      );
+    }
     this.key = key;
+    this.length = length;
+    this.sha256 = sha256;
   }
 }
 
 defineWireType(
   3,
   (v): v is BlobRef => v instanceof BlobRef,
-  (v) => v.key,
-  (d) => new BlobRef(d as string),
+  (v) => [v.key, v.length, v.sha256],
+  (d) => {
+    if (!Array.isArray(d) || d.length !== 3) {
+      throw new TypeError("Cannot decode BlobRef: expected [key, length, sha256]");
+    }
+    return new BlobRef(d[0], d[1], d[2]);
+  },
 );
