@@ -82,6 +82,7 @@ function suite(name: string, base: ClusterOptions, ignore: string | undefined) {
       const client = cluster.client!;
       const ar = client.loadBalancedView().apply(
         (a: number, b: number) => {
+          // deno-lint-ignore no-console
           console.log("adding");
           return a + b;
         },
