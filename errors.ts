@@ -96,6 +96,32 @@ export class RemoteError extends Error {
   }
 }
 
+/**
+ * One task of a load-balanced `map` (or `apply`) failed: the item at `index` threw on engine
+ * `engineId`. A `RemoteError`, so code that catches those catches these too.
+ *
+ * @example
+ * ```ts ignore
+ * const ar = client.loadBalancedView().map((x: number) => {
+ *   if (x === 3) throw new RangeError("no threes");
+ *   return x;
+ * }, [1, 2, 3]);
+ * const values = await ar.get({ returnExceptions: true }); // [1, 2, TaskError]
+ * console.log((values[2] as TaskError).index); // 2
+ * ```
+ */
+export class TaskError extends RemoteError {
+  /** The position of the failed item in the map's input (0 for `apply`). */
+  readonly index: number;
+  /** Makes the error of item `index`, which threw `data` on engine `engineId`. */
+  constructor(index: number, engineId: number, data: RemoteErrorData, options?: ErrorOptions) {
+    super(engineId, data, undefined, options);
+    this.name = "TaskError";
+    this.index = index;
+    this.message = `Task ${index} failed on engine ${engineId}: ${data.name}: ${data.message}`;
+  }
+}
+
 /** An engine died (its host crashed, exited or was killed) while it owed an answer. */
 export class EngineDiedError extends Error {
   /** The engine that died. */

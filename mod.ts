@@ -42,6 +42,12 @@ export {
 } from "./actors/view.ts";
 export { BroadcastView, type BroadcastViewOptions } from "./actors/broadcast_view.ts";
 export {
+  LoadBalancedView,
+  type LoadBalancedViewOptions,
+  type MapOptions,
+} from "./actors/load_balanced_view.ts";
+export { AsyncApplyResult, AsyncMapResult, type MapItem } from "./actors/async_map_result.ts";
+export {
   AsyncResult,
   type EngineTiming,
   type GetOptions,
@@ -89,6 +95,7 @@ export {
   ResultNotFoundError,
   SerializationError,
   TaskAbortedError,
+  TaskError,
   TimeoutError,
   TransportClosedError,
   TransportDataLostError,

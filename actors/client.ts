@@ -24,6 +24,7 @@ import {
 import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch } from "./_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast_view.ts";
+import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_view.ts";
 import type { ActorSystem, Reply } from "./system.ts";
 import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome } from "./async_result.ts";
@@ -283,6 +284,17 @@ export class Client extends EventTarget {
     options: BroadcastViewOptions = {},
   ): BroadcastView {
     return new BroadcastView(this, this.resolveTargets(targets), options);
+  }
+
+  /**
+   * A view whose tasks run on whichever of `targets` (default: every engine) is free first:
+   * IPython Parallel's `load_balanced_view()`. Its `map` and `apply` answer per task.
+   */
+  loadBalancedView(
+    targets?: number | readonly number[],
+    options: LoadBalancedViewOptions = {},
+  ): LoadBalancedView {
+    return new LoadBalancedView(this, this.resolveTargets(targets), targets === undefined, options);
   }
 
   /** How long (ms) the answers of this client's calls are kept for {@linkcode getResult}. */

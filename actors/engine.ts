@@ -55,6 +55,20 @@ export function engineMessageId(callId: string, engineId: number): string {
   return `${callId}_${engineId}`;
 }
 
+/**
+ * The id of the message that carries task `seq` of load-balanced call `callId` (whichever engine
+ * takes it). An `abort` naming `callId` skips every task of the call that has not started.
+ */
+export function taskMessageId(callId: string, seq: number): string {
+  return `${callId}~${seq}`;
+}
+
+/** The call a message id belongs to when it is a load-balanced task's, else `undefined`. */
+function callOfTask(messageId: string): string | undefined {
+  const at = messageId.lastIndexOf("~");
+  return at > 0 ? messageId.slice(0, at) : undefined;
+}
+
 /** The transport key an engine keeps the answer to message `messageId` under. */
 export function resultKey(namespace: string, messageId: string): string {
   return `${namespace}:result:${messageId}`;
@@ -65,6 +79,18 @@ export interface ApplyContent {
   fn: FunctionSource | ModuleFunction;
   args: unknown[];
 }
+
+/**
+ * The content of a `map` message: `fn` called once per item of `items`, in order, each item being
+ * the list of arguments of one call.
+ */
+export interface MapContent {
+  fn: FunctionSource | ModuleFunction;
+  items: unknown[][];
+}
+
+/** One item's outcome in the value of a `map` task: its value, or what it threw. */
+export type MapItemResult = { value: unknown } | { error: RemoteErrorData };
 
 /** Where `console` output of a running task goes. */
 interface Capture {
@@ -181,7 +207,8 @@ export function engineActor(options: EngineOptions): Engine {
       ...(deadline !== undefined ? { deadline } : {}),
     };
     try {
-      if (aborted.delete(ctx.envelope.id)) {
+      const call = callOfTask(ctx.envelope.id);
+      if (aborted.delete(ctx.envelope.id) || (call !== undefined && aborted.has(call))) {
         result.cancelled = "abort";
         throw new TaskAbortedError(id);
       }
@@ -230,6 +257,23 @@ export function engineActor(options: EngineOptions): Engine {
           if (typeof fn !== "function") throw new TypeError("Cannot apply: not a function");
           const args = await Promise.all(content.args.map(resolve));
           return await blocking(ctx, () => fn(...args));
+        });
+      },
+      map: (content: MapContent, ctx) => {
+        // No answer is kept: a load-balanced call's answers are its client's to collect.
+        checkMap(content);
+        return run(ctx, async () => {
+          const fn = await resolve(content.fn);
+          if (typeof fn !== "function") throw new TypeError("Cannot map: not a function");
+          const out: MapItemResult[] = [];
+          for (const args of content.items) {
+            try {
+              out.push({ value: await fn(...await Promise.all(args.map(resolve))) });
+            } catch (error) {
+              out.push({ error: errorData(error) });
+            }
+          }
+          return out;
         });
       },
       execute: (content: { code: string }, ctx) => {
@@ -357,6 +401,15 @@ function checkApply(content: ApplyContent): void {
     throw new TypeError("Cannot apply: fn.url and fn.exportName must be strings");
   }
   if (!Array.isArray(content.args)) throw new TypeError("Cannot apply: args must be an array");
+}
+
+/** Checks the shape of a `map` message, as {@linkcode checkApply} does for `apply`. */
+function checkMap(content: MapContent): void {
+  if (!isRecord(content)) throw new TypeError("Cannot map: content must be { fn, items }");
+  checkApply({ fn: content.fn, args: [] });
+  if (!Array.isArray(content.items) || !content.items.every(Array.isArray)) {
+    throw new TypeError("Cannot map: items must be an array of argument lists");
+  }
 }
 
 /** Checks the shape of a `wireTree` message (see `TreeWiring`). */

@@ -12,6 +12,7 @@ import { broadcastAddress, BroadcastNodes } from "./broadcast.ts";
 import { dispatcherActor, dispatcherAddress } from "./dispatcher.ts";
 import { engineActor } from "./engine.ts";
 import { ActorSystem } from "./system.ts";
+import { spawnTaskReader } from "./task_reader.ts";
 import type { ToHeartbeatWorker } from "./_heartbeat_worker.ts";
 import { aliveAddress, HostClock, setHostClock } from "./_liveness.ts";
 
@@ -150,6 +151,7 @@ export class EngineHost {
       system.spawn(`engine.${id}`, engine.definition);
     }
     system.spawn(dispatcherAddress(config.hostId), dispatcherActor(config.hostId));
+    spawnTaskReader(system, config.hostId, config.engineIds);
     const nodes = new BroadcastNodes(config.hostId);
     for (let node = 0; node < Math.max(1, config.size); node++) {
       system.spawn(broadcastAddress(config.hostId, node), nodes.actor(node));

@@ -169,6 +169,8 @@ interface Running {
 interface StreamEntryWithEnvelope {
   entry: StreamEntry | null;
   envelope: Envelope;
+  /** Called once the message was handled and answered, or dropped (see `handleEntry`). */
+  done?: () => void;
 }
 
 interface Waiting {
@@ -383,7 +385,7 @@ export class ActorSystem extends EventTarget {
     this.#actors.delete(address);
     this.#byStream.delete(running.stream);
     this.#streams = undefined;
-    running.queue.length = 0;
+    for (const item of running.queue.splice(0)) item.done?.();
     await running.definition.stopped?.();
   }
 
@@ -544,7 +546,11 @@ export class ActorSystem extends EventTarget {
     });
   }
 
-  /** Signs and writes several messages in one round trip. Returns their ids. */
+  /**
+   * Signs and writes several messages in one round trip. Returns their ids. With `uncapped`, the
+   * streams are not trimmed to `maxLen` (a task stream, whose unread entries must all stay; its
+   * writer trims what is done).
+   */
   async sendMany(
     messages: readonly {
       to: string;
@@ -552,6 +558,7 @@ export class ActorSystem extends EventTarget {
       content?: unknown;
       options?: SendOptions & { from?: string };
     }[],
+    { uncapped = false }: { uncapped?: boolean } = {},
   ): Promise<string[]> {
     const envelopes = messages.map((m) => this.#envelope(m.to, m.type, m.content, m.options ?? {}));
     // The same content sent to many actors (a broadcast's task) is encoded once: in this call,
@@ -586,7 +593,7 @@ export class ActorSystem extends EventTarget {
     }
     for (const e of local) this.#deliverLocally(e, true);
     if (entries.length > 0) {
-      await this.transport.appendMany(entries, { maxLen: this.#maxLen });
+      await this.transport.appendMany(entries, uncapped ? {} : { maxLen: this.#maxLen });
       this.#sent += entries.length;
     }
     for (const e of envelopes) this.#written(e.id);
@@ -809,6 +816,45 @@ export class ActorSystem extends EventTarget {
     }
   }
 
+  /**
+   * The message in `data` (an entry's payload), verified with the cluster key. Throws
+   * `InvalidMessageError`-worthy errors (`RangeError`, `TypeError`) when it does not verify.
+   */
+  verify(data: Uint8Array): Envelope {
+    return openEnvelope(data, this.#key, this.#maxMessageBytes);
+  }
+
+  /**
+   * Handles on the actor at `address` a message that the caller read from a stream outside this
+   * system's inboxes (a shared task stream, read through a group of its own): queued behind the
+   * actor's other messages, as if it had come to its inbox. Resolves `true` once it was handled
+   * and answered; `false` at once when it was not handled: it does not verify (it is then
+   * dead-lettered), its type has no handler (its asker gets the `TypeError` answer), or no actor
+   * runs at `address`. The caller acknowledges the entry.
+   */
+  handleEntry(entry: StreamEntry, address: string): Promise<boolean> {
+    let envelope: Envelope;
+    try {
+      if (entry.data === null) throw new RangeError("entry has no payload field");
+      envelope = { ...this.verify(entry.data), to: address };
+    } catch (cause) {
+      const reason = entry.data === null ? "no-payload" : kindOf((cause as Error).message);
+      this.#deadLetter(entry, reason, (cause as Error).message, cause);
+      return Promise.resolve(false);
+    }
+    this.#received++;
+    const running = this.#actors.get(address);
+    if (!running) return Promise.resolve(false);
+    if (!Object.hasOwn(running.definition.handlers, envelope.type)) {
+      this.#route(running, envelope, null);
+      return Promise.resolve(false);
+    }
+    return new Promise((resolve) => {
+      running.queue.push({ entry: null, envelope, done: () => resolve(true) });
+      this.#drain(running);
+    });
+  }
+
   /** Settles the ask that `envelope` answers. */
   #settleReply(envelope: Envelope): void {
     const reply = envelope.content as Reply;
@@ -915,8 +961,9 @@ export class ActorSystem extends EventTarget {
     running.busy = true;
     try {
       while (running.queue.length > 0 && this.#actors.get(running.address) === running) {
-        const { entry, envelope } = running.queue.shift()!;
+        const { entry, envelope, done } = running.queue.shift()!;
         await this.#handle(running, entry, envelope, running.definition.handlers[envelope.type]);
+        done?.();
       }
     } finally {
       running.busy = false;

@@ -165,6 +165,27 @@ export function transportContract(
     },
   );
 
+  test(
+    "claimFrom() hands one consumer's pending entries to another, however fresh, deliveries 2",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      for (const x of ["x", "y", "z"]) await t.append(s, utf8(x));
+      const dead = await t.read("g", "dead", [s], { count: 2, blockMs: 0 });
+      const alive = await t.read("g", "alive", [s], { blockMs: 0 });
+      assert.deepEqual(texts(alive), ["z"]);
+      const claimed = await t.claimFrom(s, "g", "dead", "heir");
+      assert.deepEqual(claimed.map((e) => e.id), dead.map((e) => e.id));
+      assert.deepEqual(texts(claimed), ["x", "y"]);
+      assert.deepEqual(claimed.map((e) => e.deliveries), [2, 2]);
+      assert.ok(claimed.every((e) => e.stream === s));
+      assert.deepEqual(await t.claimFrom(s, "g", "dead", "heir"), []);
+      assert.deepEqual(texts(await t.read("g", "alive", [s], { from: "0", blockMs: 0 })), ["z"]);
+      assert.equal((await t.read("g", "heir", [s], { from: "0", blockMs: 0 })).length, 2);
+      assert.deepEqual(await t.claimFrom(`${ns}:none`, "g", "dead", "heir"), []);
+      assert.deepEqual(await t.claimFrom(s, "nogroup", "dead", "heir"), []);
+    },
+  );
+
   test("claim() returns [] for a stream or group that does not exist", async (t, ns) => {
     assert.deepEqual(await t.claim(`${ns}:none`, "g", "c", 0), []);
     await t.append(`${ns}:s`, utf8("x"));

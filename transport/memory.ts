@@ -243,6 +243,34 @@ class Broker {
     return out;
   }
 
+  claimFrom(
+    stream: string,
+    group: string,
+    owner: string,
+    consumer: string,
+    count: number,
+  ): StreamEntry[] {
+    const s = this.streams.get(stream);
+    const g = s?.groups.get(group);
+    if (!s || !g) return [];
+    const now = Date.now();
+    const out: StreamEntry[] = [];
+    for (const [id, p] of g.pending) {
+      if (out.length >= count) break;
+      if (p.consumer !== owner) continue;
+      const data = this.find(s, id);
+      if (data === null) {
+        g.pending.delete(id); // trimmed away, as XCLAIM drops deleted entries
+        continue;
+      }
+      p.consumer = consumer;
+      p.deliveries++;
+      p.deliveredAt = now;
+      out.push({ stream, id, data, deliveries: p.deliveries });
+    }
+    return out;
+  }
+
   range(stream: string, start: string, count: number): StreamEntry[] {
     const s = this.streams.get(stream);
     if (!s) return [];
@@ -391,6 +419,16 @@ export class MemoryTransport implements Transport {
     return copies(await this.#open().claim(stream, group, consumer, minIdleMs, count));
   }
 
+  async claimFrom(
+    stream: string,
+    group: string,
+    owner: string,
+    consumer: string,
+    count = 100,
+  ): Promise<StreamEntry[]> {
+    return copies(await this.#open().claimFrom(stream, group, owner, consumer, count));
+  }
+
   async range(stream: string, start = "-", count = Infinity): Promise<StreamEntry[]> {
     return copies(await this.#open().range(stream, start, count));
   }
@@ -484,6 +522,7 @@ type Method =
   | "read"
   | "ack"
   | "claim"
+  | "claimFrom"
   | "range"
   | "backlog"
   | "trim"
@@ -520,6 +559,8 @@ function servePort(broker: Broker, method: Method, a: any[]): unknown {
       return broker.ack(a[0], a[1], a[2]);
     case "claim":
       return broker.claim(a[0], a[1], a[2], a[3], a[4] ?? 100);
+    case "claimFrom":
+      return broker.claimFrom(a[0], a[1], a[2], a[3], a[4] ?? 100);
     case "range":
       return broker.range(a[0], a[1] ?? "-", a[2] ?? Infinity);
     case "backlog":
@@ -699,6 +740,16 @@ class PortTransport implements Transport {
     count?: number,
   ): Promise<StreamEntry[]> {
     return this.#call<StreamEntry[]>("claim", stream, group, consumer, minIdleMs, count)
+      .then(privateEntries);
+  }
+  claimFrom(
+    stream: string,
+    group: string,
+    owner: string,
+    consumer: string,
+    count?: number,
+  ): Promise<StreamEntry[]> {
+    return this.#call<StreamEntry[]>("claimFrom", stream, group, owner, consumer, count)
       .then(privateEntries);
   }
   range(stream: string, start?: string, count?: number): Promise<StreamEntry[]> {

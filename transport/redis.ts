@@ -65,6 +65,28 @@ end
 return {entries, counts}
 `;
 
+// The entries pending for one consumer (ARGV[2]), moved to another (ARGV[3]) in one call: XPENDING
+// names them, XCLAIM moves them (and drops those deleted from the stream). Their delivery counts
+// are XPENDING's plus the claim's one.
+const CLAIM_FROM_SCRIPT = `
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', ARGV[4], ARGV[2])
+if #pending == 0 then return {{}, {}} end
+local ids, counts = {}, {}
+for _, p in ipairs(pending) do
+  ids[#ids + 1] = p[1]
+  counts[p[1]] = p[4]
+end
+local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, unpack(ids))
+local entries, out = {}, {}
+for _, entry in ipairs(claimed) do
+  if entry then
+    entries[#entries + 1] = entry
+    out[#out + 1] = counts[entry[1]] + 1
+  end
+end
+return {entries, out}
+`;
+
 // One Lua call, so that no entry is delivered or acknowledged between the look and the trim. The
 // bound is the earliest of: the first pending entry of each group, the entry after the last one
 // delivered to each group, and the first id of the last retainMs (server clock).
@@ -444,6 +466,27 @@ export class RedisTransport implements Transport {
     const reply = await this.#call(`claim entries of stream "${stream}"`, async () => {
       try {
         return await this.#send(["EVAL", ...args, String(count)]);
+      } catch (error) {
+        if (isGroupLost(error)) return [[], []];
+        throw error;
+      }
+    });
+    const [raw, counts] = reply as [unknown[], number[]];
+    return raw.map((entry, i) => toEntry(stream, entry, counts[i] ?? 1));
+  }
+
+  async claimFrom(
+    stream: string,
+    group: string,
+    owner: string,
+    consumer: string,
+    count = 100,
+  ): Promise<StreamEntry[]> {
+    checkCount("count", count);
+    const args = [CLAIM_FROM_SCRIPT, "1", stream, group, owner, consumer, String(count)];
+    const reply = await this.#call(`claim entries of stream "${stream}"`, async () => {
+      try {
+        return await this.#send(["EVAL", ...args]);
       } catch (error) {
         if (isGroupLost(error)) return [[], []];
         throw error;

@@ -79,6 +79,18 @@ export interface Transport {
     minIdleMs: number,
     count?: number,
   ): Promise<StreamEntry[]>;
+  /**
+   * Moves to `consumer` the entries of `stream` pending in `group` for consumer `owner` (one that
+   * is gone), however long they were pending, and returns them, their delivery counts raised by
+   * one. Entries deleted from the stream meanwhile leave the pending list and are not returned.
+   */
+  claimFrom(
+    stream: string,
+    group: string,
+    owner: string,
+    consumer: string,
+    count?: number,
+  ): Promise<StreamEntry[]>;
   /** Reads entries of `stream` in order, outside any group, from `start` (inclusive; `"-"`). */
   range(stream: string, start?: string, count?: number): Promise<StreamEntry[]>;
   /** How many entries of `stream` the group has not yet had delivered, plus those pending. */
