@@ -41,6 +41,37 @@ export class TransportClosedError extends Error {
   }
 }
 
+/**
+ * The cluster was stopped (`cluster.stop()`, or the end of its `await using` scope): its client
+ * and views can no longer be used, and a stopped cluster cannot be started again (make a new
+ * `Cluster`). A `TransportClosedError`, since the cluster's transport is closed with it.
+ */
+export class ClusterStoppedError extends TransportClosedError {
+  /** The stopped cluster's name (its namespace). */
+  readonly cluster: string;
+  /** Makes the error for `action` (e.g. `"apply"`) on stopped cluster `cluster`. */
+  constructor(action: string, cluster: string, options?: ErrorOptions) {
+    super(`Cannot ${action}: cluster "${cluster}" was stopped`, options);
+    this.name = "ClusterStoppedError";
+    this.cluster = cluster;
+  }
+}
+
+/**
+ * A cluster was asked to start while it is starting or running (a second `start()` or
+ * `startAndConnect()`): the running cluster is left as it is.
+ */
+export class ClusterStateError extends Error {
+  /** The cluster's name (its namespace). */
+  readonly cluster: string;
+  /** Makes the error for `action` on cluster `cluster`, `reason` saying what state it is in. */
+  constructor(action: string, cluster: string, reason: string, options?: ErrorOptions) {
+    super(`Cannot ${action} cluster "${cluster}": ${reason}`, options);
+    this.name = "ClusterStateError";
+    this.cluster = cluster;
+  }
+}
+
 /** A deadline passed before the awaited answer came. */
 export class TimeoutError extends Error {
   /** The deadline, in milliseconds, that passed. */

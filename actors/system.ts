@@ -1097,16 +1097,18 @@ export class ActorSystem extends EventTarget {
   }
 
   /**
-   * Stops every actor and the reader, fails every open `ask` with `TransportClosedError`, and
-   * removes this system's own reply and wake streams. Does not close the transport.
+   * Stops every actor and the reader, fails every open `ask` with `TransportClosedError` (or
+   * `error`, when given), and removes this system's own reply and wake streams. Does not close
+   * the transport.
    */
-  async close(): Promise<void> {
+  async close(
+    error: Error = new TransportClosedError("Cannot get answer: the actor system closed"),
+  ): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#offDataLost();
     for (const done of [...this.#pauses]) done();
     for (const address of [...this.#actors.keys()]) await this.stopActor(address);
-    const error = new TransportClosedError("Cannot get answer: the actor system closed");
     for (const id of [...this.#asks.keys()]) this.#settle(id, { error });
     if (this.#loop) {
       await this.transport.append(this.#wakeStream, new Uint8Array(1)).catch(() => {});

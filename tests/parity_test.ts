@@ -1,0 +1,142 @@
+/**
+ * What users porting IPython Parallel code rely on (issue 17): views on one engine answer bare
+ * values, a running cluster is not stopped by a second start, closures fail with a message that
+ * says why, values arrive equal or fail before sending, and the pieces IPython users reach for.
+ * Run on the embedded transport and on a private `redis-server` (or `REDIS_URL` when no server
+ * binary is installed).
+ *
+ * Functions shipped to the engines are written here but run there: the names they use freely
+ * (`id`, values pushed earlier) are declared below for the type checker only.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Client } from "../actors/client.ts";
+import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
+import { ClusterStateError, ClusterStoppedError } from "../errors.ts";
+import { fileRedis } from "./_redis_server.ts";
+import { within } from "./_async.ts";
+
+// Names that exist in the engines' namespaces, not here.
+declare const id: number;
+declare const a: number;
+
+/** Options for every call made here: no wait goes without a deadline. */
+const T = { timeout: 15_000 } as const;
+/** The deadline of one whole test. */
+const TEST_TIMEOUT_MS = 60_000;
+
+const { server, url: redisUrl, ignored: noRedis } = await fileRedis("parity_test");
+
+/** What a test gets: a started cluster of three engines and its client. */
+interface Fixture {
+  readonly cluster: Cluster;
+  readonly client: Client;
+  /** The cluster's options, to start another cluster like it. */
+  readonly options: ClusterOptions;
+}
+
+function paritySuite(name: string, transport: () => string, ignore?: string): void {
+  function test(title: string, fn: (fx: Fixture) => Promise<void>): void {
+    Deno.test({
+      name: `${name}: ${title}`,
+      ignore: ignore !== undefined,
+      sanitizeOps: true,
+      sanitizeResources: true,
+      async fn() {
+        const options: ClusterOptions = {
+          n: 3,
+          hosts: 2,
+          transport: transport(),
+          progress: false,
+          engineTimeout: 20_000,
+        };
+        await using cluster = new Cluster(options);
+        const client = await cluster.startAndConnect();
+        await within(fn({ cluster, client, options }), TEST_TIMEOUT_MS, title);
+      },
+    });
+  }
+
+  test("client.view(2) and client.broadcastView(2) answer bare values; a list of one id keeps lists", async ({ client }) => {
+    await client.view().execute("var a = 3450 + id", T);
+    for (const make of [(t: number) => client.view(t), (t: number) => client.broadcastView(t)]) {
+      const one = make(2);
+      assert.equal(await one.pull("a", T), 3452);
+      assert.equal(one.shape, "one");
+      assert.equal(await one.apply(() => 42).get(T), 42);
+      assert.equal(await one.apply((x: number) => x + a, 1), 3453);
+      assert.deepEqual(await one.pull(["a", "id"], T), [3452, 2]);
+      assert.equal(await one.execute("var b = a + 1", T), undefined);
+      assert.equal(await one.push({ c: 7 }, T), undefined);
+      assert.deepEqual(await one.apply(() => id).getDict(T), { 2: 2 }, "getDict keeps its shape");
+      const failed = await one.apply(() => {
+        throw new RangeError("one");
+      }).get({ ...T, returnExceptions: true });
+      assert.ok(failed instanceof Error, String(failed));
+      assert.equal(await one.gather("a", T).then((v) => JSON.stringify(v)), "[3452]");
+
+      const listed = client.view([2]);
+      assert.equal(listed.shape, "list");
+      assert.deepEqual(await listed.pull("a", T), [3452]);
+      assert.deepEqual(await listed.apply(() => 42).get(T), [42]);
+      assert.deepEqual(await client.broadcastView([2]).pull("b", T), [3453]);
+    }
+    // Fetched by id, a one-engine call keeps its shape.
+    const ar = client.view(1).apply(() => id * 10);
+    assert.equal(await ar.get(T), 10);
+    assert.equal(await client.getResult(ar.id, T), 10);
+    assert.deepEqual(await client.getResult(client.view([1]).apply(() => id * 10).id, T), [10]);
+  });
+
+  test("Cluster.start() and startAndConnect() on a running cluster fail and leave it running", async ({ cluster, client }) => {
+    const again = await cluster.start().catch((e) => e);
+    assert.ok(again instanceof ClusterStateError, String(again));
+    assert.match(again.message, /^Cannot start cluster "[^"]+": it is already running/);
+    const connected = await cluster.startAndConnect().catch((e) => e);
+    assert.ok(connected instanceof ClusterStateError, String(connected));
+    assert.equal(cluster.client, client);
+    assert.equal(client.closed, false);
+    assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1, 2]);
+    assert.deepEqual(await client.broadcastView().apply(() => id).get(T), [0, 1, 2]);
+    assert.equal(await cluster.connect(), client);
+  });
+
+  test("after Cluster.stop(), the client, its views and the cluster say the cluster was stopped", async ({ cluster, client }) => {
+    const dv = client.view();
+    const bv = client.broadcastView();
+    const one = client.view(1);
+    assert.deepEqual(await bv.apply(() => id).get(T), [0, 1, 2]);
+    const pending = dv.apply(() => new Promise((resolve) => setTimeout(resolve, 1000)));
+    await cluster.stop();
+    const stopped = new RegExp(`^Cannot (\\w+ ?)+: cluster "${cluster.namespace}" was stopped$`);
+    const check = (error: unknown, action: string) => {
+      assert.ok(error instanceof ClusterStoppedError, `${action}: ${error}`);
+      assert.match(error.message, stopped);
+      assert.ok(error.message.startsWith(`Cannot ${action}:`), error.message);
+      assert.equal(error.cluster, cluster.namespace);
+    };
+    check(await pending.get(T).catch((e) => e), "get answer");
+    check(await dv.apply(() => 1).get(T).catch((e) => e), "apply");
+    check(await bv.pull("a", T).get().catch((e) => e), "pull");
+    check(await one.execute("1", T).get().catch((e) => e), "execute");
+    check(await client.view().push({ a: 1 }, T).get().catch((e) => e), "push");
+    check(await client.getResult(pending.id).catch((e) => e), "get result");
+    check(await cluster.start().catch((e) => e), "start cluster");
+    check(await cluster.startAndConnect().catch((e) => e), "start cluster");
+    check(await cluster.connect().catch((e) => e), "connect");
+  });
+}
+
+paritySuite("memory", () => "memory:");
+paritySuite("redis", () => redisUrl!, noRedis);
+
+Deno.test({
+  name: "parity: stop the test redis-server",
+  ignore: server === undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await server![Symbol.asyncDispose]();
+  },
+});
