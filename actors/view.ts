@@ -127,7 +127,10 @@ export abstract class View<S extends Shape = "list"> {
   /**
    * Calls `fn(...args)` on every engine. `fn` travels as its source (its free variables resolve
    * in the engine's namespace) or is a {@linkcode ModuleFunction}; `Reference` arguments resolve
-   * to the engine's value of that name.
+   * to the engine's value of that name. JavaScript cannot read a closure: a variable of the
+   * client's scope that `fn` uses fails on the engine with a `ReferenceError` naming it
+   * (`factor is not defined in the engine's namespace: functions ship as their source, without
+   * their closure; …`): push it first, or pass it as an argument.
    */
   apply<F extends AnyFunction>(
     fn: F | ModuleFunction,

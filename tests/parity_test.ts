@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { ClusterStateError, ClusterStoppedError } from "../errors.ts";
+import { ClusterStateError, ClusterStoppedError, CompositeError, RemoteError } from "../errors.ts";
 import { fileRedis } from "./_redis_server.ts";
 import { within } from "./_async.ts";
 
@@ -87,6 +87,24 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     assert.equal(await ar.get(T), 10);
     assert.equal(await client.getResult(ar.id, T), 10);
     assert.deepEqual(await client.getResult(client.view([1]).apply(() => id * 10).id, T), [10]);
+  });
+
+  test("a function using a variable of its closure fails naming it and saying how to ship it", async ({ client }) => {
+    const factor = 3;
+    const error = await client.view(1).apply((x: number) => x * factor, 2).get(T).catch((e) => e);
+    assert.ok(error instanceof RemoteError, String(error));
+    assert.equal(error.remoteName, "ReferenceError");
+    assert.match(error.remoteMessage, /^factor is not defined/);
+    assert.match(error.remoteMessage, /functions ship as their source, without their closure/);
+    assert.match(error.remoteMessage, /push the value \(view\.push\(\{ factor \}\)\)/);
+    const all = await client.broadcastView().apply((x: number) => x * factor, 2).get(T)
+      .catch((e) => e);
+    assert.ok(all instanceof CompositeError, String(all));
+    assert.match(all.message, /factor is not defined.*without their closure/);
+    // Pushed, or passed as an argument, it works.
+    await client.view().push({ factor }, T);
+    assert.deepEqual(await client.view().apply((x: number) => x * factor, 2).get(T), [6, 6, 6]);
+    assert.equal(await client.view(0).apply((x: number, f: number) => x * f, 2, factor), 6);
   });
 
   test("Cluster.start() and startAndConnect() on a running cluster fail and leave it running", async ({ cluster, client }) => {
