@@ -22,6 +22,21 @@ import { EngineHost } from "./actors/engine_host.ts";
 import { parseHexKey, readKeyFile } from "./actors/cluster.ts";
 import { createTransport } from "./transport/mod.ts";
 
+const USAGE = `Starts engines that join a running cluster (IPython Parallel's ipengine).
+
+Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key-stdin) [options]
+
+  --redis URL             the cluster's Redis (or REDIS_URL); "-" reads it from stdin
+  --cluster NAME          the cluster's name (its namespace)
+  --key-file FILE         the cluster key, in hex (see writeKeyFile)
+  --key-stdin             read the key from stdin instead
+  --n N, --first K        run engines K..K+N-1 (default: one engine, id 0)
+  --ids 0,1,2             or run exactly these engine ids
+  --size N                the size their namespaces start with (default: the number of ids)
+  --result-retention MS   how long results are kept for client.getResult (default 3600000)
+  --heartbeat-ms N        how often the host sends a heartbeat (default 250)
+  -h, --help              print this and exit`;
+
 if (import.meta.main) {
   const { values } = parseArgs({
     options: {
@@ -36,8 +51,14 @@ if (import.meta.main) {
       "host-id": { type: "string" },
       "result-retention": { type: "string" },
       "heartbeat-ms": { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
   });
+  if (values.help) {
+    // deno-lint-ignore no-console
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   const stdin = values["key-stdin"] || values.redis === "-"
     ? (await new Response(Deno.stdin.readable).text()).split("\n").map((line) => line.trim())
     : [];
@@ -48,7 +69,7 @@ if (import.meta.main) {
   const key = values["key-stdin"]
     ? parseHexKey(stdin[0], "the key on stdin")
     : values["key-file"]
-    ? await readKeyFile(values["key-file"])
+    ? await readKeyFile(values["key-file"]).catch((e) => fail(e.message))
     : fail("pass --key-file FILE or --key-stdin");
   const ids = values.ids
     ? values.ids.split(",").map(Number)

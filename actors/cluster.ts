@@ -854,9 +854,21 @@ export async function writeKeyFile(
   return key;
 }
 
-/** Reads a key file: 64 hex digits (whitespace ignored). */
+/**
+ * Reads a key file: 64 hex digits (whitespace ignored). A missing file fails with
+ * `Deno.errors.NotFound` saying which file and how to make one.
+ */
 export async function readKeyFile(path: string): Promise<ClusterKey> {
-  const text = (await Deno.readTextFile(path)).trim();
+  let text: string;
+  try {
+    text = (await Deno.readTextFile(path)).trim();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new Deno.errors.NotFound(
+      `Cannot read key file "${path}": no such file (write one with writeKeyFile("${path}"))`,
+      { cause: error },
+    );
+  }
   return parseHexKey(text, `key file "${path}"`);
 }
 

@@ -107,6 +107,22 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     assert.equal(await client.view(0).apply((x: number, f: number) => x * f, 2, factor), 6);
   });
 
+  test("a Cluster whose key file is missing says which file, and how to make one", async ({ options }) => {
+    const path = `${await Deno.makeTempDir()}/missing.key`;
+    try {
+      const error = await new Cluster({ ...options, keyFile: path }).startAndConnect()
+        .catch((e) => e);
+      assert.ok(error instanceof Deno.errors.NotFound, String(error));
+      assert.equal(
+        error.message,
+        `Cannot read key file "${path}": no such file ` +
+          `(write one with writeKeyFile("${path}"))`,
+      );
+    } finally {
+      await Deno.remove(path.replace(/\/missing\.key$/, ""), { recursive: true });
+    }
+  });
+
   test("Cluster.start() and startAndConnect() on a running cluster fail and leave it running", async ({ cluster, client }) => {
     const again = await cluster.start().catch((e) => e);
     assert.ok(again instanceof ClusterStateError, String(again));
@@ -148,6 +164,38 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
 
 paritySuite("memory", () => "memory:");
 paritySuite("redis", () => redisUrl!, noRedis);
+
+Deno.test("engine.ts --help prints its usage; a missing --key-file says so in one line", async () => {
+  const run = async (...args: string[]) => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../engine.ts", import.meta.url).href, ...args],
+      stdin: "null",
+      env: { NO_COLOR: "1" },
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    const text = new TextDecoder();
+    return { code, out: text.decode(stdout), err: text.decode(stderr) };
+  };
+  const help = await run("--help");
+  assert.equal(help.code, 0, help.err);
+  assert.match(help.out, /^Starts engines that join a running cluster/);
+  assert.match(help.out, /Usage: deno run -A engine\.ts --redis URL --cluster NAME/);
+  assert.equal(help.err, "");
+  const missing = await run(
+    "--redis",
+    "redis://127.0.0.1:1",
+    "--cluster",
+    "c",
+    "--key-file",
+    "/nonexistent/k",
+  );
+  assert.equal(missing.code, 2);
+  assert.equal(
+    missing.err,
+    'engine.ts: Cannot read key file "/nonexistent/k": no such file ' +
+      '(write one with writeKeyFile("/nonexistent/k"))\n',
+  );
+});
 
 Deno.test({
   name: "parity: stop the test redis-server",
