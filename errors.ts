@@ -100,6 +100,11 @@ export interface RemoteErrorData {
   message: string;
   /** The remote error's stack, as the engine printed it. */
   stack?: string;
+  /**
+   * The own properties the remote error carried whose values are strings, finite numbers,
+   * booleans or `null` (e.g. `code`, `status`, `errno`); others are left behind.
+   */
+  properties?: Record<string, string | number | boolean | null>;
 }
 
 /** A task or handler threw on an engine or another actor. */
@@ -114,6 +119,11 @@ export class RemoteError extends Error {
   readonly remoteMessage: string;
   /** The stack of the error the task threw, as the engine printed it. */
   readonly remoteStack: string;
+  /**
+   * The own properties of the error the task threw that are plain values (`code`, `status`, …):
+   * `throw Object.assign(new Error("gone"), { code: "ENOENT" })` gives `{ code: "ENOENT" }`.
+   */
+  readonly remoteProperties: Readonly<Record<string, string | number | boolean | null>>;
   /** Makes the error of engine `engineId` (-1 for other actors, named by `address`). */
   constructor(engineId: number, data: RemoteErrorData, address?: string, options?: ErrorOptions) {
     const where = engineId >= 0 ? `engine ${engineId}` : `actor "${address}"`;
@@ -124,6 +134,11 @@ export class RemoteError extends Error {
     this.remoteName = data.name;
     this.remoteMessage = data.message;
     this.remoteStack = data.stack ?? "";
+    const properties = data.properties;
+    this.remoteProperties = typeof properties === "object" && properties !== null &&
+        !Array.isArray(properties)
+      ? { ...properties }
+      : {};
   }
 }
 

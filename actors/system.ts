@@ -1126,7 +1126,22 @@ const RECENT_MESSAGES = 10_000;
 /** Turns anything thrown into the data of a `RemoteError`. */
 export function errorData(error: unknown): RemoteErrorData {
   if (error instanceof Error) {
-    return { name: error.name, message: error.message, stack: error.stack ?? "" };
+    const data: RemoteErrorData = {
+      name: error.name,
+      message: error.message,
+      stack: error.stack ?? "",
+    };
+    // Own properties a thrown error carries (`code`, `status`, …), when they are plain values.
+    for (const [key, value] of Object.entries(error)) {
+      if (key === "name" || key === "message" || key === "stack" || key === "cause") continue;
+      if (
+        value === null || typeof value === "string" || typeof value === "boolean" ||
+        (typeof value === "number" && Number.isFinite(value))
+      ) {
+        (data.properties ??= {})[key] = value;
+      }
+    }
+    return data;
   }
   return { name: "Error", message: `non-Error thrown: ${String(error)}` };
 }

@@ -123,6 +123,23 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     }
   });
 
+  test("RemoteError.remoteProperties keeps the code and status a thrown error carried", async ({ client }) => {
+    const fail = () => {
+      throw Object.assign(new Error("not there"), { code: "ENOENT", status: 404, retry: false });
+    };
+    for (const view of [client.view(0), client.broadcastView(0)]) {
+      const error = await view.apply(fail).get(T).catch((e) => e);
+      assert.ok(error instanceof RemoteError, String(error));
+      assert.deepEqual(error.remoteProperties, { code: "ENOENT", status: 404, retry: false });
+    }
+    // A Deno error's code too.
+    const missing = await client.view(1).apply(() => Deno.readTextFileSync("/nonexistent/x"))
+      .get(T).catch((e) => e);
+    assert.ok(missing instanceof RemoteError, String(missing));
+    assert.equal(missing.remoteName, "NotFound");
+    assert.equal(missing.remoteProperties.code, "ENOENT");
+  });
+
   test("Cluster.start() and startAndConnect() on a running cluster fail and leave it running", async ({ cluster, client }) => {
     const again = await cluster.start().catch((e) => e);
     assert.ok(again instanceof ClusterStateError, String(again));
