@@ -247,6 +247,56 @@ export class AsyncResult<T = unknown, S extends Shape = "list">
     });
   }
 
+  /** How many engines have answered so far (IPython Parallel's `progress`). */
+  get progress(): number {
+    return this.#settled.filter((o) => o !== undefined).length;
+  }
+
+  /**
+   * Whether every engine answered with a value, no error (IPython Parallel's `successful()`).
+   *
+   * @throws {RangeError} when the call is not ready yet: wait for it first.
+   */
+  successful(): boolean {
+    if (!this.ready()) {
+      throw new RangeError(`Cannot tell whether call ${this.id} succeeded: it is not ready`);
+    }
+    return this.#settled.every((o) => o !== undefined && "result" in o && !o.result.error);
+  }
+
+  /**
+   * Ms from the first submission to the last completion over the engines that ran the call
+   * (IPython Parallel's `wall_time`, in ms); `undefined` until every engine answered with a
+   * timing. Compares the client's and the engines' clocks.
+   */
+  get wallTime(): number | undefined {
+    const timings = this.#finishedTimings();
+    if (!timings) return undefined;
+    return Math.max(...timings.map((t) => t.completed)) -
+      Math.min(...timings.map((t) => t.submitted));
+  }
+
+  /**
+   * The ms the engines spent running the call, added up (IPython Parallel's `serial_time`, in
+   * ms); `undefined` until every engine answered with a timing.
+   */
+  get serialTime(): number | undefined {
+    const timings = this.#finishedTimings();
+    if (!timings) return undefined;
+    return timings.reduce((sum, t) => sum + (t.completed - t.started), 0);
+  }
+
+  /** Every engine's timing, once each answered with one. */
+  #finishedTimings(): { submitted: number; started: number; completed: number }[] | undefined {
+    if (!this.ready()) return undefined;
+    const timings = [];
+    for (const o of this.#settled) {
+      if (!o || !("result" in o)) return undefined;
+      timings.push(o.result);
+    }
+    return timings;
+  }
+
   /** Ms from submission until the last engine answered, or until now if some have not. */
   get elapsed(): number {
     return (this.#finished ?? Date.now()) - this.#submitted;

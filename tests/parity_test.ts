@@ -140,6 +140,36 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     assert.equal(missing.remoteProperties.code, "ENOENT");
   });
 
+  test("AsyncResult progress, successful(), wallTime and serialTime, as IPython Parallel's", async ({ client }) => {
+    for (const view of [client.view(), client.broadcastView()]) {
+      const gate = view.apply(() => new Promise((resolve) => setTimeout(resolve, 300, id)));
+      assert.equal(gate.progress, 0);
+      assert.throws(() => gate.successful(), RangeError);
+      assert.equal(gate.wallTime, undefined);
+      assert.equal(gate.serialTime, undefined);
+      assert.deepEqual(await gate.get(T), [0, 1, 2]);
+      assert.equal(gate.progress, 3);
+      assert.equal(gate.successful(), true);
+      const timings = gate.timings;
+      assert.equal(
+        gate.serialTime,
+        timings.reduce((sum, t) => sum + (t.completed! - t.started!), 0),
+      );
+      assert.equal(
+        gate.wallTime,
+        Math.max(...timings.map((t) => t.completed!)) -
+          Math.min(...timings.map((t) => t.submitted)),
+      );
+      const failing = view.apply(() => {
+        if (id === 1) throw new Error("one fails");
+        return id;
+      });
+      await failing.get({ ...T, returnExceptions: true });
+      assert.equal(failing.progress, 3);
+      assert.equal(failing.successful(), false);
+    }
+  });
+
   test("Cluster.start() and startAndConnect() on a running cluster fail and leave it running", async ({ cluster, client }) => {
     const again = await cluster.start().catch((e) => e);
     assert.ok(again instanceof ClusterStateError, String(again));
