@@ -159,6 +159,8 @@ export class Client extends EventTarget {
   #heartbeats: ReturnType<typeof setInterval> | undefined;
   #poll: Promise<void> | undefined;
   #closed = false;
+  /** The calls made through this client's views that not every engine answered yet. */
+  readonly #outstanding = new Set<AsyncResult<unknown>>();
   /** Set when the client was closed by the stop of its cluster: that cluster's name. */
   #stoppedCluster: string | undefined;
 
@@ -665,6 +667,49 @@ export class Client extends EventTarget {
     this.dispatchEvent(
       new CustomEvent<EngineRestartedDetail>("enginerestarted", { detail: { engineId: id } }),
     );
+  }
+
+  /** @internal Counts `result` among the outstanding calls until every engine answered. */
+  track(result: AsyncResult<unknown>): AsyncResult<unknown> {
+    if (result.ready()) return result;
+    this.#outstanding.add(result);
+    result.wait().then(() => this.#outstanding.delete(result));
+    return result;
+  }
+
+  /** How many calls made through this client's views are still waiting for an engine. */
+  get outstanding(): number {
+    return this.#outstanding.size;
+  }
+
+  /**
+   * Waits until every call made through this client's views so far has been answered by all
+   * its engines, or `timeout` ms passed (IPython Parallel's `Client.wait()`). Resolves to whether
+   * they all were. Calls that fail count as answered.
+   *
+   * @example Wait for everything sent so far
+   * ```ts ignore
+   * client.view().apply(step, 1);
+   * client.broadcastView().execute("await step(2)");
+   * const done = await client.wait(10_000); // true once both are answered
+   * ```
+   */
+  async wait(timeout = Infinity): Promise<boolean> {
+    const pending = [...this.#outstanding];
+    const answered = await Promise.all(pending.map((r) => r.wait(timeout)));
+    return answered.every(Boolean);
+  }
+
+  /**
+   * Aborts every call made through this client's views that is still outstanding (IPython
+   * Parallel's `Client.abort()`): engines that have not started one skip it, and their part
+   * fails with `TaskAbortedError`; a task already running finishes. Returns how many calls were
+   * aborted.
+   */
+  abort(): number {
+    const pending = [...this.#outstanding];
+    for (const result of pending) result.abort();
+    return pending.length;
   }
 
   /** Whether the client is closed: by {@linkcode close}, or by the stop of its cluster. */

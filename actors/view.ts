@@ -260,7 +260,7 @@ export abstract class View<S extends Shape = "list"> {
       client.recordCall(id, targets, operation.type, single, this.tree(), this.shape === "one");
       return this.dispatch(operation, options, id);
     };
-    if (!prepare && !client.preparing) return send(operation);
+    if (!prepare && !client.preparing) return client.track(send(operation));
     // Preparing may store blobs (async); the AsyncResult is returned at once all the same. The
     // call is dispatched after the calls made before it, however long they take to prepare.
     // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
@@ -279,9 +279,11 @@ export abstract class View<S extends Shape = "list"> {
         cancelled.then((): Outcome => ({ engineId, error: signal!.reason })),
       ])
     );
-    return new AsyncResult(id, this.targets, outcomes, () => {
-      prepared.then(({ result }) => result.abort(), () => {});
-    });
+    return client.track(
+      new AsyncResult(id, this.targets, outcomes, () => {
+        prepared.then(({ result }) => result.abort(), () => {});
+      }),
+    );
   }
 
   /** `value` as it crosses the wire: functions as source, large values as blobs. */

@@ -13,7 +13,13 @@
 import assert from "node:assert/strict";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { ClusterStateError, ClusterStoppedError, CompositeError, RemoteError } from "../errors.ts";
+import {
+  ClusterStateError,
+  ClusterStoppedError,
+  CompositeError,
+  RemoteError,
+  TaskAbortedError,
+} from "../errors.ts";
 import { fileRedis } from "./_redis_server.ts";
 import { within } from "./_async.ts";
 
@@ -168,6 +174,27 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
       assert.equal(failing.progress, 3);
       assert.equal(failing.successful(), false);
     }
+  });
+
+  test("Client.wait() waits for every outstanding call; Client.abort() skips those still queued", async ({ client }) => {
+    const slow = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms, id));
+    const a = client.view().apply(slow, 300);
+    const b = client.broadcastView().apply(slow, 200);
+    assert.equal(client.outstanding, 2);
+    assert.equal(await client.wait(T.timeout), true);
+    assert.equal(a.ready() && b.ready(), true);
+    assert.equal(client.outstanding, 0);
+    // One running, two queued behind it on engine 0: abort() skips the queued ones.
+    const running = client.view(0).apply(slow, 500);
+    const queued = [client.view(0).apply(() => "ran"), client.view([0]).apply(() => "ran")];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(client.abort(), 3);
+    assert.equal(await running.get(T), 0, "a task already running finishes");
+    for (const ar of queued) {
+      const error = await ar.get(T).catch((e) => e);
+      assert.ok(error instanceof TaskAbortedError, String(error));
+    }
+    assert.equal(await client.wait(T.timeout), true);
   });
 
   test("Cluster.start() and startAndConnect() on a running cluster fail and leave it running", async ({ cluster, client }) => {
