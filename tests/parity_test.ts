@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
+import { ModuleFunction } from "../actors/wire_types.ts";
 import {
   ClusterStateError,
   ClusterStoppedError,
@@ -195,6 +196,20 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
       assert.ok(error instanceof TaskAbortedError, String(error));
     }
     assert.equal(await client.wait(T.timeout), true);
+  });
+
+  test("ModuleFunction runs exports of node: and npm: modules on the engines", async ({ client }) => {
+    const basename = new ModuleFunction("node:path", "basename");
+    assert.deepEqual(await client.view().apply(basename, "/data/a.csv").get(T), [
+      "a.csv",
+      "a.csv",
+      "a.csv",
+    ]);
+    // A package this library already depends on: nothing new is downloaded.
+    const encode = new ModuleFunction("npm:@msgpack/msgpack@3.1.3", "encode");
+    const bytes = await client.broadcastView(1).apply(encode, [1, 2]).get(T);
+    assert.deepEqual([...(bytes as Uint8Array)], [0x92, 0x01, 0x02]);
+    assert.throws(() => new ModuleFunction("data:text/javascript,export default 1"), TypeError);
   });
 
   test("Cluster.start() and startAndConnect() on a running cluster fail and leave it running", async ({ cluster, client }) => {
