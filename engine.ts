@@ -28,6 +28,23 @@ import { guardHost } from "./actors/_host_guard.ts";
 
 let exit: (code?: number) => never = Deno.exit;
 
+const USAGE = `Starts engines that join a running cluster (IPython Parallel's ipengine).
+
+Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key-stdin) [options]
+
+  --redis URL             the cluster's Redis (or REDIS_URL); "-" reads it from stdin
+  --cluster NAME          the cluster's name (its namespace)
+  --key-file FILE         the cluster key, in hex (see writeKeyFile)
+  --key-stdin             read the key from stdin instead
+  --n N, --first K        run engines K..K+N-1 (default: one engine, id 0)
+  --ids 0,1,2             or run exactly these engine ids
+  --size N                the size their namespaces start with (default: the number of ids)
+  --result-retention MS   how long results are kept for client.getResult (default 3600000)
+  --heartbeat-ms N        how often the host sends a heartbeat (default 250), from a
+                          thread of its own: a busy engine keeps beating
+  --exit-with-stdin       stop (and delete the cluster's keys) when stdin ends
+  -h, --help              print this and exit`;
+
 if (import.meta.main) {
   const { values } = parseArgs({
     options: {
@@ -43,8 +60,14 @@ if (import.meta.main) {
       "result-retention": { type: "string" },
       "heartbeat-ms": { type: "string" },
       "exit-with-stdin": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
   });
+  if (values.help) {
+    // deno-lint-ignore no-console
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   const wanted = (values["key-stdin"] ? 1 : 0) + (values.redis === "-" ? 1 : 0);
   const input = stdinLines();
   const stdin = wanted > 0 || values["exit-with-stdin"] ? await input.lines(wanted) : [];
@@ -55,7 +78,7 @@ if (import.meta.main) {
   const key = values["key-stdin"]
     ? parseHexKey(stdin[0], "the key on stdin")
     : values["key-file"]
-    ? await readKeyFile(values["key-file"])
+    ? await readKeyFile(values["key-file"]).catch((e) => fail(e.message))
     : fail("pass --key-file FILE or --key-stdin");
   const ids = values.ids
     ? values.ids.split(",").map(Number)

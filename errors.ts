@@ -41,6 +41,37 @@ export class TransportClosedError extends Error {
   }
 }
 
+/**
+ * The cluster was stopped (`cluster.stop()`, or the end of its `await using` scope): its client
+ * and views can no longer be used, and a stopped cluster cannot be started again (make a new
+ * `Cluster`). A `TransportClosedError`, since the cluster's transport is closed with it.
+ */
+export class ClusterStoppedError extends TransportClosedError {
+  /** The stopped cluster's name (its namespace). */
+  readonly cluster: string;
+  /** Makes the error for `action` (e.g. `"apply"`) on stopped cluster `cluster`. */
+  constructor(action: string, cluster: string, options?: ErrorOptions) {
+    super(`Cannot ${action}: cluster "${cluster}" was stopped`, options);
+    this.name = "ClusterStoppedError";
+    this.cluster = cluster;
+  }
+}
+
+/**
+ * A cluster was asked to start while it is starting or running (a second `start()` or
+ * `startAndConnect()`): the running cluster is left as it is.
+ */
+export class ClusterStateError extends Error {
+  /** The cluster's name (its namespace). */
+  readonly cluster: string;
+  /** Makes the error for `action` on cluster `cluster`, `reason` saying what state it is in. */
+  constructor(action: string, cluster: string, reason: string, options?: ErrorOptions) {
+    super(`Cannot ${action} cluster "${cluster}": ${reason}`, options);
+    this.name = "ClusterStateError";
+    this.cluster = cluster;
+  }
+}
+
 /** A deadline passed before the awaited answer came. */
 export class TimeoutError extends Error {
   /** The deadline, in milliseconds, that passed. */
@@ -69,6 +100,11 @@ export interface RemoteErrorData {
   message: string;
   /** The remote error's stack, as the engine printed it. */
   stack?: string;
+  /**
+   * The own properties the remote error carried whose values are strings, finite numbers,
+   * booleans or `null` (e.g. `code`, `status`, `errno`); others are left behind.
+   */
+  properties?: Record<string, string | number | boolean | null>;
 }
 
 /** A task or handler threw on an engine or another actor. */
@@ -83,6 +119,11 @@ export class RemoteError extends Error {
   readonly remoteMessage: string;
   /** The stack of the error the task threw, as the engine printed it. */
   readonly remoteStack: string;
+  /**
+   * The own properties of the error the task threw that are plain values (`code`, `status`, …):
+   * `throw Object.assign(new Error("gone"), { code: "ENOENT" })` gives `{ code: "ENOENT" }`.
+   */
+  readonly remoteProperties: Readonly<Record<string, string | number | boolean | null>>;
   /** Makes the error of engine `engineId` (-1 for other actors, named by `address`). */
   constructor(engineId: number, data: RemoteErrorData, address?: string, options?: ErrorOptions) {
     const where = engineId >= 0 ? `engine ${engineId}` : `actor "${address}"`;
@@ -93,6 +134,11 @@ export class RemoteError extends Error {
     this.remoteName = data.name;
     this.remoteMessage = data.message;
     this.remoteStack = data.stack ?? "";
+    const properties = data.properties;
+    this.remoteProperties = typeof properties === "object" && properties !== null &&
+        !Array.isArray(properties)
+      ? { ...properties }
+      : {};
   }
 }
 

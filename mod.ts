@@ -52,6 +52,8 @@ export {
   type EngineTiming,
   type GetOptions,
   type Outcome,
+  type Shape,
+  type Shaped,
 } from "./actors/async_result.ts";
 export type { EngineResult } from "./actors/engine.ts";
 export { ModuleFunction, Reference } from "./actors/wire_types.ts";
@@ -87,6 +89,8 @@ export type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./trans
 export { type ClusterKey, type Envelope, generateKey } from "./transport/envelope.ts";
 
 export {
+  ClusterStateError,
+  ClusterStoppedError,
   CompositeError,
   EngineDiedError,
   InvalidMessageError,

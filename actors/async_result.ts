@@ -25,6 +25,16 @@ export interface GetOptions {
   returnExceptions?: boolean;
 }
 
+/**
+ * What a view's calls resolve to: `"list"`, the values of its engines in target order, or
+ * `"one"`, the one engine's bare value (a view made from one integer id, IPython Parallel's
+ * `rc[2]`).
+ */
+export type Shape = "list" | "one";
+
+/** The values of a call of shape `S` whose engines each give a `T`. */
+export type Shaped<S extends Shape, T> = S extends "one" ? T : T[];
+
 /** One engine's timing for a call. */
 export interface EngineTiming {
   /** The engine. */
@@ -42,8 +52,20 @@ export interface EngineTiming {
  * as `get()`: the engines' values, or a `RemoteError` (one engine failed) or `CompositeError`
  * (several did). A task aborted before it started fails with `TaskAbortedError`, one that missed
  * the call's deadline with `TimeoutError`, each naming its engine.
+ *
+ * A call of a view made from one integer id (`client.view(2)`) has the shape `"one"`: `get()`
+ * and awaiting give that engine's bare value (IPython Parallel's `rc[2].apply(f)` gives `42`, not
+ * `[42]`); `getDict()`, `stdout`, `stderr`, `timings` and async iteration keep their per-engine
+ * shape. A view made from a list of ids, even of one, gives lists.
+ *
+ * @example One engine's value, bare
+ * ```ts ignore
+ * const answer = await client.view(2).apply(() => 42); // 42
+ * const listed = await client.view([2]).apply(() => 42); // [42]
+ * ```
  */
-export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
+export class AsyncResult<T = unknown, S extends Shape = "list">
+  implements PromiseLike<Shaped<S, T>> {
   /** The engines the call went to, in target order. */
   readonly engineIds: readonly number[];
   /**
@@ -51,6 +73,8 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
    * connected to the cluster) to fetch the results again while they are retained.
    */
   readonly id: string;
+  /** `"one"` when `get()` gives one engine's bare value, `"list"` when it gives a list. */
+  readonly shape: S;
   readonly #outcomes: Promise<Outcome>[];
   readonly #settled: (Outcome | undefined)[];
   readonly #submitted: number;
@@ -68,8 +92,13 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
     outcomes: Promise<Outcome>[],
     onAbort: () => void = () => {},
     submitted: number = Date.now(),
+    shape: S = "list" as S,
   ) {
+    if (shape === "one" && engineIds.length !== 1) {
+      throw new RangeError(`Cannot make a one-engine result on ${engineIds.length} engines`);
+    }
     this.id = id;
+    this.shape = shape;
     this.engineIds = engineIds;
     this.#submitted = submitted;
     this.#settled = engineIds.map(() => undefined);
@@ -84,6 +113,18 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
       this.#finished = Date.now();
       return all;
     });
+  }
+
+  /** @internal The same call, its values in shape `shape`. */
+  reshaped<S2 extends Shape>(shape: S2): AsyncResult<T, S2> {
+    return new AsyncResult<T, S2>(
+      this.id,
+      this.engineIds,
+      this.#outcomes,
+      this.#onAbort,
+      this.#submitted,
+      shape,
+    );
   }
 
   /** @internal The outcome of the engine at position `index` of the targets. */
@@ -103,15 +144,25 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
     return this.ready();
   }
 
-  /** The engines' values in target order (or their errors, with `returnExceptions`). */
-  get(options: GetOptions & { returnExceptions: true }): Promise<(T | Error)[]>;
   /**
-   * The engines' values in target order; throws the engine's error, or a `CompositeError`. When
-   * every failure is a `TimeoutError` (the call's deadline), throws one `TimeoutError` naming all
-   * their engines; when they all are the same error (the reason of an aborted `signal`), that one.
+   * The engines' values in target order (or their errors, with `returnExceptions`); the bare
+   * value (or error) for shape `"one"`.
    */
-  get(options?: GetOptions): Promise<T[]>;
-  async get(options: GetOptions = {}): Promise<(T | Error)[]> {
+  get(options: GetOptions & { returnExceptions: true }): Promise<Shaped<S, T | Error>>;
+  /**
+   * The engines' values in target order (the bare value for shape `"one"`); throws the engine's
+   * error, or a `CompositeError`. When every failure is a `TimeoutError` (the call's deadline),
+   * throws one `TimeoutError` naming all their engines; when they all are the same error (the
+   * reason of an aborted `signal`), that one.
+   */
+  get(options?: GetOptions): Promise<Shaped<S, T>>;
+  async get(options: GetOptions = {}): Promise<Shaped<S, T | Error>> {
+    const values = await this.#values(options);
+    return (this.shape === "one" ? values[0] : values) as Shaped<S, T | Error>;
+  }
+
+  /** The values in target order, as {@linkcode get} gives them for shape `"list"`. */
+  async #values(options: GetOptions): Promise<(T | Error)[]> {
     const outcomes = await withDeadline(
       this.#all,
       options.timeout ?? Infinity,
@@ -139,7 +190,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
 
   /** The engines' values keyed by engine id. */
   async getDict(options: GetOptions = {}): Promise<Record<number, T>> {
-    const values = await this.get(options);
+    const values = await this.#values(options) as T[];
     return Object.fromEntries(this.engineIds.map((id, i) => [id, values[i]]));
   }
 
@@ -154,9 +205,12 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
     }
   }
 
-  /** Same as `get().then(…)`: awaiting an AsyncResult gives the values in target order. */
-  then<R1 = T[], R2 = never>(
-    onfulfilled?: ((value: T[]) => R1 | PromiseLike<R1>) | null,
+  /**
+   * Same as `get().then(…)`: awaiting an AsyncResult gives the values in target order (the bare
+   * value for shape `"one"`).
+   */
+  then<R1 = Shaped<S, T>, R2 = never>(
+    onfulfilled?: ((value: Shaped<S, T>) => R1 | PromiseLike<R1>) | null,
     // deno-lint-ignore no-explicit-any
     onrejected?: ((reason: any) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
@@ -191,6 +245,56 @@ export class AsyncResult<T = unknown> implements PromiseLike<T[]> {
       const { submitted, started, completed } = o.result;
       return { engineId, submitted, started, completed };
     });
+  }
+
+  /** How many engines have answered so far (IPython Parallel's `progress`). */
+  get progress(): number {
+    return this.#settled.filter((o) => o !== undefined).length;
+  }
+
+  /**
+   * Whether every engine answered with a value, no error (IPython Parallel's `successful()`).
+   *
+   * @throws {RangeError} when the call is not ready yet: wait for it first.
+   */
+  successful(): boolean {
+    if (!this.ready()) {
+      throw new RangeError(`Cannot tell whether call ${this.id} succeeded: it is not ready`);
+    }
+    return this.#settled.every((o) => o !== undefined && "result" in o && !o.result.error);
+  }
+
+  /**
+   * Ms from the first submission to the last completion over the engines that ran the call
+   * (IPython Parallel's `wall_time`, in ms); `undefined` until every engine answered with a
+   * timing. Compares the client's and the engines' clocks.
+   */
+  get wallTime(): number | undefined {
+    const timings = this.#finishedTimings();
+    if (!timings) return undefined;
+    return Math.max(...timings.map((t) => t.completed)) -
+      Math.min(...timings.map((t) => t.submitted));
+  }
+
+  /**
+   * The ms the engines spent running the call, added up (IPython Parallel's `serial_time`, in
+   * ms); `undefined` until every engine answered with a timing.
+   */
+  get serialTime(): number | undefined {
+    const timings = this.#finishedTimings();
+    if (!timings) return undefined;
+    return timings.reduce((sum, t) => sum + (t.completed - t.started), 0);
+  }
+
+  /** Every engine's timing, once each answered with one. */
+  #finishedTimings(): { submitted: number; started: number; completed: number }[] | undefined {
+    if (!this.ready()) return undefined;
+    const timings = [];
+    for (const o of this.#settled) {
+      if (!o || !("result" in o)) return undefined;
+      timings.push(o.result);
+    }
+    return timings;
   }
 
   /** Ms from submission until the last engine answered, or until now if some have not. */

@@ -6,7 +6,7 @@
  * @module
  */
 import { EngineDiedError, RemoteError, TransportDataLostError } from "../errors.ts";
-import { AsyncResult, type Outcome } from "./async_result.ts";
+import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import {
   broadcastAddress,
   type BroadcastPart,
@@ -32,13 +32,21 @@ export interface BroadcastViewOptions {
 }
 
 /** A view whose calls travel down a tree of broadcast actors. */
-export class BroadcastView extends View {
+export class BroadcastView<S extends Shape = "list"> extends View<S> {
   /** The most children per broadcast node. */
   readonly fanout: number;
 
-  /** Makes a broadcast view on `targets`; use `client.broadcastView()`. */
-  constructor(client: Client, targets: readonly number[], options: BroadcastViewOptions = {}) {
-    super(client, targets);
+  /**
+   * Makes a broadcast view on `targets`, of shape `shape` (see `View`); use
+   * `client.broadcastView()`.
+   */
+  constructor(
+    client: Client,
+    targets: readonly number[],
+    options: BroadcastViewOptions = {},
+    shape: S = "list" as S,
+  ) {
+    super(client, targets, shape);
     this.fanout = options.fanout ?? 2;
     if (!Number.isInteger(this.fanout) || this.fanout < 2) {
       throw new RangeError(`Cannot make broadcast view: fanout must be an integer ≥ 2`);

@@ -4,6 +4,7 @@
  * @module
  */
 import {
+  ClusterStoppedError,
   EngineDiedError,
   InvalidMessageError,
   RemoteError,
@@ -27,7 +28,7 @@ import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast
 import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_view.ts";
 import type { ActorSystem, Reply } from "./system.ts";
 import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
-import { AsyncResult, type GetOptions, type Outcome } from "./async_result.ts";
+import { AsyncResult, type GetOptions, type Outcome, type Shape } from "./async_result.ts";
 import {
   DEFAULT_RESULT_RETENTION_MS,
   engineMessageId,
@@ -102,7 +103,7 @@ export interface FetchedCall {
    * An engine whose result is not stored yet is waited for (polled) until it is, until the call's
    * retention ends (then `ResultNotFoundError`), or until this client closes.
    */
-  readonly result: AsyncResult<unknown>;
+  readonly result: AsyncResult<unknown, Shape>;
 }
 
 /** The transport key of the record of call `id`. */
@@ -122,6 +123,8 @@ interface CallRecord {
   single?: true;
   /** For a `BroadcastView` call: its tree, which says where its answer is kept. */
   tree?: BroadcastTree;
+  /** A call of a view on one engine id: its values are that engine's bare value. */
+  one?: true;
 }
 
 /** The longest pause between two looks for a result that is not stored yet. */
@@ -161,6 +164,10 @@ export class Client extends EventTarget {
   #heartbeats: ReturnType<typeof setInterval> | undefined;
   #poll: Promise<void> | undefined;
   #closed = false;
+  /** The calls made through this client's views that not every engine answered yet. */
+  readonly #outstanding = new Set<AsyncResult<unknown>>();
+  /** Set when the client was closed by the stop of its cluster: that cluster's name. */
+  #stoppedCluster: string | undefined;
 
   /** Makes a client speaking through `options.system`; `Cluster` makes clients for you. */
   constructor(options: ClientOptions) {
@@ -268,22 +275,48 @@ export class Client extends EventTarget {
   }
 
   /**
-   * A view on some engines: all of them by default (`rc[:]`), one id, or a list of ids, whose
-   * order is the order results come back in.
+   * A view on one engine (`rc[2]`): its calls resolve to that engine's bare value, e.g.
+   * `await client.view(2).pull("a")` is `3453`.
    */
-  view(targets?: number | readonly number[]): DirectView {
-    return new DirectView(this, this.resolveTargets(targets));
+  view(target: number): DirectView<"one">;
+  /**
+   * A view on some engines: all of them by default (`rc[:]`), or a list of ids (even of one),
+   * whose order is the order results come back in; its calls resolve to lists.
+   */
+  view(targets?: readonly number[]): DirectView;
+  /** A view on one engine (a number) or on a list of them. */
+  view(targets?: number | readonly number[]): DirectView<"one"> | DirectView;
+  view(targets?: number | readonly number[]): DirectView<"one"> | DirectView {
+    const ids = this.resolveTargets(targets);
+    return typeof targets === "number"
+      ? new DirectView<"one">(this, ids, "one")
+      : new DirectView<"list">(this, ids);
   }
 
   /**
-   * A view whose calls go out as one message to a tree of broadcast actors (at most `fanout`
-   * children each) and come back as one answer, in target order.
+   * A broadcast view on one engine: its calls resolve to that engine's bare value, as
+   * {@linkcode view} of one id does.
    */
+  broadcastView(target: number, options?: BroadcastViewOptions): BroadcastView<"one">;
+  /**
+   * A view whose calls go out as one message to a tree of broadcast actors (at most `fanout`
+   * children each) and come back as one answer, in target order (all engines by default, or a
+   * list of ids).
+   */
+  broadcastView(targets?: readonly number[], options?: BroadcastViewOptions): BroadcastView;
+  /** A broadcast view on one engine (a number) or on a list of them. */
+  broadcastView(
+    targets?: number | readonly number[],
+    options?: BroadcastViewOptions,
+  ): BroadcastView<"one"> | BroadcastView;
   broadcastView(
     targets?: number | readonly number[],
     options: BroadcastViewOptions = {},
-  ): BroadcastView {
-    return new BroadcastView(this, this.resolveTargets(targets), options);
+  ): BroadcastView<"one"> | BroadcastView {
+    const ids = this.resolveTargets(targets);
+    return typeof targets === "number"
+      ? new BroadcastView<"one">(this, ids, options, "one")
+      : new BroadcastView<"list">(this, ids, options);
   }
 
   /**
@@ -319,7 +352,7 @@ export class Client extends EventTarget {
    * host id.
    */
   broadcastHost(): Promise<string> {
-    if (this.#closed) return Promise.reject(new Error("Cannot broadcast: the client is closed"));
+    if (this.#closed) return Promise.reject(this.closedError("broadcast"));
     if (this.#broadcast) return this.#broadcast.ready;
     const hostId = this.hubId;
     const worker = new Worker(new URL("./_broadcast_worker.ts", import.meta.url), {
@@ -434,6 +467,7 @@ export class Client extends EventTarget {
     type: string,
     single = false,
     tree?: BroadcastTree,
+    one = false,
   ): void {
     if (this.#retention === 0) return;
     const record: CallRecord = {
@@ -442,6 +476,7 @@ export class Client extends EventTarget {
       retentionMs: this.#retention,
       ...(single ? { single: true } : {}),
       ...(tree ? { tree } : {}),
+      ...(one ? { one: true } : {}),
     };
     this.system.store(callKey(this.namespace, id), id, "call", record, this.#retention)
       .catch(() => {/* the call's own messages fail the same way, and say so */});
@@ -470,7 +505,7 @@ export class Client extends EventTarget {
    * `ar.get(options)` does (with `returnExceptions`, the errors come in place of the values). For
    * the output and timings, use {@linkcode fetchResult}.
    */
-  async getResult(id: string, options: GetOptions = {}): Promise<unknown[]> {
+  async getResult(id: string, options: GetOptions = {}): Promise<unknown> {
     const { result } = await this.fetchResult(id);
     return await result.get(options);
   }
@@ -488,7 +523,7 @@ export class Client extends EventTarget {
     if (typeof id !== "string" || id === "") {
       throw new TypeError(`Cannot get result: the id must be a non-empty string, got ${id}`);
     }
-    if (this.#closed) throw new TransportClosedError("Cannot get result: the client is closed");
+    if (this.#closed) throw this.closedError("get result");
     // A call of this client may still be preparing: its record is written when it is sent.
     await this.#dispatchTail;
     const envelope = await this.system.load(callKey(this.namespace, id));
@@ -535,7 +570,8 @@ export class Client extends EventTarget {
       () => this.abortCall(id, targets.filter((e) => !found.has(e))),
       envelope.sent,
     );
-    const result = record.single === true ? mapResult(stored, firstOf, envelope.sent) : stored;
+    const listed = record.single === true ? mapResult(stored, firstOf, envelope.sent) : stored;
+    const result = record.one === true && targets.length === 1 ? listed.reshaped("one") : listed;
     return { id, type: record.type, engineIds: targets, submitted: envelope.sent, result };
   }
 
@@ -670,7 +706,78 @@ export class Client extends EventTarget {
     );
   }
 
-  /** Closes the client's connections. */
+  /** @internal Counts `result` among the outstanding calls until every engine answered. */
+  track(result: AsyncResult<unknown>): AsyncResult<unknown> {
+    if (result.ready()) return result;
+    this.#outstanding.add(result);
+    result.wait().then(() => this.#outstanding.delete(result));
+    return result;
+  }
+
+  /** How many calls made through this client's views are still waiting for an engine. */
+  get outstanding(): number {
+    return this.#outstanding.size;
+  }
+
+  /**
+   * Waits until every call made through this client's views so far has been answered by all
+   * its engines, or `timeout` ms passed (IPython Parallel's `Client.wait()`). Resolves to whether
+   * they all were. Calls that fail count as answered.
+   *
+   * @example Wait for everything sent so far
+   * ```ts ignore
+   * client.view().apply(step, 1);
+   * client.broadcastView().execute("await step(2)");
+   * const done = await client.wait(10_000); // true once both are answered
+   * ```
+   */
+  async wait(timeout = Infinity): Promise<boolean> {
+    const pending = [...this.#outstanding];
+    const answered = await Promise.all(pending.map((r) => r.wait(timeout)));
+    return answered.every(Boolean);
+  }
+
+  /**
+   * Aborts every call made through this client's views that is still outstanding (IPython
+   * Parallel's `Client.abort()`): engines that have not started one skip it, and their part
+   * fails with `TaskAbortedError`; a task already running finishes. Returns how many calls were
+   * aborted.
+   */
+  abort(): number {
+    const pending = [...this.#outstanding];
+    for (const result of pending) result.abort();
+    return pending.length;
+  }
+
+  /** Whether the client is closed: by {@linkcode close}, or by the stop of its cluster. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * @internal Why `action` cannot be done, when the client is closed: `ClusterStoppedError` when
+   * its cluster was stopped, else `TransportClosedError`.
+   */
+  closedError(action: string): TransportClosedError | undefined {
+    if (!this.#closed) return undefined;
+    return this.#stoppedCluster !== undefined
+      ? new ClusterStoppedError(action, this.#stoppedCluster)
+      : new TransportClosedError(`Cannot ${action}: the client is closed`);
+  }
+
+  /**
+   * @internal Closes the client because its cluster `cluster` is stopping: calls made later, and
+   * those still pending, fail with `ClusterStoppedError`.
+   */
+  async closeForStop(cluster: string): Promise<void> {
+    if (!this.#closed) this.#stoppedCluster = cluster;
+    await this.close();
+  }
+
+  /**
+   * Closes the client's connections. Calls made later fail with `TransportClosedError`
+   * (`ClusterStoppedError` once its cluster was stopped).
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -687,7 +794,7 @@ export class Client extends EventTarget {
       }
       worker.terminate();
     }
-    await this.system.close();
+    await this.system.close(this.closedError("get answer"));
     await this.#onClose?.();
   }
 }

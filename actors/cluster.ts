@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { EngineDiedError, TimeoutError, TransportClosedError } from "../errors.ts";
+import {
+  ClusterStateError,
+  ClusterStoppedError,
+  EngineDiedError,
+  TimeoutError,
+  TransportClosedError,
+} from "../errors.ts";
 import { type ClusterKey, generateKey, openEnvelope } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
@@ -159,6 +165,8 @@ export class Cluster extends EventTarget {
   #client: Client | undefined;
   #failure: ((error: Error) => void) | undefined;
   #stopping = false;
+  /** Set when `start()` begins: a second start fails, and leaves the cluster as it is. */
+  #started = false;
   #stopped: Promise<void> | undefined;
   /** Set when `stop()` begins: no host is restarted after that. */
   readonly #closing = new AbortController();
@@ -203,10 +211,24 @@ export class Cluster extends EventTarget {
     return this.#client;
   }
 
-  /** Starts the engine hosts. Resolves once every host is running (engines may still register). */
+  /**
+   * Starts the engine hosts. Resolves once every host is running (engines may still register).
+   *
+   * @throws {ClusterStateError} when the cluster is already starting or running: it is left as it
+   * is (use {@linkcode client} or {@linkcode connect}).
+   * @throws {ClusterStoppedError} when the cluster was stopped: make a new `Cluster`.
+   */
   async start(): Promise<void> {
-    if (this.#transport) throw new Error("Cannot start cluster: it is already started");
-    if (this.#stopped) throw new Error("Cannot start cluster: it is stopped");
+    if (this.#stopped) throw new ClusterStoppedError("start cluster", this.namespace);
+    if (this.#started) {
+      throw new ClusterStateError(
+        "start",
+        this.namespace,
+        `it is already ${this.#client ? "running" : "started"}; use cluster.client or ` +
+          "cluster.connect()",
+      );
+    }
+    this.#started = true;
     if (!this.#options.key && this.#options.keyFile) {
       this.#key = await readKeyFile(this.#options.keyFile);
     }
@@ -514,9 +536,12 @@ export class Cluster extends EventTarget {
    * that failed to start.
    */
   async connect(): Promise<Client> {
+    if (this.#stopped) throw new ClusterStoppedError("connect", this.namespace);
     if (this.#client) return this.#client;
     const transport = this.#transport;
-    if (!transport) throw new Error("Cannot connect: the cluster is not started");
+    if (!transport) {
+      throw new ClusterStateError("connect to", this.namespace, "it is not started; call start()");
+    }
     const system = new ActorSystem({ transport, key: this.#key, namespace: this.namespace });
     const failed = new Promise<never>((_, reject) => (this.#failure = reject));
     failed.catch(() => {});
@@ -594,10 +619,22 @@ export class Cluster extends EventTarget {
     this.dispatchEvent(new ErrorEvent("error", { error, message: error.message }));
   }
 
-  /** {@linkcode start}, then {@linkcode connect}. */
+  /**
+   * {@linkcode start}, then {@linkcode connect}. When either fails, stops what this call started.
+   *
+   * @throws {ClusterStateError} when the cluster is already starting or running: it is left
+   * running, and `cluster.client` still works.
+   * @throws {ClusterStoppedError} when the cluster was stopped.
+   */
   async startAndConnect(): Promise<Client> {
+    await this.start().catch(async (error) => {
+      // A second start changed nothing: the running cluster is not this call's to stop.
+      if (!(error instanceof ClusterStateError || error instanceof ClusterStoppedError)) {
+        await this.stop();
+      }
+      throw error;
+    });
     try {
-      await this.start();
       return await this.connect();
     } catch (error) {
       await this.stop();
@@ -632,7 +669,7 @@ export class Cluster extends EventTarget {
     this.#closing.abort();
     clearInterval(this.#watch);
     await Promise.allSettled([...this.#restarts]);
-    await this.#client?.close();
+    await this.#client?.closeForStop(this.namespace);
     this.#stopping = true;
     if (transport) {
       const system = new ActorSystem({ transport, key: this.#key, namespace: this.namespace });
@@ -867,9 +904,21 @@ export async function writeKeyFile(
   return key;
 }
 
-/** Reads a key file: 64 hex digits (whitespace ignored). */
+/**
+ * Reads a key file: 64 hex digits (whitespace ignored). A missing file fails with
+ * `Deno.errors.NotFound` saying which file and how to make one.
+ */
 export async function readKeyFile(path: string): Promise<ClusterKey> {
-  const text = (await Deno.readTextFile(path)).trim();
+  let text: string;
+  try {
+    text = (await Deno.readTextFile(path)).trim();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new Deno.errors.NotFound(
+      `Cannot read key file "${path}": no such file (write one with writeKeyFile("${path}"))`,
+      { cause: error },
+    );
+  }
   return parseHexKey(text, `key file "${path}"`);
 }
 

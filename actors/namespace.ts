@@ -39,7 +39,7 @@ export class Namespace {
       get: (target, key) => {
         if (typeof key !== "string") return undefined;
         if (Object.hasOwn(target, key)) return target[key];
-        throw new ReferenceError(`${key} is not defined`);
+        throw new ReferenceError(notDefined(key));
       },
       set: (target, key, value) => {
         target[key as string] = value;
@@ -92,6 +92,15 @@ export class Namespace {
     const cell = new AsyncFunction("__scope", `with (__scope) {\n${body}\n}`);
     await cell(this.#scope);
   }
+}
+
+/**
+ * The message of the `ReferenceError` for a name that is neither in the namespace nor a global:
+ * most often a variable of the client's closure, which a function shipped as source leaves behind.
+ */
+export function notDefined(name: string): string {
+  return `${name} is not defined in the engine's namespace: functions ship as their source, ` +
+    `without their closure; push the value (view.push({ ${name} })) or pass it as an argument`;
 }
 
 /** Imports `fn.url` and returns its export `fn.exportName`, which must be a function. */

@@ -1144,16 +1144,18 @@ export class ActorSystem extends EventTarget {
   }
 
   /**
-   * Stops every actor and the reader, fails every open `ask` with `TransportClosedError`, and
-   * removes this system's own reply and wake streams. Does not close the transport.
+   * Stops every actor and the reader, fails every open `ask` with `TransportClosedError` (or
+   * `error`, when given), and removes this system's own reply and wake streams. Does not close
+   * the transport.
    */
-  async close(): Promise<void> {
+  async close(
+    error: Error = new TransportClosedError("Cannot get answer: the actor system closed"),
+  ): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#offDataLost();
     for (const done of [...this.#pauses]) done();
     for (const address of [...this.#actors.keys()]) await this.stopActor(address);
-    const error = new TransportClosedError("Cannot get answer: the actor system closed");
     for (const id of [...this.#asks.keys()]) this.#settle(id, { error });
     if (this.#loop) {
       await this.transport.append(this.#wakeStream, new Uint8Array(1)).catch(() => {});
@@ -1171,7 +1173,22 @@ const RECENT_MESSAGES = 10_000;
 /** Turns anything thrown into the data of a `RemoteError`. */
 export function errorData(error: unknown): RemoteErrorData {
   if (error instanceof Error) {
-    return { name: error.name, message: error.message, stack: error.stack ?? "" };
+    const data: RemoteErrorData = {
+      name: error.name,
+      message: error.message,
+      stack: error.stack ?? "",
+    };
+    // Own properties a thrown error carries (`code`, `status`, …), when they are plain values.
+    for (const [key, value] of Object.entries(error)) {
+      if (key === "name" || key === "message" || key === "stack" || key === "cause") continue;
+      if (
+        value === null || typeof value === "string" || typeof value === "boolean" ||
+        (typeof value === "number" && Number.isFinite(value))
+      ) {
+        (data.properties ??= {})[key] = value;
+      }
+    }
+    return data;
   }
   return { name: "Error", message: `non-Error thrown: ${String(error)}` };
 }

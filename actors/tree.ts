@@ -31,6 +31,7 @@ import { cloneValue } from "../transport/codec.ts";
 import { defineActor } from "./actor.ts";
 import { type ActorSystem, errorData, GROUP } from "./system.ts";
 import type { View } from "./view.ts";
+import type { Shape } from "./async_result.ts";
 
 // The tree math is a private module; its public part is re-exported from here.
 export {
@@ -866,7 +867,7 @@ function causeError(message: AbortMessage): Error {
  * @throws {EngineDiedError} when an engine of the view is dead.
  * @throws {CompositeError} when several engines failed to wire.
  */
-export async function wireTree(view: View, options: WireTreeOptions = {}): Promise<Bintree> {
+export async function wireTree(view: View<Shape>, options: WireTreeOptions = {}): Promise<Bintree> {
   const ids = [...view.targets];
   const tree = bintree(ids);
   const wiring: TreeWiring = {

@@ -7,7 +7,7 @@
  */
 import { TimeoutError, TransportDataLostError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
-import { AsyncResult, type Outcome } from "./async_result.ts";
+import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { Client } from "./client.ts";
 import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
 import { engineMessageId, type EngineResult } from "./engine.ts";
@@ -79,17 +79,35 @@ export function chunkFor(
   return { [scatter.name]: scatter.flatten && chunk.length === 1 ? chunk[0] : chunk };
 }
 
-/** The operations common to every view. */
-export abstract class View {
+/**
+ * The operations common to every view. A view made from one integer id (`client.view(2)`) has
+ * the shape `"one"`: its calls resolve to that engine's bare value, as IPython Parallel's
+ * `rc[2]` does; a view made from a list of ids (even of one) resolves to lists.
+ */
+export abstract class View<S extends Shape = "list"> {
   /** The client the view belongs to. */
   readonly client: Client;
   /** The engines of the view, in the order results come back. */
   readonly targets: readonly number[];
+  /** `"one"` when the view's calls give one engine's bare value, `"list"` when they give lists. */
+  readonly shape: S;
 
-  /** Makes a view of `client` on `targets`; use `client.view()` or `client.broadcastView()`. */
-  constructor(client: Client, targets: readonly number[]) {
+  /**
+   * Makes a view of `client` on `targets`, of shape `shape` (`"one"` needs one target); use
+   * `client.view()` or `client.broadcastView()`.
+   */
+  constructor(client: Client, targets: readonly number[], shape: S = "list" as S) {
+    if (shape === "one" && targets.length !== 1) {
+      throw new RangeError(`Cannot make a one-engine view on ${targets.length} engines`);
+    }
     this.client = client;
     this.targets = targets;
+    this.shape = shape;
+  }
+
+  /** `result` in the shape of the view's calls. */
+  #shaped<T>(result: AsyncResult<unknown>): AsyncResult<T, S> {
+    return (this.shape === "one" ? result.reshaped("one") : result) as AsyncResult<T, S>;
   }
 
   /** How the view's calls reach their engines, when through a broadcast tree. */
@@ -110,12 +128,15 @@ export abstract class View {
   /**
    * Calls `fn(...args)` on every engine. `fn` travels as its source (its free variables resolve
    * in the engine's namespace) or is a {@linkcode ModuleFunction}; `Reference` arguments resolve
-   * to the engine's value of that name.
+   * to the engine's value of that name. JavaScript cannot read a closure: a variable of the
+   * client's scope that `fn` uses fails on the engine with a `ReferenceError` naming it
+   * (`factor is not defined in the engine's namespace: functions ship as their source, without
+   * their closure; …`): push it first, or pass it as an argument.
    */
   apply<F extends AnyFunction>(
     fn: F | ModuleFunction,
     ...args: unknown[]
-  ): AsyncResult<Awaited<ReturnType<F>>> {
+  ): AsyncResult<Awaited<ReturnType<F>>, S> {
     return this.applyWith({}, fn, ...args);
   }
 
@@ -124,36 +145,46 @@ export abstract class View {
     options: CallOptions,
     fn: F | ModuleFunction,
     ...args: unknown[]
-  ): AsyncResult<Awaited<ReturnType<F>>> {
+  ): AsyncResult<Awaited<ReturnType<F>>, S> {
     const shipped = fn instanceof ModuleFunction ? fn : FunctionSource.of(fn);
-    return this.#run({ type: "apply", content: { fn: shipped, args: [] } }, options, async () => ({
-      fn: shipped,
-      args: await Promise.all(args.map((a) => this.#ship(a))),
-    })) as AsyncResult<Awaited<ReturnType<F>>>;
+    return this.#shaped(
+      this.#run({ type: "apply", content: { fn: shipped, args: [] } }, options, async () => ({
+        fn: shipped,
+        args: await Promise.all(args.map((a) => this.#ship(a))),
+      })),
+    );
   }
 
   /**
    * Runs `code` on every engine as a notebook cell: top-level `await` works and top-level
    * declarations and assignments persist in the engine's namespace.
    */
-  execute(code: string, options: CallOptions = {}): AsyncResult<void> {
-    return this.#run({ type: "execute", content: { code } }, options) as AsyncResult<void>;
+  execute(code: string, options: CallOptions = {}): AsyncResult<void, S> {
+    return this.#shaped(this.#run({ type: "execute", content: { code } }, options));
   }
 
   /** Sets names in every engine's namespace. Functions travel as their source. */
-  push(values: Record<string, unknown>, options: CallOptions = {}): AsyncResult<void> {
-    return this.#run({ type: "push", content: {} }, options, async () => {
+  push(values: Record<string, unknown>, options: CallOptions = {}): AsyncResult<void, S> {
+    return this.#shaped(this.#run({ type: "push", content: {} }, options, async () => {
       const shipped: Record<string, unknown> = {};
       for (const [name, value] of Object.entries(values)) shipped[name] = await this.#ship(value);
       return { values: shipped };
-    }) as AsyncResult<void>;
+    }));
   }
 
-  /** Each engine's value of `name` (or, for a list of names, the list of values). */
-  pull(name: string, options?: CallOptions): AsyncResult<unknown>;
+  /**
+   * Each engine's value of `name` (or, for a list of names, the list of values); the engine's
+   * bare value on a view of shape `"one"`.
+   */
+  pull(name: string, options?: CallOptions): AsyncResult<unknown, S>;
   /** Each engine's values of `names`, as a list per engine. */
-  pull(names: string[], options?: CallOptions): AsyncResult<unknown[]>;
-  pull(names: string | string[], options: CallOptions = {}): AsyncResult<unknown> {
+  pull(names: string[], options?: CallOptions): AsyncResult<unknown[], S>;
+  pull(names: string | string[], options: CallOptions = {}): AsyncResult<unknown, S> {
+    return this.#shaped(this.#pull(names, options));
+  }
+
+  /** {@linkcode pull}, in shape `"list"`. */
+  #pull(names: string | string[], options: CallOptions): AsyncResult<unknown> {
     const single = typeof names === "string";
     const result = this.#run(
       { type: "pull", content: { names: single ? [names] : names } },
@@ -165,20 +196,20 @@ export abstract class View {
   }
 
   /** Splits `sequence` into contiguous chunks, one per engine in target order, under `name`. */
-  scatter(name: string, sequence: Sequence, options: ScatterOptions = {}): AsyncResult<void> {
-    return this.#run(
+  scatter(name: string, sequence: Sequence, options: ScatterOptions = {}): AsyncResult<void, S> {
+    return this.#shaped(this.#run(
       {
         type: "push",
         content: { values: {} },
         scatter: { name, sequence, flatten: options.flatten ?? false },
       },
       options,
-    ) as AsyncResult<void>;
+    ));
   }
 
   /** Pulls `name` from every engine and concatenates the values in target order. */
   async gather(name: string, options: CallOptions = {}): Promise<unknown[] | ArrayBufferView> {
-    return concatenate(await this.pull(name, options));
+    return concatenate(await this.#pull(name, options));
   }
 
   /**
@@ -191,8 +222,8 @@ export abstract class View {
   }
 
   /** Clears every engine's namespace (back to `id`, `rank`, `size`). */
-  clear(options: CallOptions = {}): AsyncResult<void> {
-    return this.#run({ type: "clear", content: {} }, options) as AsyncResult<void>;
+  clear(options: CallOptions = {}): AsyncResult<void, S> {
+    return this.#shaped(this.#run({ type: "clear", content: {} }, options));
   }
 
   /**
@@ -210,6 +241,14 @@ export abstract class View {
     const { client, targets } = this;
     const { signal } = options;
     const id = crypto.randomUUID();
+    const closed = client.closedError(operation.type);
+    if (closed) {
+      // The client (or its cluster) is closed: nothing can go out.
+      const outcomes = targets.map((engineId) =>
+        Promise.resolve<Outcome>({ engineId, error: closed })
+      );
+      return new AsyncResult(id, targets, outcomes);
+    }
     const send = (operation: Operation) => {
       if (signal?.aborted) {
         // Cancelled before it was sent: nothing goes out.
@@ -219,10 +258,10 @@ export abstract class View {
         return new AsyncResult(id, targets, outcomes);
       }
       // Written before the call's messages, and only for a call that is sent.
-      client.recordCall(id, targets, operation.type, single, this.tree());
+      client.recordCall(id, targets, operation.type, single, this.tree(), this.shape === "one");
       return this.dispatch(operation, options, id);
     };
-    if (!prepare && !client.preparing) return send(operation);
+    if (!prepare && !client.preparing) return client.track(send(operation));
     // Preparing may store blobs (async); the AsyncResult is returned at once all the same. The
     // call is dispatched after the calls made before it, however long they take to prepare.
     // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
@@ -241,9 +280,11 @@ export abstract class View {
         cancelled.then((): Outcome => ({ engineId, error: signal!.reason })),
       ])
     );
-    return new AsyncResult(id, this.targets, outcomes, () => {
-      prepared.then(({ result }) => result.abort(), () => {});
-    });
+    return client.track(
+      new AsyncResult(id, this.targets, outcomes, () => {
+        prepared.then(({ result }) => result.abort(), () => {});
+      }),
+    );
   }
 
   /** `value` as it crosses the wire: functions as source, large values as blobs. */
@@ -341,7 +382,7 @@ export function mapResult(
  * call travels as one message per host, to the host's dispatcher, which hands each of its engines
  * its task; each engine answers on its own.
  */
-export class DirectView extends View {
+export class DirectView<S extends Shape = "list"> extends View<S> {
   /** Sends `operation` to each host of the view's engines in one round trip of appends. */
   protected dispatch(operation: Operation, options: CallOptions, id: string): AsyncResult<unknown> {
     const { client, targets } = this;

@@ -47,8 +47,15 @@ export class FunctionSource {
 }
 
 /**
- * A function exported by a module, named by the module's URL (`file:`, `http:`, `https:`): each
- * engine imports the module and calls the export. The way to use imports inside tasks.
+ * A function exported by a module, named by the module's URL or specifier (`file:`, `http:`,
+ * `https:`, `node:`, `npm:`, `jsr:`): each engine imports the module and calls the export. The
+ * way to use imports inside tasks.
+ *
+ * @example A Node built-in and an npm package, on every engine
+ * ```ts ignore
+ * await view.apply(new ModuleFunction("node:path", "basename"), "/data/a.csv"); // ["a.csv", …]
+ * await view.apply(new ModuleFunction("npm:@msgpack/msgpack@3.1.3", "encode"), [1, 2]);
+ * ```
  */
 export class ModuleFunction {
   /** The module's URL. */
@@ -58,8 +65,10 @@ export class ModuleFunction {
   /** The export `exportName` of the module at `url`. */
   constructor(url: string | URL, exportName = "default") {
     const href = new URL(url).href;
-    if (!/^(file|https?):/.test(href)) {
-      throw new TypeError(`Cannot use module "${href}": expected a file:, http: or https: URL`);
+    if (!/^(file|https?|node|npm|jsr):/.test(href)) {
+      throw new TypeError(
+        `Cannot use module "${href}": expected a file:, http:, https:, node:, npm: or jsr: URL`,
+      );
     }
     this.url = href;
     this.exportName = exportName;

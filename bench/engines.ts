@@ -161,7 +161,7 @@ async function measure(config: Config, redisUrl: string | undefined): Promise<Me
     const memoryBytes = Deno.memoryUsage().rss - rssBefore +
       children.reduce((sum, pid) => sum + vmRss(pid), 0);
     const applyMs = {
-      one: await roundTrip(client.view(0)),
+      one: await roundTrip(client.view([0])),
       eight: await roundTrip(client.view(client.ids.slice(0, 8))),
       all: await roundTrip(all),
     };

@@ -247,7 +247,7 @@ async function outageTrial(
       const token = `${prefix}c${i}`;
       if (i % 2 === 0) {
         const engineId = ids[(i / 2) % ids.length];
-        calls.push(watch(client.view(engineId).apply(mark, marks.path, token, 5), [
+        calls.push(watch(client.view([engineId]).apply(mark, marks.path, token, 5), [
           `${token}@${engineId}`,
         ]));
       } else {
@@ -261,12 +261,12 @@ async function outageTrial(
   })();
   await delay(500);
   const busy = `${prefix}busy`;
-  calls.push(watch(client.view(0).apply(spin, marks.path, busy, 1500), [`${busy}@0`]));
+  calls.push(watch(client.view([0]).apply(spin, marks.path, busy, 1500), [`${busy}@0`]));
   await delay(300);
   for (let i = 0; i < 10; i++) {
     const token = `${prefix}q${i}`;
     const engineId = i % 2 === 0 ? 0 : 2;
-    calls.push(watch(client.view(engineId).apply(mark, marks.path, token, 5), [
+    calls.push(watch(client.view([engineId]).apply(mark, marks.path, token, 5), [
       `${token}@${engineId}`,
     ]));
   }
@@ -344,11 +344,11 @@ async function deathTrial(
   marks: Marks,
   kill: (pid: number) => Promise<number>,
 ): Promise<Trial> {
-  const [pid] = await client.view(0).apply(() => Deno.pid).get({ timeout: 10_000 });
+  const pid = await client.view(0).apply(() => Deno.pid).get({ timeout: 10_000 });
   const calls: Watched[] = [];
-  calls.push(watch(client.view(0).apply(mark, marks.path, "first", 5000), ["first@0"]));
+  calls.push(watch(client.view([0]).apply(mark, marks.path, "first", 5000), ["first@0"]));
   for (let i = 0; i < 3; i++) {
-    calls.push(watch(client.view(0).apply(mark, marks.path, `q${i}`, 5), [`q${i}@0`]));
+    calls.push(watch(client.view([0]).apply(mark, marks.path, `q${i}`, 5), [`q${i}@0`]));
   }
   calls.push(watch(client.broadcastView().apply(mark, marks.path, "b", 5), ["b@0", "b@1"]));
   const deathAt = await kill(pid);
@@ -475,7 +475,7 @@ function badEntries(kind: "unsigned" | "wrong key" | "truncated"): Fault {
             await delay(1);
           }
           // The engine still serves.
-          const [ok] = await client.view(0).apply(() => rank).get({ timeout: 10_000 });
+          const ok = await client.view(0).apply(() => rank).get({ timeout: 10_000 });
           const runs = await marks.runs();
           results.push({
             times,

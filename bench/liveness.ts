@@ -176,7 +176,7 @@ async function run(scenario: Scenario, redisUrl: string): Promise<Result> {
       dying = true;
       cluster.kill(1);
     } else {
-      const [pid] = await client.view(1).apply(() => Deno.pid).get({ timeout: 10_000 });
+      const pid = await client.view(1).apply(() => Deno.pid).get({ timeout: 10_000 });
       deathAt = Date.now();
       dying = true;
       Deno.kill(pid, scenario.how === "sigkill" ? "SIGKILL" : "SIGSTOP");

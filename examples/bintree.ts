@@ -77,6 +77,6 @@ if (import.meta.main) {
   // perform cumulative sum *without* final broadcast
   // when not broadcasting with allreduce, the final result resides on the root node:
   await view.execute("idsSum = await com.reduce(add, id, { flat: true })");
-  console.log("reduce sum of engine ids (not broadcast):", (await root.pull("idsSum"))[0]);
+  console.log("reduce sum of engine ids (not broadcast):", await root.pull("idsSum"));
   console.log("partial result on each engine:", await view.pull("idsSum"));
 }

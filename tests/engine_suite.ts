@@ -169,7 +169,8 @@ export function engineSuite(
   }) => {
     assert.deepEqual(client.ids, [0, 1, 2, 3]);
     assert.deepEqual(client.view().targets, [0, 1, 2, 3]);
-    assert.deepEqual(await client.view(3).apply(() => id).get(T), [3]);
+    assert.equal(await client.view(3).apply(() => id).get(T), 3);
+    assert.deepEqual(await client.view([3]).apply(() => id).get(T), [3]);
     assert.deepEqual(await client.view([0, 2]).apply(() => id).get(T), [0, 2]);
     assert.throws(() => client.view(9), RangeError);
     assert.throws(() => client.view([1, 1]), RangeError);
@@ -380,9 +381,10 @@ export function engineSuite(
         "hello x",
       ]);
       await dv.push({ task: new ModuleFunction(TASK_MODULE, "md5Hex") }, T);
-      assert.deepEqual(await client.view(1).apply(() => task("")).get(T), [
+      assert.equal(
+        await client.view(1).apply(() => task("")).get(T),
         "d41d8cd98f00b204e9800998ecf8427e",
-      ]);
+      );
       const error = await client.view(0).apply(new ModuleFunction(TASK_MODULE, "notAFunction"))
         .get(T).catch((e) => e);
       assert.ok(error instanceof RemoteError);
@@ -415,10 +417,10 @@ export function engineSuite(
           typeof rank,
           typeof Deno,
         ], 1).get(T),
-        [["undefined", "number", "number", "object"]],
+        ["undefined", "number", "number", "object"],
       );
       await client.view(0).execute("const kinds = [typeof require, typeof id, typeof Math];", T);
-      assert.deepEqual(await client.view(0).pull("kinds", T), [["undefined", "number", "object"]]);
+      assert.deepEqual(await client.view(0).pull("kinds", T), ["undefined", "number", "object"]);
     },
   );
 
@@ -482,7 +484,7 @@ export function engineSuite(
     assert.ok(unsendable instanceof RemoteError, String(unsendable));
     assert.equal(unsendable.engineId, 1);
     assert.equal(unsendable.remoteName, "SerializationError");
-    assert.deepEqual(await client.view(1).apply(() => id).get(T), [1]);
+    assert.equal(await client.view(1).apply(() => id).get(T), 1);
   });
 
   test(
@@ -674,11 +676,11 @@ export function engineSuite(
     });
     const queued = view.apply(() => "should not run");
     queued.abort();
-    assert.deepEqual(await running.get(T), ["ran"]);
+    assert.equal(await running.get(T), "ran");
     const error = await queued.get(T).catch((e) => e);
     assert.ok(error instanceof TaskAbortedError, String(error));
     assert.equal(error.engineId, 0);
-    assert.deepEqual(await view.apply(() => "next").get(T), ["next"]);
+    assert.equal(await view.apply(() => "next").get(T), "next");
   });
 
   test("Cluster.kill() of an engine mid-task fails the task with EngineDiedError", 2, async ({

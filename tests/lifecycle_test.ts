@@ -239,7 +239,7 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
     const moved = await transport.getBlob(`${ns}:result:${b.id}_0`);
     assert.ok(moved !== null, "engine 0 kept its answer");
     await transport.putBlob(`${ns}:result:${a.id}_0`, moved, 60_000);
-    const values = await client.getResult(a.id, { ...T, returnExceptions: true });
+    const values = await client.getResult(a.id, { ...T, returnExceptions: true }) as unknown[];
     assert.ok(values[0] instanceof InvalidMessageError, String(values[0]));
     assert.equal(values[1], "a1");
     // One byte changed: the signature no longer verifies.
@@ -288,7 +288,7 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
       assert.deepEqual(await view.apply(() => id).get(T), [0, 1]);
       assert.deepEqual(await marks(client), ["", ""], `${view.constructor.name} ran the task`);
       // The kept result says so too.
-      const kept = await client.getResult(queued.id, { ...T, returnExceptions: true });
+      const kept = await client.getResult(queued.id, { ...T, returnExceptions: true }) as unknown[];
       assert.ok(kept.every((e) => e instanceof TaskAbortedError));
     }
   });
@@ -373,7 +373,7 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
       assert.ok(Date.now() - started >= 900, "not before the deadline");
       // The engines are not stuck: they stopped waiting for the task at its deadline.
       assert.deepEqual(await view.apply(() => id * 5).get(T), [0, 5]);
-      const kept = await client.getResult(ar.id, { ...T, returnExceptions: true });
+      const kept = await client.getResult(ar.id, { ...T, returnExceptions: true }) as unknown[];
       kept.forEach((value, i) => {
         assert.ok(value instanceof TimeoutError, String(value));
         assert.deepEqual(value.engineIds, [i]);
@@ -409,7 +409,7 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
       assert.deepEqual(await slow.get(T), ["slept", "slept"]);
       assert.deepEqual(await view.apply(() => id).get(T), [0, 1]);
       assert.deepEqual(await marks(client), ["", ""], `${view.constructor.name} started it`);
-      const kept = await client.getResult(late.id, { ...T, returnExceptions: true });
+      const kept = await client.getResult(late.id, { ...T, returnExceptions: true }) as unknown[];
       for (const value of kept) {
         assert.ok(value instanceof TimeoutError, String(value));
         assert.match(value.message, /not started/);

@@ -308,7 +308,7 @@ function livenessSuite(
       assert.deepEqual(clientRestarted.map((r) => r.engineId), [1]);
       assert.deepEqual(
         await client.view(1).apply(() => [id, typeof x, typeof stale]).get(T),
-        [[1, "undefined", "undefined"]],
+        [1, "undefined", "undefined"],
       );
       assert.deepEqual(await client.view([0, 2]).pull("x", T), ["old", "old"]);
       assert.deepEqual(await client.broadcastView().apply(() => id).get(T), [0, 1, 2]);

@@ -102,7 +102,7 @@ for (const fault of faults) {
             const token = `c${i}`;
             if (i % 2 === 0) {
               const engineId = ids[(i / 2) % ids.length];
-              const result = client.view(engineId).apply(mark, marks, token);
+              const result = client.view([engineId]).apply(mark, marks, token);
               calls.push({ expected: [`${token}@${engineId}`], phase, result });
             } else {
               const result = bv.apply(mark, marks, token);
@@ -114,12 +114,12 @@ for (const fault of faults) {
 
         await delay(700);
         // Engine 0's host busy for 1.5 s; what is sent to engines 0 and 2 meanwhile stays in Redis.
-        const busy = client.view(0).apply(spin, marks, "busy", 1500);
+        const busy = client.view([0]).apply(spin, marks, "busy", 1500);
         calls.push({ expected: ["busy@0"], phase: "before", result: busy });
         await delay(300);
         for (let i = 0; i < 10; i++) {
           const engineId = i % 2 === 0 ? 0 : 2;
-          const result = client.view(engineId).apply(mark, marks, `queued${i}`);
+          const result = client.view([engineId]).apply(mark, marks, `queued${i}`);
           calls.push({ expected: [`queued${i}@${engineId}`], phase: "queued", result });
         }
         await delay(100);

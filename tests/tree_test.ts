@@ -227,7 +227,7 @@ function treeSuite(
       }
       // The whole array, from the root and from a leaf.
       for (const engine of [client.ids[0], client.ids[n - 1]]) {
-        const [summed] = await client.view(engine).pull("summed", T) as Float64Array[];
+        const summed = await client.view(engine).pull("summed", T) as Float64Array;
         assert.ok(summed instanceof Float64Array);
         assert.equal(summed.length, length);
         for (let i = 0; i < length; i++) {
@@ -306,8 +306,7 @@ function treeSuite(
       );
       let flooded = 0;
       for (let i = 0; i < 100 && flooded < 5; i++) {
-        flooded = (await client.view(3).apply(() => com.stats).get(T) as TreeStats[])[0]
-          .maxBacklog;
+        flooded = (await client.view(3).apply(() => com.stats).get(T) as TreeStats).maxBacklog;
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       assert.ok(flooded >= 5, `the flood raised the backlog to ${flooded}`);

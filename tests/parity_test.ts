@@ -1,0 +1,297 @@
+/**
+ * What users porting IPython Parallel code rely on (issue 17): views on one engine answer bare
+ * values, a running cluster is not stopped by a second start, closures fail with a message that
+ * says why, values arrive equal or fail before sending, and the pieces IPython users reach for.
+ * Run on the embedded transport and on a private `redis-server` (or `REDIS_URL` when no server
+ * binary is installed).
+ *
+ * Functions shipped to the engines are written here but run there: the names they use freely
+ * (`id`, values pushed earlier) are declared below for the type checker only.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Client } from "../actors/client.ts";
+import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
+import { ModuleFunction } from "../actors/wire_types.ts";
+import {
+  ClusterStateError,
+  ClusterStoppedError,
+  CompositeError,
+  RemoteError,
+  TaskAbortedError,
+} from "../errors.ts";
+import { fileRedis } from "./_redis_server.ts";
+import { within } from "./_async.ts";
+
+// Names that exist in the engines' namespaces, not here.
+declare const id: number;
+declare const a: number;
+
+/** Options for every call made here: no wait goes without a deadline. */
+const T = { timeout: 15_000 } as const;
+/** The deadline of one whole test. */
+const TEST_TIMEOUT_MS = 60_000;
+
+const { server, url: redisUrl, ignored: noRedis } = await fileRedis("parity_test");
+
+/** What a test gets: a started cluster of three engines and its client. */
+interface Fixture {
+  readonly cluster: Cluster;
+  readonly client: Client;
+  /** The cluster's options, to start another cluster like it. */
+  readonly options: ClusterOptions;
+}
+
+function paritySuite(name: string, transport: () => string, ignore?: string): void {
+  function test(title: string, fn: (fx: Fixture) => Promise<void>): void {
+    Deno.test({
+      name: `${name}: ${title}`,
+      ignore: ignore !== undefined,
+      sanitizeOps: true,
+      sanitizeResources: true,
+      async fn() {
+        const options: ClusterOptions = {
+          n: 3,
+          hosts: 2,
+          transport: transport(),
+          progress: false,
+          engineTimeout: 20_000,
+        };
+        await using cluster = new Cluster(options);
+        const client = await cluster.startAndConnect();
+        await within(fn({ cluster, client, options }), TEST_TIMEOUT_MS, title);
+      },
+    });
+  }
+
+  test("client.view(2) and client.broadcastView(2) answer bare values; a list of one id keeps lists", async ({ client }) => {
+    await client.view().execute("var a = 3450 + id", T);
+    for (const make of [(t: number) => client.view(t), (t: number) => client.broadcastView(t)]) {
+      const one = make(2);
+      assert.equal(await one.pull("a", T), 3452);
+      assert.equal(one.shape, "one");
+      assert.equal(await one.apply(() => 42).get(T), 42);
+      assert.equal(await one.apply((x: number) => x + a, 1), 3453);
+      assert.deepEqual(await one.pull(["a", "id"], T), [3452, 2]);
+      assert.equal(await one.execute("var b = a + 1", T), undefined);
+      assert.equal(await one.push({ c: 7 }, T), undefined);
+      assert.deepEqual(await one.apply(() => id).getDict(T), { 2: 2 }, "getDict keeps its shape");
+      const failed = await one.apply(() => {
+        throw new RangeError("one");
+      }).get({ ...T, returnExceptions: true });
+      assert.ok(failed instanceof Error, String(failed));
+      assert.equal(await one.gather("a", T).then((v) => JSON.stringify(v)), "[3452]");
+
+      const listed = client.view([2]);
+      assert.equal(listed.shape, "list");
+      assert.deepEqual(await listed.pull("a", T), [3452]);
+      assert.deepEqual(await listed.apply(() => 42).get(T), [42]);
+      assert.deepEqual(await client.broadcastView([2]).pull("b", T), [3453]);
+    }
+    // Fetched by id, a one-engine call keeps its shape.
+    const ar = client.view(1).apply(() => id * 10);
+    assert.equal(await ar.get(T), 10);
+    assert.equal(await client.getResult(ar.id, T), 10);
+    assert.deepEqual(await client.getResult(client.view([1]).apply(() => id * 10).id, T), [10]);
+  });
+
+  test("a function using a variable of its closure fails naming it and saying how to ship it", async ({ client }) => {
+    const factor = 3;
+    const error = await client.view(1).apply((x: number) => x * factor, 2).get(T).catch((e) => e);
+    assert.ok(error instanceof RemoteError, String(error));
+    assert.equal(error.remoteName, "ReferenceError");
+    assert.match(error.remoteMessage, /^factor is not defined/);
+    assert.match(error.remoteMessage, /functions ship as their source, without their closure/);
+    assert.match(error.remoteMessage, /push the value \(view\.push\(\{ factor \}\)\)/);
+    const all = await client.broadcastView().apply((x: number) => x * factor, 2).get(T)
+      .catch((e) => e);
+    assert.ok(all instanceof CompositeError, String(all));
+    assert.match(all.message, /factor is not defined.*without their closure/);
+    // Pushed, or passed as an argument, it works.
+    await client.view().push({ factor }, T);
+    assert.deepEqual(await client.view().apply((x: number) => x * factor, 2).get(T), [6, 6, 6]);
+    assert.equal(await client.view(0).apply((x: number, f: number) => x * f, 2, factor), 6);
+  });
+
+  test("a Cluster whose key file is missing says which file, and how to make one", async ({ options }) => {
+    const path = `${await Deno.makeTempDir()}/missing.key`;
+    try {
+      const error = await new Cluster({ ...options, keyFile: path }).startAndConnect()
+        .catch((e) => e);
+      assert.ok(error instanceof Deno.errors.NotFound, String(error));
+      assert.equal(
+        error.message,
+        `Cannot read key file "${path}": no such file ` +
+          `(write one with writeKeyFile("${path}"))`,
+      );
+    } finally {
+      await Deno.remove(path.replace(/\/missing\.key$/, ""), { recursive: true });
+    }
+  });
+
+  test("RemoteError.remoteProperties keeps the code and status a thrown error carried", async ({ client }) => {
+    const fail = () => {
+      throw Object.assign(new Error("not there"), { code: "ENOENT", status: 404, retry: false });
+    };
+    for (const view of [client.view(0), client.broadcastView(0)]) {
+      const error = await view.apply(fail).get(T).catch((e) => e);
+      assert.ok(error instanceof RemoteError, String(error));
+      assert.deepEqual(error.remoteProperties, { code: "ENOENT", status: 404, retry: false });
+    }
+    // A Deno error's code too.
+    const missing = await client.view(1).apply(() => Deno.readTextFileSync("/nonexistent/x"))
+      .get(T).catch((e) => e);
+    assert.ok(missing instanceof RemoteError, String(missing));
+    assert.equal(missing.remoteName, "NotFound");
+    assert.equal(missing.remoteProperties.code, "ENOENT");
+  });
+
+  test("AsyncResult progress, successful(), wallTime and serialTime, as IPython Parallel's", async ({ client }) => {
+    for (const view of [client.view(), client.broadcastView()]) {
+      const gate = view.apply(() => new Promise((resolve) => setTimeout(resolve, 300, id)));
+      assert.equal(gate.progress, 0);
+      assert.throws(() => gate.successful(), RangeError);
+      assert.equal(gate.wallTime, undefined);
+      assert.equal(gate.serialTime, undefined);
+      assert.deepEqual(await gate.get(T), [0, 1, 2]);
+      assert.equal(gate.progress, 3);
+      assert.equal(gate.successful(), true);
+      const timings = gate.timings;
+      assert.equal(
+        gate.serialTime,
+        timings.reduce((sum, t) => sum + (t.completed! - t.started!), 0),
+      );
+      assert.equal(
+        gate.wallTime,
+        Math.max(...timings.map((t) => t.completed!)) -
+          Math.min(...timings.map((t) => t.submitted)),
+      );
+      const failing = view.apply(() => {
+        if (id === 1) throw new Error("one fails");
+        return id;
+      });
+      await failing.get({ ...T, returnExceptions: true });
+      assert.equal(failing.progress, 3);
+      assert.equal(failing.successful(), false);
+    }
+  });
+
+  test("Client.wait() waits for every outstanding call; Client.abort() skips those still queued", async ({ client }) => {
+    const slow = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms, id));
+    const a = client.view().apply(slow, 300);
+    const b = client.broadcastView().apply(slow, 200);
+    assert.equal(client.outstanding, 2);
+    assert.equal(await client.wait(T.timeout), true);
+    assert.equal(a.ready() && b.ready(), true);
+    assert.equal(client.outstanding, 0);
+    // One running, two queued behind it on engine 0: abort() skips the queued ones.
+    const running = client.view(0).apply(slow, 500);
+    const queued = [client.view(0).apply(() => "ran"), client.view([0]).apply(() => "ran")];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(client.abort(), 3);
+    assert.equal(await running.get(T), 0, "a task already running finishes");
+    for (const ar of queued) {
+      const error = await ar.get(T).catch((e) => e);
+      assert.ok(error instanceof TaskAbortedError, String(error));
+    }
+    assert.equal(await client.wait(T.timeout), true);
+  });
+
+  test("ModuleFunction runs exports of node: and npm: modules on the engines", async ({ client }) => {
+    const basename = new ModuleFunction("node:path", "basename");
+    assert.deepEqual(await client.view().apply(basename, "/data/a.csv").get(T), [
+      "a.csv",
+      "a.csv",
+      "a.csv",
+    ]);
+    // A package this library already depends on: nothing new is downloaded.
+    const encode = new ModuleFunction("npm:@msgpack/msgpack@3.1.3", "encode");
+    const bytes = await client.broadcastView(1).apply(encode, [1, 2]).get(T);
+    assert.deepEqual([...(bytes as Uint8Array)], [0x92, 0x01, 0x02]);
+    assert.throws(() => new ModuleFunction("data:text/javascript,export default 1"), TypeError);
+  });
+
+  test("Cluster.start() and startAndConnect() on a running cluster fail and leave it running", async ({ cluster, client }) => {
+    const again = await cluster.start().catch((e) => e);
+    assert.ok(again instanceof ClusterStateError, String(again));
+    assert.match(again.message, /^Cannot start cluster "[^"]+": it is already running/);
+    const connected = await cluster.startAndConnect().catch((e) => e);
+    assert.ok(connected instanceof ClusterStateError, String(connected));
+    assert.equal(cluster.client, client);
+    assert.equal(client.closed, false);
+    assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1, 2]);
+    assert.deepEqual(await client.broadcastView().apply(() => id).get(T), [0, 1, 2]);
+    assert.equal(await cluster.connect(), client);
+  });
+
+  test("after Cluster.stop(), the client, its views and the cluster say the cluster was stopped", async ({ cluster, client }) => {
+    const dv = client.view();
+    const bv = client.broadcastView();
+    const one = client.view(1);
+    assert.deepEqual(await bv.apply(() => id).get(T), [0, 1, 2]);
+    const pending = dv.apply(() => new Promise((resolve) => setTimeout(resolve, 1000)));
+    await cluster.stop();
+    const stopped = new RegExp(`^Cannot (\\w+ ?)+: cluster "${cluster.namespace}" was stopped$`);
+    const check = (error: unknown, action: string) => {
+      assert.ok(error instanceof ClusterStoppedError, `${action}: ${error}`);
+      assert.match(error.message, stopped);
+      assert.ok(error.message.startsWith(`Cannot ${action}:`), error.message);
+      assert.equal(error.cluster, cluster.namespace);
+    };
+    check(await pending.get(T).catch((e) => e), "get answer");
+    check(await dv.apply(() => 1).get(T).catch((e) => e), "apply");
+    check(await bv.pull("a", T).get().catch((e) => e), "pull");
+    check(await one.execute("1", T).get().catch((e) => e), "execute");
+    check(await client.view().push({ a: 1 }, T).get().catch((e) => e), "push");
+    check(await client.getResult(pending.id).catch((e) => e), "get result");
+    check(await cluster.start().catch((e) => e), "start cluster");
+    check(await cluster.startAndConnect().catch((e) => e), "start cluster");
+    check(await cluster.connect().catch((e) => e), "connect");
+  });
+}
+
+paritySuite("memory", () => "memory:");
+paritySuite("redis", () => redisUrl!, noRedis);
+
+Deno.test("engine.ts --help prints its usage; a missing --key-file says so in one line", async () => {
+  const run = async (...args: string[]) => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../engine.ts", import.meta.url).href, ...args],
+      stdin: "null",
+      env: { NO_COLOR: "1" },
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    const text = new TextDecoder();
+    return { code, out: text.decode(stdout), err: text.decode(stderr) };
+  };
+  const help = await run("--help");
+  assert.equal(help.code, 0, help.err);
+  assert.match(help.out, /^Starts engines that join a running cluster/);
+  assert.match(help.out, /Usage: deno run -A engine\.ts --redis URL --cluster NAME/);
+  assert.equal(help.err, "");
+  const missing = await run(
+    "--redis",
+    "redis://127.0.0.1:1",
+    "--cluster",
+    "c",
+    "--key-file",
+    "/nonexistent/k",
+  );
+  assert.equal(missing.code, 2);
+  assert.equal(
+    missing.err,
+    'engine.ts: Cannot read key file "/nonexistent/k": no such file ' +
+      '(write one with writeKeyFile("/nonexistent/k"))\n',
+  );
+});
+
+Deno.test({
+  name: "parity: stop the test redis-server",
+  ignore: server === undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await server![Symbol.asyncDispose]();
+  },
+});
