@@ -80,6 +80,9 @@ export interface ClientOptions {
   onOverrun?: (hostId: string, engineId: number, overrunMs: number) => void;
 }
 
+/** How long a heartbeat read that does not wait may take before it says the server is away, ms. */
+const OUTAGE_READ_MS = 1500;
+
 /** The `detail` of a client's `"enginedied"` event. */
 export interface EngineDiedDetail {
   /** The engine that died. */
@@ -232,9 +235,10 @@ export class Client extends EventTarget {
         watch.pause(); // the transport is away: hosts cannot be heard
         return;
       }
-      // A read that does not wait came back late, or empty after waiting for an absent server:
-      // the hosts could not be heard meanwhile either.
-      if (performance.now() - begun > 2 * watch.periodMs) watch.pause();
+      // A read that does not wait came back empty after waiting for an absent server (the Redis
+      // transport gives up on it after 2 s): the hosts could not be heard meanwhile either. A read
+      // merely slowed by load still counts, or a stopped host could hide behind the load.
+      if (performance.now() - begun > OUTAGE_READ_MS) watch.pause();
       else watch.advance();
       for (const entry of entries) {
         let beat: Heartbeat;
