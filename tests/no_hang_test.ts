@@ -128,3 +128,30 @@ Deno.test({
     await within(cluster.stop(), 20_000, "stop the cluster");
   },
 });
+
+for (const transport of ["memory", "redis"] as const) {
+  Deno.test({
+    name: `Cluster and calls refuse numbers they cannot honour with RangeError (${transport})`,
+    ignore: transport === "redis" && noServer !== false,
+    async fn() {
+      for (const bad of [{ n: 1e6 }, { n: 1e5 }, { hosts: 0 }, { hosts: -1 }, { hosts: NaN }]) {
+        assert.throws(() => new Cluster({ transport: "memory:", ...bad }), RangeError);
+      }
+      for (const bad of [{ hosts: 1.5 }, { engineTimeout: -5 }, { engineTimeout: 3e9 }]) {
+        assert.throws(() => new Cluster({ n: 2, transport: "memory:", ...bad }), RangeError);
+      }
+      await using server = transport === "redis" ? await redisWith() : undefined;
+      const { cluster, client } = await startCluster(server?.url ?? "memory:", 2);
+      await using _ = cluster;
+      const view = client.view();
+      assert.throws(() => view.applyWith({ timeout: 3e9 }, () => id), RangeError);
+      const ar = view.apply(() => id);
+      await assert.rejects(ar.get({ timeout: 3e9 }), RangeError);
+      await assert.rejects(ar.wait(3e9), RangeError);
+      // The longest timer there is, and none at all, still wait for the answer.
+      assert.deepEqual(await ar.get({ timeout: 2 ** 31 - 1 }), [0, 1]);
+      assert.equal(await ar.wait(Infinity), true);
+      assert.deepEqual(await view.applyWith({ timeout: 2 ** 31 - 1 }, () => id).get(T), [0, 1]);
+    },
+  });
+}
