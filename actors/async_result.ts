@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { checkTimerRange } from "./_timer_range.ts";
 import { CompositeError, RemoteError, TaskAbortedError, TimeoutError } from "../errors.ts";
 import type { EngineResult } from "./engine.ts";
 
@@ -139,6 +140,7 @@ export class AsyncResult<T = unknown, S extends Shape = "list">
 
   /** Waits until every engine answered or `timeout` ms passed; returns whether all answered. */
   async wait(timeout = Infinity): Promise<boolean> {
+    checkTimerRange("wait for result", "timeout", timeout);
     if (this.ready()) return true;
     await withDeadline(this.#all, timeout, undefined).catch(() => {});
     return this.ready();
@@ -163,6 +165,7 @@ export class AsyncResult<T = unknown, S extends Shape = "list">
 
   /** The values in target order, as {@linkcode get} gives them for shape `"list"`. */
   async #values(options: GetOptions): Promise<(T | Error)[]> {
+    checkTimerRange("get result", "timeout", options.timeout);
     const outcomes = await withDeadline(
       this.#all,
       options.timeout ?? Infinity,

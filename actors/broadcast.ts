@@ -235,7 +235,7 @@ export class BroadcastNodes {
           content,
           options: { id: childId, replyTo: ctx.self, from: ctx.self, deadline },
         });
-      } else if (this.#deadHosts.has(placeRange(sliceRuns(hosts, a, b), request.hub))) {
+      } else if (this.#rangeDead(targets.slice(a, b), sliceRuns(hosts, a, b), request.hub)) {
         // Every engine of a range on a dead host is dead.
         const on = sliceRuns(hosts, a, b);
         for (let i = a; i < b; i++) pending.parts[i] = this.#diedOnHost(targets[i], on);
@@ -321,6 +321,16 @@ export class BroadcastNodes {
 
   #finish(pending: Pending): Promise<void> {
     return pending.reply({ value: pending.parts });
+  }
+
+  /**
+   * Whether the node of a range would never answer: its host is known dead, or every engine of
+   * the range is (a hub started after a host died knows of it only from the request's `dead`).
+   */
+  #rangeDead(targets: readonly number[], hosts: readonly [string, number][], hub: string): boolean {
+    const place = placeRange(hosts, hub);
+    if (this.#deadHosts.has(place)) return true;
+    return place !== hub && targets.every((engineId) => this.#dead.has(engineId));
   }
 
   /** The part of an engine of a range on a host that died. */

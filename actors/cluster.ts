@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { checkTimerRange } from "./_timer_range.ts";
 import {
   ClusterStateError,
   ClusterStoppedError,
@@ -182,6 +183,7 @@ export class Cluster extends EventTarget {
     if (!Number.isInteger(this.n) || this.n < 1) {
       throw new RangeError(`Cannot make cluster: n must be a positive integer, got ${options.n}`);
     }
+    checkEngineCounts(this.n, options.hosts, options.engineTimeout);
     const launcher = options.launcher ?? "worker";
     if (launcher !== "worker" && launcher !== "process") {
       throw new TypeError(`Cannot make cluster: unknown launcher "${launcher}"`);
@@ -995,4 +997,33 @@ function permissionFlags(permissions: Deno.PermissionOptionsObject): string[] {
     }
   }
   return flags;
+}
+
+/**
+ * The most engines one cluster starts on this machine. Each engine is an actor with its own
+ * inbox and namespace, all registering within `engineTimeout`: far more than this runs out of
+ * memory or time instead of failing clearly (`n: 1e5` timed out listing 100,000 ids).
+ */
+export const MAX_LOCAL_ENGINES = 1024;
+
+/** Throws `RangeError` for an engine count, host count or engine timeout a cluster cannot use. */
+function checkEngineCounts(
+  n: number,
+  hosts: number | undefined,
+  engineTimeout: number | undefined,
+) {
+  if (n > MAX_LOCAL_ENGINES) {
+    throw new RangeError(
+      `Cannot make cluster: n must be at most ${MAX_LOCAL_ENGINES} on one machine, got ${n} (each engine is an actor with its own inbox and namespace; start engines on more machines with engine.ts and Cluster.connect())`,
+    );
+  }
+  if (hosts !== undefined && (!Number.isInteger(hosts) || hosts < 1)) {
+    throw new RangeError(`Cannot make cluster: hosts must be a positive integer, got ${hosts}`);
+  }
+  if (engineTimeout !== undefined && (typeof engineTimeout !== "number" || !(engineTimeout > 0))) {
+    throw new RangeError(
+      `Cannot make cluster: engineTimeout must be a positive number of ms, got ${engineTimeout}`,
+    );
+  }
+  checkTimerRange("make cluster", "engineTimeout", engineTimeout);
 }

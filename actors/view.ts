@@ -13,6 +13,7 @@ import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
 import { engineMessageId, type EngineResult } from "./engine.ts";
 import { concatenate, partition, type Sequence } from "./partition.ts";
 import { wireTree, type WireTreeOptions } from "./tree.ts";
+import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "./blob.ts";
 import { FunctionSource, ModuleFunction } from "./wire_types.ts";
 
@@ -308,6 +309,7 @@ function checkCallOptions(what: string, options: CallOptions): void {
   if (timeout !== undefined && (typeof timeout !== "number" || !(timeout > 0))) {
     throw new RangeError(`Cannot ${what}: timeout must be a positive number of ms, got ${timeout}`);
   }
+  checkTimerRange(what, "timeout", timeout);
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new TypeError(`Cannot ${what}: signal must be an AbortSignal`);
   }

@@ -397,6 +397,32 @@ function broadcastSuite(name: string, open: () => Promise<Backend>, ignore?: str
   );
 
   test(
+    "BroadcastView fails the engines of a host that died before the first broadcast, at once",
+    6,
+    async ({ cluster, client }) => {
+      // Three hosts of two engines: the dead host's range has a node of its own, which the hub
+      // (started by this first broadcast) must not wait for.
+      cluster.kill(0);
+      const view = client.broadcastView();
+      const values = await view.apply(() => id).get({ timeout: 10_000, returnExceptions: true });
+      for (const i of [0, 1]) {
+        assert.ok(values[i] instanceof EngineDiedError, String(values[i]));
+        assert.equal((values[i] as EngineDiedError).engineId, i);
+      }
+      assert.deepEqual(values.slice(2), [2, 3, 4, 5]);
+      // The next call works too, and so does one that skips the dead host.
+      const again = await view.apply(() => id * 10).get({ ...T, returnExceptions: true });
+      assert.deepEqual(again.slice(2), [20, 30, 40, 50]);
+      assert.deepEqual(await client.broadcastView([2, 3, 4, 5]).apply(() => id).get(T), [
+        2,
+        3,
+        4,
+        5,
+      ]);
+    },
+    { hosts: 3 },
+  );
+  test(
     "BroadcastView.scatter() partitions exactly as DirectView.scatter() does",
     7,
     async (fx) => {

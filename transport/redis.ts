@@ -6,7 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createClient, RESP_TYPES } from "../deps_redis.ts";
-import { TransportClosedError } from "../errors.ts";
+import { SerializationError, TransportClosedError } from "../errors.ts";
 import type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./types.ts";
 
 /** Options of {@linkcode RedisTransport.connect}. */
@@ -40,6 +40,8 @@ const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 2000;
 const MAX_GROUP_RETRIES = 3;
 const DEFAULT_EPOCH_KEY = "deno-parallel:epoch";
+/** Redis' default `proto-max-bulk-len`, assumed when the server does not say its own. */
+const DEFAULT_MAX_BULK = 512 * 1024 * 1024;
 
 // The epoch key's value, set first if the key is missing; one call, so that transports that find
 // it missing at once agree on one value.
@@ -261,6 +263,12 @@ export class RedisTransport implements Transport {
   #commandTimeoutMs: number;
   #connectDeadline = 0;
   #cmd: Connection;
+  /** Makes a new command connection, to replace one whose replies may no longer match. */
+  #newCommandConnection: () => Connection;
+  /** Closes of command connections replaced by {@linkcode #resetCommandConnection}. */
+  #retired = new Set<Promise<void>>();
+  /** The largest value the server takes in one argument (its `proto-max-bulk-len`). */
+  #maxBulk = DEFAULT_MAX_BULK;
   #blocker: Connection;
   #closed = false;
   #lastError: unknown;
@@ -311,7 +319,8 @@ export class RedisTransport implements Transport {
       onReady: () => this.#onReady(),
       onError: (error) => this.#lastError = error,
     };
-    this.#cmd = new Connection(parsed.href, ca, connectTimeoutMs, hooks);
+    this.#newCommandConnection = () => new Connection(parsed.href, ca, connectTimeoutMs, hooks);
+    this.#cmd = this.#newCommandConnection();
     this.#blocker = new Connection(parsed.href, ca, connectTimeoutMs, hooks);
   }
 
@@ -354,7 +363,10 @@ export class RedisTransport implements Transport {
       timer = setTimeout(() => reject(new DeadlinePassed("No answer")), timeoutMs + 1000);
     });
     try {
-      await Promise.race([connecting.then(() => this.#readEpoch()), late]);
+      await Promise.race([
+        connecting.then(() => Promise.all([this.#readEpoch(), this.#readMaxBulk()])),
+        late,
+      ]);
     } catch (error) {
       this.#closed = true;
       await this.#closeConnections();
@@ -370,8 +382,10 @@ export class RedisTransport implements Transport {
   }
 
   async append(stream: string, data: Uint8Array, options?: AppendOptions): Promise<string> {
+    const what = `append to stream "${stream}"`;
+    this.#checkSize(what, data);
     const args = xadd(stream, data, options?.maxLen);
-    return text(await this.#call(`append to stream "${stream}"`, () => this.#send(args)));
+    return text(await this.#call(what, () => this.#send(args)));
   }
 
   async appendMany(
@@ -382,6 +396,7 @@ export class RedisTransport implements Transport {
       this.#checkOpen("append entries");
       return [];
     }
+    for (const e of entries) this.#checkSize(`append to stream "${e.stream}"`, e.data);
     const commands = entries.map((e) => xadd(e.stream, e.data, options?.maxLen));
     const what = `append ${entries.length} entries`;
     // Pipelined, not MULTI/EXEC: one connection keeps the order, and a transaction halves the rate.
@@ -414,7 +429,7 @@ export class RedisTransport implements Transport {
       return await this.#attempt(
         what,
         deadline,
-        [this.#cmd, this.#blocker],
+        () => [this.#cmd, this.#blocker],
         (abandon) =>
           this.#withGroups(group, streams, async () => {
             if (from === "0") {
@@ -560,8 +575,10 @@ export class RedisTransport implements Transport {
     if (!(ttlMs > 0) || !Number.isFinite(ttlMs)) {
       throw new RangeError(`Cannot store value "${key}": ttlMs must be positive, got ${ttlMs}`);
     }
+    const what = `store value "${key}"`;
+    this.#checkSize(what, data);
     const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(ttlMs))];
-    await this.#call(`store value "${key}"`, () => this.#send(args));
+    await this.#call(what, () => this.#send(args));
   }
 
   async getBlob(key: string): Promise<Uint8Array | null> {
@@ -620,7 +637,7 @@ export class RedisTransport implements Transport {
   }
 
   async #closeConnections(): Promise<void> {
-    await Promise.all([this.#cmd.close(), this.#blocker.close()]);
+    await Promise.all([this.#cmd.close(), this.#blocker.close(), ...this.#retired]);
   }
 
   #onReady(): void {
@@ -635,6 +652,53 @@ export class RedisTransport implements Transport {
   /** The epoch key's value, set first when it is missing. */
   async #readEpoch(): Promise<void> {
     this.#epochValue = text(await this.#send(this.#epochCommand()));
+  }
+
+  /** Reads the server's `proto-max-bulk-len`; a server that does not tell keeps the default. */
+  async #readMaxBulk(): Promise<void> {
+    let reply: unknown;
+    try {
+      reply = await this.#send(["CONFIG", "GET", "proto-max-bulk-len"]);
+    } catch (error) {
+      // CONFIG refused to this user (NOPERM) or renamed away: Redis' default it is.
+      if (isServerReply(error)) return;
+      throw error;
+    }
+    const value = Number(text(pairs(reply).get("proto-max-bulk-len")));
+    if (Number.isSafeInteger(value) && value > 0) this.#maxBulk = value;
+  }
+
+  /**
+   * Throws `SerializationError` when `data` is larger than the server takes in one value: sent,
+   * the server would answer with a protocol error and drop the connection.
+   */
+  #checkSize(what: string, data: Uint8Array): void {
+    if (data.byteLength <= this.#maxBulk) return;
+    throw new SerializationError(
+      "$",
+      `it takes ${data.byteLength} bytes, over the ${this.#maxBulk}-byte limit of one value at ${this.url} (proto-max-bulk-len); cannot ${what}`,
+    );
+  }
+
+  /**
+   * Replaces the command connection after a protocol error: the server drops such a connection,
+   * and node-redis could match later replies to the wrong commands. Calls in flight on the old one
+   * fail as if disconnected, and are sent again on the new one once it is up.
+   */
+  #resetCommandConnection(): void {
+    const old = this.#cmd;
+    this.#cmd = this.#newCommandConnection();
+    const retired = old.close().catch(() => {}).finally(() => this.#retired.delete(retired));
+    this.#retired.add(retired);
+    this.#cmd.client.connect().catch((error) => this.#lastError = error);
+    // The limit may have changed since the connect (CONFIG SET): read it again once up.
+    const deadline = Date.now() + this.#commandTimeoutMs;
+    this.#attempt(
+      "read the server's value limit",
+      deadline,
+      () => [this.#cmd],
+      () => this.#readMaxBulk(),
+    ).catch(() => {});
   }
 
   #epochCommand(): Arg[] {
@@ -741,7 +805,7 @@ export class RedisTransport implements Transport {
   async #call<T>(what: string, op: () => Promise<T>): Promise<T> {
     this.#checkOpen(what);
     try {
-      return await this.#attempt(what, Date.now() + this.#commandTimeoutMs, [this.#cmd], op);
+      return await this.#attempt(what, Date.now() + this.#commandTimeoutMs, () => [this.#cmd], op);
     } catch (error) {
       if (error instanceof DeadlinePassed) throw this.#unreachable(what);
       throw error;
@@ -755,12 +819,12 @@ export class RedisTransport implements Transport {
   async #attempt<T>(
     what: string,
     deadline: number,
-    uses: readonly Connection[],
+    uses: () => readonly Connection[],
     op: (abandon: Abandon) => Promise<T>,
   ): Promise<T> {
     for (;;) {
       this.#checkOpen(what);
-      if (!this.#up(uses)) {
+      if (!this.#up(uses())) {
         // Not sent while the server is away (node-redis would queue it): it would go out on the
         // reconnect before the server's data was checked.
         this.#silentSince ??= Date.now();
@@ -783,6 +847,7 @@ export class RedisTransport implements Transport {
           this.#silentSince ??= Date.now();
           throw error;
         }
+        if (isServerReply(error) && isProtocolError(error)) this.#resetCommandConnection();
         const transient = isServerReply(error) && isTransient(error);
         if (
           !transient &&
@@ -801,8 +866,8 @@ export class RedisTransport implements Transport {
    * Resolves once the connections are all up (after a short pause if they are already), at
    * `deadline`, or on close.
    */
-  #waitForServer(connections: readonly Connection[], deadline: number): Promise<void> {
-    const up = () => this.#up(connections);
+  #waitForServer(connections: () => readonly Connection[], deadline: number): Promise<void> {
+    const up = () => this.#up(connections());
     const upNow = up();
     return new Promise((resolve) => {
       const wake = () => {
@@ -1057,6 +1122,11 @@ function isTlsRefusal(error: Error): boolean {
 /** Whether the server answered that it cannot serve yet (loading its data, running a script). */
 function isTransient(error: Error): boolean {
   return /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN)\b/.test(error.message);
+}
+
+/** Whether the server answered that it could not parse a command (it then drops the connection). */
+function isProtocolError(error: Error): boolean {
+  return /^ERR Protocol error\b/.test(error.message);
 }
 
 /** Whether the server answered that a group (or its stream) does not exist (any more). */
