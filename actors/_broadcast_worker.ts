@@ -1,5 +1,5 @@
-/// <reference lib="deno.worker" />
 // The Worker that runs a client's broadcast nodes, off the client's thread.
+import { workerScope } from "./_worker_scope.ts";
 import { createTransport } from "../transport/mod.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { ClusterKey } from "../transport/envelope.ts";
@@ -25,11 +25,11 @@ export type FromBroadcastWorker =
   | { type: "failed"; message: string }
   | { type: "stopped" };
 
-const post = (message: FromBroadcastWorker) => self.postMessage(message);
+const post = (message: FromBroadcastWorker) => workerScope.postMessage(message);
 let system: ActorSystem | undefined;
 let transport: Transport | undefined;
 
-self.onmessage = async (event: MessageEvent<ToBroadcastWorker>) => {
+workerScope.onmessage = async (event: MessageEvent<ToBroadcastWorker>) => {
   const message = event.data;
   if (message.type === "start") {
     try {
@@ -56,6 +56,6 @@ self.onmessage = async (event: MessageEvent<ToBroadcastWorker>) => {
     await system?.close();
     await transport?.close();
     post({ type: "stopped" });
-    self.close();
+    workerScope.close();
   }
 };

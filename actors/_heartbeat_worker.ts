@@ -1,9 +1,9 @@
-/// <reference lib="deno.worker" />
 // An engine host's liveness thread: a Worker of the host's own, which goes on running whatever the
 // host's event loop does. It answers the pings of tree reductions for the host's engines
 // (`alive.<id>`), so that an engine busy in a long task is not taken for dead by its peers, and,
 // for a host in a process, sends its heartbeats, each saying whether a task blocks the host past
 // its call's deadline. It stops when the process or the host's Worker does.
+import { workerScope } from "./_worker_scope.ts";
 import { createTransport } from "../transport/mod.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { ClusterKey } from "../transport/envelope.ts";
@@ -35,7 +35,7 @@ let transport: Transport | undefined;
 let system: ActorSystem | undefined;
 let timer: ReturnType<typeof setInterval> | undefined;
 
-self.onmessage = async (event: MessageEvent<ToHeartbeatWorker>) => {
+workerScope.onmessage = async (event: MessageEvent<ToHeartbeatWorker>) => {
   const message = event.data;
   if (message.type === "start") {
     transport = message.port
@@ -73,12 +73,12 @@ self.onmessage = async (event: MessageEvent<ToHeartbeatWorker>) => {
       await beat(); // before the host registers: a client that sees an engine sees a beat of it
       timer = setInterval(beat, intervalMs);
     }
-    self.postMessage("started");
+    workerScope.postMessage("started");
   } else {
     clearInterval(timer);
     await system?.close();
     await transport?.close();
-    self.postMessage("stopped");
-    self.close();
+    workerScope.postMessage("stopped");
+    workerScope.close();
   }
 };

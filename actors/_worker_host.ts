@@ -1,5 +1,5 @@
-/// <reference lib="deno.worker" />
 // The Worker side of the "worker" launcher: runs an EngineHost and reports to the parent.
+import { workerScope } from "./_worker_scope.ts";
 import { createTransport } from "../transport/mod.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
@@ -24,13 +24,13 @@ export type FromWorker =
   | { type: "uncaught"; message: string }
   | { type: "stopped" };
 
-const post = (message: FromWorker) => self.postMessage(message);
+const post = (message: FromWorker) => workerScope.postMessage(message);
 
-const close = self.close.bind(self);
+const close = workerScope.close.bind(workerScope);
 guardHost({
   uncaught: (message) => post({ type: "uncaught", message }),
   replace: (refuse) => {
-    Object.defineProperty(self, "close", {
+    Object.defineProperty(workerScope, "close", {
       configurable: true,
       value: () => refuse("self.close()"),
     });
@@ -40,7 +40,7 @@ guardHost({
 let host: EngineHost | undefined;
 let transport: Transport | undefined;
 
-self.onmessage = async (event: MessageEvent<ToWorker>) => {
+workerScope.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "start") {
     try {
