@@ -185,6 +185,7 @@ export class Cluster extends EventTarget {
   #watch: ReturnType<typeof setInterval> | undefined;
   /** Renews this cluster's hold on its namespace. */
   #holding: ReturnType<typeof setInterval> | undefined;
+  #renewing: Promise<void> | undefined;
 
   /** Describes a cluster; nothing starts until {@linkcode start} or {@linkcode startAndConnect}. */
   constructor(options: ClusterOptions = {}) {
@@ -282,8 +283,10 @@ export class Cluster extends EventTarget {
       throw new NamespaceInUseError(this.namespace, redactUrl(transport.url));
     }
     this.#holding = setInterval(() => {
-      held().then((mine) => mine ? transport.putBlob(key, token, OWNER_TTL_MS) : undefined)
-        .catch(() => {});
+      this.#renewing ??= held()
+        .then((mine) => mine ? transport.putBlob(key, token, OWNER_TTL_MS) : undefined)
+        .catch(() => {})
+        .finally(() => (this.#renewing = undefined));
     }, OWNER_TTL_MS / 5);
   }
 
@@ -720,6 +723,7 @@ export class Cluster extends EventTarget {
     this.#closing.abort();
     clearInterval(this.#watch);
     clearInterval(this.#holding);
+    await this.#renewing;
     await Promise.allSettled([...this.#restarts]);
     await this.#client?.closeForStop(this.namespace);
     this.#stopping = true;
