@@ -40,6 +40,7 @@ Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key
   --ids 0,1,2             or run exactly these engine ids
   --size N                the size their namespaces start with (default: the number of ids)
   --result-retention MS   how long results are kept for client.getResult (default 3600000)
+  --replay-window MS      an entry appended this long after it was signed is a replay (default 60000)
   --heartbeat-ms N        how often the host sends a heartbeat (default 250), from a
                           thread of its own: a busy engine keeps beating
   --exit-with-stdin       stop (and delete the cluster's keys) when stdin ends
@@ -58,6 +59,7 @@ if (import.meta.main) {
       size: { type: "string" },
       "host-id": { type: "string" },
       "result-retention": { type: "string" },
+      "replay-window": { type: "string" },
       "heartbeat-ms": { type: "string" },
       "exit-with-stdin": { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -92,6 +94,11 @@ if (import.meta.main) {
   ) {
     fail(`bad --result-retention ${JSON.stringify(retention)}: expected whole ms ≥ 0`);
   }
+  const window = values["replay-window"];
+  const replayWindowMs = window === undefined ? undefined : Number(window);
+  if (replayWindowMs !== undefined && !(replayWindowMs > 0 && Number.isFinite(replayWindowMs))) {
+    fail(`bad --replay-window ${JSON.stringify(window)}: expected ms > 0`);
+  }
   const intervalMs = Number(values["heartbeat-ms"] ?? 250);
   if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) {
     fail(`bad --heartbeat-ms: ${values["heartbeat-ms"]}`);
@@ -104,6 +111,7 @@ if (import.meta.main) {
     size: Number(values.size ?? ids.length),
     hostId: values["host-id"] ?? `host-${Deno.pid}`,
     resultRetentionMs,
+    replayWindowMs,
     heartbeat: { url, intervalMs },
   }).catch((error) => fail(String(error?.message), 1));
   // A task's uncaught error or rejection does not end the host: say it in one line and go on.

@@ -72,6 +72,25 @@ export class ClusterStateError extends Error {
   }
 }
 
+/**
+ * A cluster was started on a namespace that another running cluster holds (on the same Redis or
+ * embedded transport): it is refused before it starts anything, and the other cluster's streams
+ * and values are left as they are. Choose another namespace, or leave it out for a random one.
+ */
+export class NamespaceInUseError extends ClusterStateError {
+  /** Makes the error for cluster `cluster` on the transport at `url` (password hidden). */
+  constructor(cluster: string, url: string, options?: ErrorOptions) {
+    super(
+      "start",
+      cluster,
+      `another running cluster holds the namespace "${cluster}" on ${url}; choose another ` +
+        "namespace (or none, for a random one)",
+      options,
+    );
+    this.name = "NamespaceInUseError";
+  }
+}
+
 /** A deadline passed before the awaited answer came. */
 export class TimeoutError extends Error {
   /** The deadline, in milliseconds, that passed. */

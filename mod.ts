@@ -94,6 +94,7 @@ export {
   CompositeError,
   EngineDiedError,
   InvalidMessageError,
+  NamespaceInUseError,
   RemoteError,
   type RemoteErrorData,
   ResultNotFoundError,

@@ -58,12 +58,15 @@ workerScope.onmessage = async (event: MessageEvent<ToHeartbeatWorker>) => {
     const { intervalMs } = message;
     if (intervalMs !== undefined) {
       const clock = new HostClock(message.clock);
+      let seq = 0;
       const beat = () => {
+        seq = Math.max(Date.now(), seq + 1);
         const overrun = clock.overrun();
         const content: Heartbeat = {
           hostId: message.hostId,
           engineIds: message.engineIds,
           at: Date.now(),
+          seq,
           stalledMs: clock.stalledMs(),
           ...(overrun ? { overrun } : {}),
         };

@@ -11,7 +11,7 @@ import {
   ResultNotFoundError,
   TransportClosedError,
 } from "../errors.ts";
-import { type ClusterKey, openEnvelope } from "../transport/envelope.ts";
+import type { ClusterKey } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
 import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker.ts";
@@ -214,6 +214,7 @@ export class Client extends EventTarget {
     const { system } = this;
     const stream = system.inboxOf(HEARTBEATS);
     const group = `beats.${system.id}`;
+    const lastSeq = new Map<string, number>();
     const ownedBy = (hostId: string, engineIds: readonly number[]) =>
       engineIds.filter((id) => this.#hosts.get(id) === hostId);
     const watch = new LivenessWatch(timeoutMs, (hostId, engineIds, reason) => {
@@ -243,11 +244,18 @@ export class Client extends EventTarget {
       for (const entry of entries) {
         let beat: Heartbeat;
         try {
-          beat = openEnvelope(entry.data ?? new Uint8Array(), this.#key).content as Heartbeat;
+          const envelope = system.verify(entry.data ?? new Uint8Array());
+          if (system.replayOf(entry, envelope) !== undefined) continue;
+          beat = envelope.content as Heartbeat;
         } catch {
           continue; // not a heartbeat of this cluster
         }
         if (typeof beat?.hostId !== "string" || !Array.isArray(beat.engineIds)) continue;
+        // A copy of an earlier beat (appended again, with redis-cli say) is not a sign of life.
+        if (!(typeof beat.seq === "number" && beat.seq > (lastSeq.get(beat.hostId) ?? 0))) {
+          continue;
+        }
+        lastSeq.set(beat.hostId, beat.seq);
         const owned = ownedBy(beat.hostId, beat.engineIds);
         if (owned.length === 0) continue;
         watch.seen(beat.hostId, owned);

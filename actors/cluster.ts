@@ -9,10 +9,11 @@ import {
   ClusterStateError,
   ClusterStoppedError,
   EngineDiedError,
+  NamespaceInUseError,
   TimeoutError,
   TransportClosedError,
 } from "../errors.ts";
-import { type ClusterKey, generateKey, openEnvelope } from "../transport/envelope.ts";
+import { type ClusterKey, generateKey } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
 import type { Transport } from "../transport/types.ts";
@@ -64,6 +65,12 @@ export interface ClusterOptions {
    * (`"inherit"` becomes `--allow-<kind>` when this process has that permission).
    */
   permissions?: Deno.PermissionOptionsObject;
+  /**
+   * An entry appended more than this long after its message was signed, in ms (by the Redis
+   * server's clock against the sender's), is taken for a replay and dead-lettered. Allow for the
+   * clocks' difference between the machines. Default 60,000.
+   */
+  replayWindowMs?: number;
   /** How long to wait for every engine to register, in ms. Default 60,000. */
   engineTimeout?: number;
   /** Show a progress bar on stderr while engines start. Default: when stderr is a terminal. */
@@ -134,6 +141,8 @@ interface Host {
 const READ_BLOCK_MS = 1000;
 /** How many times the cluster tries to start a replacement for a dead host. */
 const RESTART_ATTEMPTS = 3;
+/** How long a cluster's hold on its namespace lasts unless renewed (every fifth of it), in ms. */
+const OWNER_TTL_MS = 15_000;
 
 /**
  * Engines started on this machine plus the client that drives them. Dispatches `CustomEvent`s:
@@ -174,6 +183,9 @@ export class Cluster extends EventTarget {
   readonly #restarts = new Set<Promise<void>>();
   /** Reads the event loop ticks of Worker hosts; started by `connect()`. */
   #watch: ReturnType<typeof setInterval> | undefined;
+  /** Renews this cluster's hold on its namespace. */
+  #holding: ReturnType<typeof setInterval> | undefined;
+  #renewing: Promise<void> | undefined;
 
   /** Describes a cluster; nothing starts until {@linkcode start} or {@linkcode startAndConnect}. */
   constructor(options: ClusterOptions = {}) {
@@ -235,6 +247,7 @@ export class Cluster extends EventTarget {
       this.#key = await readKeyFile(this.#options.keyFile);
     }
     this.#transport = await createTransport(this.#options.transport);
+    await this.#holdNamespace(this.#transport);
     const hostCount = Math.min(this.n, this.#options.hosts ?? (navigator.hardwareConcurrency || 1));
     // Each host runs a block of neighbouring ids: a broadcast or tree over a range of ids then
     // crosses the transport only between blocks.
@@ -246,6 +259,35 @@ export class Cluster extends EventTarget {
       });
     }
     await Promise.all(this.#hosts.map((host) => this.#launch(host)));
+  }
+
+  /**
+   * Takes the namespace for this cluster, or closes `transport` and throws
+   * {@linkcode NamespaceInUseError} when another running cluster holds it: two clusters on one
+   * namespace would take each other's messages and delete each other's streams. The hold is a
+   * value that expires unless renewed, so the namespace of a cluster that died unstopped frees
+   * itself.
+   */
+  async #holdNamespace(transport: Transport): Promise<void> {
+    const key = `${this.namespace}:owner`;
+    const token = new TextEncoder().encode(crypto.randomUUID());
+    const held = async () => {
+      const value = await transport.getBlob(key);
+      return value !== null && value.length === token.length &&
+        value.every((b, i) => b === token[i]);
+    };
+    // A write sent again after a reconnect finds its own value there.
+    if (!await transport.putBlobIfAbsent(key, token, OWNER_TTL_MS) && !await held()) {
+      this.#transport = undefined;
+      await transport.close();
+      throw new NamespaceInUseError(this.namespace, redactUrl(transport.url));
+    }
+    this.#holding = setInterval(() => {
+      this.#renewing ??= held()
+        .then((mine) => mine ? transport.putBlob(key, token, OWNER_TTL_MS) : undefined)
+        .catch(() => {})
+        .finally(() => (this.#renewing = undefined));
+    }, OWNER_TTL_MS / 5);
   }
 
   /** How often launched hosts send heartbeats: a dozen beats per timeout. */
@@ -261,6 +303,7 @@ export class Cluster extends EventTarget {
       size: this.n,
       hostId: host.id,
       resultRetentionMs: this.#options.resultRetention,
+      replayWindowMs: this.#options.replayWindowMs,
     };
     if (this.#options.launcher === "process") return this.#launchProcess(host, config);
     const worker = this.#newWorker();
@@ -344,6 +387,9 @@ export class Cluster extends EventTarget {
         ...(config.resultRetentionMs === undefined
           ? []
           : ["--result-retention", String(config.resultRetentionMs)]),
+        ...(config.replayWindowMs === undefined
+          ? []
+          : ["--replay-window", String(config.replayWindowMs)]),
         "--heartbeat-ms",
         String(this.#heartbeatMs),
         // The pipe stays open while this process lives: its end tells the engines to stop.
@@ -521,7 +567,8 @@ export class Cluster extends EventTarget {
       for (const entry of await transport.range(stream, start, 1000)) {
         start = entry.id;
         try {
-          const envelope = openEnvelope(entry.data ?? new Uint8Array(), this.#key);
+          const envelope = system.verify(entry.data ?? new Uint8Array());
+          if (system.replayOf(entry, envelope) !== undefined) continue;
           const registration = envelope.content as Registration;
           if (envelope.type === "register" && registration.hostId === host.id) {
             missing.delete(registration.id);
@@ -544,12 +591,17 @@ export class Cluster extends EventTarget {
     if (!transport) {
       throw new ClusterStateError("connect to", this.namespace, "it is not started; call start()");
     }
-    const system = new ActorSystem({ transport, key: this.#key, namespace: this.namespace });
+    const system = new ActorSystem({
+      transport,
+      key: this.#key,
+      namespace: this.namespace,
+      replayWindowMs: this.#options.replayWindowMs,
+    });
     const failed = new Promise<never>((_, reject) => (this.#failure = reject));
     failed.catch(() => {});
     try {
       const hosts = await Promise.race([
-        waitForEngines(system, this.#key, this.n, {
+        waitForEngines(system, this.n, {
           timeout: this.#options.engineTimeout ?? 60_000,
           progress: this.#options.progress ?? Deno.stderr.isTerminal(),
         }),
@@ -670,6 +722,8 @@ export class Cluster extends EventTarget {
     const transport = this.#transport;
     this.#closing.abort();
     clearInterval(this.#watch);
+    clearInterval(this.#holding);
+    await this.#renewing;
     await Promise.allSettled([...this.#restarts]);
     await this.#client?.closeForStop(this.namespace);
     this.#stopping = true;
@@ -740,7 +794,7 @@ export class Cluster extends EventTarget {
     const transport = await createTransport(options.transport);
     const system = new ActorSystem({ transport, key, namespace: options.cluster });
     try {
-      const hosts = await waitForEngines(system, key, options.n, {
+      const hosts = await waitForEngines(system, options.n, {
         timeout: options.timeout ?? 10_000,
         progress: false,
       });
@@ -769,7 +823,6 @@ export class Cluster extends EventTarget {
  */
 async function waitForEngines(
   system: ActorSystem,
-  key: ClusterKey,
   n: number | undefined,
   options: { timeout: number; progress: boolean },
 ): Promise<Map<number, string>> {
@@ -801,7 +854,8 @@ async function waitForEngines(
       });
       for (const entry of entries) {
         try {
-          const envelope = openEnvelope(entry.data ?? new Uint8Array(), key);
+          const envelope = system.verify(entry.data ?? new Uint8Array());
+          if (system.replayOf(entry, envelope) !== undefined) continue;
           if (envelope.type === "register") {
             const { id, hostId } = envelope.content as Registration;
             ids.set(id, hostId);

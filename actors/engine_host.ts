@@ -31,6 +31,11 @@ export interface Heartbeat {
   /** When it was sent (ms since the epoch, host's clock). */
   at: number;
   /**
+   * Greater than that of every earlier beat of the host (its clock's ms, or one more than the
+   * last): a beat whose `seq` is not greater than the last one heard is a replay and says nothing.
+   */
+  seq: number;
+  /**
    * How long before `at` the host's event loop last ran, in ms: near 0 while it runs, growing
    * while a task computes without yielding. A busy host is alive: this only informs.
    */
@@ -77,6 +82,8 @@ export interface EngineHostConfig {
    * one per broadcast for all its engines), as IPython Parallel's hub database keeps 1,024 records.
    */
   resultRetentionMs?: number;
+  /** The host's systems' `replayWindowMs` (see `ActorSystemOptions`). */
+  replayWindowMs?: number;
   /**
    * Send heartbeats from the host's liveness thread, so that clients notice when the host's
    * process dies or stops (SIGSTOP, a machine gone, a cut link): the transport URL (password
@@ -131,6 +138,7 @@ export class EngineHost {
       key: config.key,
       namespace: config.namespace,
       id: config.hostId,
+      replayWindowMs: config.replayWindowMs,
       // A broadcast's hops between this host's nodes and engines, and tree reductions between
       // its engines, need not cross the transport.
       localDelivery: true,

@@ -18,11 +18,13 @@ import { checkValue, cloneValue, encodeValue } from "../transport/codec.ts";
 import {
   type ClusterKey,
   type Envelope,
+  namespaceKey,
   openEnvelope,
   sealEnvelope,
 } from "../transport/envelope.ts";
 import type { StreamEntry, Transport } from "../transport/types.ts";
 import type { ActorContext, ActorDefinition, Handler } from "./actor.ts";
+import { DEFAULT_REPLAY_WINDOW_MS, RecentMessages, replayReason } from "./_replay_guard.ts";
 
 /** The consumer group every inbox is read through. */
 export const GROUP = "actors";
@@ -77,6 +79,12 @@ export interface ActorSystemOptions {
    * `Infinity` keeps them (streams are then only capped by `maxLen`). Default 10,000.
    */
   retainAckedMs?: number;
+  /**
+   * An entry appended to a stream more than this long after its message was signed, in ms (by the
+   * server's clock against the sender's), is a replay: it is dead-lettered, whatever its age when
+   * read. Default 60,000.
+   */
+  replayWindowMs?: number;
 }
 
 /** Options of {@linkcode ActorSystem.send}. */
@@ -123,7 +131,8 @@ export type DeadLetterReason =
   | "signature"
   | "malformed"
   | "unknown-type"
-  | "poison";
+  | "poison"
+  | "replay";
 
 /** What {@linkcode ActorSystem.stats} returns. */
 export interface ActorSystemStats {
@@ -230,11 +239,9 @@ export class ActorSystem extends EventTarget {
   readonly #encoded = new WeakMap<object, Uint8Array>();
   readonly #byStream = new Map<string, Running>();
   readonly #asks = new Map<string, Waiting>();
-  /**
-   * The entry of each of the last `RECENT_MESSAGES` messages taken from the inboxes, by message
-   * id: a second entry of one message is dropped.
-   */
-  readonly #recent = new Map<string, string>();
+  /** The first entry of each message taken from the inboxes: a second entry of one is dropped. */
+  readonly #recent: RecentMessages;
+  readonly #replayWindowMs: number;
   /** Entries to acknowledge at the end of this microtask, by stream. */
   readonly #acks = new Map<string, StreamEntry[]>();
   readonly #wakeStream: string;
@@ -267,6 +274,7 @@ export class ActorSystem extends EventTarget {
     malformed: 0,
     "unknown-type": 0,
     poison: 0,
+    replay: 0,
   };
 
   /** Makes a system; its reader starts with the first actor spawned or the first `ask`. */
@@ -274,7 +282,7 @@ export class ActorSystem extends EventTarget {
     super();
     this.transport = options.transport;
     this.namespace = options.namespace;
-    this.#key = options.key;
+    this.#key = namespaceKey(options.key, options.namespace);
     this.id = options.id ?? `sys-${crypto.randomUUID().slice(0, 8)}`;
     this.#blockMs = options.blockMs ?? 1000;
     this.#maxLen = options.maxLen ?? 10_000;
@@ -289,6 +297,13 @@ export class ActorSystem extends EventTarget {
     this.#maxDeliveries = options.maxDeliveries ?? 3;
     this.#claimIdleMs = options.claimIdleMs ?? 30_000;
     this.#retainAckedMs = options.retainAckedMs ?? 10_000;
+    this.#replayWindowMs = options.replayWindowMs ?? DEFAULT_REPLAY_WINDOW_MS;
+    if (!(this.#replayWindowMs > 0)) {
+      throw new RangeError(
+        `Cannot make actor system: replayWindowMs must be positive, got ${this.#replayWindowMs}`,
+      );
+    }
+    this.#recent = new RecentMessages(this.#replayWindowMs);
     if (!(this.#maxDeliveries >= 1)) {
       throw new RangeError(
         `Cannot make actor system: maxDeliveries must be at least 1, got ${this.#maxDeliveries}`,
@@ -825,6 +840,15 @@ export class ActorSystem extends EventTarget {
   }
 
   /**
+   * Why `envelope`, read in `entry`, is refused as replayed or redirected: it came from another
+   * stream than its recipient's inbox, or was appended longer than `replayWindowMs` after it was
+   * signed. `undefined` when it is neither.
+   */
+  replayOf(entry: StreamEntry, envelope: Envelope): string | undefined {
+    return replayReason(entry, envelope, this.inboxOf(envelope.to), this.#replayWindowMs);
+  }
+
+  /**
    * Handles on the actor at `address` a message that the caller read from a stream outside this
    * system's inboxes (a shared task stream, read through a group of its own): queued behind the
    * actor's other messages, as if it had come to its inbox. Resolves `true` once it was handled
@@ -836,13 +860,21 @@ export class ActorSystem extends EventTarget {
     let envelope: Envelope;
     try {
       if (entry.data === null) throw new RangeError("entry has no payload field");
-      envelope = { ...this.verify(entry.data), to: address };
+      envelope = this.verify(entry.data);
     } catch (cause) {
       const reason = entry.data === null ? "no-payload" : kindOf((cause as Error).message);
       this.#deadLetter(entry, reason, (cause as Error).message, cause);
       return Promise.resolve(false);
     }
+    const replayed = this.replayOf(entry, envelope);
+    if (replayed !== undefined) {
+      this.#deadLetter(entry, "replay", replayed);
+      return Promise.resolve(false);
+    }
     this.#received++;
+    const tag = tagOf(entry);
+    if (this.#recent.first(entry, envelope.id, tag) !== tag) return Promise.resolve(false);
+    envelope = { ...envelope, to: address };
     const running = this.#actors.get(address);
     if (!running) return Promise.resolve(false);
     if (!Object.hasOwn(running.definition.handlers, envelope.type)) {
@@ -882,6 +914,11 @@ export class ActorSystem extends EventTarget {
       this.#deadLetter(entry, reason, (cause as Error).message, cause);
       return;
     }
+    const replayed = this.replayOf(entry, envelope);
+    if (replayed !== undefined) {
+      this.#deadLetter(entry, "replay", replayed);
+      return;
+    }
     this.#received++;
     if (entry.stream === this.#replyStream) {
       this.#ack(entry);
@@ -891,18 +928,12 @@ export class ActorSystem extends EventTarget {
     const tag = tagOf(entry);
     if (this.#inFlight.has(tag)) return; // delivered again while still queued or being handled
     this.#inFlight.add(tag);
-    const first = this.#recent.get(envelope.id);
-    if (first !== undefined && first !== tag) {
+    if (this.#recent.first(entry, envelope.id, tag) !== tag) {
       // The same message in a second entry: a write the transport sent again after losing the
-      // server's reply to it (the server had applied it). It was handled, or is being handled.
+      // server's reply to it (the server had applied it), or a copy appended within the replay
+      // window. It was handled, or is being handled.
       this.#ack(entry);
       return;
-    }
-    if (first === undefined) {
-      this.#recent.set(envelope.id, tag);
-      if (this.#recent.size > RECENT_MESSAGES) {
-        this.#recent.delete(this.#recent.keys().next().value!);
-      }
     }
     const running = this.#byStream.get(entry.stream);
     if (!running) {
@@ -1166,9 +1197,6 @@ export class ActorSystem extends EventTarget {
     await this.transport.deletePrefix(this.#wakeStream).catch(() => {});
   }
 }
-
-/** How many message ids a system remembers to drop second copies of (see `#recent`). */
-const RECENT_MESSAGES = 10_000;
 
 /** Turns anything thrown into the data of a `RemoteError`. */
 export function errorData(error: unknown): RemoteErrorData {

@@ -23,7 +23,7 @@ import type { Client } from "../actors/client.ts";
 import { Cluster } from "../actors/cluster.ts";
 import { ActorSystem } from "../actors/system.ts";
 import { RemoteError } from "../errors.ts";
-import { type Envelope, generateKey, sealEnvelope } from "../transport/envelope.ts";
+import { type Envelope, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";
 import { RedisTransport } from "../transport/redis.ts";
 import { FunctionSource } from "../actors/wire_types.ts";
 import { type HandStarted, startByHand as startEngineProcess } from "../tests/_engine_process.ts";
@@ -459,7 +459,10 @@ function badEntries(kind: "unsigned" | "wrong key" | "truncated"): Fault {
               sent: Date.now(),
               content: { fn: FunctionSource.of(mark), args: [marks.path, `bad${i}`, 0] },
             };
-            const sealed = sealEnvelope(envelope, kind === "wrong key" ? generateKey() : key);
+            const sealed = sealEnvelope(
+              envelope,
+              kind === "wrong key" ? generateKey() : namespaceKey(key, client.namespace),
+            );
             if (kind === "unsigned") sealed.fill(0, 1, 33);
             return kind === "truncated" ? sealed.subarray(0, sealed.length >> 1) : sealed;
           });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { ActorSystem, type DeadLetterDetail, GROUP } from "../actors/system.ts";
 import { loadRedisClient } from "../deps.ts";
 import { RemoteError, SerializationError, TimeoutError } from "../errors.ts";
-import { type ClusterKey, generateKey, sealEnvelope } from "../transport/envelope.ts";
+import { type ClusterKey, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
 import {
@@ -498,7 +498,7 @@ function suite(name: string, make: MakeFixture, ignore: boolean): void {
       replyTo: client.replyAddress,
       sent: Date.now(),
       content: null,
-    }, fx.key);
+    }, namespaceKey(fx.key, fx.namespace));
     await client.transport.append(inbox, bytes);
     await client.transport.append(inbox, bytes);
     assert.equal(await answered, 1);

@@ -15,7 +15,7 @@ import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import { partitionBounds } from "../actors/partition.ts";
 import { BLOB_THRESHOLD } from "../actors/view.ts";
 import { CompositeError, EngineDiedError, RemoteError } from "../errors.ts";
-import { type ClusterKey, generateKey, openEnvelope } from "../transport/envelope.ts";
+import { type ClusterKey, generateKey, namespaceKey, openEnvelope } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";
 import {
   hasRedisServer,
@@ -112,7 +112,7 @@ async function inboxEnvelopes(fx: Fixture, address: string) {
   const entries = await system.transport.range(system.inboxOf(address));
   return entries.map((e) => ({
     bytes: e.data!.byteLength,
-    envelope: openEnvelope(e.data!, fx.key),
+    envelope: openEnvelope(e.data!, namespaceKey(fx.key, system.namespace)),
   }));
 }
 

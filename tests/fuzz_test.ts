@@ -17,6 +17,7 @@ import {
   type ClusterKey,
   type Envelope,
   generateKey,
+  namespaceKey,
   sealEnvelope,
   WIRE_VERSION,
 } from "../transport/envelope.ts";
@@ -324,7 +325,7 @@ function fuzz(name: string, makeStore: (namespace: string) => Promise<Store>, ig
       host.addEventListener("error", (e) => errors.push((e as ErrorEvent).error));
       try {
         host.spawn(ENGINE, engineActor({ id: 0, size: 1, transport }).definition);
-        const cases = generate(seed, key, client.replyAddress, counter);
+        const cases = generate(seed, namespaceKey(key, namespace), client.replyAddress, counter);
         assert.equal(cases.length, 10_000);
         const expected: Record<string, number> = {};
         for (const c of cases) expected[c.expect] = (expected[c.expect] ?? 0) + 1;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../actors/system.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
-import { type Envelope, generateKey, sealEnvelope } from "../transport/envelope.ts";
+import { type Envelope, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
 import {
@@ -260,7 +260,7 @@ function suite(name: string, makeStore: (namespace: string) => Promise<Store>, i
           content: i,
           ...over,
         });
-        const sealed = (i: number) => sealEnvelope(envelope(i), key);
+        const sealed = (i: number) => sealEnvelope(envelope(i), namespaceKey(key, namespace));
         const bad: Uint8Array[] = [];
         // Unsigned: the bare body, and a header whose signature is all zeros.
         for (let i = 0; i < 10; i++) {
@@ -279,7 +279,9 @@ function suite(name: string, makeStore: (namespace: string) => Promise<Store>, i
         for (let i = 0; i < 10; i++) bad.push(sealed(i).subarray(0, 40 + i));
         // Oversized, though validly signed.
         for (let i = 0; i < 10; i++) {
-          bad.push(sealEnvelope(envelope(i, { content: "x".repeat(2000) }), key));
+          bad.push(
+            sealEnvelope(envelope(i, { content: "x".repeat(2000) }), namespaceKey(key, namespace)),
+          );
         }
         // Wrong version byte.
         for (let i = 0; i < 10; i++) {
@@ -312,6 +314,7 @@ function suite(name: string, makeStore: (namespace: string) => Promise<Store>, i
           malformed: 0,
           "unknown-type": 3,
           poison: 0,
+          replay: 0,
         });
         await waitUntil(
           "the dead-letter stream",

@@ -336,6 +336,22 @@ export function transportContract(
     },
   );
 
+  test("putBlobIfAbsent() stores only where no value is, one of racing callers", async (t, ns) => {
+    const key = `${ns}:owner`;
+    const tries = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => t.putBlobIfAbsent(key, utf8(`caller ${i}`), 60_000)),
+    );
+    assert.equal(tries.filter(Boolean).length, 1);
+    const winner = tries.indexOf(true);
+    assert.equal(decoder.decode((await t.getBlob(key)) ?? undefined), `caller ${winner}`);
+    assert.equal(await t.putBlobIfAbsent(key, utf8("late"), 60_000), false);
+    assert.equal(await t.putBlobIfAbsent(`${ns}:short`, utf8("soon gone"), 50), true);
+    await delay(150);
+    assert.equal(await t.putBlobIfAbsent(`${ns}:short`, utf8("again"), 60_000), true);
+    assert.equal(decoder.decode((await t.getBlob(`${ns}:short`)) ?? undefined), "again");
+    await assert.rejects(t.putBlobIfAbsent(`${ns}:bad`, utf8("x"), 0), RangeError);
+  });
+
   test("putBlob() stores a value getBlob() returns until its ttl passes", async (t, ns) => {
     const value = randomBytes(1024);
     await t.putBlob(`${ns}:blob`, value, 60_000);

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { createHash, type Hash, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, type Hash, timingSafeEqual } from "node:crypto";
 import { decodeValue, encodeValue, encodeValueTransient } from "./codec.ts";
 
 /** The wire format's version byte. */
@@ -37,6 +37,27 @@ export interface Envelope<C = unknown> {
 
 /** A per-cluster secret key that signs and verifies envelopes. */
 export type ClusterKey = Uint8Array;
+
+/**
+ * The key that signs the envelopes of `namespace`: HMAC-SHA256(`key`, a label ‖ `namespace`). Every
+ * system of a cluster signs and verifies with it, so an entry copied from one cluster's streams
+ * into those of another cluster sharing the key does not verify there. Computed once per pair.
+ */
+export function namespaceKey(key: ClusterKey, namespace: string): ClusterKey {
+  let keys = namespaceKeys.get(key);
+  if (!keys) namespaceKeys.set(key, keys = new Map());
+  let derived = keys.get(namespace);
+  if (!derived) {
+    derived = new Uint8Array(
+      createHmac("sha256", key).update(NAMESPACE_LABEL).update(namespace).digest(),
+    );
+    keys.set(namespace, derived);
+  }
+  return derived;
+}
+
+const NAMESPACE_LABEL = "deno-parallel namespace key\0";
+const namespaceKeys = new WeakMap<ClusterKey, Map<string, ClusterKey>>();
 
 /** Returns a new random 32-byte cluster key. */
 export function generateKey(): ClusterKey {

@@ -305,6 +305,12 @@ class Broker {
     this.blobs.set(key, { data, expires: now + ttlMs });
   }
 
+  putBlobIfAbsent(key: string, data: Uint8Array, ttlMs: number): boolean {
+    if (this.getBlob(key) !== null) return false;
+    this.putBlob(key, data, ttlMs);
+    return true;
+  }
+
   getBlob(key: string): Uint8Array | null {
     const blob = this.blobs.get(key);
     if (!blob) return null;
@@ -449,6 +455,10 @@ export class MemoryTransport implements Transport {
     await this.#open().putBlob(key, data.slice(), ttlMs);
   }
 
+  async putBlobIfAbsent(key: string, data: Uint8Array, ttlMs: number): Promise<boolean> {
+    return await this.#open().putBlobIfAbsent(key, data.slice(), ttlMs);
+  }
+
   async getBlob(key: string): Promise<Uint8Array | null> {
     return (await this.#open().getBlob(key))?.slice() ?? null;
   }
@@ -528,6 +538,7 @@ type Method =
   | "trim"
   | "trimAcknowledged"
   | "putBlob"
+  | "putBlobIfAbsent"
   | "getBlob"
   | "deleteBlobs"
   | "deletePrefix";
@@ -571,6 +582,8 @@ function servePort(broker: Broker, method: Method, a: any[]): unknown {
       return broker.trimAcknowledged(a[0], a[1]);
     case "putBlob":
       return broker.putBlob(a[0], a[1], a[2]);
+    case "putBlobIfAbsent":
+      return broker.putBlobIfAbsent(a[0], a[1], a[2]);
     case "getBlob":
       return broker.getBlob(a[0]);
     case "deleteBlobs":
@@ -766,6 +779,9 @@ class PortTransport implements Transport {
   }
   putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {
     return this.#call("putBlob", key, shareable(data), ttlMs);
+  }
+  putBlobIfAbsent(key: string, data: Uint8Array, ttlMs: number): Promise<boolean> {
+    return this.#call("putBlobIfAbsent", key, shareable(data), ttlMs);
   }
   getBlob(key: string): Promise<Uint8Array | null> {
     return this.#call<Uint8Array | null>("getBlob", key).then(privateBytes);

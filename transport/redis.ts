@@ -581,6 +581,16 @@ export class RedisTransport implements Transport {
     await this.#call(what, () => this.#send(args));
   }
 
+  async putBlobIfAbsent(key: string, data: Uint8Array, ttlMs: number): Promise<boolean> {
+    if (!(ttlMs > 0) || !Number.isFinite(ttlMs)) {
+      throw new RangeError(`Cannot store value "${key}": ttlMs must be positive, got ${ttlMs}`);
+    }
+    const what = `store value "${key}"`;
+    this.#checkSize(what, data);
+    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(ttlMs)), "NX"];
+    return (await this.#call(what, () => this.#send(args))) !== null;
+  }
+
   async getBlob(key: string): Promise<Uint8Array | null> {
     const value = await this.#call(`load value "${key}"`, () => this.#send(["GET", key]));
     return value === null ? null : bytes(value);

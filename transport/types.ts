@@ -106,6 +106,11 @@ export interface Transport {
   trimAcknowledged(stream: string, retainMs: number): Promise<number>;
   /** Stores a value under `key` for `ttlMs` (values too large to copy into every message). */
   putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void>;
+  /**
+   * Stores `data` under `key` for `ttlMs` unless a value is stored there already (Redis
+   * `SET NX`), in one step: of several callers, one stores. Returns whether this one did.
+   */
+  putBlobIfAbsent(key: string, data: Uint8Array, ttlMs: number): Promise<boolean>;
   /** The value stored under `key`, or `null` when there is none (never stored, or expired). */
   getBlob(key: string): Promise<Uint8Array | null>;
   /** Deletes the values stored under `keys` (missing ones are skipped). */

@@ -1,0 +1,258 @@
+/**
+ * Replays and redirections by someone who can write to a cluster's Redis but does not hold the
+ * cluster key (issue 13, points 3 and 4): signed entries copied with a plain Redis connection into
+ * another cluster's streams, into another actor's stream, or into the same stream long after, and
+ * heartbeats copied to keep a frozen host "alive"; and a second cluster on a namespace in use.
+ * Each test runs a real `redis-server` (or `REDIS_URL`).
+ */
+import assert from "node:assert/strict";
+import { Cluster } from "../actors/cluster.ts";
+import { EngineDiedError, NamespaceInUseError } from "../errors.ts";
+import { generateKey } from "../transport/envelope.ts";
+import { fileRedis } from "./_redis_server.ts";
+import { delay, within } from "./_async.ts";
+
+const { url: redisUrl, ignored } = await fileRedis("replay_test");
+
+const T = { timeout: 20_000 } as const;
+const TEST = { ignore: ignored !== undefined, sanitizeOps: false, sanitizeResources: false };
+
+/** A plain Redis connection that reads bulk strings as bytes, as an attacker's script would. */
+async function attacker() {
+  const { createClient, RESP_TYPES } = await import("../deps_redis.ts");
+  const client = createClient({
+    url: redisUrl!,
+    commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } },
+  });
+  client.on("error", () => {});
+  await client.connect();
+  const send = (args: (string | Uint8Array)[]): Promise<unknown> =>
+    client.sendCommand(args.map((a) => typeof a === "string" ? a : Buffer.from(a)));
+  return {
+    send,
+    /** The keys matching `pattern`, polled until there is one. */
+    async keys(pattern: string): Promise<string[]> {
+      for (let i = 0; i < 500; i++) {
+        const keys = (await send(["KEYS", pattern]) as unknown[]).map(String);
+        if (keys.length > 0) return keys;
+        await delay(10);
+      }
+      return [];
+    },
+    /** The payloads of the entries of `stream`, oldest first. */
+    async payloads(stream: string): Promise<Uint8Array[]> {
+      const entries = await send(["XRANGE", stream, "-", "+"]) as [unknown, unknown[]][];
+      return entries.map(([, fields]) => new Uint8Array(fields[1] as Uint8Array));
+    },
+    /** Appends `payload` to `stream` as the library's own entries are written. */
+    add(stream: string, payload: Uint8Array) {
+      return send(["XADD", stream, "*", "m", payload]);
+    },
+    async [Symbol.asyncDispose]() {
+      await client.close().catch(() => client.destroy());
+    },
+  };
+}
+
+type Options = ConstructorParameters<typeof Cluster>[0];
+
+/** A cluster of `n` engines on one host on the file's Redis, started and connected. */
+async function start(options: Options = {}) {
+  const cluster = new Cluster({
+    n: 1,
+    hosts: 1,
+    transport: redisUrl!,
+    progress: false,
+    ...options,
+  });
+  const client = await within(cluster.startAndConnect(), 30_000, "start the cluster");
+  return { cluster, client, [Symbol.asyncDispose]: () => cluster.stop() };
+}
+
+/** How many times the engines of `client` ran a `hit()` task. */
+function hits(client: Awaited<ReturnType<typeof start>>["client"]) {
+  return client.view().apply(() => (globalThis as { hits?: number }).hits ?? 0).get(T);
+}
+
+const hit = () => {
+  const g = globalThis as { hits?: number };
+  return g.hits = (g.hits ?? 0) + 1;
+};
+
+Deno.test({
+  name: "a captured stop copied to a host of another cluster sharing the key does not stop it",
+  ...TEST,
+  fn: async () => {
+    const key = generateKey();
+    await using spy = await attacker();
+    await using b = await start({ key, launcher: "process" });
+    const a = await start({ key, launcher: "process" });
+    const [hostA] = await spy.keys(`${a.cluster.namespace}:inbox:host.*`);
+    const [hostB] = await spy.keys(`${b.cluster.namespace}:inbox:host.*`);
+    assert.ok(hostA && hostB, "no host inbox found");
+    // The spy waits on A's host inbox for the stop that `a.cluster.stop()` writes there.
+    await using watcher = await attacker();
+    const next = watcher.send(["XREAD", "BLOCK", "0", "STREAMS", hostA, "$"]) as Promise<
+      [unknown, [unknown, unknown[]][]][]
+    >;
+    await delay(100);
+    const stopping = a.cluster.stop();
+    const [[, [[, fields]]]] = await within(next, 10_000, "capture the stop");
+    await stopping;
+    const stop = new Uint8Array(fields[1] as Uint8Array);
+    await spy.add(hostB, stop);
+    await delay(1500);
+    assert.deepEqual(await b.client.view().apply(() => 6 * 7).get(T), [42]);
+  },
+});
+
+Deno.test({
+  name: "a captured task copied to another cluster sharing the key does not run there",
+  ...TEST,
+  fn: async () => {
+    const key = generateKey();
+    await using spy = await attacker();
+    await using a = await start({ key });
+    await using b = await start({ key });
+    assert.deepEqual(await a.client.view().apply(hit).get(T), [1]);
+    const [dispatchA] = await spy.keys(`${a.cluster.namespace}:inbox:dispatch.*`);
+    const [dispatchB] = await spy.keys(`${b.cluster.namespace}:inbox:dispatch.*`);
+    const captured = await spy.payloads(dispatchA);
+    assert.ok(captured.length > 0, "no task captured");
+    for (const task of captured) {
+      await spy.add(dispatchB, task);
+      // The same stream name in the other cluster's namespace would be read there too.
+      await spy.add(dispatchB.replace(b.cluster.namespace, a.cluster.namespace), task);
+    }
+    await delay(1500);
+    assert.deepEqual(await hits(b.client), [0]);
+    assert.deepEqual(await hits(a.client), [1]);
+  },
+});
+
+Deno.test({
+  name: "a dispatch copied to another host's dispatcher does not fail the live call",
+  ...TEST,
+  fn: async () => {
+    await using spy = await attacker();
+    await using fx = await start({ n: 2, hosts: 2 });
+    const ns = fx.cluster.namespace;
+    const hostOf0 = fx.client.hostOf(0);
+    const hostOf1 = fx.client.hostOf(1);
+    assert.notEqual(hostOf0, hostOf1);
+    const live = fx.client.view(0).apply(() =>
+      new Promise((r) => setTimeout(() => r("done"), 2000))
+    );
+    const from = `${ns}:inbox:dispatch.${hostOf0}`;
+    let captured: Uint8Array[] = [];
+    for (let i = 0; i < 200 && captured.length === 0; i++) {
+      captured = await spy.payloads(from);
+      if (captured.length === 0) await delay(5);
+    }
+    assert.ok(captured.length > 0, "no dispatch captured");
+    for (const dispatch of captured) await spy.add(`${ns}:inbox:dispatch.${hostOf1}`, dispatch);
+    assert.equal(await live.get(T), "done");
+    assert.deepEqual(await fx.client.view().apply(() => 1).get(T), [1, 1]);
+  },
+});
+
+Deno.test({
+  name: "a task copied into its own stream after 10,500 more calls does not run again",
+  ...TEST,
+  fn: async () => {
+    await using spy = await attacker();
+    await using fx = await start({ replayWindowMs: 5000 });
+    const dv = fx.client.view(0);
+    assert.equal(await dv.apply(hit).get(T), 1);
+    const [stream] = await spy.keys(`${fx.cluster.namespace}:inbox:dispatch.*`);
+    const [task] = await spy.payloads(stream);
+    assert.ok(task, "no task captured");
+    for (let done = 0; done < 10_500; done += 500) {
+      await Promise.all(Array.from({ length: 500 }, () => dv.apply(() => 0).get(T)));
+    }
+    await spy.add(stream, task);
+    await delay(1500);
+    assert.equal(await dv.apply(() => (globalThis as { hits?: number }).hits).get(T), 1);
+  },
+});
+
+Deno.test({
+  name:
+    "heartbeats copied or forged do not keep a frozen host alive: its call ends EngineDiedError",
+  ...TEST,
+  fn: async () => {
+    await using spy = await attacker();
+    await using fx = await start({ launcher: "process", heartbeatTimeoutMs: 1500 });
+    const [pid] = await fx.client.view().apply(() => Deno.pid).get(T);
+    const beats = `${fx.cluster.namespace}:inbox:_heartbeats`;
+    const signed = await spy.payloads(beats);
+    assert.ok(signed.length > 0, "no heartbeat captured");
+    const call = fx.client.view(0).apply(() => new Promise((r) => setTimeout(r, 60_000)));
+    await delay(200);
+    Deno.kill(pid, "SIGSTOP");
+    let replaying = true;
+    const replay = (async () => {
+      for (let i = 0; replaying; i++) {
+        // Every beat seen so far, the newest last, and one never signed.
+        await spy.add(beats, signed[i % signed.length]).catch(() => {});
+        await spy.add(beats, signed.at(-1)!).catch(() => {});
+        await spy.add(beats, crypto.getRandomValues(new Uint8Array(120))).catch(() => {});
+        await delay(50);
+      }
+    })();
+    try {
+      const error = await within(
+        call.get({ timeout: 60_000 }).then(() => undefined, (e) => e),
+        20_000,
+        "the frozen host's call",
+      );
+      assert.ok(error instanceof EngineDiedError, `the call ended with ${error}`);
+    } finally {
+      replaying = false;
+      await replay;
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  },
+});
+
+Deno.test({
+  name: "a second cluster on a namespace in use is refused with NamespaceInUseError",
+  ...TEST,
+  fn: async () => {
+    await using a = await start();
+    const dv = a.client.view();
+    // A call queued behind a busy engine: a second cluster's stop must not delete it.
+    const busy = dv.apply(() => new Promise((r) => setTimeout(() => r("busy"), 1000)));
+    const queued = dv.apply(() => "queued");
+    const b = new Cluster({
+      n: 1,
+      hosts: 1,
+      transport: redisUrl!,
+      progress: false,
+      namespace: a.cluster.namespace,
+    });
+    const error = await b.startAndConnect().then(() => undefined, (e) => e);
+    await b.stop();
+    assert.ok(error instanceof NamespaceInUseError, `the second cluster got ${error}`);
+    assert.match(error.message, new RegExp(a.cluster.namespace));
+    assert.deepEqual(await busy.get(T), ["busy"]);
+    assert.deepEqual(await queued.get(T), ["queued"]);
+    assert.deepEqual(await dv.apply(() => 2).get(T), [2]);
+  },
+});
+
+Deno.test({
+  name: "a namespace is free again once its cluster stopped",
+  ...TEST,
+  fn: async () => {
+    const namespace = `replay-${crypto.randomUUID().slice(0, 8)}`;
+    {
+      await using a = await start({ namespace });
+      assert.deepEqual(await a.client.view().apply(() => 1).get(T), [1]);
+    }
+    await using b = await start({ namespace });
+    assert.deepEqual(await b.client.view().apply(() => 2).get(T), [2]);
+  },
+});
