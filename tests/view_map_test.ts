@@ -4,10 +4,10 @@
  */
 import assert from "node:assert/strict";
 import {
-  BroadcastView,
+  type BroadcastView,
   Cluster,
   type ClusterOptions,
-  DirectView,
+  type DirectView,
   SerializationError,
   TaskError,
 } from "../mod.ts";
