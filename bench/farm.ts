@@ -100,6 +100,8 @@ export interface PeerRun {
   system: string;
   n: number;
   tasks_per_s?: number;
+  /** BullMQ's name for `tasks_per_s`. */
+  jobs_per_s?: number;
   round_trip_ms?: number;
 }
 
@@ -125,7 +127,7 @@ export function peerTable(peers: readonly PeerRun[]): string {
     "| peer (same run) | workers | tiny tasks/s, one task per item | one task's round trip |",
     "|---|--:|--:|--:|",
     ...peers.map((p) =>
-      `| ${p.system} | ${p.n} | ${p.tasks_per_s?.toLocaleString("en") ?? "–"} | ${
+      `| ${p.system} | ${p.n} | ${(p.tasks_per_s ?? p.jobs_per_s)?.toLocaleString("en") ?? "–"} | ${
         p.round_trip_ms === undefined ? "–" : `${p.round_trip_ms.toFixed(2)} ms`
       } |`
     ),
