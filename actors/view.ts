@@ -12,13 +12,7 @@ import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { Client } from "./client.ts";
 import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
 import { engineMessageId, type EngineResult } from "./engine.ts";
-import {
-  chunkContent,
-  concatenate,
-  partition,
-  type ScatterSpec,
-  type Sequence,
-} from "./partition.ts";
+import { chunkContent, concatenate, partition, type Sequence } from "./partition.ts";
 import { wireTree, type WireTreeOptions } from "./tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "./blob.ts";
@@ -85,7 +79,7 @@ export interface Operation {
    * For `scatter`: each engine also gets its chunk of `sequence` pushed under `name`; for `map`
    * (`into: "items"`), its chunk of the items as the message's `items`.
    */
-  scatter?: ScatterSpec;
+  scatter?: { name: string; sequence: Sequence; flatten: boolean; into?: "items" };
 }
 
 /**
