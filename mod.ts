@@ -39,6 +39,7 @@ export {
   type Operation,
   type ScatterOptions,
   View,
+  type ViewMapOptions,
 } from "./actors/view.ts";
 export { BroadcastView, type BroadcastViewOptions } from "./actors/broadcast_view.ts";
 export {

@@ -13,13 +13,16 @@ import {
 } from "../errors.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import type { Client } from "./client.ts";
-import { type EngineResult, type MapItemResult, taskMessageId } from "./engine.ts";
+import type { EngineResult, MapItemResult } from "./engine.ts";
+import { taskAttemptId } from "./_stored_tasks.ts";
 import { type Nudge, TASK_GROUP, taskConsumer, taskReaderAddress } from "./task_reader.ts";
 import type { FunctionSource, ModuleFunction } from "./wire_types.ts";
 
 /** One task of a call: the items it carries and how many times it was sent before. */
 interface Task {
   id: string;
+  /** Which chunk of the call's items it carries (some of them, for a retry). */
+  chunk: number;
   indices: number[];
   attempt: number;
 }
@@ -60,7 +63,6 @@ class TaskCall {
   readonly spec: TaskCallSpec;
   readonly tasks = new Map<string, Task>();
   readonly #tracker: TaskTracker;
-  #seq = 0;
   #left: number;
   #deadline: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -101,22 +103,23 @@ class TaskCall {
       for (let i = lo; i < Math.min(items.length, lo + chunksize); i++) indices.push(i);
       chunks.push(indices);
     }
-    this.send(chunks, 0);
+    this.send(chunks.map((indices, chunk) => ({ chunk, indices })), 0);
   }
 
-  /** Sends one task per list of `chunks` (item indices), `attempt` being its try. */
-  send(chunks: number[][], attempt: number): void {
+  /** Sends one task per chunk of `chunks` (item indices), `attempt` being its try. */
+  send(chunks: { chunk: number; indices: number[] }[], attempt: number): void {
     const { client, spec } = this;
     const live = this.live();
     if (live.length === 0) {
       const dead = client.deadEngine(spec.targets[0]) ??
         new EngineDiedError(spec.targets[0], "no engine of the view is alive");
-      for (const indices of chunks) this.#settleAll(indices, dead);
+      for (const { indices } of chunks) this.#settleAll(indices, dead);
       return;
     }
     const { system } = client;
-    const tasks = chunks.map((indices): Task => ({
-      id: taskMessageId(spec.id, this.#seq++),
+    const tasks = chunks.map(({ chunk, indices }): Task => ({
+      id: taskAttemptId(spec.id, chunk, attempt),
+      chunk,
       indices,
       attempt,
     }));
@@ -174,7 +177,7 @@ class TaskCall {
         } else this.#settle(index, engineId, undefined, item?.value);
       });
     }
-    if (again.length > 0) this.send([again], task.attempt + 1);
+    if (again.length > 0) this.send([{ chunk: task.chunk, indices: again }], task.attempt + 1);
   }
 
   /** The wait for a task's answer failed (timeout, abort, an answer saying it failed, …). */
@@ -200,7 +203,7 @@ class TaskCall {
     this.tasks.delete(id);
     this.client.system.failReply(id, new Error("sent again")); // ends the wait; dropped above
     if (task.attempt < this.spec.retries) {
-      this.send([task.indices], task.attempt + 1);
+      this.send([{ chunk: task.chunk, indices: task.indices }], task.attempt + 1);
       return;
     }
     const tries = task.attempt + 1;

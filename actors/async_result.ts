@@ -312,8 +312,10 @@ function valueOf(outcome: Outcome): unknown {
   return result.error ? errorOf(result) : result.value;
 }
 
-/** The error of an engine's failed result: typed when the engine cancelled the task. */
-function errorOf(result: EngineResult): Error {
+/**
+ * @internal The error of an engine's failed result: typed when the engine cancelled the task.
+ */
+export function errorOf(result: EngineResult): Error {
   const { engineId, error } = result;
   if (result.cancelled === "abort") return new TaskAbortedError(engineId);
   if (result.cancelled === "deadline") {

@@ -26,7 +26,7 @@
 import type { RemoteErrorData } from "../errors.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
 import { type EngineResult, resultKey } from "./engine.ts";
-import { partitionBounds, type Sequence } from "./partition.ts";
+import { chunkContent, partitionBounds, type Sequence } from "./partition.ts";
 import { errorData, type Reply } from "./system.ts";
 import type { Operation } from "./view.ts";
 
@@ -223,12 +223,9 @@ export class BroadcastNodes {
           pending.parts[a] = diedPart(engineId, died);
           continue;
         }
-        let content = operation.content;
-        if (scatter) {
-          const chunk = items(position, position + 1);
-          const value = scatter.flatten && chunk.length === 1 ? chunk[0] : chunk;
-          content = { ...content, values: { [scatter.name]: value } };
-        }
+        const content = scatter
+          ? chunkContent(operation.content, scatter, items(position, position + 1))
+          : operation.content;
         messages.push({
           to: `engine.${engineId}`,
           type: operation.type,

@@ -5,10 +5,12 @@
  */
 import {
   ClusterStoppedError,
+  CompositeError,
   EngineDiedError,
   InvalidMessageError,
   RemoteError,
   ResultNotFoundError,
+  TaskError,
   TransportClosedError,
 } from "../errors.ts";
 import type { ClusterKey } from "../transport/envelope.ts";
@@ -26,6 +28,8 @@ import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch } from "./_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast_view.ts";
 import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_view.ts";
+import type { AsyncMapResult } from "./async_map_result.ts";
+import { storedTasks, type TaskRecord } from "./_stored_tasks.ts";
 import type { ActorSystem, Reply } from "./system.ts";
 import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome, type Shape } from "./async_result.ts";
@@ -33,6 +37,7 @@ import {
   DEFAULT_RESULT_RETENTION_MS,
   engineMessageId,
   type EngineResult,
+  type MapItemResult,
   resultKey,
 } from "./engine.ts";
 
@@ -107,6 +112,42 @@ export interface FetchedCall {
    * retention ends (then `ResultNotFoundError`), or until this client closes.
    */
   readonly result: AsyncResult<unknown, Shape>;
+  /**
+   * For a load-balanced call (`type` `"map"` or `"apply"` of a `LoadBalancedView`): its per-item
+   * results, each found where the engine that ran its task kept it (`result` then has no
+   * engines; `engineIds` are the view's).
+   */
+  readonly tasks?: AsyncMapResult<unknown>;
+}
+
+/**
+ * The values of a `DirectView`/`BroadcastView` `map` from its engines' answers (each a list of
+ * its partition's item outcomes), as one flat list; errors as `get(options)` gives them.
+ */
+function flattenMap(
+  perEngine: unknown[],
+  engineIds: readonly number[],
+  options: GetOptions,
+): unknown[] {
+  const values: unknown[] = [];
+  const errors: Error[] = [];
+  perEngine.forEach((list, e) => {
+    if (!Array.isArray(list)) {
+      errors.push(list as Error);
+      values.push(list);
+      return;
+    }
+    for (const item of list as MapItemResult[]) {
+      if (item && "error" in item) {
+        const engineError = new TaskError(values.length, engineIds[e], item.error);
+        errors.push(engineError);
+        values.push(engineError);
+      } else values.push(item?.value);
+    }
+  });
+  if (options.returnExceptions || errors.length === 0) return values;
+  if (errors.length === 1) throw errors[0];
+  throw new CompositeError(errors);
 }
 
 /** The transport key of the record of call `id`. */
@@ -128,6 +169,8 @@ interface CallRecord {
   tree?: BroadcastTree;
   /** A call of a view on one engine id: its values are that engine's bare value. */
   one?: true;
+  /** A load-balanced call: its tasks, whose answers are kept under their own message ids. */
+  tasks?: TaskRecord;
 }
 
 /** The longest pause between two looks for a result that is not stored yet. */
@@ -480,6 +523,7 @@ export class Client extends EventTarget {
     single = false,
     tree?: BroadcastTree,
     one = false,
+    tasks?: TaskRecord,
   ): void {
     if (this.#retention === 0) return;
     const record: CallRecord = {
@@ -489,6 +533,7 @@ export class Client extends EventTarget {
       ...(single ? { single: true } : {}),
       ...(tree ? { tree } : {}),
       ...(one ? { one: true } : {}),
+      ...(tasks ? { tasks } : {}),
     };
     this.system.store(callKey(this.namespace, id), id, "call", record, this.#retention)
       .catch(() => {/* the call's own messages fail the same way, and say so */});
@@ -518,7 +563,18 @@ export class Client extends EventTarget {
    * the output and timings, use {@linkcode fetchResult}.
    */
   async getResult(id: string, options: GetOptions = {}): Promise<unknown> {
-    const { result } = await this.fetchResult(id);
+    const { type, result, tasks, engineIds } = await this.fetchResult(id);
+    if (tasks) {
+      const values = await tasks.get(options);
+      return type === "apply" ? values[0] : values;
+    }
+    if (type === "map") {
+      return flattenMap(
+        await result.reshaped("list").get({ ...options, returnExceptions: true }),
+        engineIds,
+        options,
+      );
+    }
     return await result.get(options);
   }
 
@@ -555,6 +611,19 @@ export class Client extends EventTarget {
     }
     const targets = record.targets;
     const expires = envelope.sent + record.retentionMs;
+    if (record.tasks) {
+      const { length, chunksize, retries } = record.tasks;
+      if (![length, chunksize, retries].every(Number.isInteger) || chunksize < 1) {
+        throw new InvalidMessageError(
+          callKey(this.namespace, id),
+          "value",
+          "its tasks are malformed",
+        );
+      }
+      const tasks = storedTasks(this, id, record.tasks, expires);
+      const result = new AsyncResult(id, [], [], () => {}, envelope.sent);
+      return { id, type: record.type, engineIds: targets, submitted: envelope.sent, result, tasks };
+    }
     const found = new Set<number>();
     const { tree } = record;
     const pieces = tree

@@ -260,7 +260,7 @@ export function engineActor(options: EngineOptions): Engine {
         });
       },
       map: (content: MapContent, ctx) => {
-        // No answer is kept: a load-balanced call's answers are its client's to collect.
+        keep(ctx);
         checkMap(content);
         return run(ctx, async () => {
           const fn = await resolve(content.fn);

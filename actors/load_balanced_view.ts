@@ -151,6 +151,11 @@ export class LoadBalancedView {
       items.forEach((_, index) => result.settle({ index, engineId: -1, error: signal.reason }));
       return result;
     }
+    this.client.recordCall(id, this.targets, what, false, undefined, false, {
+      length: items.length,
+      chunksize: options.chunksize ?? 1,
+      retries: options.retries ?? this.#retries,
+    });
     abort = taskTracker(this.client).submit({
       id,
       address: this.#address,

@@ -25,6 +25,29 @@ export function partition<S extends Sequence>(sequence: S, index: number, count:
   return (sequence as unknown as { slice(a: number, b: number): S }).slice(start, end);
 }
 
+/** How a call's sequence is split over its engines (see `Operation.scatter`). */
+export interface ScatterSpec {
+  /** The name each engine's chunk is pushed under. */
+  name: string;
+  /** The whole sequence. */
+  sequence: Sequence;
+  /** Push a one-item chunk as the item itself. */
+  flatten: boolean;
+  /** `"items"`: the chunk is the `items` of a `map` message, not a value to push. */
+  into?: "items";
+}
+
+/** The content an engine gets for its `chunk` of a scatter: `content`, with the chunk in it. */
+export function chunkContent(
+  content: Record<string, unknown>,
+  scatter: Omit<ScatterSpec, "sequence">,
+  chunk: Sequence,
+): Record<string, unknown> {
+  if (scatter.into === "items") return { ...content, items: chunk };
+  const value = scatter.flatten && chunk.length === 1 ? chunk[0] : chunk;
+  return { ...content, values: { [scatter.name]: value } };
+}
+
 /** Concatenates chunks as `gather` does: arrays into an array, typed arrays into their kind. */
 export function concatenate(chunks: readonly unknown[]): unknown[] | ArrayBufferView {
   const first = chunks.find((c) => c !== undefined);

@@ -7,15 +7,18 @@
  */
 import { TimeoutError, TransportDataLostError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
+import type { AsyncMapResult } from "./async_map_result.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { Client } from "./client.ts";
 import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
 import { engineMessageId, type EngineResult } from "./engine.ts";
-import { concatenate, partition, type Sequence } from "./partition.ts";
+import { chunkContent, concatenate, partition, type Sequence } from "./partition.ts";
 import { wireTree, type WireTreeOptions } from "./tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "./blob.ts";
 import { FunctionSource, ModuleFunction } from "./wire_types.ts";
+import { splitMapArgs } from "./_map_input.ts";
+import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
 
 /** Values pushed or passed at least this large (encoded) are stored once as blobs. */
 export const BLOB_THRESHOLD = 64 * 1024;
@@ -50,6 +53,12 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `map` on a `DirectView` or `BroadcastView`. */
+export interface ViewMapOptions extends CallOptions {
+  /** Whether iterating the result yields in input order (default) or as items complete. */
+  ordered?: boolean;
+}
+
 /** Options of `scatter`. */
 export interface ScatterOptions extends CallOptions {
   /** Push a one-item chunk as the item itself (IPython Parallel's `flatten`). */
@@ -63,21 +72,14 @@ export type AnyFunction = (...args: any[]) => any;
 /** One operation for the engines of a view. */
 export interface Operation {
   /** The engine message type. */
-  type: "apply" | "execute" | "push" | "pull" | "clear";
+  type: "apply" | "execute" | "push" | "pull" | "clear" | "map";
   /** The content every engine gets. */
   content: Record<string, unknown>;
-  /** For `scatter`: each engine also gets its chunk of `sequence` pushed under `name`. */
-  scatter?: { name: string; sequence: Sequence; flatten: boolean };
-}
-
-/** The content of the push an engine gets for its chunk of a scatter. */
-export function chunkFor(
-  scatter: NonNullable<Operation["scatter"]>,
-  index: number,
-  count: number,
-): Record<string, unknown> {
-  const chunk = partition(scatter.sequence, index, count);
-  return { [scatter.name]: scatter.flatten && chunk.length === 1 ? chunk[0] : chunk };
+  /**
+   * For `scatter`: each engine also gets its chunk of `sequence` pushed under `name`; for `map`
+   * (`into: "items"`), its chunk of the items as the message's `items`.
+   */
+  scatter?: { name: string; sequence: Sequence; flatten: boolean; into?: "items" };
 }
 
 /**
@@ -154,6 +156,39 @@ export abstract class View<S extends Shape = "list"> {
         args: await Promise.all(args.map((a) => this.#ship(a))),
       })),
     );
+  }
+
+  /**
+   * Calls `fn(a[i], b[i], …)` for every index `i` of the iterables `a`, `b`, … (IPython
+   * Parallel's `DirectView.map`: scatter, apply and gather in one call): the items are split into
+   * one contiguous partition per engine, as `scatter` splits, every engine maps its partition in
+   * one message, and the result gives the values as one flat list in input order. The last
+   * argument may be the options (`{ ordered, timeout, signal }`). An item that throws fails alone
+   * (a `TaskError` naming its index and engine); an engine that dies fails its partition.
+   *
+   * Throws, before anything is sent, `TypeError` for a `fn` that is not a function or cannot be
+   * shipped, no iterable or one that is not iterable, or a `chunksize` (a load-balanced view's
+   * option), `RangeError` for iterables of different lengths, and `SerializationError` for an
+   * item that cannot be sent.
+   */
+  map<F extends AnyFunction>(
+    fn: F | ModuleFunction,
+    ...args: [...Iterable<unknown>[], ViewMapOptions] | Iterable<unknown>[]
+  ): AsyncMapResult<Awaited<ReturnType<F>>> {
+    const { iterables, options } = splitMapArgs<ViewMapOptions>(args);
+    return this.mapWith(options, fn, ...(iterables as Iterable<unknown>[]));
+  }
+
+  /** {@linkcode map} with its options first. */
+  mapWith<F extends AnyFunction>(
+    options: ViewMapOptions,
+    fn: F | ModuleFunction,
+    ...iterables: Iterable<unknown>[]
+  ): AsyncMapResult<Awaited<ReturnType<F>>> {
+    const operation = mapOperation(fn, iterables, options);
+    const result = this.#run(operation, options);
+    const length = operation.scatter.sequence.length;
+    return partitionedMap(result, length, options.ordered ?? true);
   }
 
   /**
@@ -432,10 +467,9 @@ export class DirectView<S extends Shape = "list"> extends View<S> {
       };
       const { scatter } = operation;
       if (scatter) {
-        request.contents = positions.map((i) => ({
-          ...operation.content,
-          values: chunkFor(scatter, i, targets.length),
-        }));
+        request.contents = positions.map((i) =>
+          chunkContent(operation.content, scatter, partition(scatter.sequence, i, targets.length))
+        );
       } else request.content = operation.content;
       return {
         to: dispatcherAddress(host),

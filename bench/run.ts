@@ -16,6 +16,8 @@
  * deno task bench [--quick] [--skip-ipp] [--ipp-md5-reps 3,2,1] [--deno-md5-reps 5] [--rounds 5]
  * ```
  * `--quick`: 8 and 32 engines only (broadcast on a cluster of 32). `--skip-ipp`: Deno only.
+ * 3. Task farming, `bench/farm.ts` (skip with `--skip-farm`; `--farm-peers DIR` runs piscina and
+ *    BullMQ beside it, see that file).
  *
  * @module
  */
@@ -56,6 +58,8 @@ const { values: flags } = parseArgs({
     quick: { type: "boolean", default: false },
     "skip-ipp": { type: "boolean", default: false },
     "skip-redis": { type: "boolean", default: false },
+    "skip-farm": { type: "boolean", default: false },
+    "farm-peers": { type: "string" },
     "ipp-md5-reps": { type: "string" },
     "deno-md5-reps": { type: "string" },
     rounds: { type: "string" },
@@ -568,3 +572,15 @@ await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", outPath, rawPath, 
   .output();
 console.log([runSection, md5Section, broadcastSection].join("\n\n"));
 log(`wrote ${outPath} and ${svgName}`);
+
+// 3. Task farming (`bench/farm.ts`), after the others: it writes its own section of `outPath`.
+if (!flags["skip-farm"]) {
+  log("task farming: bench/farm.ts");
+  const farmArgs = ["run", "-A", new URL("farm.ts", HERE).pathname, "--out", outPath];
+  if (flags["skip-redis"]) farmArgs.push("--skip-redis");
+  if (flags["farm-peers"]) farmArgs.push("--peers", flags["farm-peers"]);
+  const farm = await new Deno.Command(Deno.execPath(), { args: farmArgs, stdout: "inherit" })
+    .output();
+  if (!farm.success) log("bench/farm.ts failed");
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", outPath] }).output();
+}

@@ -19,6 +19,7 @@ import {
   RemoteError,
   ResultNotFoundError,
   TaskAbortedError,
+  TaskError,
   TimeoutError,
 } from "../errors.ts";
 import { type ClusterKey, generateKey } from "../transport/envelope.ts";
@@ -192,6 +193,67 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
       assert.deepEqual(await next.get(T), [1, 2]);
       assert.deepEqual(await other.view().pull("kept", T), [100, 101]);
       assert.deepEqual(await other.getResult(next.id, T), [1, 2]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  test("Client.getResult() fetches load-balanced and partitioned maps by id from a new client", async (fx) => {
+    const { client } = fx;
+    const lview = client.loadBalancedView();
+    const f = (x: number) => {
+      if (x === 4) throw new RangeError("no fours");
+      return x * 10;
+    };
+    const xs = Array.from({ length: 10 }, (_, i) => i);
+    // Item 4 fails on its first try and on its retry (a message of its own).
+    const mapped = lview.map(f, xs, { chunksize: 3, retries: 1 });
+    const local = await mapped.get({ ...T, returnExceptions: true });
+    const applied = lview.apply(
+      (a: number, b: number) => {
+        // deno-lint-ignore no-console -- the task prints on purpose
+        console.log("adding on", id);
+        return a + b;
+      },
+      2,
+      3,
+    );
+    assert.equal(await applied.get(T), 5);
+    const direct = client.view().map((x: number) => x + 1, xs);
+    assert.deepEqual(await direct.get(T), xs.map((x) => x + 1));
+    const broadcast = client.broadcastView().map(f, xs);
+    await broadcast.get({ ...T, returnExceptions: true });
+
+    await client.close();
+    const other = await newClient(fx);
+    try {
+      const values = await other.getResult(mapped.id, {
+        ...T,
+        returnExceptions: true,
+      }) as unknown[];
+      assert.deepEqual(values.filter((_, i) => i !== 4), local.filter((_, i) => i !== 4));
+      const error = values[4] as TaskError;
+      assert.ok(error instanceof TaskError, String(error));
+      assert.equal(error.index, 4);
+      assert.equal(error.remoteMessage, "no fours");
+      await assert.rejects(other.getResult(mapped.id, T), TaskError);
+      const fetched = await other.fetchResult(mapped.id);
+      assert.equal(fetched.type, "map");
+      await fetched.tasks!.get({ ...T, returnExceptions: true });
+      assert.deepEqual(fetched.tasks!.attempts, mapped.attempts);
+      assert.deepEqual(fetched.tasks!.engineIds, mapped.engineIds);
+      assert.equal(await other.getResult(applied.id, T), 5);
+      const fetchedApply = await other.fetchResult(applied.id);
+      await fetchedApply.tasks!.get(T);
+      assert.equal(fetchedApply.tasks!.stdout[0], `adding on ${applied.engineId}\n`);
+      assert.deepEqual(await other.getResult(direct.id, T), xs.map((x) => x + 1));
+      const partitioned = await other.getResult(broadcast.id, { ...T, returnExceptions: true });
+      assert.deepEqual(
+        (partitioned as unknown[]).map((v) =>
+          v instanceof TaskError ? `${v.index}@${v.engineId}` : v
+        ),
+        xs.map((x) => (x === 4 ? `4@${broadcast.engineIds[4]}` : x * 10)),
+      );
     } finally {
       await other.close();
     }
