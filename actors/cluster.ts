@@ -57,8 +57,9 @@ export interface ClusterOptions {
    * kinds are denied. Default: the engines get every permission (`-A`).
    *
    * The engines also get what they need whatever this says: net access to the Redis host and
-   * port, read access to the CA file of a `rediss://…?ca=` URL and to this library's directory
-   * when it was imported from `file:` (engines start Workers from its modules), and import
+   * port, read access to the CA file of a `rediss://…?ca=` URL and to this library's module
+   * folders and files (`actors/`, `transport/`, `errors.ts`, `deps.ts`, `deps_redis.ts`, never its
+   * root: engines start a Worker from its modules) when it was imported from `file:`, and import
    * access to its host when it was imported by `http(s):` URL. The `"worker"` launcher needs
    * Deno's `--unstable-worker-options` flag for it (without it, Deno exits with "Unstable API
    * 'Worker.deno.permissions'"); the `"process"` launcher maps it to `--allow-*` flags
@@ -1005,7 +1006,10 @@ function checkPermissions(permissions: Deno.PermissionOptionsObject): void {
   }
 }
 
-/** `permissions` plus what engines need to run: Redis' host, its CA file, this library's host. */
+/**
+ * `permissions` plus what engines need to run: Redis' host, its CA file, this library's module
+ * files (read, when imported from `file:`), this library's host (import, when imported by URL).
+ */
 function enginePermissions(
   permissions: Deno.PermissionOptionsObject,
   transport: string,
@@ -1026,10 +1030,17 @@ function enginePermissions(
     if (ca !== null) add("read", ca);
   }
   const root = new URL("../", import.meta.url);
-  if (root.protocol === "file:") add("read", fromFileUrl(root));
+  // Deno wants read access to the modules of a Worker a host starts (its heartbeat thread): the
+  // library's module folders and files, never its root (a key file there, .git).
+  if (root.protocol === "file:") {
+    for (const module of LIBRARY_MODULES) add("read", fromFileUrl(new URL(module, root)));
+  }
   if (root.protocol === "http:" || root.protocol === "https:") add("import", root.host);
   return result;
 }
+
+/** The library's module folders and files, relative to its root. */
+const LIBRARY_MODULES = ["actors/", "transport/", "errors.ts", "deps.ts", "deps_redis.ts"];
 
 function fromFileUrl(url: URL): string {
   const path = decodeURIComponent(url.pathname);
