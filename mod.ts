@@ -17,13 +17,8 @@
  * @module
  */
 
-export {
-  Cluster,
-  type ClusterOptions,
-  type EngineRestartFailedDetail,
-  readKeyFile,
-  writeKeyFile,
-} from "./actors/cluster.ts";
+export { Cluster, type ClusterOptions, type EngineRestartFailedDetail } from "./actors/cluster.ts";
+export { readKeyFile, writeKeyFile } from "./actors/key_file.ts";
 export {
   Client,
   type ClientOptions,

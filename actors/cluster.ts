@@ -13,7 +13,8 @@ import {
   TimeoutError,
   TransportClosedError,
 } from "../errors.ts";
-import { type ClusterKey, generateKey } from "../transport/envelope.ts";
+import { checkKey, type ClusterKey, generateKey } from "../transport/envelope.ts";
+import { readKeyFile, toHex } from "./key_file.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
 import type { Transport } from "../transport/types.ts";
@@ -216,6 +217,7 @@ export class Cluster extends EventTarget {
     }
     this.#options = { ...options, transport, launcher, heartbeatTimeoutMs };
     this.namespace = options.namespace ?? `dp-${crypto.randomUUID().slice(0, 8)}`;
+    if (options.key !== undefined) checkKey(options.key, "Cannot make cluster");
     this.#key = options.key ?? generateKey();
     if (options.permissions !== undefined) checkPermissions(options.permissions);
     checkRetention(options.resultRetention);
@@ -792,6 +794,7 @@ export class Cluster extends EventTarget {
     checkRetention(options.resultRetention);
     const key = options.key ?? (options.keyFile ? await readKeyFile(options.keyFile) : undefined);
     if (!key) throw new TypeError("Cannot connect: pass `key` or `keyFile`");
+    checkKey(key, "Cannot connect");
     const transport = await createTransport(options.transport);
     const system = new ActorSystem({ transport, key, namespace: options.cluster });
     try {
@@ -933,58 +936,6 @@ function newHostId(index: number): string {
 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
-}
-
-/** The key as hex, the form key files hold. */
-export function toHex(key: ClusterKey): string {
-  return [...key].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/**
- * Writes a new cluster key (or `key`) to `path` in hex, readable by its owner only (mode 0600),
- * for {@linkcode ClusterOptions.keyFile}, `Cluster.connect({ keyFile })` and `engine.ts
- * --key-file`. Returns the key.
- *
- * @example Share a key with engines started by hand
- * ```ts ignore
- * const key = await writeKeyFile("cluster.key");
- * await using cluster = new Cluster({ keyFile: "cluster.key", transport: "redis://…" });
- * ```
- */
-export async function writeKeyFile(
-  path: string,
-  key: ClusterKey = generateKey(),
-): Promise<ClusterKey> {
-  await Deno.writeTextFile(path, toHex(key) + "\n", { mode: 0o600 });
-  // The mode applies only to a new file.
-  if (Deno.build.os !== "windows") await Deno.chmod(path, 0o600);
-  return key;
-}
-
-/**
- * Reads a key file: 64 hex digits (whitespace ignored). A missing file fails with
- * `Deno.errors.NotFound` saying which file and how to make one.
- */
-export async function readKeyFile(path: string): Promise<ClusterKey> {
-  let text: string;
-  try {
-    text = (await Deno.readTextFile(path)).trim();
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    throw new Deno.errors.NotFound(
-      `Cannot read key file "${path}": no such file (write one with writeKeyFile("${path}"))`,
-      { cause: error },
-    );
-  }
-  return parseHexKey(text, `key file "${path}"`);
-}
-
-/** Parses a hex key; `what` names its source in the error. */
-export function parseHexKey(text: string, what: string): ClusterKey {
-  if (!/^([0-9a-f]{2}){16,}$/i.test(text)) {
-    throw new TypeError(`Cannot read ${what}: expected at least 32 hex digits`);
-  }
-  return new Uint8Array(text.match(/../g)!.map((h) => parseInt(h, 16)));
 }
 
 function checkRetention(retention: number | undefined): void {

@@ -16,6 +16,7 @@ import {
 } from "../errors.ts";
 import { checkValue, cloneValue, encodeValue } from "../transport/codec.ts";
 import {
+  checkKey,
   type ClusterKey,
   type Envelope,
   namespaceKey,
@@ -282,6 +283,7 @@ export class ActorSystem extends EventTarget {
     super();
     this.transport = options.transport;
     this.namespace = options.namespace;
+    checkKey(options.key, "Cannot make actor system");
     this.#key = namespaceKey(options.key, options.namespace);
     this.id = options.id ?? `sys-${crypto.randomUUID().slice(0, 8)}`;
     this.#blockMs = options.blockMs ?? 1000;

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { Cluster, toHex } from "../actors/cluster.ts";
+import { Cluster } from "../actors/cluster.ts";
+import { toHex } from "../actors/key_file.ts";
 import type { Client } from "../actors/client.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { uniqueNamespace } from "./_redis_server.ts";

@@ -7,7 +7,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster, toHex } from "../actors/cluster.ts";
+import { Cluster } from "../actors/cluster.ts";
+import { toHex } from "../actors/key_file.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { delay, within } from "./_async.ts";
 import {

@@ -10,7 +10,8 @@
  * test: Worker permissions need that flag.
  */
 import assert from "node:assert/strict";
-import { Cluster, toHex, writeKeyFile } from "../actors/cluster.ts";
+import { Cluster } from "../actors/cluster.ts";
+import { toHex, writeKeyFile } from "../actors/key_file.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { within } from "./_async.ts";

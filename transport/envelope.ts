@@ -59,6 +59,27 @@ export function namespaceKey(key: ClusterKey, namespace: string): ClusterKey {
 const NAMESPACE_LABEL = "deno-parallel namespace key\0";
 const namespaceKeys = new WeakMap<ClusterKey, Map<string, ClusterKey>>();
 
+/** The shortest cluster key accepted, in bytes: HMAC-SHA256 is as strong as its key up to 32. */
+export const MIN_KEY_BYTES = 32;
+
+/**
+ * Refuses what cannot be a cluster key: a `TypeError` for anything but a `Uint8Array` (a hex
+ * string goes through {@linkcode parseHexKey} first), a `RangeError` for fewer than 32 bytes.
+ */
+export function checkKey(key: unknown, what: string): asserts key is ClusterKey {
+  if (!(key instanceof Uint8Array)) {
+    throw new TypeError(
+      `${what}: key must be a Uint8Array of at least ${MIN_KEY_BYTES} bytes (use generateKey(), ` +
+        `readKeyFile() or keyFile), got ${typeof key === "string" ? "a string" : typeof key}`,
+    );
+  }
+  if (key.length < MIN_KEY_BYTES) {
+    throw new RangeError(
+      `${what}: key must have at least ${MIN_KEY_BYTES} bytes, got ${key.length}`,
+    );
+  }
+}
+
 /** Returns a new random 32-byte cluster key. */
 export function generateKey(): ClusterKey {
   return crypto.getRandomValues(new Uint8Array(32));
