@@ -15,6 +15,7 @@ import {
 } from "../errors.ts";
 import { checkKey, type ClusterKey, generateKey } from "../transport/envelope.ts";
 import { readKeyFile, toHex } from "./key_file.ts";
+import { engineEnvironment } from "./_engine_env.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
 import type { Transport } from "../transport/types.ts";
@@ -401,7 +402,8 @@ export class Cluster extends EventTarget {
       stdin: "piped",
       stdout: "null",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      clearEnv: true,
+      env: engineEnvironment(this.#options.transport!, permissions),
     }).spawn();
     host.process = child;
     const writer = child.stdin.getWriter();
