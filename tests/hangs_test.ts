@@ -10,7 +10,11 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
+import { Cluster } from "../actors/cluster.ts";
+import { RemoteError } from "../errors.ts";
+import { hasRedisServer, startRedisServer, uniqueNamespace } from "./_redis_server.ts";
+
+declare const x: number[];
 
 const noServer = hasRedisServer() ? false : "no redis-server on PATH";
 /** How long a script whose work is done may take to exit before it counts as hung. */
@@ -111,4 +115,34 @@ for (const kind of ["tls", "garbage"] as const) {
       },
     });
   }
+}
+
+for (const transport of ["memory", "redis"] as const) {
+  Deno.test({
+    name: `scatter refuses what is not an array or a typed array with TypeError (${transport})`,
+    ignore: transport === "redis" && noServer !== false,
+    async fn() {
+      await using server = transport === "redis" ? await startRedisServer() : undefined;
+      await using cluster = new Cluster({
+        n: 2,
+        transport: server?.url ?? "memory:",
+        namespace: uniqueNamespace(),
+        progress: false,
+      });
+      const client = await cluster.startAndConnect();
+      const T = { timeout: 15_000 };
+      for (const view of [client.view(), client.broadcastView()]) {
+        for (const bad of [42, { length: 3 }, null, "abc", new DataView(new ArrayBuffer(4))]) {
+          assert.throws(
+            () => view.scatter("x", bad as never),
+            (e: unknown) =>
+              e instanceof TypeError && !(e instanceof RemoteError) &&
+              /Cannot scatter "x": the sequence must be an array or a typed array/.test(e.message),
+          );
+        }
+        await view.scatter("x", [1, 2, 3], T).get(T);
+        assert.deepEqual(await view.apply(() => x).get(T), [[1, 2], [3]]);
+      }
+    },
+  });
 }
