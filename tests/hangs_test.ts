@@ -146,3 +146,38 @@ for (const transport of ["memory", "redis"] as const) {
     },
   });
 }
+
+for (const transport of ["memory", "redis"] as const) {
+  Deno.test({
+    name: `a task making a Worker with deno.permissions fails with RemoteError, and its host ` +
+      `lives on (${transport})`,
+    ignore: transport === "redis" && noServer !== false,
+    async fn() {
+      await using server = transport === "redis" ? await startRedisServer() : undefined;
+      await using cluster = new Cluster({
+        n: 2,
+        transport: server?.url ?? "memory:",
+        namespace: uniqueNamespace(),
+        progress: false,
+      });
+      const client = await cluster.startAndConnect();
+      const T = { timeout: 15_000 };
+      const error = await client.view(0).apply(() => {
+        const options = { type: "module", deno: { permissions: "inherit" } } as WorkerOptions;
+        new Worker("data:text/javascript,", options).terminate();
+        return "made";
+      }).get(T).catch((e) => e);
+      assert.ok(error instanceof RemoteError, String(error));
+      assert.equal(error.engineId, 0);
+      assert.equal(error.remoteName, "NotCapable");
+      assert.match(error.remoteMessage, /deno\.permissions/);
+      // A Worker without it still works, and both engines of the host answer.
+      const made = await client.view(0).apply(() => {
+        new Worker("data:text/javascript,", { type: "module" }).terminate();
+        return "made";
+      }).get(T);
+      assert.equal(made, "made");
+      assert.deepEqual(await client.view().apply(() => 6 * 7).get(T), [42, 42]);
+    },
+  });
+}
