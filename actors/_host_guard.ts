@@ -1,7 +1,9 @@
 // What a task can do to the thread its engine host shares with other engines, short of killing
 // the process, must not hurt them: an uncaught error or unhandled rejection from a task's
 // background work is reported and the host goes on; `Deno.exit()` called in a task throws there
-// (the task fails with it) instead of ending the host and its engines.
+// (the task fails with it) instead of ending the host and its engines. So is a `Worker` made
+// with `deno.permissions`: without `--unstable-worker-options`, Deno ends the whole process for it
+// (exit 70), and whether the flag is on cannot be asked without that risk.
 
 /** Options of {@linkcode guardHost}. */
 export interface HostGuardOptions {
@@ -33,6 +35,7 @@ export function guardHost(options: HostGuardOptions): (code?: number) => never {
     value: () => refuse("Deno.exit()"),
   });
   options.replace?.(refuse);
+  guardWorkers();
   const report = (event: Event, what: string, error: unknown) => {
     event.preventDefault();
     const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
@@ -48,4 +51,28 @@ export function guardHost(options: HostGuardOptions): (code?: number) => never {
     (event) => report(event, "Uncaught (in promise)", (event as PromiseRejectionEvent).reason),
   );
   return exit;
+}
+
+/** Replaces `Worker` with one that refuses `deno.permissions` (see the module comment). */
+function guardWorkers(): void {
+  const Base = globalThis.Worker;
+  if (typeof Base !== "function") return;
+  class GuardedWorker extends Base {
+    constructor(specifier: string | URL, options?: WorkerOptions) {
+      const deno = (options as { deno?: { permissions?: unknown } } | undefined)?.deno;
+      if (deno?.permissions !== undefined) {
+        throw new Deno.errors.NotCapable(
+          "Cannot create a Worker with deno.permissions in a task: without " +
+            "--unstable-worker-options it would end the engine host and every engine on it " +
+            "(leave deno.permissions out: the worker then has the engine's permissions)",
+        );
+      }
+      super(specifier, options);
+    }
+  }
+  Object.defineProperty(globalThis, "Worker", {
+    configurable: true,
+    writable: true,
+    value: GuardedWorker,
+  });
 }

@@ -8,6 +8,21 @@
 /** A sequence `scatter` can split: an array or a typed array. */
 export type Sequence<T = unknown> = readonly T[] | ArrayBufferView & ArrayLike<T>;
 
+/**
+ * Throws a TypeError unless `sequence` is an array or a typed array, the two kinds `scatter` can
+ * split; `what` names the call, e.g. `scatter("x")`.
+ */
+export function checkSequence(what: string, sequence: unknown): asserts sequence is Sequence {
+  if (Array.isArray(sequence)) return;
+  if (ArrayBuffer.isView(sequence) && !(sequence instanceof DataView)) return;
+  const got = sequence === null ? "null" : Array.isArray(sequence) ? "array" : typeof sequence;
+  throw new TypeError(
+    `Cannot ${what}: the sequence must be an array or a typed array, got ${
+      got === "object" ? `an object (${Object.prototype.toString.call(sequence)})` : got
+    }`,
+  );
+}
+
 /** The `[start, end)` bounds of chunk `index` of `length` items split into `count` chunks. */
 export function partitionBounds(length: number, index: number, count: number): [number, number] {
   if (!Number.isInteger(count) || count < 1) {

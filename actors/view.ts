@@ -12,7 +12,7 @@ import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { Client } from "./client.ts";
 import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
 import { engineMessageId, type EngineResult } from "./engine.ts";
-import { chunkContent, concatenate, partition, type Sequence } from "./partition.ts";
+import { checkSequence, chunkContent, concatenate, partition, type Sequence } from "./partition.ts";
 import { wireTree, type WireTreeOptions } from "./tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "./blob.ts";
@@ -233,6 +233,7 @@ export abstract class View<S extends Shape = "list"> {
 
   /** Splits `sequence` into contiguous chunks, one per engine in target order, under `name`. */
   scatter(name: string, sequence: Sequence, options: ScatterOptions = {}): AsyncResult<void, S> {
+    checkSequence(`scatter "${name}"`, sequence);
     return this.#shaped(this.#run(
       {
         type: "push",

