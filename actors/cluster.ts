@@ -308,6 +308,9 @@ export class Cluster extends EventTarget {
       hostId: host.id,
       resultRetentionMs: this.#options.resultRetention,
       replayWindowMs: this.#options.replayWindowMs,
+      ...(this.#options.permissions === undefined
+        ? {}
+        : { taskPermissions: plainPermissions(this.#options.permissions) }),
     };
     if (this.#options.launcher === "process") return this.#launchProcess(host, config);
     const worker = this.#newWorker();
@@ -373,6 +376,8 @@ export class Cluster extends EventTarget {
         "run",
         ...(permissions === undefined ? ["-A"] : [
           "--no-prompt",
+          // The engine's task realm is a Worker with the tasks' permissions: Deno exits without it.
+          "--unstable-worker-options",
           ...permissionFlags(enginePermissions(permissions, this.#options.transport!)),
         ]),
         script,
@@ -396,6 +401,9 @@ export class Cluster extends EventTarget {
           : ["--replay-window", String(config.replayWindowMs)]),
         "--heartbeat-ms",
         String(this.#heartbeatMs),
+        ...(config.taskPermissions === undefined
+          ? []
+          : ["--task-permissions", JSON.stringify(config.taskPermissions)]),
         // The pipe stays open while this process lives: its end tells the engines to stop.
         "--exit-with-stdin",
       ],
@@ -998,6 +1006,16 @@ const LIBRARY_MODULES = ["actors/", "transport/", "errors.ts", "deps.ts", "deps_
 function fromFileUrl(url: URL): string {
   const path = decodeURIComponent(url.pathname);
   return Deno.build.os === "windows" ? path.slice(1).replaceAll("/", "\\") : path;
+}
+
+/** `permissions` with its URLs as strings, for a message or a command line. */
+function plainPermissions(permissions: Deno.PermissionOptionsObject): Deno.PermissionOptionsObject {
+  return Object.fromEntries(
+    Object.entries(permissions).map(([kind, value]) => [
+      kind,
+      Array.isArray(value) ? value.map(String) : value,
+    ]),
+  );
 }
 
 /** Deno's `--allow-*` flags for `permissions`. */
