@@ -9,6 +9,9 @@
  * `size` their namespaces start with (default: the number of ids); `--key-stdin` reads the key
  * from standard input instead of a file; `--redis -` reads the URL from standard input (after the
  * key, on the next line, with `--key-stdin`), which keeps a password out of the process list;
+ * `--task-permissions JSON` runs the tasks in a Worker of their own with exactly those
+ * permissions (a sandboxed engine: see "Sandboxed engines" in `docs/protocol.md`; needs
+ * `deno run --unstable-worker-options`);
  * `--exit-with-stdin` makes the engines stop, and delete the cluster's keys, when standard input
  * ends (the `"process"` launcher passes it and keeps the pipe open, so its engines end with the
  * process that started them, however it ends); `--result-retention MS` is how long each task's result is kept for `client.getResult` (default

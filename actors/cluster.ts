@@ -55,17 +55,21 @@ export interface ClusterOptions {
    */
   keyFile?: string;
   /**
-   * Restricts what the engines may do, in the shape of a Worker's `deno.permissions`: omitted
-   * kinds are denied. Default: the engines get every permission (`-A`).
+   * Restricts what the engines' tasks may do, in the shape of a Worker's `deno.permissions`:
+   * omitted kinds are denied. Default: the engines get every permission (`-A`) and run their
+   * tasks in their own thread. With it, each engine host runs its tasks in a Worker of their own
+   * (the task realm) with exactly these permissions, holding no key, no transport URL and no
+   * connection (see "Sandboxed engines" in `docs/protocol.md`).
    *
-   * The engines also get what they need whatever this says: net access to the Redis host and
+   * The engine hosts also get what they need whatever this says: net access to the Redis host and
    * port, read access to the CA file of a `rediss://…?ca=` URL and to this library's module
    * folders and files (`actors/`, `transport/`, `errors.ts`, `deps.ts`, `deps_redis.ts`, never its
    * root: engines start a Worker from its modules) when it was imported from `file:`, and import
    * access to its host when it was imported by `http(s):` URL. The `"worker"` launcher needs
    * Deno's `--unstable-worker-options` flag for it (without it, Deno exits with "Unstable API
    * 'Worker.deno.permissions'"); the `"process"` launcher maps it to `--allow-*` flags
-   * (`"inherit"` becomes `--allow-<kind>` when this process has that permission).
+   * (`"inherit"` becomes `--allow-<kind>` when this process has that permission) and passes that
+   * flag to the engine process.
    */
   permissions?: Deno.PermissionOptionsObject;
   /**

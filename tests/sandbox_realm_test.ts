@@ -254,9 +254,77 @@ async function workScenario(launcher: "worker" | "process", url: string, dir: st
   };
 }
 
+/**
+ * What a task does to its realm: `Deno.exit()` and `self.close()` fail it, background errors are
+ * reported, a queued call can be aborted, and under `restart` a task that blocks the realm past its
+ * deadline gets its host replaced.
+ */
+async function guardScenario(launcher: "worker" | "process", url: string, dir: string) {
+  await using cluster = new Cluster({
+    n: 4,
+    hosts: 2,
+    transport: url,
+    launcher,
+    permissions: { read: [dir] },
+    restart: true,
+    engineTimeout: 30_000,
+    progress: false,
+  });
+  const client = await cluster.startAndConnect();
+  const reported: string[] = [];
+  cluster.addEventListener("error", (event) => reported.push((event as ErrorEvent).message));
+  const restarted: number[] = [];
+  cluster.addEventListener("enginerestarted", (event) => {
+    restarted.push((event as CustomEvent<{ engineId: number }>).detail.engineId);
+  });
+  const failure = (error: unknown) => ({
+    name: (error as Error).name,
+    remoteName: (error as { remoteName?: string }).remoteName,
+    message: (error as Error).message,
+  });
+  const exit = await client.view(0).apply(() => Deno.exit(3)).get(T).catch(failure);
+  const close = await client.view(0).apply(() =>
+    (globalThis as unknown as { close(): void }).close()
+  )
+    .get(T).catch(failure);
+  const background = await client.view(0).apply(() => {
+    Promise.reject(new Error("rejected in the background"));
+    setTimeout(() => {
+      throw new Error("thrown from a timer");
+    }, 10);
+    return "returned";
+  }).get(T);
+  while (reported.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+  const running = client.view(0).apply(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return "ran";
+  });
+  const queued = client.view(0).apply(() => "should not run");
+  queued.abort();
+  const abort = [await running.get(T), await queued.get(T).catch(failure)];
+  await client.view().push({ kept: "yes" }, T);
+  const stuck = client.view(0).applyWith({ timeout: 1000 }, () => {
+    for (;;) { /* never yields */ }
+  });
+  const neighbour = client.view(1).apply(() => id);
+  const overrun = [await stuck.get().catch(failure), await neighbour.get(T).catch(failure)];
+  while (restarted.length < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+  return {
+    exit,
+    close,
+    background,
+    reported: reported.sort(),
+    abort,
+    overrun,
+    restarted: restarted.sort(),
+    after: await client.view().apply(() => id).get(T),
+    kept: await client.view([2, 3]).pull("kept", T),
+  };
+}
+
 if (import.meta.main) {
   const [scenario, launcher, url, dir] = Deno.args;
-  const run = scenario === "attack" ? attackScenario : workScenario;
+  const run = { attack: attackScenario, work: workScenario, guard: guardScenario }[scenario]!;
   const got = await run(launcher as "worker" | "process", url, dir);
   // deno-lint-ignore no-console
   console.log(JSON.stringify(got));
@@ -359,6 +427,38 @@ for (const launcher of ["worker", "process"]) {
         timeout: { name: "TimeoutError", isTimeout: true, engineIds: [0] },
         afterTimeout: [0, 1, 2, 3],
       });
+    },
+  });
+}
+
+for (const launcher of ["worker", "process"]) {
+  Deno.test({
+    name: `Sandboxed ${launcher} engine: Deno.exit() and self.close() fail the task, background ` +
+      "errors are reported, abort works, and restart replaces a host whose realm overran",
+    ignore: import.meta.main || noRedis !== undefined,
+    async fn() {
+      const { got } = await inChild("guard", launcher);
+      const refused = (what: string) => ({
+        name: "RemoteError",
+        remoteName: "NotCapable",
+        message: `Task failed on engine 0: NotCapable: Cannot call ${what} in a task: it would ` +
+          "end the engine host and every engine on it (return or throw from the task instead)",
+      });
+      assert.deepEqual(got.exit, refused("Deno.exit()"));
+      assert.deepEqual(got.close, refused("self.close()"));
+      assert.equal(got.background, "returned");
+      const reported = got.reported as string[];
+      assert.match(reported[0], /\(engines 0, 1\).*Uncaught \(in promise\) Error: rejected in the/);
+      assert.match(reported[1], /\(engines 0, 1\).*Uncaught Error: thrown from a timer/);
+      const [ran, aborted] = got.abort as [string, { name: string }];
+      assert.deepEqual([ran, aborted.name], ["ran", "TaskAbortedError"]);
+      const [stuck, neighbour] = got.overrun as { name: string; message: string }[];
+      assert.equal(stuck.name, "TimeoutError");
+      assert.equal(neighbour.name, "EngineDiedError");
+      assert.match(neighbour.message, /a task of engine 0 blocked it \d+\.\d s past its call's/);
+      assert.deepEqual(got.restarted, [0, 1]);
+      assert.deepEqual(got.after, [0, 1, 2, 3]);
+      assert.deepEqual(got.kept, ["yes", "yes"]);
     },
   });
 }
