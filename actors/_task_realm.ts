@@ -47,7 +47,10 @@ export class TaskRealm {
   readonly #worker: Worker;
   readonly #transport: Transport;
   readonly #hostId: string;
-  readonly #waiting = new Map<number, (reply: FromRealm) => void>();
+  readonly #waiting = new Map<
+    number,
+    { engineId: number; resolve: (reply: FromRealm) => void; reject: (error: Error) => void }
+  >();
   readonly #coms = new Map<number, TreeCommunicator>();
   #calls = 0;
   #ended: string | undefined;
@@ -58,7 +61,10 @@ export class TaskRealm {
     this.#hostId = options.hostId;
   }
 
-  /** Starts a realm. Without `--unstable-worker-options`, Deno would exit: callers check first. */
+  /**
+   * Starts a realm. Needs `--unstable-worker-options`: without it Deno ends the whole process here
+   * (see `_host_guard.ts`).
+   */
   static async start(options: TaskRealmOptions): Promise<TaskRealm> {
     const worker = new RealmWorker(new URL("./_task_realm_worker.ts", import.meta.url), {
       type: "module",
@@ -169,10 +175,7 @@ export class TaskRealm {
     }
     const call = ++this.#calls;
     const reply = new Promise<FromRealm>((resolve, reject) => {
-      this.#waiting.set(call, (answer) => {
-        if (answer.type === "uncaught") reject(new EngineDiedError(engineId, answer.message));
-        else resolve(answer);
-      });
+      this.#waiting.set(call, { engineId, resolve, reject });
     });
     this.#worker.postMessage({ ...message, call });
     return reply;
@@ -182,7 +185,7 @@ export class TaskRealm {
     switch (message.type) {
       case "done":
       case "combined":
-        this.#waiting.get(message.call)?.(message);
+        this.#waiting.get(message.call)?.resolve(message);
         this.#waiting.delete(message.call);
         break;
       case "reduce":
@@ -226,8 +229,8 @@ export class TaskRealm {
   #end(reason: string): void {
     if (this.#ended) return;
     this.#ended = `${reason} (engine host ${this.#hostId})`;
-    for (const answer of this.#waiting.values()) {
-      answer({ type: "uncaught", message: this.#ended });
+    for (const { engineId, reject } of this.#waiting.values()) {
+      reject(new EngineDiedError(engineId, this.#ended));
     }
     this.#waiting.clear();
   }
