@@ -110,7 +110,7 @@ export interface EngineOptions {
   resultRetentionMs?: number;
   /**
    * Run the tasks in this task realm (a sandboxed engine's) instead of this thread: the namespace
-   * lives there, and what tasks see of this thread is nothing.
+   * lives there (`Engine.namespace` stays empty), and what tasks see of this thread is nothing.
    */
   realm?: TaskRealm;
 }
