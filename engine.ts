@@ -9,6 +9,9 @@
  * `size` their namespaces start with (default: the number of ids); `--key-stdin` reads the key
  * from standard input instead of a file; `--redis -` reads the URL from standard input (after the
  * key, on the next line, with `--key-stdin`), which keeps a password out of the process list;
+ * `--task-permissions JSON` runs the tasks in a Worker of their own with exactly those
+ * permissions (a sandboxed engine: see "Sandboxed engines" in `docs/protocol.md`; needs
+ * `deno run --unstable-worker-options`);
  * `--exit-with-stdin` makes the engines stop, and delete the cluster's keys, when standard input
  * ends (the `"process"` launcher passes it and keeps the pipe open, so its engines end with the
  * process that started them, however it ends); `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
@@ -43,6 +46,10 @@ Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key
   --replay-window MS      an entry appended this long after it was signed is a replay (default 60000)
   --heartbeat-ms N        how often the host sends a heartbeat (default 250), from a
                           thread of its own: a busy engine keeps beating
+  --task-permissions JSON run tasks in a Worker of their own with exactly these Deno
+                          permissions (Worker deno.permissions shape, omitted kinds
+                          denied), away from the key and the Redis connection; needs
+                          deno run --unstable-worker-options
   --exit-with-stdin       stop (and delete the cluster's keys) when stdin ends
   -h, --help              print this and exit`;
 
@@ -61,6 +68,7 @@ if (import.meta.main) {
       "result-retention": { type: "string" },
       "replay-window": { type: "string" },
       "heartbeat-ms": { type: "string" },
+      "task-permissions": { type: "string" },
       "exit-with-stdin": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -103,6 +111,9 @@ if (import.meta.main) {
   if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) {
     fail(`bad --heartbeat-ms: ${values["heartbeat-ms"]}`);
   }
+  const taskPermissions = values["task-permissions"] === undefined
+    ? undefined
+    : parsePermissions(values["task-permissions"]);
   const transport = await createTransport(url).catch((error) => fail(String(error?.message), 1));
   const host = await EngineHost.start(transport, {
     namespace: values.cluster,
@@ -113,6 +124,7 @@ if (import.meta.main) {
     resultRetentionMs,
     replayWindowMs,
     heartbeat: { url, intervalMs },
+    taskPermissions,
   }).catch((error) => fail(String(error?.message), 1));
   // A task's uncaught error or rejection does not end the host: say it in one line and go on.
   // (Not console.error: inside a task, the engine captures console output.)
@@ -166,6 +178,19 @@ function stdinLines(): { lines(n: number): Promise<string[]>; ended(): Promise<v
       while (!done) done = (await reader.read()).done;
     },
   };
+}
+
+function parsePermissions(text: string): Deno.PermissionOptionsObject {
+  let permissions: unknown;
+  try {
+    permissions = JSON.parse(text);
+  } catch {
+    fail(`bad --task-permissions: not JSON`);
+  }
+  if (typeof permissions !== "object" || permissions === null || Array.isArray(permissions)) {
+    fail(`bad --task-permissions: expected an object such as {"read":["./data"]}`);
+  }
+  return permissions as Deno.PermissionOptionsObject;
 }
 
 function fail(message: string, code = 2): never {

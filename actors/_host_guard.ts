@@ -21,6 +21,16 @@ export function exitRefused(what: string): Error {
   );
 }
 
+let reporter: ((message: string) => void) | undefined;
+
+/**
+ * Reports, as the guard of this thread does its own, an uncaught error or unhandled rejection of
+ * a task's background work elsewhere (a sandboxed engine's task realm), said in one line.
+ */
+export function reportUncaught(message: string): void {
+  reporter?.(message);
+}
+
 /**
  * Guards this thread, an engine host's, as the module says. Returns the real `Deno.exit`, for
  * the host's own use.
@@ -35,6 +45,7 @@ export function guardHost(options: HostGuardOptions): (code?: number) => never {
     value: () => refuse("Deno.exit()"),
   });
   options.replace?.(refuse);
+  reporter = options.uncaught;
   guardWorkers();
   const report = (event: Event, what: string, error: unknown) => {
     event.preventDefault();

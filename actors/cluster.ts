@@ -55,17 +55,21 @@ export interface ClusterOptions {
    */
   keyFile?: string;
   /**
-   * Restricts what the engines may do, in the shape of a Worker's `deno.permissions`: omitted
-   * kinds are denied. Default: the engines get every permission (`-A`).
+   * Restricts what the engines' tasks may do, in the shape of a Worker's `deno.permissions`:
+   * omitted kinds are denied. Default: the engines get every permission (`-A`) and run their
+   * tasks in their own thread. With it, each engine host runs its tasks in a Worker of their own
+   * (the task realm) with exactly these permissions, holding no key, no transport URL and no
+   * connection (see "Sandboxed engines" in `docs/protocol.md`).
    *
-   * The engines also get what they need whatever this says: net access to the Redis host and
+   * The engine hosts also get what they need whatever this says: net access to the Redis host and
    * port, read access to the CA file of a `rediss://…?ca=` URL and to this library's module
    * folders and files (`actors/`, `transport/`, `errors.ts`, `deps.ts`, `deps_redis.ts`, never its
    * root: engines start a Worker from its modules) when it was imported from `file:`, and import
    * access to its host when it was imported by `http(s):` URL. The `"worker"` launcher needs
    * Deno's `--unstable-worker-options` flag for it (without it, Deno exits with "Unstable API
    * 'Worker.deno.permissions'"); the `"process"` launcher maps it to `--allow-*` flags
-   * (`"inherit"` becomes `--allow-<kind>` when this process has that permission).
+   * (`"inherit"` becomes `--allow-<kind>` when this process has that permission) and passes that
+   * flag to the engine process.
    */
   permissions?: Deno.PermissionOptionsObject;
   /**
@@ -308,6 +312,9 @@ export class Cluster extends EventTarget {
       hostId: host.id,
       resultRetentionMs: this.#options.resultRetention,
       replayWindowMs: this.#options.replayWindowMs,
+      ...(this.#options.permissions === undefined
+        ? {}
+        : { taskPermissions: plainPermissions(this.#options.permissions) }),
     };
     if (this.#options.launcher === "process") return this.#launchProcess(host, config);
     const worker = this.#newWorker();
@@ -373,6 +380,8 @@ export class Cluster extends EventTarget {
         "run",
         ...(permissions === undefined ? ["-A"] : [
           "--no-prompt",
+          // The engine's task realm is a Worker with the tasks' permissions: Deno exits without it.
+          "--unstable-worker-options",
           ...permissionFlags(enginePermissions(permissions, this.#options.transport!)),
         ]),
         script,
@@ -396,6 +405,9 @@ export class Cluster extends EventTarget {
           : ["--replay-window", String(config.replayWindowMs)]),
         "--heartbeat-ms",
         String(this.#heartbeatMs),
+        ...(config.taskPermissions === undefined
+          ? []
+          : ["--task-permissions", JSON.stringify(config.taskPermissions)]),
         // The pipe stays open while this process lives: its end tells the engines to stop.
         "--exit-with-stdin",
       ],
@@ -998,6 +1010,16 @@ const LIBRARY_MODULES = ["actors/", "transport/", "errors.ts", "deps.ts", "deps_
 function fromFileUrl(url: URL): string {
   const path = decodeURIComponent(url.pathname);
   return Deno.build.os === "windows" ? path.slice(1).replaceAll("/", "\\") : path;
+}
+
+/** `permissions` with its URLs as strings, for a message or a command line. */
+function plainPermissions(permissions: Deno.PermissionOptionsObject): Deno.PermissionOptionsObject {
+  return Object.fromEntries(
+    Object.entries(permissions).map(([kind, value]) => [
+      kind,
+      Array.isArray(value) ? value.map(String) : value,
+    ]),
+  );
 }
 
 /** Deno's `--allow-*` flags for `permissions`. */

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { AsyncLocalStorage } from "node:async_hooks";
 import { type RemoteErrorData, TaskAbortedError, TimeoutError } from "../errors.ts";
 import type { Transport } from "../transport/types.ts";
 import { readBlob } from "./blob.ts";
@@ -13,6 +12,8 @@ import { Namespace } from "./namespace.ts";
 import { errorData } from "./system.ts";
 import { TreeCommunicator, type TreeWiring } from "./tree.ts";
 import { hostClock } from "./_liveness.ts";
+import { captureConsole, type Output, withOutput } from "./_output_capture.ts";
+import type { TaskRealm } from "./_task_realm.ts";
 import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./wire_types.ts";
 
 /** The outcome of one task on one engine, with its timing and captured output. */
@@ -92,37 +93,6 @@ export interface MapContent {
 /** One item's outcome in the value of a `map` task: its value, or what it threw. */
 export type MapItemResult = { value: unknown } | { error: RemoteErrorData };
 
-/** Where `console` output of a running task goes. */
-interface Capture {
-  stdout: string[];
-  stderr: string[];
-}
-
-const capture = new AsyncLocalStorage<Capture>();
-let consolePatched = false;
-
-/** Routes `console` output made inside a task to that task's capture. Idempotent. */
-function patchConsole(): void {
-  if (consolePatched) return;
-  consolePatched = true;
-  const streams: [keyof Capture, string[]][] = [
-    ["stdout", ["log", "info", "debug"]],
-    ["stderr", ["error", "warn"]],
-  ];
-  for (const [stream, methods] of streams) {
-    for (const method of methods) {
-      const original = (console as unknown as Record<string, (...a: unknown[]) => void>)[method];
-      (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
-        const store = capture.getStore();
-        if (!store) return original.apply(console, args);
-        store[stream].push(
-          args.map((a) => (typeof a === "string" ? a : Deno.inspect(a))).join(" "),
-        );
-      };
-    }
-  }
-}
-
 /** Options of {@linkcode engineActor}. */
 export interface EngineOptions {
   /** The engine's id. */
@@ -138,6 +108,11 @@ export interface EngineOptions {
    * it by call id (`client.getResult`). 0 keeps nothing. Default 1 hour.
    */
   resultRetentionMs?: number;
+  /**
+   * Run the tasks in this task realm (a sandboxed engine's) instead of this thread: the namespace
+   * lives there (`Engine.namespace` stays empty), and what tasks see of this thread is nothing.
+   */
+  realm?: TaskRealm;
 }
 
 /** An engine: the actor definition and the namespace it runs tasks in. */
@@ -152,8 +127,8 @@ export interface Engine {
 
 /** Makes an engine actor. */
 export function engineActor(options: EngineOptions): Engine {
-  patchConsole();
-  const { id, size, transport } = options;
+  captureConsole();
+  const { id, size, transport, realm } = options;
   const defaults = () => ({ id, rank: id, size, ...options.extras?.() });
   let namespace = new Namespace(defaults());
 
@@ -195,7 +170,7 @@ export function engineActor(options: EngineOptions): Engine {
   const aborted = new Set<string>();
   const run = async (ctx: ActorContext, task: () => unknown): Promise<EngineResult> => {
     const { sent, deadline } = ctx.envelope;
-    const output: Capture = { stdout: [], stderr: [] };
+    const output: Output = { stdout: [], stderr: [] };
     const started = Date.now();
     const result: EngineResult = {
       engineId: id,
@@ -221,7 +196,7 @@ export function engineActor(options: EngineOptions): Engine {
           [id],
         );
       }
-      const work = Promise.resolve(capture.run(output, task));
+      const work = Promise.resolve(withOutput(output, task));
       if (deadline === undefined) result.value = await work;
       else {
         const finished = await untilDeadline(work, deadline);
@@ -252,6 +227,7 @@ export function engineActor(options: EngineOptions): Engine {
       apply: (content: ApplyContent, ctx) => {
         keep(ctx);
         checkApply(content);
+        if (realm) return run(ctx, () => realm.run(id, "apply", content, ctx.envelope.deadline));
         return run(ctx, async () => {
           const fn = await resolve(content.fn);
           if (typeof fn !== "function") throw new TypeError("Cannot apply: not a function");
@@ -262,6 +238,7 @@ export function engineActor(options: EngineOptions): Engine {
       map: (content: MapContent, ctx) => {
         keep(ctx);
         checkMap(content);
+        if (realm) return run(ctx, () => realm.run(id, "map", content, ctx.envelope.deadline));
         return run(ctx, async () => {
           const fn = await resolve(content.fn);
           if (typeof fn !== "function") throw new TypeError("Cannot map: not a function");
@@ -281,6 +258,7 @@ export function engineActor(options: EngineOptions): Engine {
         if (!isRecord(content) || typeof content.code !== "string") {
           throw new TypeError("Cannot execute: content must be { code: string }");
         }
+        if (realm) return run(ctx, () => realm.run(id, "execute", content, ctx.envelope.deadline));
         return run(ctx, () => blocking(ctx, () => namespace.execute(content.code)));
       },
       push: (content: { values: Record<string, unknown> }, ctx) => {
@@ -288,6 +266,7 @@ export function engineActor(options: EngineOptions): Engine {
         if (!isRecord(content) || !isRecord(content.values) || Array.isArray(content.values)) {
           throw new TypeError("Cannot push: content must be { values: { name: value } }");
         }
+        if (realm) return run(ctx, () => realm.run(id, "push", content, ctx.envelope.deadline));
         return run(ctx, async () => {
           for (const [name, value] of Object.entries(content.values)) {
             namespace.values[name] = await resolve(value);
@@ -302,6 +281,7 @@ export function engineActor(options: EngineOptions): Engine {
         ) {
           throw new TypeError("Cannot pull: content must be { names: string[] }");
         }
+        if (realm) return run(ctx, () => realm.run(id, "pull", content, ctx.envelope.deadline));
         return run(ctx, () =>
           content.names.map((name) => {
             if (!Object.hasOwn(namespace.values, name)) {
@@ -312,6 +292,7 @@ export function engineActor(options: EngineOptions): Engine {
       },
       clear: (_: unknown, ctx) => {
         keep(ctx);
+        if (realm) return run(ctx, () => realm.run(id, "clear", {}, ctx.envelope.deadline));
         return run(ctx, () => {
           namespace = new Namespace(defaults());
         });
@@ -319,7 +300,9 @@ export function engineActor(options: EngineOptions): Engine {
       wireTree: (content: TreeWiring, ctx) => {
         checkWiring(content);
         return run(ctx, async () => {
-          namespace.values.com = await TreeCommunicator.wire(ctx.system, id, content);
+          const com = await TreeCommunicator.wire(ctx.system, id, content);
+          if (realm) return await realm.wire(id, com);
+          namespace.values.com = com;
         });
       },
     },

@@ -15,6 +15,7 @@ import { ActorSystem } from "./system.ts";
 import { spawnTaskReader } from "./task_reader.ts";
 import type { ToHeartbeatWorker } from "./_heartbeat_worker.ts";
 import { aliveAddress, HostClock, setHostClock } from "./_liveness.ts";
+import { TaskRealm } from "./_task_realm.ts";
 
 /** The address engines register at: its inbox is the cluster's registry stream. */
 export const REGISTRY = "_registry";
@@ -102,6 +103,12 @@ export interface EngineHostConfig {
    * process (the `Cluster` that started the host in a Worker). Made by the host when absent.
    */
   clock?: SharedArrayBuffer;
+  /**
+   * Sandbox the tasks: run them in a task realm of their own (a Worker) with exactly these
+   * permissions (Worker `deno.permissions` shape, omitted kinds denied), away from the key and the
+   * transport. Needs `--unstable-worker-options`.
+   */
+  taskPermissions?: Deno.PermissionOptionsObject;
 }
 
 /** A running engine host. */
@@ -115,6 +122,7 @@ export class EngineHost {
   readonly #heartbeat: Worker | undefined;
   readonly #engineIds: number[];
   readonly #hostId: string;
+  readonly #realm: TaskRealm | undefined;
 
   private constructor(
     system: ActorSystem,
@@ -122,6 +130,7 @@ export class EngineHost {
     stopRequested: Promise<void>,
     stopTicks: () => void,
     heartbeat?: Worker,
+    realm?: TaskRealm,
   ) {
     this.system = system;
     this.#engineIds = [...config.engineIds];
@@ -129,6 +138,7 @@ export class EngineHost {
     this.stopRequested = stopRequested;
     this.#stopTicks = stopTicks;
     this.#heartbeat = heartbeat;
+    this.#realm = realm;
   }
 
   /** Starts the engines of `config` on `transport` and registers each of them. */
@@ -149,8 +159,22 @@ export class EngineHost {
       `host.${config.hostId}`,
       defineActor({ handlers: {}, control: { stop: () => requestStop() } }),
     );
+    const clock = new HostClock(config.clock);
+    const realm = config.taskPermissions
+      ? await TaskRealm.start({
+        permissions: config.taskPermissions,
+        size: config.size,
+        clock: clock.buffer,
+        transport,
+        hostId: config.hostId,
+      }).catch(async (error) => {
+        await system.close();
+        throw error;
+      })
+      : undefined;
     for (const id of config.engineIds) {
       const engine = engineActor({
+        realm,
         id,
         size: config.size,
         transport,
@@ -164,9 +188,9 @@ export class EngineHost {
     for (let node = 0; node < Math.max(1, config.size); node++) {
       system.spawn(broadcastAddress(config.hostId, node), nodes.actor(node));
     }
-    const clock = new HostClock(config.clock);
     setHostClock(clock);
-    const stopTicks = clock.start();
+    // Tasks run in the realm's event loop, which ticks the clock.
+    const stopTicks = realm ? () => {} : clock.start();
     let heartbeat: Worker | undefined;
     try {
       if (config.heartbeat || config.liveness) heartbeat = await startHeartbeat(config, clock);
@@ -180,6 +204,7 @@ export class EngineHost {
       }
     } catch (error) {
       stopTicks();
+      realm?.close();
       setHostClock(undefined);
       await system.close();
       throw error;
@@ -189,7 +214,7 @@ export class EngineHost {
       type: "register",
       content: { id, hostId: config.hostId, pid: Deno.pid, at: Date.now() } satisfies Registration,
     })));
-    return new EngineHost(system, config, stopRequested, stopTicks, heartbeat);
+    return new EngineHost(system, config, stopRequested, stopTicks, heartbeat, realm);
   }
 
   /**
@@ -214,6 +239,7 @@ export class EngineHost {
       clearTimeout(timer);
       heartbeat.terminate();
     }
+    this.#realm?.close();
     await this.system.close();
   }
 }
