@@ -7,7 +7,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createClient, RESP_TYPES } from "../deps_redis.ts";
-import { TransportClosedError } from "../errors.ts";
+import { TransportClosedError, TransportRefusedError } from "../errors.ts";
 import { isProtocolError, isServerReply, isTlsRefusal, isTransient } from "./_redis_reply.ts";
 import { redactUrl, safeDecode } from "./_url.ts";
 
@@ -322,6 +322,19 @@ export class RedisLink {
     if (this.#closed) throw new TransportClosedError(`Cannot ${what}: the transport is closed`);
   }
 
+  /**
+   * The error of a call the server refused with `reply`: its text, without node-redis' class or
+   * stack (nor any password it may show).
+   */
+  #refused(what: string, keys: readonly string[], reply: Error): TransportRefusedError {
+    return new TransportRefusedError(
+      what,
+      keys,
+      this.#scrub(reply.message),
+      new URL(this.url).host,
+    );
+  }
+
   /** The error of a call that found no server for `commandTimeoutMs`. */
   unreachable(what: string): TransportClosedError {
     return new TransportClosedError(
@@ -347,11 +360,14 @@ export class RedisLink {
     return copy;
   }
 
-  /** Runs `op` until it succeeds, giving up after `commandTimeoutMs`. */
-  async call<T>(what: string, op: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `op` (about `keys`) until it succeeds, giving up after `commandTimeoutMs`; see
+   * {@linkcode attempt}.
+   */
+  async call<T>(what: string, keys: readonly string[], op: () => Promise<T>): Promise<T> {
     this.checkOpen(what);
     try {
-      return await this.attempt(what, Date.now() + this.commandTimeoutMs, false, op);
+      return await this.attempt(what, keys, Date.now() + this.commandTimeoutMs, false, op);
     } catch (error) {
       if (error instanceof DeadlinePassed) throw this.unreachable(what);
       throw error;
@@ -360,11 +376,14 @@ export class RedisLink {
 
   /**
    * Runs `op` until it succeeds or fails with an answer from the server; after a lost connection
-   * it waits for the server and runs `op` again. Throws `DeadlinePassed` at `deadline`. `op`
-   * uses the command connection, and the blocking one too when `blocking`.
+   * it waits for the server and runs `op` again. Throws `DeadlinePassed` at `deadline`, and
+   * {@linkcode TransportRefusedError} naming `what` and `keys` when the server refuses (any error
+   * reply but those that say it cannot serve yet). `op` uses the command connection, and the
+   * blocking one too when `blocking`.
    */
   async attempt<T>(
     what: string,
+    keys: readonly string[],
     deadline: number,
     blocking: boolean,
     op: (abandon: Abandon) => Promise<T>,
@@ -396,12 +415,8 @@ export class RedisLink {
         }
         if (isServerReply(error) && isProtocolError(error)) this.#resetCommandConnection();
         const transient = isServerReply(error) && isTransient(error);
-        if (
-          !transient &&
-          (isServerReply(error) || error instanceof TypeError || error instanceof RangeError)
-        ) {
-          throw error;
-        }
+        if (!transient && isServerReply(error)) throw this.#refused(what, keys, error);
+        if (error instanceof TypeError || error instanceof RangeError) throw error;
         this.#lastError = error;
         this.#silentSince ??= Date.now();
         await this.#waitForServer(blocking, deadline);

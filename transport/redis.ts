@@ -2,15 +2,26 @@
  * The Redis transport: each stream is a Redis Stream whose entries carry their payload in one
  * binary field `m`, read through consumer groups (`XADD`, `XREADGROUP`, `XACK`, `XAUTOCLAIM`).
  *
+ * A little over 500 lines: the one class is the 17 methods of `Transport` (each maps one call to
+ * its commands) and the epoch check that holds them all; the connections, group reads, replies,
+ * scripts and arguments are in the `_redis_*.ts` files beside it.
+ *
  * @module
  */
 import { Buffer } from "node:buffer";
+import {
+  checkCount,
+  checkDuration,
+  checkLength,
+  checkRedisUrl,
+  listStreams,
+  xadd,
+} from "./_redis_args.ts";
 import { SerializationError, TransportClosedError } from "../errors.ts";
 import { type Arg, DeadlinePassed, MIN_BACKOFF_MS, RedisLink, sleep } from "./_redis_connection.ts";
 import { GroupReader } from "./_redis_reads.ts";
 import {
   bytes,
-  FIELD,
   isGroupLost,
   isServerReply,
   isTransient,
@@ -157,7 +168,7 @@ export class RedisTransport implements Transport {
     const what = `append to stream "${stream}"`;
     this.#checkSize(what, data);
     const args = xadd(stream, data, options?.maxLen);
-    return text(await this.#link.call(what, () => this.#link.send(args)));
+    return text(await this.#link.call(what, [stream], () => this.#link.send(args)));
   }
 
   async appendMany(
@@ -170,10 +181,14 @@ export class RedisTransport implements Transport {
     }
     for (const e of entries) this.#checkSize(`append to stream "${e.stream}"`, e.data);
     const commands = entries.map((e) => xadd(e.stream, e.data, options?.maxLen));
-    const what = `append ${entries.length} entries`;
+    const streams = [...new Set(entries.map((e) => e.stream))];
+    const what = entries.length === 1
+      ? `append to stream "${streams[0]}"`
+      : `append ${entries.length} entries to ${listStreams(streams)}`;
     // Pipelined, not MULTI/EXEC: one connection keeps the order, and a transaction halves the rate.
     const ids = await this.#link.call(
       what,
+      streams,
       () => Promise.all(commands.map((c) => this.#link.send(c))),
     );
     return ids.map(text);
@@ -195,7 +210,7 @@ export class RedisTransport implements Transport {
     const from = options.from ?? ">";
     checkCount("count", count);
     checkDuration("blockMs", blockMs);
-    const what = `read as consumer "${consumer}" of group "${group}"`;
+    const what = `read ${listStreams(streams)} as consumer "${consumer}" of group "${group}"`;
     this.#link.checkOpen(what);
     if (streams.length === 0) return [];
     const release = blockMs > 0 && from === ">" ? await this.#link.takeTurn() : () => {};
@@ -203,6 +218,7 @@ export class RedisTransport implements Transport {
       const deadline = Date.now() + blockMs + READ_GRACE_MS;
       return await this.#link.attempt(
         what,
+        streams,
         deadline,
         true,
         (abandon) => this.#reader.read(group, consumer, streams, count, blockMs, from, abandon),
@@ -219,7 +235,7 @@ export class RedisTransport implements Transport {
 
   async ack(stream: string, group: string, ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return this.#link.checkOpen("acknowledge entries");
-    await this.#link.call(`acknowledge entries of stream "${stream}"`, async () => {
+    await this.#link.call(`acknowledge entries of stream "${stream}"`, [stream], async () => {
       try {
         await this.#link.send(["XACK", stream, group, ...ids]);
       } catch (error) {
@@ -239,14 +255,18 @@ export class RedisTransport implements Transport {
     checkDuration("minIdleMs", minIdleMs);
     checkCount("count", count);
     const args = [CLAIM_SCRIPT, "1", stream, group, consumer, String(Math.floor(minIdleMs))];
-    const reply = await this.#link.call(`claim entries of stream "${stream}"`, async () => {
-      try {
-        return await this.#link.send(["EVAL", ...args, String(count)]);
-      } catch (error) {
-        if (isGroupLost(error)) return [[], []];
-        throw error;
-      }
-    });
+    const reply = await this.#link.call(
+      `claim entries of stream "${stream}"`,
+      [stream],
+      async () => {
+        try {
+          return await this.#link.send(["EVAL", ...args, String(count)]);
+        } catch (error) {
+          if (isGroupLost(error)) return [[], []];
+          throw error;
+        }
+      },
+    );
     const [raw, counts] = reply as [unknown[], number[]];
     return raw.map((entry, i) => toEntry(stream, entry, counts[i] ?? 1));
   }
@@ -260,14 +280,18 @@ export class RedisTransport implements Transport {
   ): Promise<StreamEntry[]> {
     checkCount("count", count);
     const args = [CLAIM_FROM_SCRIPT, "1", stream, group, owner, consumer, String(count)];
-    const reply = await this.#link.call(`claim entries of stream "${stream}"`, async () => {
-      try {
-        return await this.#link.send(["EVAL", ...args]);
-      } catch (error) {
-        if (isGroupLost(error)) return [[], []];
-        throw error;
-      }
-    });
+    const reply = await this.#link.call(
+      `claim entries of stream "${stream}"`,
+      [stream],
+      async () => {
+        try {
+          return await this.#link.send(["EVAL", ...args]);
+        } catch (error) {
+          if (isGroupLost(error)) return [[], []];
+          throw error;
+        }
+      },
+    );
     const [raw, counts] = reply as [unknown[], number[]];
     return raw.map((entry, i) => toEntry(stream, entry, counts[i] ?? 1));
   }
@@ -278,26 +302,34 @@ export class RedisTransport implements Transport {
       checkCount("count", count);
       args.push("COUNT", String(count));
     }
-    const reply = await this.#link.call(`read stream "${stream}"`, () => this.#link.send(args));
+    const reply = await this.#link.call(
+      `read stream "${stream}"`,
+      [stream],
+      () => this.#link.send(args),
+    );
     return (reply as unknown[]).map((entry) => toEntry(stream, entry, 0));
   }
 
   async backlog(stream: string, group: string): Promise<number> {
-    return await this.#link.call(`measure the backlog of stream "${stream}"`, async () => {
-      let groups: unknown[];
-      try {
-        groups = await this.#link.send(["XINFO", "GROUPS", stream]) as unknown[];
-      } catch (error) {
-        if (error instanceof Error && error.message.startsWith("ERR no such key")) return 0;
-        throw error;
-      }
-      const info = groups.map(pairs).find((g) => text(g.get("name")) === group);
-      if (!info) return Number(await this.#link.send(["XLEN", stream]));
-      const pending = Number(info.get("pending"));
-      const lag = info.get("lag");
-      if (typeof lag === "number") return pending + lag;
-      return pending + await this.#countAfter(stream, text(info.get("last-delivered-id")));
-    });
+    return await this.#link.call(
+      `measure the backlog of stream "${stream}"`,
+      [stream],
+      async () => {
+        let groups: unknown[];
+        try {
+          groups = await this.#link.send(["XINFO", "GROUPS", stream]) as unknown[];
+        } catch (error) {
+          if (error instanceof Error && error.message.startsWith("ERR no such key")) return 0;
+          throw error;
+        }
+        const info = groups.map(pairs).find((g) => text(g.get("name")) === group);
+        if (!info) return Number(await this.#link.send(["XLEN", stream]));
+        const pending = Number(info.get("pending"));
+        const lag = info.get("lag");
+        if (typeof lag === "number") return pending + lag;
+        return pending + await this.#countAfter(stream, text(info.get("last-delivered-id")));
+      },
+    );
   }
 
   /** Counts the entries of `stream` after `id`, for servers that do not report a group's lag. */
@@ -322,14 +354,14 @@ export class RedisTransport implements Transport {
   async trim(stream: string, maxLen: number): Promise<void> {
     checkLength("maxLen", maxLen);
     const args = ["XTRIM", stream, "MAXLEN", String(maxLen)];
-    await this.#link.call(`trim stream "${stream}"`, () => this.#link.send(args));
+    await this.#link.call(`trim stream "${stream}"`, [stream], () => this.#link.send(args));
   }
 
   async trimAcknowledged(stream: string, retainMs: number): Promise<number> {
     checkDuration("retainMs", retainMs);
     const args = ["EVAL", TRIM_SCRIPT, "1", stream, String(Math.floor(retainMs))];
     const what = `trim acknowledged entries of stream "${stream}"`;
-    return Number(await this.#link.call(what, () => this.#link.send(args)));
+    return Number(await this.#link.call(what, [stream], () => this.#link.send(args)));
   }
 
   async putBlob(key: string, data: Uint8Array, ttlMs: number): Promise<void> {
@@ -339,7 +371,7 @@ export class RedisTransport implements Transport {
     const what = `store value "${key}"`;
     this.#checkSize(what, data);
     const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(ttlMs))];
-    await this.#link.call(what, () => this.#link.send(args));
+    await this.#link.call(what, [key], () => this.#link.send(args));
   }
 
   async putBlobIfAbsent(key: string, data: Uint8Array, ttlMs: number): Promise<boolean> {
@@ -349,11 +381,15 @@ export class RedisTransport implements Transport {
     const what = `store value "${key}"`;
     this.#checkSize(what, data);
     const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(ttlMs)), "NX"];
-    return (await this.#link.call(what, () => this.#link.send(args))) !== null;
+    return (await this.#link.call(what, [key], () => this.#link.send(args))) !== null;
   }
 
   async getBlob(key: string): Promise<Uint8Array | null> {
-    const value = await this.#link.call(`load value "${key}"`, () => this.#link.send(["GET", key]));
+    const value = await this.#link.call(
+      `load value "${key}"`,
+      [key],
+      () => this.#link.send(["GET", key]),
+    );
     return value === null ? null : bytes(value);
   }
 
@@ -362,6 +398,7 @@ export class RedisTransport implements Transport {
       const batch = keys.slice(i, i + 1000);
       await this.#link.call(
         `delete ${batch.length} values`,
+        batch,
         () => this.#link.send(["UNLINK", ...batch]),
       );
     }
@@ -374,7 +411,7 @@ export class RedisTransport implements Transport {
     const pattern = prefix.replace(/[*?[\]\\]/g, "\\$&") + "*";
     let cursor = "0";
     do {
-      const [next, keys] = await this.#link.call(what, async () => {
+      const [next, keys] = await this.#link.call(what, [], async () => {
         const reply = await this.#link.send(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]);
         const [, keys] = reply as [unknown, Buffer[]];
         if (keys.length > 0) await this.#link.send(["UNLINK", ...keys]);
@@ -442,7 +479,13 @@ export class RedisTransport implements Transport {
   /** Reads the limit again on a new command connection: it may have changed (`CONFIG SET`). */
   #rereadMaxBulk(): void {
     const deadline = Date.now() + this.#link.commandTimeoutMs;
-    this.#link.attempt("read the server's value limit", deadline, false, () => this.#readMaxBulk())
+    this.#link.attempt(
+      "read the server's value limit",
+      [],
+      deadline,
+      false,
+      () => this.#readMaxBulk(),
+    )
       .catch(() => {});
   }
 
@@ -503,48 +546,5 @@ export class RedisTransport implements Transport {
         }
       }
     }
-  }
-}
-
-function xadd(stream: string, data: Uint8Array, maxLen: number | undefined): Arg[] {
-  const args: Arg[] = ["XADD", stream];
-  if (maxLen !== undefined) {
-    checkLength("maxLen", maxLen);
-    args.push("MAXLEN", "~", String(maxLen));
-  }
-  args.push("*", FIELD, Buffer.from(data));
-  return args;
-}
-
-/** Throws a `TypeError` that shows no part of `url` unless it is a `redis:` or `rediss:` URL. */
-function checkRedisUrl(url: string): void {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError("Cannot connect to Redis: the URL is not valid");
-  }
-  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
-    throw new TypeError(
-      `Cannot connect to Redis: expected a "redis:" or "rediss:" URL, got "${parsed.protocol}"`,
-    );
-  }
-}
-
-function checkDuration(name: string, ms: number): void {
-  if (!(ms >= 0) || !Number.isFinite(ms)) {
-    throw new RangeError(`Cannot use ${name} ${ms}: expected a finite number of ms, 0 or more`);
-  }
-}
-
-function checkCount(name: string, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 1) {
-    throw new RangeError(`Cannot use ${name} ${n}: expected an integer, 1 or more`);
-  }
-}
-
-function checkLength(name: string, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new RangeError(`Cannot use ${name} ${n}: expected an integer, 0 or more`);
   }
 }
