@@ -10,7 +10,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster, TransportRefusedError } from "../mod.ts";
+import { Cluster, TransportClosedError, TransportRefusedError } from "../mod.ts";
 import { RedisTransport } from "../transport/redis.ts";
 import {
   connectAdmin,
@@ -30,16 +30,18 @@ const MB = 1024 * 1024;
 
 /**
  * Asserts that `error` is a `TransportRefusedError` with reply kind `code`, about a key that
- * `key` matches, and that nothing of node-redis shows: not its class, not its stack.
+ * `key` matches (when given), and that nothing of node-redis shows: not its class, not its stack.
  */
-function assertRefused(error: unknown, code: string, key: RegExp): TransportRefusedError {
+function assertRefused(error: unknown, code: string, key?: RegExp): TransportRefusedError {
   assert.ok(error instanceof TransportRefusedError, `${error} (${error?.constructor?.name})`);
   assert.equal(error.code, code);
   assert.ok(error.reply.startsWith(code), error.reply);
   assert.ok(error.message.includes(error.reply), error.message);
   assert.ok(error.message.startsWith(`Cannot ${error.operation}: Redis at `), error.message);
-  assert.ok(error.keys.some((k) => key.test(k)), `keys ${JSON.stringify(error.keys)}`);
-  assert.ok(error.keys.some((k) => error.operation.includes(k)), error.operation);
+  if (key) {
+    assert.ok(error.keys.some((k) => key.test(k)), `keys ${JSON.stringify(error.keys)}`);
+    assert.ok(error.keys.some((k) => error.operation.includes(k)), error.operation);
+  }
   assert.equal(error.cause, undefined);
   assert.doesNotMatch(error.stack ?? "", /@redis|node_modules|ErrorReply|SimpleError/);
   return error;
@@ -120,6 +122,28 @@ Deno.test({
     await admin.send(["ACL", "SETUSER", "worker", "+set"]);
     await view.push({ big: value }).get(T);
     assert.deepEqual(await view.apply(() => big.length).get(T), [MB, MB]);
+  },
+});
+
+Deno.test({
+  name: "RedisTransport.connect() as a user that may not run EVAL says NOPERM, typed, no password",
+  ignore: noServer !== false,
+  async fn() {
+    await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
+    await using admin = await connectAdmin(server.url);
+    await admin.send(["ACL", "SETUSER", "reader", "on", ">reader-pw", "~*", "+@all", "-eval"]);
+    const url = `redis://reader:reader-pw@127.0.0.1:${server.port}`;
+    const error = await rejection(RedisTransport.connect(url, { connectTimeoutMs: 5000 }));
+    assert.ok(error instanceof TransportClosedError, String(error));
+    assert.match(error.message, /^Cannot connect to redis:\/\/reader:\*\*\*@.*NOPERM/);
+    assert.doesNotMatch(error.message, /reader-pw/);
+    const cause = assertRefused(error.cause, "NOPERM");
+    assert.equal(cause.operation, "connect");
+    // Allowed again: the same URL connects.
+    await admin.send(["ACL", "SETUSER", "reader", "+eval"]);
+    await using transport = await RedisTransport.connect(url, { connectTimeoutMs: 5000 });
+    const id = await transport.append("s", new Uint8Array([1]));
+    assert.deepEqual((await transport.range("s")).map((e) => e.id), [id]);
   },
 });
 

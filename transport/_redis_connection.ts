@@ -246,7 +246,10 @@ export class RedisLink {
         ? `no answer within ${timeoutMs} ms`
         : this.#scrub(error instanceof Error ? error.message : String(error));
       throw new TransportClosedError(`Cannot connect to ${this.url}: ${reason}`, {
-        cause: this.#scrubError(error instanceof DeadlinePassed ? this.#lastError : error),
+        cause: this.#scrubError(
+          error instanceof DeadlinePassed ? this.#lastError : error,
+          "connect",
+        ),
       });
     } finally {
       clearTimeout(timer);
@@ -339,7 +342,7 @@ export class RedisLink {
   unreachable(what: string): TransportClosedError {
     return new TransportClosedError(
       `Cannot ${what}: no answer from ${this.url} for ${this.commandTimeoutMs} ms`,
-      { cause: this.#scrubError(this.#lastError) },
+      { cause: this.#scrubError(this.#lastError, what) },
     );
   }
 
@@ -347,8 +350,13 @@ export class RedisLink {
     return this.#secrets.reduce((m, secret) => m.replaceAll(secret, "***"), message);
   }
 
-  /** `error`, or a copy without the password when its message or stack shows it. */
-  #scrubError(error: unknown): unknown {
+  /**
+   * `error` fit to be the cause of an error of `what`: a server's reply as a
+   * {@linkcode TransportRefusedError}, another error as it is, or a copy without the password
+   * when its message or stack shows it.
+   */
+  #scrubError(error: unknown, what: string): unknown {
+    if (isServerReply(error)) return this.#refused(what, [], error);
     if (!(error instanceof Error)) {
       return typeof error === "string" ? this.#scrub(error) : error;
     }
@@ -406,7 +414,7 @@ export class RedisLink {
       } catch (error) {
         if (this.#closed) {
           throw new TransportClosedError(`Cannot ${what}: the transport is closed`, {
-            cause: error,
+            cause: this.#scrubError(error, what),
           });
         }
         if (error instanceof DeadlinePassed) {
