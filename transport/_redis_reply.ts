@@ -60,7 +60,7 @@ export function bytes(value: unknown): Uint8Array {
 
 /** Whether `error` is an error reply of the server (node-redis `ErrorReply`). */
 export function isServerReply(error: unknown): error is Error {
-  // deps_redis.ts does not export ErrorReply, so it is recognised by its class name.
+  // By class name, up the prototype chain: SimpleError and BlobError extend ErrorReply.
   for (let p = error; p instanceof Error; p = Object.getPrototypeOf(p)) {
     if (p.constructor.name === "ErrorReply") return true;
   }
