@@ -68,7 +68,7 @@ Deno.test({
     await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
     await using admin = await connectAdmin(server.url);
     await using cluster = new Cluster({ n: 2, transport: server.url, progress: false });
-    const client = await within(cluster.startAndConnect(), 30_000, "start 2 engines");
+    const client = await within(cluster.startAndConnect(), 60_000, "start 2 engines");
     const view = client.view();
     const broadcast = client.broadcastView();
     assert.deepEqual(await view.apply(() => 1).get(T), [1, 1]);
@@ -106,7 +106,7 @@ Deno.test({
     await admin.send(["ACL", "SETUSER", "worker", "on", ">worker-pw", "~*", "&*", "+@all"]);
     const url = `redis://worker:worker-pw@127.0.0.1:${server.port}`;
     await using cluster = new Cluster({ n: 2, transport: url, progress: false });
-    const client = await within(cluster.startAndConnect(), 30_000, "start 2 engines");
+    const client = await within(cluster.startAndConnect(), 60_000, "start 2 engines");
     const view = client.view();
     assert.deepEqual(await view.apply(() => 1).get(T), [1, 1]);
     // Large values are stored with SET, which this user may no longer run.
