@@ -42,6 +42,57 @@ export class TransportClosedError extends Error {
 }
 
 /**
+ * The transport's server refused a call: Redis answered it with an error instead of doing it. It
+ * is out of memory at its `maxmemory` (`OOM`), the ACL user of the URL may not run the command or
+ * touch the key (`NOPERM`), a key holds a value of another type (`WRONGTYPE`), or it could not
+ * parse what it was sent (`ERR Protocol error`). The transport stays usable: once the cause is
+ * gone (memory freed, the permission granted), the next call works.
+ *
+ * @example Tell a refusal from other failures
+ * ```ts
+ * import { TransportRefusedError } from "./mod.ts";
+ *
+ * const error = new TransportRefusedError(
+ *   'append to stream "t1:inbox:engine.0"',
+ *   ["t1:inbox:engine.0"],
+ *   "OOM command not allowed when used memory > 'maxmemory'.",
+ *   "127.0.0.1:6379",
+ * );
+ * if (error instanceof TransportRefusedError && error.code === "OOM") {
+ *   console.log(`Redis is full: ${error.message}`);
+ * }
+ * ```
+ */
+export class TransportRefusedError extends Error {
+  /** What the transport was asked to do, e.g. `append to stream "t1:inbox:engine.0"`. */
+  readonly operation: string;
+  /** The keys (streams and values) the refused call was about; empty when not known one by one. */
+  readonly keys: readonly string[];
+  /** The server's answer, e.g. `OOM command not allowed when used memory > 'maxmemory'.` */
+  readonly reply: string;
+  /** The answer's first word, its kind: `"OOM"`, `"NOPERM"`, `"WRONGTYPE"`, `"ERR"`, … */
+  readonly code: string;
+  /** The server that refused, as `host:port`. */
+  readonly server: string;
+  /** Makes the error for `operation` on `keys`, which the server at `server` refused with `reply`. */
+  constructor(
+    operation: string,
+    keys: readonly string[],
+    reply: string,
+    server: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Cannot ${operation}: Redis at ${server} refused it: ${reply}`, options);
+    this.name = "TransportRefusedError";
+    this.operation = operation;
+    this.keys = [...keys];
+    this.reply = reply;
+    this.code = /^\S+/.exec(reply)?.[0] ?? "";
+    this.server = server;
+  }
+}
+
+/**
  * The cluster was stopped (`cluster.stop()`, or the end of its `await using` scope): its client
  * and views can no longer be used, and a stopped cluster cannot be started again (make a new
  * `Cluster`). A `TransportClosedError`, since the cluster's transport is closed with it.

@@ -100,4 +100,5 @@ export {
   TimeoutError,
   TransportClosedError,
   TransportDataLostError,
+  TransportRefusedError,
 } from "./errors.ts";
