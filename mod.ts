@@ -52,7 +52,7 @@ export {
   type Shaped,
 } from "./actors/async_result.ts";
 export type { EngineResult } from "./actors/engine.ts";
-export { ModuleFunction, Reference } from "./actors/wire_types.ts";
+export { ModuleFunction, Reference } from "./actors/protocol/wire_types.ts";
 export {
   type Bintree,
   bintree,
@@ -63,7 +63,7 @@ export {
   wireTree,
   type WireTreeOptions,
 } from "./actors/tree.ts";
-export { partitionBounds, type Sequence } from "./actors/partition.ts";
+export { partitionBounds, type Sequence } from "./actors/protocol/partition.ts";
 
 export { defineActor } from "./actors/actor.ts";
 export type { ActorContext, ActorDefinition, Handler } from "./actors/actor.ts";

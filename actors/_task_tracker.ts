@@ -16,7 +16,7 @@ import type { Client } from "./client.ts";
 import type { EngineResult, MapItemResult } from "./engine.ts";
 import { taskAttemptId } from "./_stored_tasks.ts";
 import { type Nudge, TASK_GROUP, taskConsumer, taskReaderAddress } from "./task_reader.ts";
-import type { FunctionSource, ModuleFunction } from "./wire_types.ts";
+import type { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
 
 /** One task of a call: the items it carries and how many times it was sent before. */
 interface Task {

@@ -26,7 +26,7 @@
 import type { RemoteErrorData } from "../errors.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
 import { type EngineResult, resultKey } from "./engine.ts";
-import { chunkContent, partitionBounds, type Sequence } from "./partition.ts";
+import { chunkContent, partitionBounds, type Sequence } from "./protocol/partition.ts";
 import { errorData, type Reply } from "./system.ts";
 import type { Operation } from "./view.ts";
 

@@ -29,7 +29,7 @@ import {
   type Unregistration,
 } from "./engine_host.ts";
 import { ActorSystem } from "./system.ts";
-import { partitionBounds } from "./partition.ts";
+import { partitionBounds } from "./protocol/partition.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "./_liveness.ts";
 
 /** Options of {@linkcode Cluster}. */

@@ -13,7 +13,7 @@ import { Namespace } from "./namespace.ts";
 import { errorData } from "./system.ts";
 import { TreeCommunicator, type TreeWiring } from "./tree.ts";
 import { hostClock } from "./_liveness.ts";
-import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./wire_types.ts";
+import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./protocol/wire_types.ts";
 
 /** The outcome of one task on one engine, with its timing and captured output. */
 export interface EngineResult {

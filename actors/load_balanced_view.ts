@@ -12,7 +12,7 @@ import { checkInteger, checkMapFunction, splitMapArgs, zipItems } from "./_map_i
 import { taskTracker } from "./_task_tracker.ts";
 import { taskAddress } from "./task_reader.ts";
 import type { AnyFunction, CallOptions } from "./view.ts";
-import { FunctionSource, ModuleFunction } from "./wire_types.ts";
+import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
 
 /** Options of a load-balanced view, defaults for its calls. */
 export interface LoadBalancedViewOptions {

@@ -5,7 +5,7 @@
  * @module
  */
 import { parseJavaScript } from "../deps.ts";
-import { FunctionSource, ModuleFunction } from "./wire_types.ts";
+import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
 
 // deno-lint-ignore no-explicit-any
 type AnyFunction = (...args: any[]) => any;

@@ -23,7 +23,7 @@ import {
   TimeoutError,
   TransportClosedError,
 } from "../errors.ts";
-import { type Bintree, bintree, childrenOf, rootOf } from "./_topology.ts";
+import { type Bintree, bintree, childrenOf, rootOf } from "./protocol/topology.ts";
 import { aliveAddress } from "./_liveness.ts";
 import type { EngineResult } from "./engine.ts";
 import { setImmediate } from "node:timers";
@@ -42,7 +42,7 @@ export {
   levelsOf,
   printBintree,
   rootOf,
-} from "./_topology.ts";
+} from "./protocol/topology.ts";
 
 /** Options of {@linkcode TreeCommunicator.reduce} and {@linkcode TreeCommunicator.allreduce}. */
 export interface ReduceOptions {

@@ -12,11 +12,17 @@ import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { Client } from "./client.ts";
 import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
 import { engineMessageId, type EngineResult } from "./engine.ts";
-import { checkSequence, chunkContent, concatenate, partition, type Sequence } from "./partition.ts";
+import {
+  checkSequence,
+  chunkContent,
+  concatenate,
+  partition,
+  type Sequence,
+} from "./protocol/partition.ts";
 import { wireTree, type WireTreeOptions } from "./tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "./blob.ts";
-import { FunctionSource, ModuleFunction } from "./wire_types.ts";
+import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
 import { splitMapArgs } from "./_map_input.ts";
 import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
 

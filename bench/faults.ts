@@ -25,7 +25,7 @@ import { ActorSystem } from "../actors/system.ts";
 import { RemoteError } from "../errors.ts";
 import { type Envelope, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";
 import { RedisTransport } from "../transport/redis.ts";
-import { FunctionSource } from "../actors/wire_types.ts";
+import { FunctionSource } from "../actors/protocol/wire_types.ts";
 import { type HandStarted, startByHand as startEngineProcess } from "../tests/_engine_process.ts";
 import {
   connectAdmin,

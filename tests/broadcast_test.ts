@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { broadcastAddress, type BroadcastRequest } from "../actors/broadcast.ts";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { partitionBounds } from "../actors/partition.ts";
+import { partitionBounds } from "../actors/protocol/partition.ts";
 import { BLOB_THRESHOLD } from "../actors/view.ts";
 import { CompositeError, EngineDiedError, RemoteError } from "../errors.ts";
 import { type ClusterKey, generateKey, namespaceKey, openEnvelope } from "../transport/envelope.ts";

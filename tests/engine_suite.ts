@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { ModuleFunction, Reference } from "../actors/wire_types.ts";
+import { ModuleFunction, Reference } from "../actors/protocol/wire_types.ts";
 import {
   CompositeError,
   EngineDiedError,

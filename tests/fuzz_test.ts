@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { engineActor, type EngineResult } from "../actors/engine.ts";
 import { ActorSystem, type DeadLetterReason } from "../actors/system.ts";
-import { FunctionSource, Reference } from "../actors/wire_types.ts";
+import { FunctionSource, Reference } from "../actors/protocol/wire_types.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import {

@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { ModuleFunction } from "../actors/wire_types.ts";
+import { ModuleFunction } from "../actors/protocol/wire_types.ts";
 import {
   ClusterStateError,
   ClusterStoppedError,

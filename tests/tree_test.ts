@@ -3,7 +3,7 @@
  * `allreduce()`, run on the embedded transport and on a private `redis-server` (or `REDIS_URL`).
  */
 import assert from "node:assert/strict";
-import { type Bintree, bintree, childrenOf } from "../actors/_topology.ts";
+import { type Bintree, bintree, childrenOf } from "../actors/protocol/topology.ts";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import { type TreeCommunicator, type TreeStats, wireTree } from "../actors/tree.ts";

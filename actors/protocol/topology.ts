@@ -95,7 +95,7 @@ export function levelsOf(tree: Bintree): number {
  *
  * @example Seven engines
  * ```ts
- * import { bintree, printBintree } from "./_topology.ts";
+ * import { bintree, printBintree } from "./topology.ts";
  * console.log(printBintree(bintree([0, 1, 2, 3, 4, 5, 6])));
  * // 0
  * //   1

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { defineWireType } from "../transport/codec.ts";
+import { defineWireType } from "../../transport/codec.ts";
 
 /**
  * A name in the engine's namespace, passed as an argument of `apply`: each engine replaces it by
