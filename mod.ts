@@ -28,10 +28,8 @@ export {
 } from "./actors/client.ts";
 export {
   type AnyFunction,
-  type BroadcastTree,
   type CallOptions,
   DirectView,
-  type Operation,
   type ScatterOptions,
   View,
   type ViewMapOptions,
@@ -51,7 +49,6 @@ export {
   type Shape,
   type Shaped,
 } from "./actors/async_result.ts";
-export type { EngineResult } from "./actors/engine.ts";
 export { ModuleFunction, Reference } from "./actors/protocol/wire_types.ts";
 export {
   type Bintree,
@@ -101,3 +98,5 @@ export {
   TransportClosedError,
   TransportDataLostError,
 } from "./errors.ts";
+export { type BroadcastTree, type Operation } from "./actors/protocol/messages.ts";
+export { type EngineResult } from "./actors/protocol/results.ts";

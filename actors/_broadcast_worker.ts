@@ -2,28 +2,11 @@
 import { workerScope } from "./_worker_scope.ts";
 import { createTransport } from "../transport/mod.ts";
 import { MemoryTransport } from "../transport/memory.ts";
-import type { ClusterKey } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";
-import { broadcastAddress, BroadcastNodes } from "./broadcast.ts";
+import { BroadcastNodes } from "./broadcast.ts";
 import { ActorSystem } from "./system.ts";
-
-/** Messages from the client. */
-export type ToBroadcastWorker =
-  | {
-    type: "start";
-    port?: MessagePort;
-    url?: string;
-    key: ClusterKey;
-    namespace: string;
-    hostId: string;
-    nodes: number;
-  }
-  | { type: "stop" };
-/** Messages to the client. */
-export type FromBroadcastWorker =
-  | { type: "started" }
-  | { type: "failed"; message: string }
-  | { type: "stopped" };
+import { broadcastAddress } from "./protocol/addresses.ts";
+import type { FromBroadcastWorker, ToBroadcastWorker } from "./protocol/worker_messages.ts";
 
 const post = (message: FromBroadcastWorker) => workerScope.postMessage(message);
 let system: ActorSystem | undefined;

@@ -6,30 +6,13 @@
 import { workerScope } from "./_worker_scope.ts";
 import { createTransport } from "../transport/mod.ts";
 import { MemoryTransport } from "../transport/memory.ts";
-import type { ClusterKey } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";
 import { defineActor } from "./actor.ts";
-import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
-import { aliveAddress, HostClock } from "./_liveness.ts";
+import { HostClock } from "./_liveness.ts";
 import { ActorSystem } from "./system.ts";
-
-/** Messages from the engine host. */
-export type ToHeartbeatWorker =
-  | {
-    type: "start";
-    /** The transport URL (password included), or a port of the embedded transport. */
-    url?: string;
-    port?: MessagePort;
-    key: ClusterKey;
-    namespace: string;
-    hostId: string;
-    engineIds: number[];
-    /** How often to send a heartbeat, in ms; none are sent when absent. */
-    intervalMs?: number;
-    /** The host's {@linkcode HostClock} buffer. */
-    clock: SharedArrayBuffer;
-  }
-  | { type: "stop" };
+import type { Heartbeat } from "./protocol/host_messages.ts";
+import { aliveAddress, HEARTBEATS } from "./protocol/addresses.ts";
+import type { ToHeartbeatWorker } from "./protocol/worker_messages.ts";
 
 let transport: Transport | undefined;
 let system: ActorSystem | undefined;

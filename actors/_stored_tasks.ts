@@ -15,8 +15,9 @@ import {
 } from "../errors.ts";
 import { AsyncMapResult } from "./async_map_result.ts";
 import type { Client } from "./client.ts";
-import { type EngineResult, type MapItemResult, resultKey, taskMessageId } from "./engine.ts";
 import type { Reply } from "./system.ts";
+import type { EngineResult, MapItemResult } from "./protocol/results.ts";
+import { resultKey, taskMessageId } from "./protocol/addresses.ts";
 
 /** What the record of a load-balanced call says of its tasks. */
 export interface TaskRecord {

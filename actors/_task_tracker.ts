@@ -13,10 +13,11 @@ import {
 } from "../errors.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import type { Client } from "./client.ts";
-import type { EngineResult, MapItemResult } from "./engine.ts";
 import { taskAttemptId } from "./_stored_tasks.ts";
-import { type Nudge, TASK_GROUP, taskConsumer, taskReaderAddress } from "./task_reader.ts";
 import type { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
+import type { EngineResult, MapItemResult } from "./protocol/results.ts";
+import type { Nudge } from "./protocol/messages.ts";
+import { TASK_GROUP, taskConsumer, taskReaderAddress } from "./protocol/addresses.ts";
 
 /** One task of a call: the items it carries and how many times it was sent before. */
 interface Task {

@@ -3,26 +3,9 @@ import { workerScope } from "./_worker_scope.ts";
 import { createTransport } from "../transport/mod.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
-import { EngineHost, type EngineHostConfig } from "./engine_host.ts";
+import { EngineHost } from "./engine_host.ts";
 import { guardHost } from "./_host_guard.ts";
-
-/** Messages from the parent. */
-export type ToWorker =
-  | {
-    type: "start";
-    config: EngineHostConfig;
-    port?: MessagePort;
-    url?: string;
-    /** A second port of the embedded transport, for the host's liveness thread. */
-    livenessPort?: MessagePort;
-  }
-  | { type: "stop" };
-/** Messages to the parent. */
-export type FromWorker =
-  | { type: "started" }
-  | { type: "failed"; message: string }
-  | { type: "uncaught"; message: string }
-  | { type: "stopped" };
+import type { FromWorker, ToWorker } from "./protocol/worker_messages.ts";
 
 const post = (message: FromWorker) => workerScope.postMessage(message);
 

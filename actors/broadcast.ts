@@ -23,83 +23,18 @@
  *
  * @module
  */
-import type { RemoteErrorData } from "../errors.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
-import { type EngineResult, resultKey } from "./engine.ts";
 import { chunkContent, partitionBounds, type Sequence } from "./protocol/partition.ts";
 import { errorData, type Reply } from "./system.ts";
-import type { Operation } from "./view.ts";
-
-/** What a broadcast node is asked to do. */
-export interface BroadcastRequest {
-  /** The operation every target engine runs. */
-  operation: Operation;
-  /** The target engines of this node's range, in order. */
-  targets: number[];
-  /** The host of each engine of the range, as runs of `[hostId, count]`. */
-  hosts: [string, number][];
-  /** The host of the nodes of ranges that span several hosts. */
-  hub: string;
-  /**
-   * How long (ms) a node on an engine host that got this request through the transport keeps its
-   * answer for `client.getResult` (see {@linkcode keptPieces}); 0 or absent: not at all.
-   */
-  keepMs?: number;
-  /** How many targets the whole broadcast has. */
-  size: number;
-  /** The first position (in the whole broadcast's targets) of this node's range. */
-  lo: number;
-  /** The end (exclusive) of this node's range. */
-  hi: number;
-  /** The most children per node. */
-  fanout: number;
-  /**
-   * For a scatter: the length of the whole sequence, and the index in it of the first item of
-   * `operation.scatter.sequence`, which holds only the items of this node's range. Absent at the
-   * root, which gets the whole sequence.
-   */
-  scatterSpan?: { length: number; offset: number };
-  /** Engines the sender knows to be dead, with why: they get no message and fail at once. */
-  dead?: Record<number, string>;
-}
-
-/** One engine's part of a broadcast's merged answer. */
-export type BroadcastPart =
-  | { engineId: number; result: EngineResult }
-  | {
-    engineId: number;
-    error: RemoteErrorData & { kind: "engine" | "died" | "transport" | "lost" };
-  };
-
-/** What a broadcast node answers to a `stats` control message. */
-export interface BroadcastNodeStats {
-  /** The most replies one node's inbox received for one broadcast, on this host. */
-  maxRepliesPerBroadcast: number;
-  /** The node asked. */
-  node: number;
-  /** Broadcast ranges waiting for answers on this host (0 when no broadcast is in flight). */
-  inFlight: number;
-  /** Sub-broadcasts and engine messages of those ranges not yet answered. */
-  children: number;
-  /** The host the node runs on. */
-  hostId: string;
-}
-
-/** The address of broadcast node `node` on the engine host `hostId`. */
-export function broadcastAddress(hostId: string, node: number): string {
-  return `bcast.${hostId}.${node}`;
-}
-
-/** The size of the first chunk when `size` targets split into at most `fanout` chunks. */
-function firstChunk(size: number, fanout: number): number {
-  const [start, end] = partitionBounds(size, 0, Math.min(fanout, size));
-  return end - start;
-}
-
-/** The node that handles the range `[lo, hi)`. */
-export function nodeFor(lo: number, hi: number, fanout: number): number {
-  return hi - lo > 1 ? lo + firstChunk(hi - lo, fanout) : 0;
-}
+import type { EngineResult } from "./protocol/results.ts";
+import { broadcastAddress, resultKey } from "./protocol/addresses.ts";
+import type {
+  BroadcastNodeStats,
+  BroadcastPart,
+  BroadcastRequest,
+  Died,
+} from "./protocol/messages.ts";
+import { nodeFor, placeRange, sliceRuns } from "./protocol/placement.ts";
 
 /** One node's part of one broadcast, while it waits for its children. */
 interface Pending {
@@ -358,101 +293,6 @@ export class BroadcastNodes {
       }
     }
   }
-}
-
-/** `hosts` (one per position) as runs of `[host, count]`. */
-export function toRuns(hosts: readonly string[]): [string, number][] {
-  const runs: [string, number][] = [];
-  for (const host of hosts) {
-    const last = runs[runs.length - 1];
-    if (last && last[0] === host) last[1]++;
-    else runs.push([host, 1]);
-  }
-  return runs;
-}
-
-/** The runs of positions `[from, to)` of `runs`. */
-function sliceRuns(
-  runs: readonly [string, number][],
-  from: number,
-  to: number,
-): [string, number][] {
-  const sliced: [string, number][] = [];
-  let start = 0;
-  for (const [host, count] of runs) {
-    const a = Math.max(from, start);
-    const b = Math.min(to, start + count);
-    if (a < b) sliced.push([host, b - a]);
-    start += count;
-  }
-  return sliced;
-}
-
-/** The content of a `died` message: engines (and the hosts they ran on) found dead. */
-export interface Died {
-  /** The engines that died. */
-  engineIds: number[];
-  /** The hosts that died with them. */
-  hostIds?: string[];
-  /** How they were found dead. */
-  reason: string;
-}
-
-/** A part of a broadcast's answer kept in the transport: the answer to message `id`. */
-export interface KeptPiece {
-  /** The message whose answer is kept (under `resultKey(namespace, id)`). */
-  id: string;
-  /** Who answered it: a node or an engine. */
-  from: string;
-  /** The first target position the answer covers. */
-  lo: number;
-  /** The end of the positions it covers. */
-  hi: number;
-}
-
-/**
- * Where the answer of broadcast `call` over `targets` is kept. Every message that crossed the
- * transport to an engine host keeps its answer there: the answer of a node on an engine host
- * whose request came from the hub or the client (it covers the node's whole range), and that of
- * an engine whose task came from the hub. Hops inside a host keep nothing: an answer is kept once,
- * by the host, in one piece, whatever its number of engines.
- */
-export function keptPieces(
-  call: string,
-  targets: readonly number[],
-  hosts: readonly [string, number][],
-  hub: string,
-  fanout: number,
-): KeptPiece[] {
-  const pieces: KeptPiece[] = [];
-  const node = (id: string, lo: number, hi: number, runs: [string, number][]) => {
-    const place = placeRange(runs, hub);
-    if (place !== hub) {
-      pieces.push({ id, from: broadcastAddress(place, nodeFor(lo, hi, fanout)), lo, hi });
-      return;
-    }
-    const size = hi - lo;
-    const chunks = Math.min(fanout, size);
-    for (let c = 0; c < chunks; c++) {
-      const [a, b] = partitionBounds(size, c, chunks);
-      if (b - a === 1) {
-        const engineId = targets[lo + a];
-        pieces.push({
-          id: `${call}_${engineId}`,
-          from: `engine.${engineId}`,
-          lo: lo + a,
-          hi: lo + b,
-        });
-      } else node(`${id}.${c}`, lo + a, lo + b, sliceRuns(runs, a, b));
-    }
-  };
-  node(call, 0, targets.length, [...hosts]);
-  return pieces;
-}
-
-/** Where the node of a range of engines on `hosts` runs: their host if one, else the hub. */
-export function placeRange(hosts: readonly [string, number][], hub: string): string {
-  return hosts.length === 1 ? hosts[0][0] : hub;
 }
 
 /** Whether `value` is the answer of an engine (`size` 1) or of a node covering `size` targets. */

@@ -7,23 +7,16 @@
  */
 import { EngineDiedError, RemoteError, TransportDataLostError } from "../errors.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
-import {
-  broadcastAddress,
-  type BroadcastPart,
-  type BroadcastRequest,
-  nodeFor,
-  placeRange,
-  toRuns,
-} from "./broadcast.ts";
 import type { Client } from "./client.ts";
-import {
-  abortOnSignal,
-  type BroadcastTree,
-  type CallOptions,
-  engineTimeout,
-  type Operation,
-  View,
-} from "./view.ts";
+import { abortOnSignal, type CallOptions, engineTimeout, View } from "./view.ts";
+import { broadcastAddress } from "./protocol/addresses.ts";
+import type {
+  BroadcastPart,
+  BroadcastRequest,
+  BroadcastTree,
+  Operation,
+} from "./protocol/messages.ts";
+import { nodeFor, placeRange, toRuns } from "./protocol/placement.ts";
 
 /** Options of `client.broadcastView()`. */
 export interface BroadcastViewOptions {

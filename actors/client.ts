@@ -16,30 +16,24 @@ import {
 import type { ClusterKey } from "../transport/envelope.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import type { Transport } from "../transport/types.ts";
-import type { FromBroadcastWorker, ToBroadcastWorker } from "./_broadcast_worker.ts";
-import {
-  broadcastAddress,
-  type BroadcastPart,
-  type Died,
-  type KeptPiece,
-  keptPieces,
-} from "./broadcast.ts";
-import { type Heartbeat, HEARTBEATS } from "./engine_host.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch } from "./_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast_view.ts";
 import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_view.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { storedTasks, type TaskRecord } from "./_stored_tasks.ts";
 import type { ActorSystem, Reply } from "./system.ts";
-import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
+import { DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome, type Shape } from "./async_result.ts";
+import type { FromBroadcastWorker, ToBroadcastWorker } from "./protocol/worker_messages.ts";
+import { broadcastAddress, engineMessageId, HEARTBEATS, resultKey } from "./protocol/addresses.ts";
+import type { BroadcastPart, BroadcastTree, Died } from "./protocol/messages.ts";
+import { type KeptPiece, keptPieces } from "./protocol/placement.ts";
+import type { Heartbeat } from "./protocol/host_messages.ts";
 import {
   DEFAULT_RESULT_RETENTION_MS,
-  engineMessageId,
   type EngineResult,
   type MapItemResult,
-  resultKey,
-} from "./engine.ts";
+} from "./protocol/results.ts";
 
 const encoder = new TextEncoder();
 

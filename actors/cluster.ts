@@ -19,18 +19,13 @@ import { engineEnvironment } from "./_engine_env.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
 import type { Transport } from "../transport/types.ts";
-import type { FromWorker, ToWorker } from "./_worker_host.ts";
 import { Client, type EngineDiedDetail, type EngineRestartedDetail } from "./client.ts";
-import { dispatcherAddress } from "./dispatcher.ts";
-import {
-  type EngineHostConfig,
-  type Registration,
-  REGISTRY,
-  type Unregistration,
-} from "./engine_host.ts";
 import { ActorSystem } from "./system.ts";
 import { partitionBounds } from "./protocol/partition.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "./_liveness.ts";
+import type { FromWorker, ToWorker } from "./protocol/worker_messages.ts";
+import { dispatcherAddress, REGISTRY } from "./protocol/addresses.ts";
+import type { EngineHostConfig, Registration, Unregistration } from "./protocol/host_messages.ts";
 
 /** Options of {@linkcode Cluster}. */
 export interface ClusterOptions {

@@ -13,29 +13,9 @@
  * @module
  */
 import { defineActor } from "./actor.ts";
-import { engineMessageId } from "./engine.ts";
 import type { Envelope } from "../transport/envelope.ts";
-
-/** What a host's dispatcher is sent: one DirectView call, for the targets on its host. */
-export interface DispatchRequest {
-  /** The call's id. Engine `e`'s task has message id `engineMessageId(call, e)`. */
-  call: string;
-  /** The type of the engines' messages: the operation (`execute`, `apply`, `push`…). */
-  type: string;
-  /** The call's targets on this host, in the view's order. */
-  engineIds: number[];
-  /** The content every target gets; absent when `contents` is given. */
-  content?: unknown;
-  /** Each target's own content (a scatter's chunks), in `engineIds` order. */
-  contents?: unknown[];
-  /** Where the engines send their answers. */
-  replyTo: string;
-}
-
-/** The address of the dispatcher of host `hostId`. */
-export function dispatcherAddress(hostId: string): string {
-  return `dispatch.${hostId}`;
-}
+import { engineMessageId } from "./protocol/addresses.ts";
+import type { DispatchRequest } from "./protocol/messages.ts";
 
 /** The dispatcher actor of host `hostId`. */
 export function dispatcherActor(hostId: string) {

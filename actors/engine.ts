@@ -5,92 +5,22 @@
  * @module
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { type RemoteErrorData, TaskAbortedError, TimeoutError } from "../errors.ts";
+import { TaskAbortedError, TimeoutError } from "../errors.ts";
 import type { Transport } from "../transport/types.ts";
 import { readBlob } from "./blob.ts";
 import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
 import { Namespace } from "./namespace.ts";
 import { errorData } from "./system.ts";
-import { TreeCommunicator, type TreeWiring } from "./tree.ts";
+import { TreeCommunicator } from "./tree.ts";
 import { hostClock } from "./_liveness.ts";
 import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./protocol/wire_types.ts";
-
-/** The outcome of one task on one engine, with its timing and captured output. */
-export interface EngineResult {
-  /** The engine that ran the task. */
-  engineId: number;
-  /** The task's value, when it succeeded. */
-  value?: unknown;
-  /** What the task threw, when it failed. */
-  error?: RemoteErrorData;
-  /** What the task printed with `console.log`/`info`/`debug`. */
-  stdout: string;
-  /** What the task printed with `console.error`/`warn`. */
-  stderr: string;
-  /** When the client sent the task (ms since the epoch, client's clock). */
-  submitted: number;
-  /** When the engine started it (engine's clock). */
-  started: number;
-  /** When the engine finished it (engine's clock). */
-  completed: number;
-  /** When the client stopped waiting, when the call had a timeout (ms since the epoch). */
-  deadline?: number;
-  /**
-   * Set when the engine did not let the task run to its end: `"abort"` when the call was aborted
-   * before the task started (`error` is then a `TaskAbortedError`), `"deadline"` when the
-   * call's deadline passed before it started or while it ran (`error` is a `TimeoutError`).
-   */
-  cancelled?: "abort" | "deadline";
-}
-
-/** Results are kept this long (ms) by default: see `ClusterOptions.resultRetention`. */
-export const DEFAULT_RESULT_RETENTION_MS = 60 * 60_000;
-
-/**
- * The id of the message that carries call `callId` to engine `engineId` (IPython Parallel's
- * `${taskId}_${engineId}`). Views of every kind use it, so that a client can name an engine's part
- * of a call: to abort it, or to fetch its result.
- */
-export function engineMessageId(callId: string, engineId: number): string {
-  return `${callId}_${engineId}`;
-}
-
-/**
- * The id of the message that carries task `seq` of load-balanced call `callId` (whichever engine
- * takes it). An `abort` naming `callId` skips every task of the call that has not started.
- */
-export function taskMessageId(callId: string, seq: number): string {
-  return `${callId}~${seq}`;
-}
-
-/** The call a message id belongs to when it is a load-balanced task's, else `undefined`. */
-function callOfTask(messageId: string): string | undefined {
-  const at = messageId.lastIndexOf("~");
-  return at > 0 ? messageId.slice(0, at) : undefined;
-}
-
-/** The transport key an engine keeps the answer to message `messageId` under. */
-export function resultKey(namespace: string, messageId: string): string {
-  return `${namespace}:result:${messageId}`;
-}
-
-/** The content of an `apply` message. */
-export interface ApplyContent {
-  fn: FunctionSource | ModuleFunction;
-  args: unknown[];
-}
-
-/**
- * The content of a `map` message: `fn` called once per item of `items`, in order, each item being
- * the list of arguments of one call.
- */
-export interface MapContent {
-  fn: FunctionSource | ModuleFunction;
-  items: unknown[][];
-}
-
-/** One item's outcome in the value of a `map` task: its value, or what it threw. */
-export type MapItemResult = { value: unknown } | { error: RemoteErrorData };
+import type { ApplyContent, MapContent, TreeWiring } from "./protocol/messages.ts";
+import {
+  DEFAULT_RESULT_RETENTION_MS,
+  type EngineResult,
+  type MapItemResult,
+} from "./protocol/results.ts";
+import { callOfTask, resultKey } from "./protocol/addresses.ts";
 
 /** Where `console` output of a running task goes. */
 interface Capture {

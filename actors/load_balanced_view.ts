@@ -10,9 +10,9 @@ import { AsyncApplyResult, AsyncMapResult } from "./async_map_result.ts";
 import type { Client } from "./client.ts";
 import { checkInteger, checkMapFunction, splitMapArgs, zipItems } from "./_map_input.ts";
 import { taskTracker } from "./_task_tracker.ts";
-import { taskAddress } from "./task_reader.ts";
 import type { AnyFunction, CallOptions } from "./view.ts";
 import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
+import { taskAddress } from "./protocol/addresses.ts";
 
 /** Options of a load-balanced view, defaults for its calls. */
 export interface LoadBalancedViewOptions {

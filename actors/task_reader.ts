@@ -20,40 +20,11 @@
 import type { Transport } from "../transport/types.ts";
 import { defineActor } from "./actor.ts";
 import type { ActorSystem } from "./system.ts";
-
-/** The consumer group the engines read task streams through. */
-export const TASK_GROUP = "tasks";
+import type { Nudge } from "./protocol/messages.ts";
+import { TASK_GROUP, taskConsumer, taskReaderAddress } from "./protocol/addresses.ts";
 
 /** How often an engine with room reads its streams without being nudged, in ms. */
 const POLL_MS = 1000;
-
-/** The address of the task reader of host `hostId`. */
-export function taskReaderAddress(hostId: string): string {
-  return `tasks.${hostId}`;
-}
-
-/** The consumer name of engine `engineId` of host `hostId` in a task stream's group. */
-export function taskConsumer(hostId: string, engineId: number): string {
-  return `${hostId}:${engineId}`;
-}
-
-/**
- * The address whose stream holds the tasks of a load-balanced view on `targets` (all engines
- * when `undefined`): one stream per set of engines.
- */
-export function taskAddress(targets: readonly number[] | undefined): string {
-  return `_tasks.${targets ? [...targets].sort((a, b) => a - b).join("-") : "all"}`;
-}
-
-/** What a `nudge` says: tasks were appended to the stream of `stream` (an address). */
-export interface Nudge {
-  /** The address of the task stream (see {@linkcode taskAddress}). */
-  stream: string;
-  /** The engines that serve it (the reader keeps those it runs). */
-  engineIds: number[];
-  /** The most tasks an engine holds at once (running or waiting), at least 1. */
-  prefetch: number;
-}
 
 /** One engine of the host as the reader feeds it. */
 interface Feed {

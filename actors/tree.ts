@@ -24,8 +24,6 @@ import {
   TransportClosedError,
 } from "../errors.ts";
 import { type Bintree, bintree, childrenOf, rootOf } from "./protocol/topology.ts";
-import { aliveAddress } from "./_liveness.ts";
-import type { EngineResult } from "./engine.ts";
 import { setImmediate } from "node:timers";
 import { cloneValue } from "../transport/codec.ts";
 import { defineActor } from "./actor.ts";
@@ -43,6 +41,9 @@ export {
   printBintree,
   rootOf,
 } from "./protocol/topology.ts";
+import { aliveAddress } from "./protocol/addresses.ts";
+import type { EngineResult } from "./protocol/results.ts";
+import type { TreeWiring } from "./protocol/messages.ts";
 
 /** Options of {@linkcode TreeCommunicator.reduce} and {@linkcode TreeCommunicator.allreduce}. */
 export interface ReduceOptions {
@@ -103,22 +104,6 @@ export interface TreeStats {
    * `measureBacklog`.
    */
   maxBacklog: number;
-}
-
-/** What {@linkcode wireTree} sends each engine: its place in the tree. */
-export interface TreeWiring {
-  /** The id of this wiring; messages of other wirings are ignored. */
-  wiring: string;
-  /** The engines in rank order (the tree's pre-order). */
-  ids: number[];
-  /** `[id, parent]` for every engine. */
-  tree: [number, number | null][];
-  /** See {@linkcode WireTreeOptions.heartbeatMs}. */
-  heartbeatMs: number;
-  /** See {@linkcode WireTreeOptions.livenessMs}. */
-  livenessMs: number;
-  /** See {@linkcode WireTreeOptions.measureBacklog}. */
-  measureBacklog: boolean;
 }
 
 /** A value on its way up or down, or an empty list's lack of one. */

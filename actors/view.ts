@@ -10,8 +10,6 @@ import { encodeValue } from "../transport/codec.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { Client } from "./client.ts";
-import { dispatcherAddress, type DispatchRequest } from "./dispatcher.ts";
-import { engineMessageId, type EngineResult } from "./engine.ts";
 import {
   checkSequence,
   chunkContent,
@@ -25,20 +23,13 @@ import { storeBlob } from "./blob.ts";
 import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
 import { splitMapArgs } from "./_map_input.ts";
 import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
+import { dispatcherAddress, engineMessageId } from "./protocol/addresses.ts";
+import type { BroadcastTree, DispatchRequest, Operation } from "./protocol/messages.ts";
+import type { EngineResult } from "./protocol/results.ts";
 
 /** Values pushed or passed at least this large (encoded) are stored once as blobs. */
 export const BLOB_THRESHOLD = 64 * 1024;
 const BLOB_TTL_MS = 10 * 60_000;
-
-/** The shape of a view's broadcast tree, as `client.getResult` needs it to find the answers. */
-export interface BroadcastTree {
-  /** The most children per node. */
-  fanout: number;
-  /** The host of each target, as runs of `[hostId, count]`. */
-  hosts: [string, number][];
-  /** The host of the nodes of ranges spanning hosts. */
-  hub: string;
-}
 
 /** Options every call takes. */
 export interface CallOptions {
@@ -74,19 +65,6 @@ export interface ScatterOptions extends CallOptions {
 /** Any function: what `apply` takes. */
 // deno-lint-ignore no-explicit-any
 export type AnyFunction = (...args: any[]) => any;
-
-/** One operation for the engines of a view. */
-export interface Operation {
-  /** The engine message type. */
-  type: "apply" | "execute" | "push" | "pull" | "clear" | "map";
-  /** The content every engine gets. */
-  content: Record<string, unknown>;
-  /**
-   * For `scatter`: each engine also gets its chunk of `sequence` pushed under `name`; for `map`
-   * (`into: "items"`), its chunk of the items as the message's `items`.
-   */
-  scatter?: { name: string; sequence: Sequence; flatten: boolean; into?: "items" };
-}
 
 /**
  * The operations common to every view. A view made from one integer id (`client.view(2)`) has

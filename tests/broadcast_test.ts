@@ -9,7 +9,6 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { broadcastAddress, type BroadcastRequest } from "../actors/broadcast.ts";
 import type { Client } from "../actors/client.ts";
 import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import { partitionBounds } from "../actors/protocol/partition.ts";
@@ -27,6 +26,8 @@ import {
 } from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
 import { prng } from "./_random.ts";
+import { broadcastAddress } from "../actors/protocol/addresses.ts";
+import type { BroadcastRequest } from "../actors/protocol/messages.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
