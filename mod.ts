@@ -33,6 +33,7 @@ export {
   type ScatterOptions,
   View,
   type ViewMapOptions,
+  wireTree,
 } from "./actors/view.ts";
 export { BroadcastView, type BroadcastViewOptions } from "./actors/broadcast_view.ts";
 export {
@@ -50,30 +51,28 @@ export {
   type Shaped,
 } from "./actors/async_result.ts";
 export { ModuleFunction, Reference } from "./actors/protocol/wire_types.ts";
-export {
-  type Bintree,
-  bintree,
-  printBintree,
-  type ReduceOptions,
-  TreeCommunicator,
-  type TreeStats,
-  wireTree,
-  type WireTreeOptions,
-} from "./actors/tree.ts";
+export { type ReduceOptions, TreeCommunicator, type TreeStats } from "./actors/tree.ts";
+export { type Bintree, bintree, printBintree } from "./actors/protocol/topology.ts";
 export { partitionBounds, type Sequence } from "./actors/protocol/partition.ts";
 
 export { defineActor } from "./actors/actor.ts";
-export type { ActorContext, ActorDefinition, Handler } from "./actors/actor.ts";
+export type {
+  ActorContext,
+  ActorDefinition,
+  ActorRuntime,
+  AskOptions,
+  Handler,
+  OutgoingMessage,
+  SendOptions,
+} from "./actors/actor.ts";
 export { ActorSystem } from "./actors/system.ts";
 export type {
   ActorSystemOptions,
   ActorSystemStats,
-  AskOptions,
   DataLostDetail,
   DeadLetterDetail,
   DeadLetterReason,
   Reply,
-  SendOptions,
 } from "./actors/system.ts";
 
 export { createTransport } from "./transport/mod.ts";
@@ -100,3 +99,4 @@ export {
 } from "./errors.ts";
 export { type BroadcastTree, type Operation } from "./actors/protocol/messages.ts";
 export { type EngineResult } from "./actors/protocol/results.ts";
+export { type WireTreeOptions } from "./actors/wire_tree.ts";

@@ -14,36 +14,21 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import { AsyncMapResult } from "./async_map_result.ts";
-import type { Client } from "./client.ts";
+import type { ViewHost } from "./_view_host.ts";
 import type { Reply } from "./system.ts";
 import type { EngineResult, MapItemResult } from "./protocol/results.ts";
-import { resultKey, taskMessageId } from "./protocol/addresses.ts";
-
-/** What the record of a load-balanced call says of its tasks. */
-export interface TaskRecord {
-  /** How many items the call has. */
-  length: number;
-  /** Items per task. */
-  chunksize: number;
-  /** How many times a failed task is sent again. */
-  retries: number;
-}
+import { resultKey, taskAttemptId } from "./protocol/addresses.ts";
+import type { TaskRecord } from "./protocol/messages.ts";
 
 /** The longest pause between two looks for a task's answer. */
 const POLL_MAX_MS = 1000;
-
-/** The message id of try `attempt` (0 for the first) of the task of chunk `chunk` of `callId`. */
-export function taskAttemptId(callId: string, chunk: number, attempt: number): string {
-  const id = taskMessageId(callId, chunk);
-  return attempt === 0 ? id : `${id}.${attempt}`;
-}
 
 /**
  * The per-item results of load-balanced call `id` from the answers its engines kept, each task
  * waited for (polled) until it is found or `expires` (ms since the epoch) passes.
  */
 export function storedTasks<T>(
-  client: Client,
+  host: ViewHost,
   id: string,
   tasks: TaskRecord,
   expires: number,
@@ -53,7 +38,7 @@ export function storedTasks<T>(
   for (let lo = 0, chunk = 0; lo < length; lo += chunksize, chunk++) {
     const indices: number[] = [];
     for (let i = lo; i < Math.min(length, lo + chunksize); i++) indices.push(i);
-    fetchChunk(client, map as AsyncMapResult<unknown>, id, chunk, indices, retries, expires)
+    fetchChunk(host, map as AsyncMapResult<unknown>, id, chunk, indices, retries, expires)
       .catch((error) => {
         for (const index of indices) map.settle({ index, engineId: -1, error });
       });
@@ -62,7 +47,7 @@ export function storedTasks<T>(
 }
 
 async function fetchChunk(
-  client: Client,
+  host: ViewHost,
   map: AsyncMapResult<unknown>,
   id: string,
   chunk: number,
@@ -76,14 +61,14 @@ async function fetchChunk(
   while (pending.length > 0) {
     let found = false;
     for (let a = attempt; a <= retries && pending.length > 0; a++) {
-      const result = await loadAnswer(client, taskAttemptId(id, chunk, a));
+      const result = await loadAnswer(host, taskAttemptId(id, chunk, a));
       if (!result) continue;
       found = true;
       pending = settleTask(map, result, pending, a < retries);
       attempt = a + 1;
     }
     if (pending.length === 0 || found) continue;
-    const closed = client.closedError("get result");
+    const closed = host.closedError("get result");
     const error = closed ??
       (Date.now() >= expires ? new ResultNotFoundError(id) : undefined);
     if (error) {
@@ -96,9 +81,9 @@ async function fetchChunk(
 }
 
 /** The kept answer to task message `messageId`, or `null` while there is none. */
-async function loadAnswer(client: Client, messageId: string): Promise<EngineResult | null> {
-  const key = resultKey(client.namespace, messageId);
-  const envelope = await client.system.load(key);
+async function loadAnswer(host: ViewHost, messageId: string): Promise<EngineResult | null> {
+  const key = resultKey(host.namespace, messageId);
+  const envelope = await host.system.load(key);
   if (envelope === null) return null;
   if (
     envelope.type !== "reply" || envelope.parent !== messageId ||

@@ -12,12 +12,12 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
-import type { Client } from "./client.ts";
-import { taskAttemptId } from "./_stored_tasks.ts";
+import type { ViewHost } from "./_view_host.ts";
 import type { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
 import type { EngineResult, MapItemResult } from "./protocol/results.ts";
 import type { Nudge } from "./protocol/messages.ts";
 import { TASK_GROUP, taskConsumer, taskReaderAddress } from "./protocol/addresses.ts";
+import { taskAttemptId } from "./protocol/addresses.ts";
 
 /** One task of a call: the items it carries and how many times it was sent before. */
 interface Task {
@@ -86,13 +86,13 @@ class TaskCall {
 
   readonly #cleanups: (() => void)[] = [];
 
-  get client(): Client {
-    return this.#tracker.client;
+  get host(): ViewHost {
+    return this.#tracker.host;
   }
 
   /** The view's engines not known dead. */
   live(): number[] {
-    return this.spec.targets.filter((e) => !this.client.deadEngine(e));
+    return this.spec.targets.filter((e) => !this.host.deadEngine(e));
   }
 
   /** Sends the first task of every chunk. */
@@ -109,15 +109,15 @@ class TaskCall {
 
   /** Sends one task per chunk of `chunks` (item indices), `attempt` being its try. */
   send(chunks: { chunk: number; indices: number[] }[], attempt: number): void {
-    const { client, spec } = this;
+    const { host, spec } = this;
     const live = this.live();
     if (live.length === 0) {
-      const dead = client.deadEngine(spec.targets[0]) ??
+      const dead = host.deadEngine(spec.targets[0]) ??
         new EngineDiedError(spec.targets[0], "no engine of the view is alive");
       for (const { indices } of chunks) this.#settleAll(indices, dead);
       return;
     }
-    const { system } = client;
+    const { system } = host;
     const tasks = chunks.map(({ chunk, indices }): Task => ({
       id: taskAttemptId(spec.id, chunk, attempt),
       chunk,
@@ -133,7 +133,7 @@ class TaskCall {
       );
     }
     const nudge: Nudge = { stream: spec.address, engineIds: live, prefetch: spec.prefetch };
-    const hosts = new Set(live.map((e) => client.hostOf(e)));
+    const hosts = new Set(live.map((e) => host.hostOf(e)));
     const options = { replyTo: system.replyAddress, deadline: this.#deadline };
     system.sendMany([
       ...tasks.map((task) => ({
@@ -152,9 +152,9 @@ class TaskCall {
   #answered(task: Task, result: EngineResult): void {
     if (this.tasks.get(task.id) !== task) return; // claimed from a dead engine and sent again
     this.tasks.delete(task.id);
-    const { spec, client } = this;
+    const { spec, host } = this;
     const { engineId } = result;
-    client.echoOutput({ engineId, result });
+    host.echoOutput({ engineId, result });
     spec.result.output(task.indices[0], result.stdout, result.stderr);
     const again: number[] = [];
     const retry = task.attempt < spec.retries;
@@ -202,7 +202,7 @@ class TaskCall {
     const task = this.tasks.get(id);
     if (!task) return;
     this.tasks.delete(id);
-    this.client.system.failReply(id, new Error("sent again")); // ends the wait; dropped above
+    this.host.system.failReply(id, new Error("sent again")); // ends the wait; dropped above
     if (task.attempt < this.spec.retries) {
       this.send([{ chunk: task.chunk, indices: task.indices }], task.attempt + 1);
       return;
@@ -234,7 +234,7 @@ class TaskCall {
   /** Fails every task still out, each with `errorOf(task)`. */
   #failAll(errorOf: (task: Task) => Error): void {
     for (const task of [...this.tasks.values()]) {
-      this.client.system.failReply(task.id, errorOf(task));
+      this.host.system.failReply(task.id, errorOf(task));
     }
   }
 
@@ -259,7 +259,7 @@ class TaskCall {
   abort(): void {
     const live = this.live();
     if (live.length === 0) return;
-    this.client.system.sendMany(live.map((engineId) => ({
+    this.host.system.sendMany(live.map((engineId) => ({
       to: `engine.${engineId}`,
       type: "abort",
       content: { id: this.spec.id },
@@ -269,15 +269,15 @@ class TaskCall {
 
 /** The load-balanced calls in flight on one client. */
 export class TaskTracker {
-  readonly client: Client;
+  readonly host: ViewHost;
   readonly #calls = new Map<string, TaskCall>();
   /** Task streams (keys) written to since they were last trimmed. */
   readonly #streams = new Set<string>();
   #trim: ReturnType<typeof setInterval> | undefined;
 
-  constructor(client: Client) {
-    this.client = client;
-    client.addEventListener("enginedied", (event) => {
+  constructor(host: ViewHost) {
+    this.host = host;
+    host.events.addEventListener("enginedied", (event) => {
       const { engineId, reason } = (event as CustomEvent<{ engineId: number; reason: string }>)
         .detail;
       this.#engineDied(engineId, reason);
@@ -289,7 +289,7 @@ export class TaskTracker {
     const call = new TaskCall(this, spec);
     if (spec.items.length === 0) return () => {};
     this.#calls.set(spec.id, call);
-    this.#streams.add(this.client.system.inboxOf(spec.address));
+    this.#streams.add(this.host.system.inboxOf(spec.address));
     if (!this.#trim) {
       this.#trim = setInterval(() => this.#trimStreams(), TRIM_MS);
       Deno.unrefTimer(this.#trim);
@@ -310,7 +310,7 @@ export class TaskTracker {
 
   /** Deletes the acknowledged tasks of the streams written to. */
   #trimStreams(): void {
-    const { transport } = this.client;
+    const { transport } = this.host;
     for (const stream of this.#streams) {
       if (this.#calls.size === 0) this.#streams.delete(stream);
       transport.trimAcknowledged(stream, 0).catch(() => {/* trimmed at the next one */});
@@ -324,13 +324,13 @@ export class TaskTracker {
    */
   #engineDied(engineId: number, reason: string): void {
     if (this.#calls.size === 0) return;
-    let host: string;
+    let hostId: string;
     try {
-      host = this.client.hostOf(engineId);
+      hostId = this.host.hostOf(engineId);
     } catch {
       return;
     }
-    const consumer = taskConsumer(host, engineId);
+    const consumer = taskConsumer(hostId, engineId);
     const addresses = new Set([...this.#calls.values()].map((c) => c.spec.address));
     for (const after of CLAIM_AFTER_MS) {
       const timer = setTimeout(() => {
@@ -338,14 +338,14 @@ export class TaskTracker {
       }, after);
       if (after > 0) Deno.unrefTimer(timer);
     }
-    const error = this.client.deadEngine(engineId) ?? new EngineDiedError(engineId, reason);
+    const error = this.host.deadEngine(engineId) ?? new EngineDiedError(engineId, reason);
     for (const call of [...this.#calls.values()]) {
       if (call.spec.targets.includes(engineId)) call.orphaned(error);
     }
   }
 
   async #claim(address: string, consumer: string, engineId: number, reason: string) {
-    const { system, transport } = this.client;
+    const { system, transport } = this.host;
     const stream = system.inboxOf(address);
     let entries;
     try {
@@ -371,11 +371,11 @@ export class TaskTracker {
   }
 }
 
-const trackers = new WeakMap<Client, TaskTracker>();
+const trackers = new WeakMap<ViewHost, TaskTracker>();
 
 /** The task tracker of `client`, made on first use. */
-export function taskTracker(client: Client): TaskTracker {
-  let tracker = trackers.get(client);
-  if (!tracker) trackers.set(client, tracker = new TaskTracker(client));
+export function taskTracker(host: ViewHost): TaskTracker {
+  let tracker = trackers.get(host);
+  if (!tracker) trackers.set(host, tracker = new TaskTracker(host));
   return tracker;
 }

@@ -7,7 +7,7 @@
  */
 import { EngineDiedError, RemoteError, TransportDataLostError } from "../errors.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
-import type { Client } from "./client.ts";
+import type { ViewHost } from "./_view_host.ts";
 import { abortOnSignal, type CallOptions, engineTimeout, View } from "./view.ts";
 import { broadcastAddress } from "./protocol/addresses.ts";
 import type {
@@ -28,18 +28,20 @@ export interface BroadcastViewOptions {
 export class BroadcastView<S extends Shape = "list"> extends View<S> {
   /** The most children per broadcast node. */
   readonly fanout: number;
+  readonly #host: ViewHost;
 
   /**
    * Makes a broadcast view on `targets`, of shape `shape` (see `View`); use
    * `client.broadcastView()`.
    */
   constructor(
-    client: Client,
+    host: ViewHost,
     targets: readonly number[],
     options: BroadcastViewOptions = {},
     shape: S = "list" as S,
   ) {
-    super(client, targets, shape);
+    super(host, targets, shape);
+    this.#host = host;
     this.fanout = options.fanout ?? 2;
     if (!Number.isInteger(this.fanout) || this.fanout < 2) {
       throw new RangeError(`Cannot make broadcast view: fanout must be an integer ≥ 2`);
@@ -48,8 +50,9 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
 
   /** The tree the view's calls go down now (hosts may change when engines are restarted). */
   protected override tree(): BroadcastTree {
-    const { client, targets, fanout } = this;
-    return { fanout, hosts: toRuns(targets.map((t) => client.hostOf(t))), hub: client.hubId };
+    const host = this.#host;
+    const { targets, fanout } = this;
+    return { fanout, hosts: toRuns(targets.map((t) => host.hostOf(t))), hub: host.hubId };
   }
 
   /**
@@ -58,7 +61,8 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
    * straight to the engines' inboxes.
    */
   protected dispatch(operation: Operation, options: CallOptions, id: string): AsyncResult<unknown> {
-    const { client, targets, fanout } = this;
+    const host = this.#host;
+    const { targets, fanout } = this;
     const { signal } = options;
     const timeout = options.timeout ?? Infinity;
     const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
@@ -67,8 +71,8 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
       operation,
       targets: [...targets],
       hosts,
-      hub: client.hubId,
-      keepMs: client.retentionMs,
+      hub: host.hubId,
+      keepMs: host.retentionMs,
       size: targets.length,
       lo: 0,
       hi: targets.length,
@@ -77,12 +81,12 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
     // The broadcast actors hear of deaths by message, which a broadcast may overtake (or which
     // was sent before they started): deaths the client knows of travel with the request.
     for (const engineId of targets) {
-      const dead = client.deadEngine(engineId);
+      const dead = host.deadEngine(engineId);
       if (dead) (request.dead ??= {})[engineId] = dead.message.replace(/^Engine \d+ died: /, "");
     }
-    const live = targets.filter((engineId) => !client.deadEngine(engineId));
-    const { system } = client;
-    const place = placeRange(hosts, client.hubId);
+    const live = targets.filter((engineId) => !host.deadEngine(engineId));
+    const { system } = host;
+    const place = placeRange(hosts, host.hubId);
     const root = broadcastAddress(place, nodeFor(0, targets.length, fanout));
     let parts: Promise<BroadcastPart[]>;
     if (live.length === 0) {
@@ -92,7 +96,7 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
         error: { name: "EngineDiedError", message: request.dead![engineId], kind: "died" },
       })));
     } else {
-      const ready = place === client.hubId ? client.broadcastHost() : Promise.resolve(place);
+      const ready = place === host.hubId ? host.broadcastHost() : Promise.resolve(place);
       parts = ready.then(async () => {
         // Aborted while the broadcast actors started: nothing goes out.
         if (signal?.aborted) throw signal.reason;
@@ -122,30 +126,30 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
     }
     const outcomes = targets.map((engineId, i) =>
       parts.then(
-        (all) => toOutcome(all[i], client),
+        (all) => toOutcome(all[i], host),
         (error): Outcome => ({ engineId, error: engineTimeout(error, engineId, timeout) as Error }),
       )
     );
     // The broadcast answers once: until it does, every live target may still have it queued.
-    const abort = () => client.abortCall(id, live);
+    const abort = () => host.abortCall(id, live);
     abortOnSignal(signal, parts.catch(() => {}), abort);
     return new AsyncResult(
       id,
       targets,
-      outcomes.map((o) => o.then((o) => client.echoOutput(o))),
+      outcomes.map((o) => o.then((o) => host.echoOutput(o))),
       abort,
     );
   }
 }
 
 /** The outcome of one engine's part of a broadcast's answer. */
-export function toOutcome(part: BroadcastPart, client: Client): Outcome {
+export function toOutcome(part: BroadcastPart, host: ViewHost): Outcome {
   if ("result" in part) return part;
   const { engineId, error } = part;
   if (error.kind === "died") {
     return {
       engineId,
-      error: client.deadEngine(engineId) ??
+      error: host.deadEngine(engineId) ??
         new EngineDiedError(engineId, error.message.replace(/^Engine \d+ died: /, "")),
     };
   }

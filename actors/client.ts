@@ -20,13 +20,26 @@ import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch } from "./_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast_view.ts";
 import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_view.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
-import { storedTasks, type TaskRecord } from "./_stored_tasks.ts";
+import { storedTasks } from "./_stored_tasks.ts";
+import type { ViewHost } from "./_view_host.ts";
 import type { ActorSystem, Reply } from "./system.ts";
 import { DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome, type Shape } from "./async_result.ts";
 import type { FromBroadcastWorker, ToBroadcastWorker } from "./protocol/worker_messages.ts";
-import { broadcastAddress, engineMessageId, HEARTBEATS, resultKey } from "./protocol/addresses.ts";
-import type { BroadcastPart, BroadcastTree, Died } from "./protocol/messages.ts";
+import {
+  broadcastAddress,
+  callKey,
+  engineMessageId,
+  HEARTBEATS,
+  resultKey,
+} from "./protocol/addresses.ts";
+import type {
+  BroadcastPart,
+  BroadcastTree,
+  CallRecord,
+  Died,
+  TaskRecord,
+} from "./protocol/messages.ts";
 import { type KeptPiece, keptPieces } from "./protocol/placement.ts";
 import type { Heartbeat } from "./protocol/host_messages.ts";
 import {
@@ -144,29 +157,6 @@ function flattenMap(
   throw new CompositeError(errors);
 }
 
-/** The transport key of the record of call `id`. */
-function callKey(namespace: string, id: string): string {
-  return `${namespace}:call:${id}`;
-}
-
-/** What the record of a call holds. */
-interface CallRecord {
-  /** The engines, in target order. */
-  targets: number[];
-  /** The engine message type. */
-  type: string;
-  /** How long the record is kept (ms). */
-  retentionMs: number;
-  /** A `pull` of one name: each engine's value is the first item of the list it answered. */
-  single?: true;
-  /** For a `BroadcastView` call: its tree, which says where its answer is kept. */
-  tree?: BroadcastTree;
-  /** A call of a view on one engine id: its values are that engine's bare value. */
-  one?: true;
-  /** A load-balanced call: its tasks, whose answers are kept under their own message ids. */
-  tasks?: TaskRecord;
-}
-
 /** The longest pause between two looks for a result that is not stored yet. */
 const POLL_MAX_MS = 1000;
 
@@ -175,6 +165,8 @@ export interface EngineRestartedDetail {
   /** The engine that runs again, on a new host, with a fresh namespace. */
   engineId: number;
 }
+
+let closeClient: (client: Client, cluster: string) => Promise<void>;
 
 /**
  * A connection to a cluster's engines (IPython Parallel's `Client`). Dispatches an
@@ -208,6 +200,12 @@ export class Client extends EventTarget {
   readonly #outstanding = new Set<AsyncResult<unknown>>();
   /** Set when the client was closed by the stop of its cluster: that cluster's name. */
   #stoppedCluster: string | undefined;
+  /** What the client's views use of it. */
+  readonly #host: ViewHost;
+
+  static {
+    closeClient = (client, cluster) => client.#closeForStop(cluster);
+  }
 
   /** Makes a client speaking through `options.system`; `Cluster` makes clients for you. */
   constructor(options: ClientOptions) {
@@ -225,6 +223,7 @@ export class Client extends EventTarget {
         `Cannot make client: resultRetentionMs must be a whole number ≥ 0, got ${this.#retention}`,
       );
     }
+    this.#host = this.#viewHost();
     this.#watchHeartbeats(
       options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
       options.onHostDied,
@@ -308,6 +307,37 @@ export class Client extends EventTarget {
     }, watch.periodMs);
   }
 
+  /** The plumbing the client's views go through. */
+  #viewHost(): ViewHost {
+    // deno-lint-ignore no-this-alias
+    const client = this;
+    return {
+      system: this.system,
+      namespace: this.system.namespace,
+      transport: this.system.transport,
+      events: this,
+      get hubId() {
+        return client.hubId;
+      },
+      get retentionMs() {
+        return client.#retention;
+      },
+      get preparing() {
+        return client.#preparing;
+      },
+      hostOf: (engineId) => this.hostOf(engineId),
+      deadEngine: (engineId) => this.deadEngine(engineId),
+      broadcastHost: () => this.broadcastHost(),
+      echoOutput: (outcome) => this.#echoOutput(outcome),
+      dispatchInOrder: (prepared, dispatch) => this.#dispatchInOrder(prepared, dispatch),
+      recordCall: (...call) => this.#recordCall(...call),
+      abortCall: (id, engineIds) => this.#abortCall(id, engineIds),
+      treeWired: (wiring, ids) => this.#treeWired(wiring, ids),
+      track: (result) => this.#track(result),
+      closedError: (action) => this.#closedError(action),
+    };
+  }
+
   /** The ids of the engines, sorted. */
   get ids(): number[] {
     return [...this.#ids];
@@ -336,10 +366,10 @@ export class Client extends EventTarget {
   /** A view on one engine (a number) or on a list of them. */
   view(targets?: number | readonly number[]): DirectView<"one"> | DirectView;
   view(targets?: number | readonly number[]): DirectView<"one"> | DirectView {
-    const ids = this.resolveTargets(targets);
+    const ids = this.#resolveTargets(targets);
     return typeof targets === "number"
-      ? new DirectView<"one">(this, ids, "one")
-      : new DirectView<"list">(this, ids);
+      ? new DirectView<"one">(this.#host, ids, "one")
+      : new DirectView<"list">(this.#host, ids);
   }
 
   /**
@@ -362,10 +392,10 @@ export class Client extends EventTarget {
     targets?: number | readonly number[],
     options: BroadcastViewOptions = {},
   ): BroadcastView<"one"> | BroadcastView {
-    const ids = this.resolveTargets(targets);
+    const ids = this.#resolveTargets(targets);
     return typeof targets === "number"
-      ? new BroadcastView<"one">(this, ids, options, "one")
-      : new BroadcastView<"list">(this, ids, options);
+      ? new BroadcastView<"one">(this.#host, ids, options, "one")
+      : new BroadcastView<"list">(this.#host, ids, options);
   }
 
   /**
@@ -376,7 +406,12 @@ export class Client extends EventTarget {
     targets?: number | readonly number[],
     options: LoadBalancedViewOptions = {},
   ): LoadBalancedView {
-    return new LoadBalancedView(this, this.resolveTargets(targets), targets === undefined, options);
+    return new LoadBalancedView(
+      this.#host,
+      this.#resolveTargets(targets),
+      targets === undefined,
+      options,
+    );
   }
 
   /** How long (ms) the answers of this client's calls are kept for {@linkcode getResult}. */
@@ -391,17 +426,17 @@ export class Client extends EventTarget {
     return host;
   }
 
-  /** @internal The id of the host of the broadcast nodes whose engines span several hosts. */
+  /** The id of the host of the broadcast nodes whose engines span several hosts. */
   get hubId(): string {
     return `b-${this.system.id}`;
   }
 
   /**
-   * @internal Starts, once, the Worker that runs this client's broadcast actors; resolves to its
+   * Starts, once, the Worker that runs this client's broadcast actors; resolves to its
    * host id.
    */
   broadcastHost(): Promise<string> {
-    if (this.#closed) return Promise.reject(this.closedError("broadcast"));
+    if (this.#closed) return Promise.reject(this.#closedError("broadcast"));
     if (this.#broadcast) return this.#broadcast.ready;
     const hostId = this.hubId;
     const worker = new Worker(new URL("./_broadcast_worker.ts", import.meta.url), {
@@ -454,10 +489,10 @@ export class Client extends EventTarget {
   }
 
   /**
-   * @internal With `streamOutput`, writes what an engine printed for a call, each line prefixed
+   * With `streamOutput`, writes what an engine printed for a call, each line prefixed
    * with `[engine N]`, as its result arrives. Returns the outcome.
    */
-  echoOutput(outcome: Outcome): Outcome {
+  #echoOutput(outcome: Outcome): Outcome {
     if (!this.#streamOutput || !("result" in outcome)) return outcome;
     const { engineId, stdout, stderr } = outcome.result;
     const prefix = (text: string) => text.replace(/^(?=.)/gm, `[engine ${engineId}] `);
@@ -466,8 +501,8 @@ export class Client extends EventTarget {
     return outcome;
   }
 
-  /** @internal Checks and normalises a targets argument. */
-  resolveTargets(targets?: number | readonly number[]): number[] {
+  /** Checks and normalises a targets argument. */
+  #resolveTargets(targets?: number | readonly number[]): number[] {
     const list = targets === undefined ? this.#ids : typeof targets === "number" ? [targets] : [
       ...targets,
     ];
@@ -484,19 +519,19 @@ export class Client extends EventTarget {
   }
 
   /**
-   * @internal Whether a call is still being prepared: a new call must then be dispatched after
+   * Whether a call is still being prepared: a new call must then be dispatched after
    * it, with {@linkcode dispatchInOrder}.
    */
-  get preparing(): boolean {
+  get #preparing(): boolean {
     return this.#dispatchTail !== undefined;
   }
 
   /**
-   * @internal Calls `dispatch` with what `prepared` resolves to, once every call made before
+   * Calls `dispatch` with what `prepared` resolves to, once every call made before
    * was dispatched: the calls of one client leave in the order they were made, however long each
    * took to prepare, so that each engine queues them in that order.
    */
-  dispatchInOrder<C, R>(prepared: Promise<C>, dispatch: (content: C) => R): Promise<R> {
+  #dispatchInOrder<C, R>(prepared: Promise<C>, dispatch: (content: C) => R): Promise<R> {
     const run = (this.#dispatchTail ?? Promise.resolve()).then(() => prepared).then(dispatch);
     const tail = run.then(() => {}, () => {});
     this.#dispatchTail = tail;
@@ -507,10 +542,10 @@ export class Client extends EventTarget {
   }
 
   /**
-   * @internal Records call `id` (its targets, in order) in the transport, for
+   * Records call `id` (its targets, in order) in the transport, for
    * {@linkcode getResult}. Not awaited: the record is written before the call's messages.
    */
-  recordCall(
+  #recordCall(
     id: string,
     targets: readonly number[],
     type: string,
@@ -534,10 +569,10 @@ export class Client extends EventTarget {
   }
 
   /**
-   * @internal Tells engines `engineIds` to skip their part of call `id` if they have not started
+   * Tells engines `engineIds` to skip their part of call `id` if they have not started
    * it: an `abort` control message straight to each engine's inbox.
    */
-  abortCall(id: string, engineIds: readonly number[]): void {
+  #abortCall(id: string, engineIds: readonly number[]): void {
     if (engineIds.length === 0 || this.#closed) return;
     this.system.sendMany(engineIds.map((engineId) => ({
       to: `engine.${engineId}`,
@@ -585,7 +620,7 @@ export class Client extends EventTarget {
     if (typeof id !== "string" || id === "") {
       throw new TypeError(`Cannot get result: the id must be a non-empty string, got ${id}`);
     }
-    if (this.#closed) throw this.closedError("get result");
+    if (this.#closed) throw this.#closedError("get result");
     // A call of this client may still be preparing: its record is written when it is sent.
     await this.#dispatchTail;
     const envelope = await this.system.load(callKey(this.namespace, id));
@@ -614,7 +649,7 @@ export class Client extends EventTarget {
           "its tasks are malformed",
         );
       }
-      const tasks = storedTasks(this, id, record.tasks, expires);
+      const tasks = storedTasks(this.#host, id, record.tasks, expires);
       const result = new AsyncResult(id, [], [], () => {}, envelope.sent);
       return { id, type: record.type, engineIds: targets, submitted: envelope.sent, result, tasks };
     }
@@ -642,7 +677,7 @@ export class Client extends EventTarget {
       id,
       targets,
       outcomes,
-      () => this.abortCall(id, targets.filter((e) => !found.has(e))),
+      () => this.#abortCall(id, targets.filter((e) => !found.has(e))),
       envelope.sent,
     );
     const listed = record.single === true ? mapResult(stored, firstOf, envelope.sent) : stored;
@@ -688,7 +723,7 @@ export class Client extends EventTarget {
           if (!Array.isArray(parts) || parts.length !== engineIds.length) {
             throw new InvalidMessageError(key, "value", "its parts do not match its range");
           }
-          return parts.map((part) => toOutcome(part, this));
+          return parts.map((part) => toOutcome(part, this.#host));
         }
       } catch (error) {
         return all(() => error as Error);
@@ -753,8 +788,8 @@ export class Client extends EventTarget {
     }))).catch(() => {});
   }
 
-  /** @internal Records that `wireTree` wired engines `ids` into tree `wiring`. */
-  treeWired(wiring: string, ids: readonly number[]): void {
+  /** Records that `wireTree` wired engines `ids` into tree `wiring`. */
+  #treeWired(wiring: string, ids: readonly number[]): void {
     for (const id of ids) this.#trees.set(id, { wiring, ids: [...ids] });
   }
 
@@ -781,8 +816,8 @@ export class Client extends EventTarget {
     );
   }
 
-  /** @internal Counts `result` among the outstanding calls until every engine answered. */
-  track(result: AsyncResult<unknown>): AsyncResult<unknown> {
+  /** Counts `result` among the outstanding calls until every engine answered. */
+  #track(result: AsyncResult<unknown>): AsyncResult<unknown> {
     if (result.ready()) return result;
     this.#outstanding.add(result);
     result.wait().then(() => this.#outstanding.delete(result));
@@ -830,10 +865,10 @@ export class Client extends EventTarget {
   }
 
   /**
-   * @internal Why `action` cannot be done, when the client is closed: `ClusterStoppedError` when
+   * Why `action` cannot be done, when the client is closed: `ClusterStoppedError` when
    * its cluster was stopped, else `TransportClosedError`.
    */
-  closedError(action: string): TransportClosedError | undefined {
+  #closedError(action: string): TransportClosedError | undefined {
     if (!this.#closed) return undefined;
     return this.#stoppedCluster !== undefined
       ? new ClusterStoppedError(action, this.#stoppedCluster)
@@ -841,10 +876,10 @@ export class Client extends EventTarget {
   }
 
   /**
-   * @internal Closes the client because its cluster `cluster` is stopping: calls made later, and
+   * Closes the client because its cluster `cluster` is stopping: calls made later, and
    * those still pending, fail with `ClusterStoppedError`.
    */
-  async closeForStop(cluster: string): Promise<void> {
+  async #closeForStop(cluster: string): Promise<void> {
     if (!this.#closed) this.#stoppedCluster = cluster;
     await this.close();
   }
@@ -869,7 +904,7 @@ export class Client extends EventTarget {
       }
       worker.terminate();
     }
-    await this.system.close(this.closedError("get answer"));
+    await this.system.close(this.#closedError("get answer"));
     await this.#onClose?.();
   }
 }
@@ -886,4 +921,12 @@ function pauseFor(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener("abort", done, { once: true });
   });
+}
+
+/**
+ * Closes `client` because its cluster `cluster` is stopping: calls made later, and those still
+ * pending, fail with `ClusterStoppedError`. For `Cluster.stop()`.
+ */
+export function closeForStop(client: Client, cluster: string): Promise<void> {
+  return closeClient(client, cluster);
 }

@@ -19,7 +19,12 @@ import { engineEnvironment } from "./_engine_env.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
 import type { Transport } from "../transport/types.ts";
-import { Client, type EngineDiedDetail, type EngineRestartedDetail } from "./client.ts";
+import {
+  Client,
+  closeForStop,
+  type EngineDiedDetail,
+  type EngineRestartedDetail,
+} from "./client.ts";
 import { ActorSystem } from "./system.ts";
 import { partitionBounds } from "./protocol/partition.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "./_liveness.ts";
@@ -725,7 +730,7 @@ export class Cluster extends EventTarget {
     clearInterval(this.#holding);
     await this.#renewing;
     await Promise.allSettled([...this.#restarts]);
-    await this.#client?.closeForStop(this.namespace);
+    if (this.#client) await closeForStop(this.#client, this.namespace);
     this.#stopping = true;
     if (transport) {
       const system = new ActorSystem({ transport, key: this.#key, namespace: this.namespace });

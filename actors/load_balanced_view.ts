@@ -7,7 +7,7 @@
  */
 import { checkValue } from "../transport/codec.ts";
 import { AsyncApplyResult, AsyncMapResult } from "./async_map_result.ts";
-import type { Client } from "./client.ts";
+import type { ViewHost } from "./_view_host.ts";
 import { checkInteger, checkMapFunction, splitMapArgs, zipItems } from "./_map_input.ts";
 import { taskTracker } from "./_task_tracker.ts";
 import type { AnyFunction, CallOptions } from "./view.ts";
@@ -57,8 +57,7 @@ export interface MapOptions extends CallOptions, LoadBalancedViewOptions {
  * ```
  */
 export class LoadBalancedView {
-  /** The client the view belongs to. */
-  readonly client: Client;
+  readonly #host: ViewHost;
   /** The engines that may take the view's tasks. */
   readonly targets: readonly number[];
   readonly #address: string;
@@ -67,13 +66,13 @@ export class LoadBalancedView {
 
   /** Makes a view; use `client.loadBalancedView()`. `all`: the view is on every engine. */
   constructor(
-    client: Client,
+    host: ViewHost,
     targets: readonly number[],
     all: boolean,
     options: LoadBalancedViewOptions = {},
   ) {
     checkOptions("make a load-balanced view", options);
-    this.client = client;
+    this.#host = host;
     this.targets = targets;
     this.#address = taskAddress(all ? undefined : targets);
     this.#retries = options.retries ?? 0;
@@ -151,12 +150,12 @@ export class LoadBalancedView {
       items.forEach((_, index) => result.settle({ index, engineId: -1, error: signal.reason }));
       return result;
     }
-    this.client.recordCall(id, this.targets, what, false, undefined, false, {
+    this.#host.recordCall(id, this.targets, what, false, undefined, false, {
       length: items.length,
       chunksize: options.chunksize ?? 1,
       retries: options.retries ?? this.#retries,
     });
-    abort = taskTracker(this.client).submit({
+    abort = taskTracker(this.#host).submit({
       id,
       address: this.#address,
       targets: this.targets,

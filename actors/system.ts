@@ -24,7 +24,14 @@ import {
   sealEnvelope,
 } from "../transport/envelope.ts";
 import type { StreamEntry, Transport } from "../transport/types.ts";
-import type { ActorContext, ActorDefinition, Handler } from "./actor.ts";
+import type {
+  ActorContext,
+  ActorDefinition,
+  ActorRuntime,
+  AskOptions,
+  Handler,
+  SendOptions,
+} from "./actor.ts";
 import { DEFAULT_REPLAY_WINDOW_MS, RecentMessages, replayReason } from "./_replay_guard.ts";
 
 /** The consumer group every inbox is read through. */
@@ -86,38 +93,6 @@ export interface ActorSystemOptions {
    * read. Default 60,000.
    */
   replayWindowMs?: number;
-}
-
-/** Options of {@linkcode ActorSystem.send}. */
-export interface SendOptions {
-  /** The message's id; default a new random UUID. Set it to wait for the answer before sending. */
-  id?: string;
-  /** The id of the message this one answers. */
-  parent?: string;
-  /** Where the answer goes. */
-  replyTo?: string;
-  /** When the sender stops waiting, in ms since the epoch. */
-  deadline?: number;
-  /**
-   * Also store the signed message as a value under `key` for `ttlMs` ms (e.g. a result kept for
-   * clients that fetch it later; read it back with {@linkcode ActorSystem.load}). The value is
-   * written before the message, without waiting: a failure to store is an `"error"` event.
-   */
-  keep?: { key: string; ttlMs: number };
-  /**
-   * The sender hands `content` over: it will neither use nor change it again. Delivered to an
-   * actor of this system, it is then passed as it is, not copied (it is still checked, and a
-   * content that cannot be sent still throws `SerializationError`).
-   */
-  handOver?: boolean;
-}
-
-/** Options of {@linkcode ActorSystem.ask}. */
-export interface AskOptions {
-  /** How long to wait for the answer, in ms. Default 30,000. */
-  timeout?: number;
-  /** Cancels the wait. */
-  signal?: AbortSignal;
 }
 
 /** What answers a message that expects an answer. */
@@ -207,7 +182,7 @@ interface Waiting {
  * now), each actor's `dataLost` hook runs, and the system dispatches `"datalost"` (detail
  * {@linkcode DataLostDetail}).
  */
-export class ActorSystem extends EventTarget {
+export class ActorSystem extends EventTarget implements ActorRuntime {
   /** This system's consumer name. */
   readonly id: string;
   /** The transport the inboxes live on. */

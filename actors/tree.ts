@@ -16,33 +16,18 @@
  * @module
  */
 import {
-  CompositeError,
   EngineDiedError,
   RemoteError,
   type RemoteErrorData,
   TimeoutError,
   TransportClosedError,
 } from "../errors.ts";
-import { type Bintree, bintree, childrenOf, rootOf } from "./protocol/topology.ts";
+import { type Bintree, childrenOf, rootOf } from "./protocol/topology.ts";
 import { setImmediate } from "node:timers";
 import { cloneValue } from "../transport/codec.ts";
-import { defineActor } from "./actor.ts";
-import { type ActorSystem, errorData, GROUP } from "./system.ts";
-import type { View } from "./view.ts";
-import type { Shape } from "./async_result.ts";
-
-// The tree math is a private module; its public part is re-exported from here.
-export {
-  type Bintree,
-  bintree,
-  childrenOf,
-  depthOf,
-  levelsOf,
-  printBintree,
-  rootOf,
-} from "./protocol/topology.ts";
+import { type ActorRuntime, defineActor } from "./actor.ts";
+import { errorData, GROUP } from "./system.ts";
 import { aliveAddress } from "./protocol/addresses.ts";
-import type { EngineResult } from "./protocol/results.ts";
 import type { TreeWiring } from "./protocol/messages.ts";
 
 /** Options of {@linkcode TreeCommunicator.reduce} and {@linkcode TreeCommunicator.allreduce}. */
@@ -62,31 +47,6 @@ export interface ReduceOptions {
   ordered?: boolean;
   /** How long the reduction may take on this engine, in ms. @default {30000} */
   timeout?: number;
-}
-
-/** Options of {@linkcode wireTree}. */
-export interface WireTreeOptions {
-  /** How long wiring may take, in ms. @default {30000} */
-  timeout?: number;
-  /**
-   * After waiting this long for a peer (a child's value, the parent's total), an engine starts
-   * pinging the peers it waits for, once per period. @default {1000}
-   */
-  heartbeatMs?: number;
-  /**
-   * A peer that does not answer a ping within this many ms is taken for dead: the reduction fails
-   * with {@linkcode EngineDiedError} naming it. Pings are answered by the peer host's liveness
-   * thread, not by its event loop, so a peer still computing before it joins the reduction
-   * answers them: only a host whose process or thread is gone (or stopped, or cut off) does not.
-   * The time counts only while the waiting engine's host runs and the transport answers.
-   * @default {5000}
-   */
-  livenessMs?: number;
-  /**
-   * Also measure each tree inbox's stream backlog (`Transport.backlog`) on every arrival, for
-   * {@linkcode TreeStats.maxBacklog}: one more round trip per message. @default {false}
-   */
-  measureBacklog?: boolean;
 }
 
 /** What a communicator measured about its inbox. */
@@ -148,7 +108,7 @@ type Reducer = (a: any, b: any) => unknown;
 const DEFAULT_TIMEOUT = 30_000;
 /** The period of the liveness clock of {@linkcode TreeCommunicator}. */
 const TICK_MS = 100;
-const communicators = new WeakMap<ActorSystem, Map<number, TreeCommunicator>>();
+const communicators = new WeakMap<ActorRuntime, Map<number, TreeCommunicator>>();
 
 /**
  * Calls to make once their time (`performance.now()`) has come, checked every `WAKE_TICK_MS` by
@@ -206,7 +166,7 @@ export class TreeCommunicator {
   readonly size: number;
   /** The address of this engine's tree actor, `tree.<id>`. */
   readonly address: string;
-  readonly #system: ActorSystem;
+  readonly #system: ActorRuntime;
   readonly #wiring: TreeWiring;
   readonly #stream: string;
   readonly #slots = new Map<number, Slot>();
@@ -225,7 +185,7 @@ export class TreeCommunicator {
   /** Whether entries came through this engine's tree inbox since it was last trimmed. */
   #streamUsed = true;
 
-  private constructor(system: ActorSystem, id: number, wiring: TreeWiring) {
+  private constructor(system: ActorRuntime, id: number, wiring: TreeWiring) {
     this.id = id;
     this.tree = new Map(wiring.tree);
     if (!this.tree.has(id)) throw new RangeError(`Cannot wire engine ${id}: it is not in the tree`);
@@ -246,7 +206,7 @@ export class TreeCommunicator {
    * replacing the one an earlier wiring made.
    */
   static async wire(
-    system: ActorSystem,
+    system: ActorRuntime,
     id: number,
     wiring: TreeWiring,
   ): Promise<TreeCommunicator> {
@@ -842,54 +802,4 @@ function causeError(message: AbortMessage): Error {
     case "error":
       return new RemoteError(cause.engineId, cause.error, `engine.${cause.engineId}`);
   }
-}
-
-/**
- * Wires the engines of `view` into a binary tree (`bintree(view.targets)`, the first target the
- * root) and puts a {@linkcode TreeCommunicator} in each one's namespace as `com`. Wiring again
- * replaces the communicators. Returns the tree: the parent of every engine.
- *
- * @throws {EngineDiedError} when an engine of the view is dead.
- * @throws {CompositeError} when several engines failed to wire.
- */
-export async function wireTree(view: View<Shape>, options: WireTreeOptions = {}): Promise<Bintree> {
-  const ids = [...view.targets];
-  const tree = bintree(ids);
-  const wiring: TreeWiring = {
-    wiring: crypto.randomUUID(),
-    ids,
-    tree: [...tree],
-    heartbeatMs: options.heartbeatMs ?? 1000,
-    livenessMs: options.livenessMs ?? 5000,
-    measureBacklog: options.measureBacklog ?? false,
-  };
-  const { client } = view;
-  const timeout = options.timeout ?? DEFAULT_TIMEOUT;
-  const outcomes = await Promise.allSettled(ids.map(async (id) => {
-    const dead = client.deadEngine(id);
-    if (dead) throw dead;
-    const result = await client.system.ask<EngineResult>(`engine.${id}`, "wireTree", wiring, {
-      timeout,
-    });
-    if (result.error) throw new RemoteError(id, result.error);
-  }));
-  const errors = outcomes.flatMap((o, i) => {
-    if (o.status === "fulfilled") return [];
-    const error = o.reason as Error & { engineId?: number };
-    if (error.engineId !== undefined) return [error];
-    if (error instanceof TimeoutError) {
-      const late = new TimeoutError(
-        `Cannot wire engine ${ids[i]}: no answer within ${timeout} ms`,
-        timeout,
-        [ids[i]],
-        { cause: error },
-      );
-      return [Object.assign(late, { engineId: ids[i] })];
-    }
-    return [Object.assign(error, { engineId: ids[i] })];
-  });
-  if (errors.length === 1) throw errors[0];
-  if (errors.length > 1) throw new CompositeError(errors);
-  client.treeWired(wiring.wiring, ids);
-  return tree;
 }

@@ -9,7 +9,7 @@ import { TimeoutError, TransportDataLostError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
-import type { Client } from "./client.ts";
+import type { ViewHost } from "./_view_host.ts";
 import {
   checkSequence,
   chunkContent,
@@ -17,7 +17,7 @@ import {
   partition,
   type Sequence,
 } from "./protocol/partition.ts";
-import { wireTree, type WireTreeOptions } from "./tree.ts";
+import { wireTreeOn, type WireTreeOptions } from "./wire_tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "./blob.ts";
 import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
@@ -72,8 +72,7 @@ export type AnyFunction = (...args: any[]) => any;
  * `rc[2]` does; a view made from a list of ids (even of one) resolves to lists.
  */
 export abstract class View<S extends Shape = "list"> {
-  /** The client the view belongs to. */
-  readonly client: Client;
+  readonly #host: ViewHost;
   /** The engines of the view, in the order results come back. */
   readonly targets: readonly number[];
   /** `"one"` when the view's calls give one engine's bare value, `"list"` when they give lists. */
@@ -83,11 +82,11 @@ export abstract class View<S extends Shape = "list"> {
    * Makes a view of `client` on `targets`, of shape `shape` (`"one"` needs one target); use
    * `client.view()` or `client.broadcastView()`.
    */
-  constructor(client: Client, targets: readonly number[], shape: S = "list" as S) {
+  constructor(host: ViewHost, targets: readonly number[], shape: S = "list" as S) {
     if (shape === "one" && targets.length !== 1) {
       throw new RangeError(`Cannot make a one-engine view on ${targets.length} engines`);
     }
-    this.client = client;
+    this.#host = host;
     this.targets = targets;
     this.shape = shape;
   }
@@ -239,7 +238,7 @@ export abstract class View<S extends Shape = "list"> {
    * Resolves to the parent of every engine (`null` for the root).
    */
   wireTree(options?: WireTreeOptions): Promise<Map<number, number | null>> {
-    return wireTree(this, options);
+    return wireTreeOn(this.#host, this.targets, options);
   }
 
   /** Clears every engine's namespace (back to `id`, `rank`, `size`). */
@@ -259,10 +258,11 @@ export abstract class View<S extends Shape = "list"> {
     single = false,
   ): AsyncResult<unknown> {
     checkCallOptions(operation.type, options);
-    const { client, targets } = this;
+    const host = this.#host;
+    const { targets } = this;
     const { signal } = options;
     const id = crypto.randomUUID();
-    const closed = client.closedError(operation.type);
+    const closed = host.closedError(operation.type);
     if (closed) {
       // The client (or its cluster) is closed: nothing can go out.
       const outcomes = targets.map((engineId) =>
@@ -279,14 +279,14 @@ export abstract class View<S extends Shape = "list"> {
         return new AsyncResult(id, targets, outcomes);
       }
       // Written before the call's messages, and only for a call that is sent.
-      client.recordCall(id, targets, operation.type, single, this.tree(), this.shape === "one");
+      host.recordCall(id, targets, operation.type, single, this.tree(), this.shape === "one");
       return this.dispatch(operation, options, id);
     };
-    if (!prepare && !client.preparing) return client.track(send(operation));
+    if (!prepare && !host.preparing) return host.track(send(operation));
     // Preparing may store blobs (async); the AsyncResult is returned at once all the same. The
     // call is dispatched after the calls made before it, however long they take to prepare.
     // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
-    const prepared = client.dispatchInOrder(
+    const prepared = host.dispatchInOrder(
       prepare ? prepare() : Promise.resolve(operation.content),
       (content) => ({ result: send({ ...operation, content }) }),
     );
@@ -301,7 +301,7 @@ export abstract class View<S extends Shape = "list"> {
         cancelled.then((): Outcome => ({ engineId, error: signal!.reason })),
       ])
     );
-    return client.track(
+    return host.track(
       new AsyncResult(id, this.targets, outcomes, () => {
         prepared.then(({ result }) => result.abort(), () => {});
       }),
@@ -315,8 +315,8 @@ export abstract class View<S extends Shape = "list"> {
     if (ArrayBuffer.isView(value) && value.byteLength < BLOB_THRESHOLD) return value;
     const bytes = encodeValue(value);
     if (bytes.byteLength < BLOB_THRESHOLD) return value;
-    const key = `${this.client.namespace}:blob:${crypto.randomUUID()}`;
-    return await storeBlob(this.client.transport, key, bytes, BLOB_TTL_MS);
+    const key = `${this.#host.namespace}:blob:${crypto.randomUUID()}`;
+    return await storeBlob(this.#host.transport, key, bytes, BLOB_TTL_MS);
   }
 }
 
@@ -405,18 +405,27 @@ export function mapResult(
  * its task; each engine answers on its own.
  */
 export class DirectView<S extends Shape = "list"> extends View<S> {
+  readonly #host: ViewHost;
+
+  /** Makes a view on `targets`, of shape `shape` (see `View`); use `client.view()`. */
+  constructor(host: ViewHost, targets: readonly number[], shape: S = "list" as S) {
+    super(host, targets, shape);
+    this.#host = host;
+  }
+
   /** Sends `operation` to each host of the view's engines in one round trip of appends. */
   protected dispatch(operation: Operation, options: CallOptions, id: string): AsyncResult<unknown> {
-    const { client, targets } = this;
+    const host = this.#host;
+    const { targets } = this;
     const { signal } = options;
     const timeout = options.timeout ?? Infinity;
     const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
-    const live = targets.filter((engineId) => !client.deadEngine(engineId));
+    const live = targets.filter((engineId) => !host.deadEngine(engineId));
     const answered = new Set<number>();
     const outcomes = targets.map((engineId) => {
-      const dead = client.deadEngine(engineId);
+      const dead = host.deadEngine(engineId);
       if (dead) return Promise.resolve<Outcome>({ engineId, error: dead });
-      return client.system
+      return host.system
         .expectReply<EngineResult>(
           engineMessageId(id, engineId),
           `engine.${engineId}`,
@@ -437,18 +446,18 @@ export class DirectView<S extends Shape = "list"> extends View<S> {
     });
     const byHost = new Map<string, number[]>();
     targets.forEach((engineId, i) => {
-      if (client.deadEngine(engineId)) return;
-      const host = client.hostOf(engineId);
-      const positions = byHost.get(host);
+      if (host.deadEngine(engineId)) return;
+      const hostId = host.hostOf(engineId);
+      const positions = byHost.get(hostId);
       if (positions) positions.push(i);
-      else byHost.set(host, [i]);
+      else byHost.set(hostId, [i]);
     });
-    const messages = [...byHost].map(([host, positions]) => {
+    const messages = [...byHost].map(([hostId, positions]) => {
       const request: DispatchRequest = {
         call: id,
         type: operation.type,
         engineIds: positions.map((i) => targets[i]),
-        replyTo: client.system.replyAddress,
+        replyTo: host.system.replyAddress,
       };
       const { scatter } = operation;
       if (scatter) {
@@ -457,24 +466,39 @@ export class DirectView<S extends Shape = "list"> extends View<S> {
         );
       } else request.content = operation.content;
       return {
-        to: dispatcherAddress(host),
+        to: dispatcherAddress(hostId),
         type: "dispatch",
         content: request,
         options: { deadline },
       };
     });
-    client.system.sendMany(messages).then(() => {
-      for (const engineId of live) client.system.written(engineMessageId(id, engineId));
+    host.system.sendMany(messages).then(() => {
+      for (const engineId of live) host.system.written(engineMessageId(id, engineId));
     }, (error) => {
-      for (const engineId of live) client.system.failReply(engineMessageId(id, engineId), error);
+      for (const engineId of live) host.system.failReply(engineMessageId(id, engineId), error);
     });
-    const abort = () => client.abortCall(id, live.filter((e) => !answered.has(e)));
+    const abort = () => host.abortCall(id, live.filter((e) => !answered.has(e)));
     abortOnSignal(signal, Promise.all(outcomes), abort);
     return new AsyncResult(
       id,
       targets,
-      outcomes.map((o) => o.then((o) => client.echoOutput(o))),
+      outcomes.map((o) => o.then((o) => host.echoOutput(o))),
       abort,
     );
   }
+}
+
+/**
+ * Wires the engines of `view` into a binary tree (`bintree(view.targets)`, the first target the
+ * root) and puts a `TreeCommunicator` in each one's namespace as `com`: the same as
+ * `view.wireTree(options)`. Returns the tree: the parent of every engine.
+ *
+ * @throws {EngineDiedError} when an engine of the view is dead.
+ * @throws {CompositeError} when several engines failed to wire.
+ */
+export function wireTree(
+  view: View<Shape>,
+  options?: WireTreeOptions,
+): Promise<Map<number, number | null>> {
+  return view.wireTree(options);
 }

@@ -77,3 +77,14 @@ export function callOfTask(messageId: string): string | undefined {
 export function resultKey(namespace: string, messageId: string): string {
   return `${namespace}:result:${messageId}`;
 }
+
+/** The message id of try `attempt` (0 for the first) of the task of chunk `chunk` of `callId`. */
+export function taskAttemptId(callId: string, chunk: number, attempt: number): string {
+  const id = taskMessageId(callId, chunk);
+  return attempt === 0 ? id : `${id}.${attempt}`;
+}
+
+/** The transport key of the record of call `id`. */
+export function callKey(namespace: string, id: string): string {
+  return `${namespace}:call:${id}`;
+}

@@ -154,3 +154,31 @@ export interface Nudge {
   /** The most tasks an engine holds at once (running or waiting), at least 1. */
   prefetch: number;
 }
+
+/** What the record of a call holds. */
+export interface CallRecord {
+  /** The engines, in target order. */
+  targets: number[];
+  /** The engine message type. */
+  type: string;
+  /** How long the record is kept (ms). */
+  retentionMs: number;
+  /** A `pull` of one name: each engine's value is the first item of the list it answered. */
+  single?: true;
+  /** For a `BroadcastView` call: its tree, which says where its answer is kept. */
+  tree?: BroadcastTree;
+  /** A call of a view on one engine id: its values are that engine's bare value. */
+  one?: true;
+  /** A load-balanced call: its tasks, whose answers are kept under their own message ids. */
+  tasks?: TaskRecord;
+}
+
+/** What the record of a load-balanced call says of its tasks. */
+export interface TaskRecord {
+  /** How many items the call has. */
+  length: number;
+  /** Items per task. */
+  chunksize: number;
+  /** How many times a failed task is sent again. */
+  retries: number;
+}
