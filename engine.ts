@@ -22,7 +22,7 @@
  */
 import { parseArgs } from "node:util";
 import { EngineHost } from "./actors/engine_host.ts";
-import { parseHexKey, readKeyFile } from "./actors/key_file.ts";
+import { parseHexKey, readKeyFile } from "./transport/key.ts";
 import { createTransport } from "./transport/mod.ts";
 import { guardHost } from "./actors/_host_guard.ts";
 

@@ -18,7 +18,7 @@
  */
 
 export { Cluster, type ClusterOptions, type EngineRestartFailedDetail } from "./actors/cluster.ts";
-export { readKeyFile, writeKeyFile } from "./actors/key_file.ts";
+export { readKeyFile, writeKeyFile } from "./transport/key.ts";
 export {
   Client,
   type ClientOptions,

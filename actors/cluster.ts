@@ -14,7 +14,7 @@ import {
   TransportClosedError,
 } from "../errors.ts";
 import { checkKey, type ClusterKey, generateKey } from "../transport/envelope.ts";
-import { readKeyFile, toHex } from "./key_file.ts";
+import { readKeyFile, toHex } from "../transport/key.ts";
 import { engineEnvironment } from "./_engine_env.ts";
 import { MemoryTransport } from "../transport/memory.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";

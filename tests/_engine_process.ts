@@ -5,7 +5,7 @@
  * @module
  */
 import { Cluster } from "../actors/cluster.ts";
-import { toHex } from "../actors/key_file.ts";
+import { toHex } from "../transport/key.ts";
 import type { Client } from "../actors/client.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { uniqueNamespace } from "./_redis_server.ts";

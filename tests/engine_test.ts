@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Cluster } from "../actors/cluster.ts";
-import { toHex } from "../actors/key_file.ts";
+import { toHex } from "../transport/key.ts";
 import { TimeoutError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { createTransport } from "../transport/mod.ts";

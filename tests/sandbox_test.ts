@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { Cluster } from "../actors/cluster.ts";
-import { toHex, writeKeyFile } from "../actors/key_file.ts";
+import { toHex, writeKeyFile } from "../transport/key.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { within } from "./_async.ts";

@@ -1,5 +1,5 @@
 // Cluster keys at rest: the hex key files that clusters, clients and engines started by hand share.
-import { checkKey, type ClusterKey, generateKey, MIN_KEY_BYTES } from "../transport/envelope.ts";
+import { checkKey, type ClusterKey, generateKey, MIN_KEY_BYTES } from "./envelope.ts";
 
 /** Longest key file read: a key of 1 KiB in hex with room for whitespace. */
 const MAX_KEY_FILE_BYTES = 4096;
