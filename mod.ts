@@ -17,7 +17,11 @@
  * @module
  */
 
-export { Cluster, type ClusterOptions, type EngineRestartFailedDetail } from "./actors/cluster.ts";
+export {
+  Cluster,
+  type ClusterOptions,
+  type EngineRestartFailedDetail,
+} from "./actors/client/cluster.ts";
 export { readKeyFile, writeKeyFile } from "./transport/key.ts";
 export {
   Client,
@@ -25,7 +29,7 @@ export {
   type EngineDiedDetail,
   type EngineRestartedDetail,
   type FetchedCall,
-} from "./actors/client.ts";
+} from "./actors/client/client.ts";
 export {
   type AnyFunction,
   type CallOptions,
@@ -34,14 +38,18 @@ export {
   View,
   type ViewMapOptions,
   wireTree,
-} from "./actors/view.ts";
-export { BroadcastView, type BroadcastViewOptions } from "./actors/broadcast_view.ts";
+} from "./actors/client/view.ts";
+export { BroadcastView, type BroadcastViewOptions } from "./actors/client/broadcast_view.ts";
 export {
   LoadBalancedView,
   type LoadBalancedViewOptions,
   type MapOptions,
-} from "./actors/load_balanced_view.ts";
-export { AsyncApplyResult, AsyncMapResult, type MapItem } from "./actors/async_map_result.ts";
+} from "./actors/client/load_balanced_view.ts";
+export {
+  AsyncApplyResult,
+  AsyncMapResult,
+  type MapItem,
+} from "./actors/client/async_map_result.ts";
 export {
   AsyncResult,
   type EngineTiming,
@@ -49,13 +57,17 @@ export {
   type Outcome,
   type Shape,
   type Shaped,
-} from "./actors/async_result.ts";
+} from "./actors/client/async_result.ts";
 export { ModuleFunction, Reference } from "./actors/protocol/wire_types.ts";
-export { type ReduceOptions, TreeCommunicator, type TreeStats } from "./actors/tree.ts";
+export {
+  type ReduceOptions,
+  TreeCommunicator,
+  type TreeStats,
+} from "./actors/host/tree_communicator.ts";
 export { type Bintree, bintree, printBintree } from "./actors/protocol/topology.ts";
 export { partitionBounds, type Sequence } from "./actors/protocol/partition.ts";
 
-export { defineActor } from "./actors/actor.ts";
+export { defineActor } from "./actors/core/actor.ts";
 export type {
   ActorContext,
   ActorDefinition,
@@ -64,8 +76,8 @@ export type {
   Handler,
   OutgoingMessage,
   SendOptions,
-} from "./actors/actor.ts";
-export { ActorSystem } from "./actors/system.ts";
+} from "./actors/core/actor.ts";
+export { ActorSystem } from "./actors/core/system.ts";
 export type {
   ActorSystemOptions,
   ActorSystemStats,
@@ -73,7 +85,7 @@ export type {
   DeadLetterDetail,
   DeadLetterReason,
   Reply,
-} from "./actors/system.ts";
+} from "./actors/core/system.ts";
 
 export { createTransport } from "./transport/mod.ts";
 export { MemoryTransport } from "./transport/memory.ts";
@@ -99,4 +111,4 @@ export {
 } from "./errors.ts";
 export { type BroadcastTree, type Operation } from "./actors/protocol/messages.ts";
 export { type EngineResult } from "./actors/protocol/results.ts";
-export { type WireTreeOptions } from "./actors/wire_tree.ts";
+export { type WireTreeOptions } from "./actors/client/wire_tree.ts";

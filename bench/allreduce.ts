@@ -28,7 +28,7 @@ import { parseArgs } from "node:util";
 import { Cluster } from "../mod.ts";
 import { startRedisServer } from "../tests/_redis_server.ts";
 import { formatLoad, LineProcess, loadAverage, median } from "./_util.ts";
-import { wireTree } from "../actors/view.ts";
+import { wireTree } from "../actors/client/view.ts";
 
 const MIB_LENGTH = (1024 * 1024) / 8;
 type Kind = "scalar" | "mib";

@@ -30,7 +30,7 @@
  */
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { startRedisServer } from "../tests/_redis_server.ts";
 import { inspectRedis } from "../tests/_stream_stats.ts";
 import { formatLoad, loadAverage } from "./_util.ts";

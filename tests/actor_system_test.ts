@@ -3,7 +3,7 @@
  * and `RedisTransport` against a private `redis-server` (or `REDIS_URL`).
  */
 import assert from "node:assert/strict";
-import { ActorSystem, type DeadLetterDetail, GROUP } from "../actors/system.ts";
+import { ActorSystem, type DeadLetterDetail, GROUP } from "../actors/core/system.ts";
 import { loadRedisClient } from "../deps.ts";
 import { RemoteError, SerializationError, TimeoutError } from "../errors.ts";
 import { type ClusterKey, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";

@@ -9,10 +9,10 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
+import type { Client } from "../actors/client/client.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
 import { partitionBounds } from "../actors/protocol/partition.ts";
-import { BLOB_THRESHOLD } from "../actors/view.ts";
+import { BLOB_THRESHOLD } from "../actors/client/view.ts";
 import { CompositeError, EngineDiedError, RemoteError } from "../errors.ts";
 import { type ClusterKey, generateKey, namespaceKey, openEnvelope } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";

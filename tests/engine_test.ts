@@ -5,7 +5,7 @@
  * `REDIS_URL` when no server binary is installed).
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { toHex } from "../transport/key.ts";
 import { TimeoutError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";

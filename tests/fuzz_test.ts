@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { engineActor } from "../actors/engine.ts";
-import { ActorSystem, type DeadLetterReason } from "../actors/system.ts";
+import { engineActor } from "../actors/host/engine_actor.ts";
+import { ActorSystem, type DeadLetterReason } from "../actors/core/system.ts";
 import { FunctionSource, Reference } from "../actors/protocol/wire_types.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";

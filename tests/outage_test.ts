@@ -1,7 +1,7 @@
 // Redis goes away for 5 s in the middle of a broadcast and comes back on the same port.
 import assert from "node:assert/strict";
-import type { Client } from "../actors/client.ts";
-import { Cluster } from "../actors/cluster.ts";
+import type { Client } from "../actors/client/client.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { CompositeError, TransportDataLostError } from "../errors.ts";
 import {
   connectAdmin,

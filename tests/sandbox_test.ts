@@ -10,7 +10,7 @@
  * test: Worker permissions need that flag.
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { toHex, writeKeyFile } from "../transport/key.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";

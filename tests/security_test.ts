@@ -8,7 +8,7 @@
  * `--unstable-worker-options`.
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { readKeyFile, toHex, writeKeyFile } from "../transport/key.ts";
 import { RemoteError, TransportClosedError } from "../errors.ts";
 import { createTransport } from "../transport/mod.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { inspectRedis, type NamespaceStats } from "./_stream_stats.ts";
 import { delay } from "./_async.ts";

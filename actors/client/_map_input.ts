@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ModuleFunction } from "./protocol/wire_types.ts";
+import { ModuleFunction } from "../protocol/wire_types.ts";
 
 /** Whether `value` is an options object rather than one more iterable. */
 function isOptions(value: unknown): boolean {

@@ -5,14 +5,14 @@
  *
  * @module
  */
-import { checkValue } from "../transport/codec.ts";
+import { checkValue } from "../../transport/codec.ts";
 import { AsyncApplyResult, AsyncMapResult } from "./async_map_result.ts";
 import type { ViewHost } from "./_view_host.ts";
 import { checkInteger, checkMapFunction, splitMapArgs, zipItems } from "./_map_input.ts";
 import { taskTracker } from "./_task_tracker.ts";
 import type { AnyFunction, CallOptions } from "./view.ts";
-import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
-import { taskAddress } from "./protocol/addresses.ts";
+import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
+import { taskAddress } from "../protocol/addresses.ts";
 
 /** Options of a load-balanced view, defaults for its calls. */
 export interface LoadBalancedViewOptions {

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { parseJavaScript } from "../deps.ts";
-import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
+import { parseJavaScript } from "../../deps.ts";
+import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
 
 // deno-lint-ignore no-explicit-any
 type AnyFunction = (...args: any[]) => any;

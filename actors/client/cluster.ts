@@ -12,25 +12,25 @@ import {
   NamespaceInUseError,
   TimeoutError,
   TransportClosedError,
-} from "../errors.ts";
-import { checkKey, type ClusterKey, generateKey } from "../transport/envelope.ts";
-import { readKeyFile, toHex } from "../transport/key.ts";
+} from "../../errors.ts";
+import { checkKey, type ClusterKey, generateKey } from "../../transport/envelope.ts";
+import { readKeyFile, toHex } from "../../transport/key.ts";
 import { engineEnvironment } from "./_engine_env.ts";
-import { MemoryTransport } from "../transport/memory.ts";
-import { createTransport, redactUrl } from "../transport/mod.ts";
-import type { Transport } from "../transport/types.ts";
+import { MemoryTransport } from "../../transport/memory.ts";
+import { createTransport, redactUrl } from "../../transport/mod.ts";
+import type { Transport } from "../../transport/types.ts";
 import {
   Client,
   closeForStop,
   type EngineDiedDetail,
   type EngineRestartedDetail,
 } from "./client.ts";
-import { ActorSystem } from "./system.ts";
-import { partitionBounds } from "./protocol/partition.ts";
-import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "./_liveness.ts";
-import type { FromWorker, ToWorker } from "./protocol/worker_messages.ts";
-import { dispatcherAddress, REGISTRY } from "./protocol/addresses.ts";
-import type { EngineHostConfig, Registration, Unregistration } from "./protocol/host_messages.ts";
+import { ActorSystem } from "../core/system.ts";
+import { partitionBounds } from "../protocol/partition.ts";
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "../_liveness.ts";
+import type { FromWorker, ToWorker } from "../protocol/worker_messages.ts";
+import { dispatcherAddress, REGISTRY } from "../protocol/addresses.ts";
+import type { EngineHostConfig, Registration, Unregistration } from "../protocol/host_messages.ts";
 
 /** Options of {@linkcode Cluster}. */
 export interface ClusterOptions {
@@ -355,7 +355,7 @@ export class Cluster extends EventTarget {
   }
 
   #newWorker(): Worker {
-    const url = new URL("./_worker_host.ts", import.meta.url);
+    const url = new URL("../host/_worker_host.ts", import.meta.url);
     const permissions = this.#options.permissions;
     if (permissions === undefined) return new Worker(url, { type: "module" });
     // Without --unstable-worker-options, Deno ends the process here with its own message.
@@ -366,7 +366,7 @@ export class Cluster extends EventTarget {
   }
 
   async #launchProcess(host: Host, config: EngineHostConfig): Promise<void> {
-    const script = new URL("../engine.ts", import.meta.url).href;
+    const script = new URL("../../engine.ts", import.meta.url).href;
     const permissions = this.#options.permissions;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
@@ -982,7 +982,7 @@ function enginePermissions(
     const ca = url.searchParams.get("ca");
     if (ca !== null) add("read", ca);
   }
-  const root = new URL("../", import.meta.url);
+  const root = new URL("../../", import.meta.url);
   // Deno wants read access to the modules of a Worker a host starts (its heartbeat thread): the
   // library's module folders and files, never its root (a key file there, .git).
   if (root.protocol === "file:") {

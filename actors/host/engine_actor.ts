@@ -5,22 +5,22 @@
  * @module
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { TaskAbortedError, TimeoutError } from "../errors.ts";
-import type { Transport } from "../transport/types.ts";
-import { readBlob } from "./blob.ts";
-import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
-import { Namespace } from "./namespace.ts";
-import { errorData } from "./system.ts";
-import { TreeCommunicator } from "./tree.ts";
-import { hostClock } from "./_liveness.ts";
-import { BlobRef, FunctionSource, ModuleFunction, Reference } from "./protocol/wire_types.ts";
-import type { ApplyContent, MapContent, TreeWiring } from "./protocol/messages.ts";
+import { TaskAbortedError, TimeoutError } from "../../errors.ts";
+import type { Transport } from "../../transport/types.ts";
+import { readBlob } from "../blob.ts";
+import { type ActorContext, type ActorDefinition, defineActor } from "../core/actor.ts";
+import { Namespace } from "./engine_namespace.ts";
+import { errorData } from "../core/system.ts";
+import { TreeCommunicator } from "./tree_communicator.ts";
+import { hostClock } from "../_liveness.ts";
+import { BlobRef, FunctionSource, ModuleFunction, Reference } from "../protocol/wire_types.ts";
+import type { ApplyContent, MapContent, TreeWiring } from "../protocol/messages.ts";
 import {
   DEFAULT_RESULT_RETENTION_MS,
   type EngineResult,
   type MapItemResult,
-} from "./protocol/results.ts";
-import { callOfTask, resultKey } from "./protocol/addresses.ts";
+} from "../protocol/results.ts";
+import { callOfTask, resultKey } from "../protocol/addresses.ts";
 
 /** Where `console` output of a running task goes. */
 interface Capture {

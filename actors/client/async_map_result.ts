@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { CompositeError, TimeoutError } from "../errors.ts";
+import { CompositeError, TimeoutError } from "../../errors.ts";
 import type { GetOptions } from "./async_result.ts";
 
 /** One item of a map as it came back: where it ran and its value, or why there is none. */

@@ -5,22 +5,22 @@
  *
  * @module
  */
-import type { Transport } from "../transport/types.ts";
-import { defineActor } from "./actor.ts";
-import { BroadcastNodes } from "./broadcast.ts";
+import type { Transport } from "../../transport/types.ts";
+import { defineActor } from "../core/actor.ts";
+import { BroadcastNodes } from "./broadcast_nodes.ts";
 import { dispatcherActor } from "./dispatcher.ts";
-import { engineActor } from "./engine.ts";
-import { ActorSystem } from "./system.ts";
+import { engineActor } from "./engine_actor.ts";
+import { ActorSystem } from "../core/system.ts";
 import { spawnTaskReader } from "./task_reader.ts";
-import { HostClock, setHostClock } from "./_liveness.ts";
+import { HostClock, setHostClock } from "../_liveness.ts";
 import {
   aliveAddress,
   broadcastAddress,
   dispatcherAddress,
   REGISTRY,
-} from "./protocol/addresses.ts";
-import type { ToHeartbeatWorker } from "./protocol/worker_messages.ts";
-import type { EngineHostConfig, Registration, Unregistration } from "./protocol/host_messages.ts";
+} from "../protocol/addresses.ts";
+import type { ToHeartbeatWorker } from "../protocol/worker_messages.ts";
+import type { EngineHostConfig, Registration, Unregistration } from "../protocol/host_messages.ts";
 
 /** A running engine host. */
 export class EngineHost {

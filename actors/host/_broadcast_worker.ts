@@ -1,12 +1,12 @@
 // The Worker that runs a client's broadcast nodes, off the client's thread.
 import { workerScope } from "./_worker_scope.ts";
-import { createTransport } from "../transport/mod.ts";
-import { MemoryTransport } from "../transport/memory.ts";
-import type { Transport } from "../transport/types.ts";
-import { BroadcastNodes } from "./broadcast.ts";
-import { ActorSystem } from "./system.ts";
-import { broadcastAddress } from "./protocol/addresses.ts";
-import type { FromBroadcastWorker, ToBroadcastWorker } from "./protocol/worker_messages.ts";
+import { createTransport } from "../../transport/mod.ts";
+import { MemoryTransport } from "../../transport/memory.ts";
+import type { Transport } from "../../transport/types.ts";
+import { BroadcastNodes } from "./broadcast_nodes.ts";
+import { ActorSystem } from "../core/system.ts";
+import { broadcastAddress } from "../protocol/addresses.ts";
+import type { FromBroadcastWorker, ToBroadcastWorker } from "../protocol/worker_messages.ts";
 
 const post = (message: FromBroadcastWorker) => workerScope.postMessage(message);
 let system: ActorSystem | undefined;

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Envelope } from "../transport/envelope.ts";
-import type { Transport } from "../transport/types.ts";
+import type { Envelope } from "../../transport/envelope.ts";
+import type { Transport } from "../../transport/types.ts";
 
 /** What a handler sees besides the message's content. */
 export interface ActorContext {

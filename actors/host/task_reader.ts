@@ -17,11 +17,11 @@
  *
  * @module
  */
-import type { Transport } from "../transport/types.ts";
-import { defineActor } from "./actor.ts";
-import type { ActorSystem } from "./system.ts";
-import type { Nudge } from "./protocol/messages.ts";
-import { TASK_GROUP, taskConsumer, taskReaderAddress } from "./protocol/addresses.ts";
+import type { Transport } from "../../transport/types.ts";
+import { defineActor } from "../core/actor.ts";
+import type { ActorSystem } from "../core/system.ts";
+import type { Nudge } from "../protocol/messages.ts";
+import { TASK_GROUP, taskConsumer, taskReaderAddress } from "../protocol/addresses.ts";
 
 /** How often an engine with room reads its streams without being nudged, in ms. */
 const POLL_MS = 1000;

@@ -23,18 +23,18 @@
  *
  * @module
  */
-import { type ActorContext, type ActorDefinition, defineActor } from "./actor.ts";
-import { chunkContent, partitionBounds, type Sequence } from "./protocol/partition.ts";
-import { errorData, type Reply } from "./system.ts";
-import type { EngineResult } from "./protocol/results.ts";
-import { broadcastAddress, resultKey } from "./protocol/addresses.ts";
+import { type ActorContext, type ActorDefinition, defineActor } from "../core/actor.ts";
+import { chunkContent, partitionBounds, type Sequence } from "../protocol/partition.ts";
+import { errorData, type Reply } from "../core/system.ts";
+import type { EngineResult } from "../protocol/results.ts";
+import { broadcastAddress, resultKey } from "../protocol/addresses.ts";
 import type {
   BroadcastNodeStats,
   BroadcastPart,
   BroadcastRequest,
   Died,
-} from "./protocol/messages.ts";
-import { nodeFor, placeRange, sliceRuns } from "./protocol/placement.ts";
+} from "../protocol/messages.ts";
+import { nodeFor, placeRange, sliceRuns } from "../protocol/placement.ts";
 
 /** One node's part of one broadcast, while it waits for its children. */
 interface Pending {

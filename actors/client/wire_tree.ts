@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { CompositeError, RemoteError, TimeoutError } from "../errors.ts";
+import { CompositeError, RemoteError, TimeoutError } from "../../errors.ts";
 import type { ViewHost } from "./_view_host.ts";
-import type { TreeWiring } from "./protocol/messages.ts";
-import type { EngineResult } from "./protocol/results.ts";
-import { type Bintree, bintree } from "./protocol/topology.ts";
+import type { TreeWiring } from "../protocol/messages.ts";
+import type { EngineResult } from "../protocol/results.ts";
+import { type Bintree, bintree } from "../protocol/topology.ts";
 
 /** How long wiring may take by default, in ms. */
 const DEFAULT_TIMEOUT = 30_000;

@@ -5,14 +5,14 @@
  *
  * @module
  */
-import { TaskError } from "../errors.ts";
-import { checkValue } from "../transport/codec.ts";
+import { TaskError } from "../../errors.ts";
+import { checkValue } from "../../transport/codec.ts";
 import { AsyncMapResult } from "./async_map_result.ts";
 import { type AsyncResult, errorOf, type Outcome } from "./async_result.ts";
 import { checkMapFunction, zipItems } from "./_map_input.ts";
-import { partitionBounds, type ScatterSpec } from "./protocol/partition.ts";
-import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
-import type { MapItemResult } from "./protocol/results.ts";
+import { partitionBounds, type ScatterSpec } from "../protocol/partition.ts";
+import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
+import type { MapItemResult } from "../protocol/results.ts";
 
 /** The operation of a partitioned map, ready for a view's engines. */
 export interface MapOperation {

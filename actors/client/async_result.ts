@@ -4,8 +4,8 @@
  * @module
  */
 import { checkTimerRange } from "./_timer_range.ts";
-import { CompositeError, RemoteError, TaskAbortedError, TimeoutError } from "../errors.ts";
-import type { EngineResult } from "./protocol/results.ts";
+import { CompositeError, RemoteError, TaskAbortedError, TimeoutError } from "../../errors.ts";
+import type { EngineResult } from "../protocol/results.ts";
 
 /** One engine's outcome as the client sees it: its result record, or why there is none. */
 export type Outcome =

@@ -4,8 +4,8 @@
 // the server's clock when it was appended: an entry appended longer than the replay window after
 // its envelope was signed is refused, whatever its age when read. Within the window, each reader
 // remembers the message ids it took from each stream and drops a second entry of one.
-import type { Envelope } from "../transport/envelope.ts";
-import type { StreamEntry } from "../transport/types.ts";
+import type { Envelope } from "../../transport/envelope.ts";
+import type { StreamEntry } from "../../transport/types.ts";
 
 /**
  * The default `replayWindowMs`: how long after it was signed an entry may be appended. It covers

@@ -5,18 +5,18 @@
  *
  * @module
  */
-import { EngineDiedError, RemoteError, TransportDataLostError } from "../errors.ts";
+import { EngineDiedError, RemoteError, TransportDataLostError } from "../../errors.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { ViewHost } from "./_view_host.ts";
 import { abortOnSignal, type CallOptions, engineTimeout, View } from "./view.ts";
-import { broadcastAddress } from "./protocol/addresses.ts";
+import { broadcastAddress } from "../protocol/addresses.ts";
 import type {
   BroadcastPart,
   BroadcastRequest,
   BroadcastTree,
   Operation,
-} from "./protocol/messages.ts";
-import { nodeFor, placeRange, toRuns } from "./protocol/placement.ts";
+} from "../protocol/messages.ts";
+import { nodeFor, placeRange, toRuns } from "../protocol/placement.ts";
 
 /** Options of `client.broadcastView()`. */
 export interface BroadcastViewOptions {

@@ -12,10 +12,10 @@
  *
  * @module
  */
-import { defineActor } from "./actor.ts";
-import type { Envelope } from "../transport/envelope.ts";
-import { engineMessageId } from "./protocol/addresses.ts";
-import type { DispatchRequest } from "./protocol/messages.ts";
+import { defineActor } from "../core/actor.ts";
+import type { Envelope } from "../../transport/envelope.ts";
+import { engineMessageId } from "../protocol/addresses.ts";
+import type { DispatchRequest } from "../protocol/messages.ts";
 
 /** The dispatcher actor of host `hostId`. */
 export function dispatcherActor(hostId: string) {

@@ -5,11 +5,11 @@
  *
  * @module
  */
-import type { EngineDiedError, TransportClosedError } from "../errors.ts";
+import type { EngineDiedError, TransportClosedError } from "../../errors.ts";
 import type { AsyncResult, Outcome } from "./async_result.ts";
-import type { BroadcastTree, TaskRecord } from "./protocol/messages.ts";
-import type { Transport } from "../transport/types.ts";
-import type { ActorSystem } from "./system.ts";
+import type { BroadcastTree, TaskRecord } from "../protocol/messages.ts";
+import type { Transport } from "../../transport/types.ts";
+import type { ActorSystem } from "../core/system.ts";
 
 /** A client's plumbing, as its views use it. */
 export interface ViewHost {

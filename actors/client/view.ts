@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { TimeoutError, TransportDataLostError } from "../errors.ts";
-import { encodeValue } from "../transport/codec.ts";
+import { TimeoutError, TransportDataLostError } from "../../errors.ts";
+import { encodeValue } from "../../transport/codec.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { ViewHost } from "./_view_host.ts";
@@ -16,16 +16,16 @@ import {
   concatenate,
   partition,
   type Sequence,
-} from "./protocol/partition.ts";
+} from "../protocol/partition.ts";
 import { wireTreeOn, type WireTreeOptions } from "./wire_tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
-import { storeBlob } from "./blob.ts";
-import { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
+import { storeBlob } from "../blob.ts";
+import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
 import { splitMapArgs } from "./_map_input.ts";
 import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
-import { dispatcherAddress, engineMessageId } from "./protocol/addresses.ts";
-import type { BroadcastTree, DispatchRequest, Operation } from "./protocol/messages.ts";
-import type { EngineResult } from "./protocol/results.ts";
+import { dispatcherAddress, engineMessageId } from "../protocol/addresses.ts";
+import type { BroadcastTree, DispatchRequest, Operation } from "../protocol/messages.ts";
+import type { EngineResult } from "../protocol/results.ts";
 
 /** Values pushed or passed at least this large (encoded) are stored once as blobs. */
 export const BLOB_THRESHOLD = 64 * 1024;

@@ -12,41 +12,41 @@ import {
   ResultNotFoundError,
   TaskError,
   TransportClosedError,
-} from "../errors.ts";
-import type { ClusterKey } from "../transport/envelope.ts";
-import { MemoryTransport } from "../transport/memory.ts";
-import type { Transport } from "../transport/types.ts";
-import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch } from "./_liveness.ts";
+} from "../../errors.ts";
+import type { ClusterKey } from "../../transport/envelope.ts";
+import { MemoryTransport } from "../../transport/memory.ts";
+import type { Transport } from "../../transport/types.ts";
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch } from "../_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions, toOutcome } from "./broadcast_view.ts";
 import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_view.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { storedTasks } from "./_stored_tasks.ts";
 import type { ViewHost } from "./_view_host.ts";
-import type { ActorSystem, Reply } from "./system.ts";
+import type { ActorSystem, Reply } from "../core/system.ts";
 import { DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome, type Shape } from "./async_result.ts";
-import type { FromBroadcastWorker, ToBroadcastWorker } from "./protocol/worker_messages.ts";
+import type { FromBroadcastWorker, ToBroadcastWorker } from "../protocol/worker_messages.ts";
 import {
   broadcastAddress,
   callKey,
   engineMessageId,
   HEARTBEATS,
   resultKey,
-} from "./protocol/addresses.ts";
+} from "../protocol/addresses.ts";
 import type {
   BroadcastPart,
   BroadcastTree,
   CallRecord,
   Died,
   TaskRecord,
-} from "./protocol/messages.ts";
-import { type KeptPiece, keptPieces } from "./protocol/placement.ts";
-import type { Heartbeat } from "./protocol/host_messages.ts";
+} from "../protocol/messages.ts";
+import { type KeptPiece, keptPieces } from "../protocol/placement.ts";
+import type { Heartbeat } from "../protocol/host_messages.ts";
 import {
   DEFAULT_RESULT_RETENTION_MS,
   type EngineResult,
   type MapItemResult,
-} from "./protocol/results.ts";
+} from "../protocol/results.ts";
 
 const encoder = new TextEncoder();
 
@@ -439,7 +439,7 @@ export class Client extends EventTarget {
     if (this.#closed) return Promise.reject(this.#closedError("broadcast"));
     if (this.#broadcast) return this.#broadcast.ready;
     const hostId = this.hubId;
-    const worker = new Worker(new URL("./_broadcast_worker.ts", import.meta.url), {
+    const worker = new Worker(new URL("../host/_broadcast_worker.ts", import.meta.url), {
       type: "module",
     });
     let stopped!: () => void;

@@ -13,8 +13,8 @@ import {
   TimeoutError,
   TransportClosedError,
   TransportDataLostError,
-} from "../errors.ts";
-import { checkValue, cloneValue, encodeValue } from "../transport/codec.ts";
+} from "../../errors.ts";
+import { checkValue, cloneValue, encodeValue } from "../../transport/codec.ts";
 import {
   checkKey,
   type ClusterKey,
@@ -22,8 +22,8 @@ import {
   namespaceKey,
   openEnvelope,
   sealEnvelope,
-} from "../transport/envelope.ts";
-import type { StreamEntry, Transport } from "../transport/types.ts";
+} from "../../transport/envelope.ts";
+import type { StreamEntry, Transport } from "../../transport/types.ts";
 import type {
   ActorContext,
   ActorDefinition,

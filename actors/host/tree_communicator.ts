@@ -21,14 +21,14 @@ import {
   type RemoteErrorData,
   TimeoutError,
   TransportClosedError,
-} from "../errors.ts";
-import { type Bintree, childrenOf, rootOf } from "./protocol/topology.ts";
+} from "../../errors.ts";
+import { type Bintree, childrenOf, rootOf } from "../protocol/topology.ts";
 import { setImmediate } from "node:timers";
-import { cloneValue } from "../transport/codec.ts";
-import { type ActorRuntime, defineActor } from "./actor.ts";
-import { errorData, GROUP } from "./system.ts";
-import { aliveAddress } from "./protocol/addresses.ts";
-import type { TreeWiring } from "./protocol/messages.ts";
+import { cloneValue } from "../../transport/codec.ts";
+import { type ActorRuntime, defineActor } from "../core/actor.ts";
+import { errorData, GROUP } from "../core/system.ts";
+import { aliveAddress } from "../protocol/addresses.ts";
+import type { TreeWiring } from "../protocol/messages.ts";
 
 /** Options of {@linkcode TreeCommunicator.reduce} and {@linkcode TreeCommunicator.allreduce}. */
 export interface ReduceOptions {

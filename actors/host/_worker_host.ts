@@ -1,11 +1,11 @@
 // The Worker side of the "worker" launcher: runs an EngineHost and reports to the parent.
 import { workerScope } from "./_worker_scope.ts";
-import { createTransport } from "../transport/mod.ts";
-import { MemoryTransport } from "../transport/memory.ts";
-import type { Transport } from "../transport/types.ts";
+import { createTransport } from "../../transport/mod.ts";
+import { MemoryTransport } from "../../transport/memory.ts";
+import type { Transport } from "../../transport/types.ts";
 import { EngineHost } from "./engine_host.ts";
 import { guardHost } from "./_host_guard.ts";
-import type { FromWorker, ToWorker } from "./protocol/worker_messages.ts";
+import type { FromWorker, ToWorker } from "../protocol/worker_messages.ts";
 
 const post = (message: FromWorker) => workerScope.postMessage(message);
 

@@ -10,14 +10,14 @@ import {
   TaskAbortedError,
   TaskError,
   TimeoutError,
-} from "../errors.ts";
+} from "../../errors.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import type { ViewHost } from "./_view_host.ts";
-import type { FunctionSource, ModuleFunction } from "./protocol/wire_types.ts";
-import type { EngineResult, MapItemResult } from "./protocol/results.ts";
-import type { Nudge } from "./protocol/messages.ts";
-import { TASK_GROUP, taskConsumer, taskReaderAddress } from "./protocol/addresses.ts";
-import { taskAttemptId } from "./protocol/addresses.ts";
+import type { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
+import type { EngineResult, MapItemResult } from "../protocol/results.ts";
+import type { Nudge } from "../protocol/messages.ts";
+import { TASK_GROUP, taskConsumer, taskReaderAddress } from "../protocol/addresses.ts";
+import { taskAttemptId } from "../protocol/addresses.ts";
 
 /** One task of a call: the items it carries and how many times it was sent before. */
 interface Task {

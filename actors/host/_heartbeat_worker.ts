@@ -4,15 +4,15 @@
 // for a host in a process, sends its heartbeats, each saying whether a task blocks the host past
 // its call's deadline. It stops when the process or the host's Worker does.
 import { workerScope } from "./_worker_scope.ts";
-import { createTransport } from "../transport/mod.ts";
-import { MemoryTransport } from "../transport/memory.ts";
-import type { Transport } from "../transport/types.ts";
-import { defineActor } from "./actor.ts";
-import { HostClock } from "./_liveness.ts";
-import { ActorSystem } from "./system.ts";
-import type { Heartbeat } from "./protocol/host_messages.ts";
-import { aliveAddress, HEARTBEATS } from "./protocol/addresses.ts";
-import type { ToHeartbeatWorker } from "./protocol/worker_messages.ts";
+import { createTransport } from "../../transport/mod.ts";
+import { MemoryTransport } from "../../transport/memory.ts";
+import type { Transport } from "../../transport/types.ts";
+import { defineActor } from "../core/actor.ts";
+import { HostClock } from "../_liveness.ts";
+import { ActorSystem } from "../core/system.ts";
+import type { Heartbeat } from "../protocol/host_messages.ts";
+import { aliveAddress, HEARTBEATS } from "../protocol/addresses.ts";
+import type { ToHeartbeatWorker } from "../protocol/worker_messages.ts";
 
 let transport: Transport | undefined;
 let system: ActorSystem | undefined;
