@@ -67,17 +67,6 @@ export {
 export { type Bintree, bintree, printBintree } from "./actors/protocol/topology.ts";
 export { partitionBounds, type Sequence } from "./actors/protocol/partition.ts";
 
-export { defineActor } from "./actors/core/actor.ts";
-export type {
-  ActorContext,
-  ActorDefinition,
-  ActorRuntime,
-  AskOptions,
-  Handler,
-  OutgoingMessage,
-  SendOptions,
-} from "./actors/core/actor.ts";
-export { ActorSystem } from "./actors/core/system.ts";
 export type {
   ActorSystemOptions,
   ActorSystemStats,
