@@ -33,7 +33,6 @@ export {
 export {
   type AnyFunction,
   type CallOptions,
-  DirectView,
   type ScatterOptions,
   View,
   type ViewMapOptions,
@@ -101,3 +100,4 @@ export {
 export { type BroadcastTree, type Operation } from "./actors/protocol/messages.ts";
 export { type EngineResult } from "./actors/protocol/results.ts";
 export { type WireTreeOptions } from "./actors/client/wire_tree.ts";
+export { DirectView } from "./actors/client/direct_view.ts";

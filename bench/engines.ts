@@ -21,8 +21,8 @@
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
 import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
-import type { DirectView } from "../actors/client/view.ts";
 import { startRedisServer } from "../tests/_redis_server.ts";
+import type { DirectView } from "../actors/client/direct_view.ts";
 
 /** One configuration to measure. */
 interface Config {

@@ -23,7 +23,7 @@ import type { AsyncMapResult } from "./async_map_result.ts";
 import { storedTasks } from "./_stored_tasks.ts";
 import type { ViewHost } from "./_view_host.ts";
 import type { ActorSystem, Reply } from "../core/system.ts";
-import { DirectView, firstOf, mapResult } from "./view.ts";
+import { firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome, type Shape } from "./async_result.ts";
 import type { FromBroadcastWorker, ToBroadcastWorker } from "../protocol/worker_messages.ts";
 import {
@@ -47,6 +47,7 @@ import {
   type EngineResult,
   type MapItemResult,
 } from "../protocol/results.ts";
+import { DirectView } from "./direct_view.ts";
 
 const encoder = new TextEncoder();
 

@@ -1,7 +1,7 @@
 /**
  * Views: the operations a client runs on a set of engines (IPython Parallel's `rc[:]`).
- * {@linkcode DirectView} sends one message per host (each engine answers on its own); `BroadcastView`
- * sends one in all and gets one answer.
+ * `DirectView` sends one message per host (each engine answers on its own); `BroadcastView` sends
+ * one in all and gets one answer.
  *
  * @module
  */
@@ -10,22 +10,14 @@ import { encodeValue } from "../../transport/codec.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { ViewHost } from "./_view_host.ts";
-import {
-  checkSequence,
-  chunkContent,
-  concatenate,
-  partition,
-  type Sequence,
-} from "../protocol/partition.ts";
+import { checkSequence, concatenate, type Sequence } from "../protocol/partition.ts";
 import { wireTreeOn, type WireTreeOptions } from "./wire_tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "../blob.ts";
 import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
 import { splitMapArgs } from "./_map_input.ts";
 import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
-import { dispatcherAddress, engineMessageId } from "../protocol/addresses.ts";
-import type { BroadcastTree, DispatchRequest, Operation } from "../protocol/messages.ts";
-import type { EngineResult } from "../protocol/results.ts";
+import type { BroadcastTree, Operation } from "../protocol/messages.ts";
 
 /** Values pushed or passed at least this large (encoded) are stored once as blobs. */
 export const BLOB_THRESHOLD = 64 * 1024;
@@ -397,95 +389,6 @@ export function mapResult(
     () => result.abort(),
     submitted,
   );
-}
-
-/**
- * A view whose engines each get their own task and answer (IPython Parallel's `DirectView`). A
- * call travels as one message per host, to the host's dispatcher, which hands each of its engines
- * its task; each engine answers on its own.
- */
-export class DirectView<S extends Shape = "list"> extends View<S> {
-  readonly #host: ViewHost;
-
-  /** Makes a view on `targets`, of shape `shape` (see `View`); use `client.view()`. */
-  constructor(host: ViewHost, targets: readonly number[], shape: S = "list" as S) {
-    super(host, targets, shape);
-    this.#host = host;
-  }
-
-  /** Sends `operation` to each host of the view's engines in one round trip of appends. */
-  protected dispatch(operation: Operation, options: CallOptions, id: string): AsyncResult<unknown> {
-    const host = this.#host;
-    const { targets } = this;
-    const { signal } = options;
-    const timeout = options.timeout ?? Infinity;
-    const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
-    const live = targets.filter((engineId) => !host.deadEngine(engineId));
-    const answered = new Set<number>();
-    const outcomes = targets.map((engineId) => {
-      const dead = host.deadEngine(engineId);
-      if (dead) return Promise.resolve<Outcome>({ engineId, error: dead });
-      return host.system
-        .expectReply<EngineResult>(
-          engineMessageId(id, engineId),
-          `engine.${engineId}`,
-          timeout,
-          signal,
-          operation.type,
-        )
-        .then(
-          (result): Outcome => {
-            answered.add(engineId);
-            return { engineId, result };
-          },
-          (error): Outcome => ({
-            engineId,
-            error: engineTimeout(error, engineId, timeout) as Error,
-          }),
-        );
-    });
-    const byHost = new Map<string, number[]>();
-    targets.forEach((engineId, i) => {
-      if (host.deadEngine(engineId)) return;
-      const hostId = host.hostOf(engineId);
-      const positions = byHost.get(hostId);
-      if (positions) positions.push(i);
-      else byHost.set(hostId, [i]);
-    });
-    const messages = [...byHost].map(([hostId, positions]) => {
-      const request: DispatchRequest = {
-        call: id,
-        type: operation.type,
-        engineIds: positions.map((i) => targets[i]),
-        replyTo: host.system.replyAddress,
-      };
-      const { scatter } = operation;
-      if (scatter) {
-        request.contents = positions.map((i) =>
-          chunkContent(operation.content, scatter, partition(scatter.sequence, i, targets.length))
-        );
-      } else request.content = operation.content;
-      return {
-        to: dispatcherAddress(hostId),
-        type: "dispatch",
-        content: request,
-        options: { deadline },
-      };
-    });
-    host.system.sendMany(messages).then(() => {
-      for (const engineId of live) host.system.written(engineMessageId(id, engineId));
-    }, (error) => {
-      for (const engineId of live) host.system.failReply(engineMessageId(id, engineId), error);
-    });
-    const abort = () => host.abortCall(id, live.filter((e) => !answered.has(e)));
-    abortOnSignal(signal, Promise.all(outcomes), abort);
-    return new AsyncResult(
-      id,
-      targets,
-      outcomes.map((o) => o.then((o) => host.echoOutput(o))),
-      abort,
-    );
-  }
 }
 
 /**
