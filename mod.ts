@@ -28,7 +28,6 @@ export {
   type ClientOptions,
   type EngineDiedDetail,
   type EngineRestartedDetail,
-  type FetchedCall,
 } from "./actors/client/client.ts";
 export {
   type AnyFunction,
@@ -101,3 +100,4 @@ export { type BroadcastTree, type Operation } from "./actors/protocol/messages.t
 export { type EngineResult } from "./actors/protocol/results.ts";
 export { type WireTreeOptions } from "./actors/client/wire_tree.ts";
 export { DirectView } from "./actors/client/direct_view.ts";
+export { type FetchedCall } from "./actors/client/fetch_result.ts";
