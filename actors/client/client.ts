@@ -5,20 +5,19 @@
  */
 import { ClusterStoppedError, EngineDiedError, TransportClosedError } from "../../errors.ts";
 import type { ClusterKey } from "../../transport/envelope.ts";
-import { MemoryTransport } from "../../transport/memory.ts";
 import type { Transport } from "../../transport/types.ts";
-import { DEFAULT_HEARTBEAT_TIMEOUT_MS, LivenessWatch } from "../_liveness.ts";
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS } from "../_liveness.ts";
 import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
 import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_view.ts";
 import type { ViewHost } from "./_view_host.ts";
 import type { ActorSystem } from "../core/system.ts";
 import type { AsyncResult, GetOptions, Outcome } from "./async_result.ts";
-import type { FromBroadcastWorker, ToBroadcastWorker } from "../protocol/worker_messages.ts";
-import { broadcastAddress, callKey, engineMessageId, HEARTBEATS } from "../protocol/addresses.ts";
+import { broadcastAddress, callKey, engineMessageId } from "../protocol/addresses.ts";
 import type { BroadcastTree, CallRecord, Died, TaskRecord } from "../protocol/messages.ts";
-import type { Heartbeat } from "../protocol/host_messages.ts";
 import { DEFAULT_RESULT_RETENTION_MS } from "../protocol/results.ts";
 import { DirectView } from "./direct_view.ts";
+import { BroadcastHub } from "./_broadcast_hub.ts";
+import { type HeartbeatWatch, watchHeartbeats } from "./_heartbeat_watch.ts";
 import { fetchCall, type FetchedCall, flattenMap } from "./fetch_result.ts";
 
 const encoder = new TextEncoder();
@@ -65,9 +64,6 @@ export interface ClientOptions {
   onOverrun?: (hostId: string, engineId: number, overrunMs: number) => void;
 }
 
-/** How long a heartbeat read that does not wait may take before it says the server is away, ms. */
-const OUTAGE_READ_MS = 1500;
-
 /** The `detail` of a client's `"enginedied"` event. */
 export interface EngineDiedDetail {
   /** The engine that died. */
@@ -100,17 +96,15 @@ export class Client extends EventTarget {
   /** Each engine's current tree wiring (`wireTree`): its id and engines. */
   readonly #trees = new Map<number, { wiring: string; ids: readonly number[] }>();
   readonly #onClose?: () => Promise<void>;
-  readonly #key: ClusterKey;
-  readonly #transportUrl: string;
   readonly #streamOutput: boolean;
   readonly #retention: number;
   /** Aborted by `close()`: ends the waits for results not stored yet. */
   readonly #closing = new AbortController();
   /** Settles once the last call still being prepared (storing blobs) was dispatched. */
   #dispatchTail: Promise<void> | undefined;
-  #broadcast: { worker: Worker; ready: Promise<string>; stopped: Promise<void> } | undefined;
-  #heartbeats: ReturnType<typeof setInterval> | undefined;
-  #poll: Promise<void> | undefined;
+  /** The Worker that runs the client's broadcast nodes of ranges spanning hosts. */
+  readonly #hub: BroadcastHub;
+  readonly #heartbeats: HeartbeatWatch;
   #closed = false;
   /** The calls made through this client's views that not every engine answered yet. */
   readonly #outstanding = new Set<AsyncResult<unknown>>();
@@ -127,11 +121,15 @@ export class Client extends EventTarget {
   constructor(options: ClientOptions) {
     super();
     this.system = options.system;
-    this.#key = options.key;
-    this.#transportUrl = options.transportUrl;
     this.#streamOutput = options.streamOutput ?? false;
     this.#hosts = new Map(options.hosts);
     this.#ids = [...this.#hosts.keys()].sort((a, b) => a - b);
+    this.#hub = new BroadcastHub(
+      this.system,
+      options.key,
+      options.transportUrl,
+      Math.max(1, this.#ids.length),
+    );
     this.#onClose = options.onClose;
     this.#retention = options.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS;
     if (!Number.isInteger(this.#retention) || this.#retention < 0) {
@@ -140,87 +138,14 @@ export class Client extends EventTarget {
       );
     }
     this.#host = this.#viewHost();
-    this.#watchHeartbeats(
-      options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
-      options.onHostDied,
-      options.onOverrun,
-    );
-  }
-
-  /**
-   * Polls the heartbeat stream and declares dead the engines of hosts not heard from for
-   * `timeoutMs` (see {@linkcode LivenessWatch}). A beat counts only for the engines its host is
-   * the current host of (the one that registered them last): the beats of a host that was
-   * replaced, or stopped, say nothing of the engines that another host runs now.
-   */
-  #watchHeartbeats(
-    timeoutMs: number,
-    onHostDied: ClientOptions["onHostDied"],
-    onOverrun: ClientOptions["onOverrun"],
-  ): void {
-    if (!(timeoutMs > 0)) {
-      throw new RangeError(
-        `Cannot make client: heartbeatTimeoutMs must be positive, got ${timeoutMs}`,
-      );
-    }
-    const { system } = this;
-    const stream = system.inboxOf(HEARTBEATS);
-    const group = `beats.${system.id}`;
-    const lastSeq = new Map<string, number>();
-    const ownedBy = (hostId: string, engineIds: readonly number[]) =>
-      engineIds.filter((id) => this.#hosts.get(id) === hostId);
-    const watch = new LivenessWatch(timeoutMs, (hostId, engineIds, reason) => {
-      const owned = ownedBy(hostId, engineIds);
-      if (owned.length === 0) return;
-      if (onHostDied) onHostDied(hostId, owned, reason);
-      else for (const id of owned) this.engineDied(id, reason);
+    const { onHostDied, onOverrun } = options;
+    this.#heartbeats = watchHeartbeats(this.system, {
+      timeoutMs: options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+      ownedBy: (hostId, engineIds) => engineIds.filter((id) => this.#hosts.get(id) === hostId),
+      onHostDied: onHostDied ??
+        ((_, engineIds, reason) => engineIds.forEach((id) => this.engineDied(id, reason))),
+      onOverrun,
     });
-    const poll = async () => {
-      let entries;
-      const begun = performance.now();
-      try {
-        entries = await system.transport.read(group, system.id, [stream], {
-          blockMs: 0,
-          count: 1000,
-        });
-        if (entries.length) await system.transport.ack(stream, group, entries.map((e) => e.id));
-      } catch {
-        watch.pause(); // the transport is away: hosts cannot be heard
-        return;
-      }
-      // A read that does not wait came back empty after waiting for an absent server (the Redis
-      // transport gives up on it after 2 s): the hosts could not be heard meanwhile either. A read
-      // merely slowed by load still counts, or a stopped host could hide behind the load.
-      if (performance.now() - begun > OUTAGE_READ_MS) watch.pause();
-      else watch.advance();
-      for (const entry of entries) {
-        let beat: Heartbeat;
-        try {
-          const envelope = system.verify(entry.data ?? new Uint8Array());
-          if (system.replayOf(entry, envelope) !== undefined) continue;
-          beat = envelope.content as Heartbeat;
-        } catch {
-          continue; // not a heartbeat of this cluster
-        }
-        if (typeof beat?.hostId !== "string" || !Array.isArray(beat.engineIds)) continue;
-        // A copy of an earlier beat (appended again, with redis-cli say) is not a sign of life.
-        if (!(typeof beat.seq === "number" && beat.seq > (lastSeq.get(beat.hostId) ?? 0))) {
-          continue;
-        }
-        lastSeq.set(beat.hostId, beat.seq);
-        const owned = ownedBy(beat.hostId, beat.engineIds);
-        if (owned.length === 0) continue;
-        watch.seen(beat.hostId, owned);
-        const { overrun } = beat;
-        if (onOverrun && overrun && owned.includes(overrun.engineId)) {
-          onOverrun(beat.hostId, overrun.engineId, Number(overrun.overrunMs));
-        }
-      }
-      watch.check();
-    };
-    this.#heartbeats = setInterval(() => {
-      this.#poll ??= poll().finally(() => (this.#poll = undefined));
-    }, watch.periodMs);
   }
 
   /** The plumbing the client's views go through. */
@@ -344,7 +269,7 @@ export class Client extends EventTarget {
 
   /** The id of the host of the broadcast nodes whose engines span several hosts. */
   get hubId(): string {
-    return `b-${this.system.id}`;
+    return this.#hub.hostId;
   }
 
   /**
@@ -353,55 +278,7 @@ export class Client extends EventTarget {
    */
   broadcastHost(): Promise<string> {
     if (this.#closed) return Promise.reject(this.#closedError("broadcast"));
-    if (this.#broadcast) return this.#broadcast.ready;
-    const hostId = this.hubId;
-    const worker = new Worker(new URL("../host/_broadcast_worker.ts", import.meta.url), {
-      type: "module",
-    });
-    let stopped!: () => void;
-    const ready = new Promise<string>((resolve, reject) => {
-      worker.onmessage = (event: MessageEvent<FromBroadcastWorker>) => {
-        const message = event.data;
-        if (message.type === "started") resolve(hostId);
-        else if (message.type === "failed") {
-          reject(new Error(`Cannot start broadcast actors: ${message.message}`));
-        } else stopped();
-      };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        const error = new Error(
-          `Cannot run broadcast actors: their worker crashed: ${event.message}`,
-        );
-        reject(error);
-        // Broadcasts in flight would wait forever for nodes that are gone; later ones fail at once.
-        this.#broadcast = { worker, ready: Promise.reject(error), stopped: Promise.resolve() };
-        this.#broadcast.ready.catch(() => {});
-        for (let node = 0; node < Math.max(1, this.#ids.length); node++) {
-          this.system.failAsksTo(broadcastAddress(hostId, node), error);
-        }
-        worker.terminate();
-      };
-    });
-    this.#broadcast = {
-      worker,
-      ready,
-      stopped: new Promise((resolve) => (stopped = resolve)),
-    };
-    const start: ToBroadcastWorker = {
-      type: "start",
-      key: this.#key,
-      namespace: this.namespace,
-      hostId,
-      nodes: Math.max(1, this.#ids.length),
-    };
-    const transport = this.system.transport;
-    if (transport instanceof MemoryTransport) {
-      const port = transport.openPort();
-      worker.postMessage({ ...start, port }, [port]);
-    } else {
-      worker.postMessage({ ...start, url: this.#transportUrl });
-    }
-    return ready;
+    return this.#hub.start();
   }
 
   /**
@@ -572,7 +449,7 @@ export class Client extends EventTarget {
       if (this.#deadHosts.has(live)) continue;
       this.system.send(broadcastAddress(live, 0), "died", died).catch(() => {});
     }
-    this.#broadcast?.ready.then((hub) => this.system.send(broadcastAddress(hub, 0), "died", died))
+    this.#hub.ready?.then((hub) => this.system.send(broadcastAddress(hub, 0), "died", died))
       .catch(() => {});
     // Tree reductions waiting on it fail now rather than when their pings go unanswered.
     this.#trees.delete(id);
@@ -606,7 +483,7 @@ export class Client extends EventTarget {
     );
     await Promise.all([
       ...told,
-      this.#broadcast?.ready.then((hub) =>
+      this.#hub.ready?.then((hub) =>
         this.system.send(broadcastAddress(hub, 0), "restarted", restarted)
       ).catch(() => {}),
     ]);
@@ -691,18 +568,8 @@ export class Client extends EventTarget {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort();
-    clearInterval(this.#heartbeats);
-    await this.#poll;
-    if (this.#broadcast) {
-      const { worker, ready, stopped } = this.#broadcast;
-      if (await ready.then(() => true, () => false)) {
-        worker.postMessage({ type: "stop" } satisfies ToBroadcastWorker);
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([stopped, new Promise((r) => (timer = setTimeout(r, 5000)))]);
-        clearTimeout(timer);
-      }
-      worker.terminate();
-    }
+    await this.#heartbeats.close();
+    await this.#hub.stop();
     await this.system.close(this.#closedError("get answer"));
     await this.#onClose?.();
   }
