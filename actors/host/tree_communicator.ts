@@ -15,20 +15,17 @@
  *
  * @module
  */
-import {
-  EngineDiedError,
-  RemoteError,
-  type RemoteErrorData,
-  TimeoutError,
-  TransportClosedError,
-} from "../../errors.ts";
+import { EngineDiedError, TimeoutError, TransportClosedError } from "../../errors.ts";
 import { type Bintree, childrenOf, rootOf } from "../protocol/topology.ts";
 import { setImmediate } from "node:timers";
 import { cloneValue } from "../../transport/codec.ts";
 import { type ActorRuntime, defineActor } from "../core/actor.ts";
-import { errorData, GROUP } from "../core/system.ts";
+import { GROUP } from "../core/system.ts";
 import { aliveAddress } from "../protocol/addresses.ts";
 import type { TreeWiring } from "../protocol/messages.ts";
+import type { AbortMessage, Carried, Cause, ValueMessage } from "../protocol/tree_messages.ts";
+import { causeError, causeOf, combine, fold, type Reducer, unwrap } from "./_reduce.ts";
+import { wakeAfter } from "./_wake_after.ts";
 
 /** Options of {@linkcode TreeCommunicator.reduce} and {@linkcode TreeCommunicator.allreduce}. */
 export interface ReduceOptions {
@@ -66,35 +63,6 @@ export interface TreeStats {
   maxBacklog: number;
 }
 
-/** A value on its way up or down, or an empty list's lack of one. */
-interface Carried {
-  empty: boolean;
-  value?: unknown;
-  /** Whether the value belongs to the reduction alone: no caller's variable holds it. */
-  owned?: boolean;
-}
-
-/** The content of `up` and `down` messages. */
-interface ValueMessage extends Carried {
-  wiring: string;
-  seq: number;
-  from: number;
-}
-
-/** Why a reduction failed, as it travels in an `abort` message. */
-type Cause =
-  | { kind: "died"; engineId: number; message: string }
-  | { kind: "timeout"; engineIds: number[]; timeoutMs: number; message: string }
-  | { kind: "error"; engineId: number; error: RemoteErrorData };
-
-/** The content of `abort` messages. */
-interface AbortMessage {
-  wiring: string;
-  seq: number;
-  from: number;
-  cause: Cause;
-}
-
 /** What has arrived for one reduction. */
 interface Slot {
   ups: Map<number, Carried>;
@@ -102,47 +70,10 @@ interface Slot {
   waiter?: { check: () => void; fail: (error: Error) => void; peers: readonly number[] };
 }
 
-// deno-lint-ignore no-explicit-any
-type Reducer = (a: any, b: any) => unknown;
-
 const DEFAULT_TIMEOUT = 30_000;
 /** The period of the liveness clock of {@linkcode TreeCommunicator}. */
 const TICK_MS = 100;
 const communicators = new WeakMap<ActorRuntime, Map<number, TreeCommunicator>>();
-
-/**
- * Calls to make once their time (`performance.now()`) has come, checked every `WAKE_TICK_MS` by
- * one interval for all the waits of this thread, which runs only while there are some: a wait
- * that ends within milliseconds, as most do, neither sets nor clears a timer.
- */
-const wakes = new Set<{ at: number; run: () => void }>();
-const WAKE_TICK_MS = 25;
-let wakeTimer: ReturnType<typeof setInterval> | undefined;
-
-/** Calls `run` after about `ms` (up to `WAKE_TICK_MS` later). Returns the function that cancels. */
-function wakeAfter(ms: number, run: () => void): () => void {
-  const wake = { at: performance.now() + ms, run };
-  wakes.add(wake);
-  wakeTimer ??= setInterval(() => {
-    const now = performance.now();
-    for (const due of wakes) {
-      if (due.at > now) continue;
-      wakes.delete(due);
-      due.run();
-    }
-    stopWakesWhenNone();
-  }, WAKE_TICK_MS);
-  return () => {
-    wakes.delete(wake);
-    stopWakesWhenNone();
-  };
-}
-
-function stopWakesWhenNone(): void {
-  if (wakes.size > 0 || wakeTimer === undefined) return;
-  clearInterval(wakeTimer);
-  wakeTimer = undefined;
-}
 
 /**
  * One engine's end of a binary-tree interconnect: `com` in the namespace of every engine a
@@ -714,92 +645,5 @@ export class TreeCommunicator {
         },
       },
     });
-  }
-}
-
-/** Folds a list locally; an empty list yields nothing to combine. */
-async function fold(f: Reducer, list: unknown, id: number): Promise<Carried> {
-  if (list === null || typeof list !== "object" || !(Symbol.iterator in list)) {
-    throw new TypeError(
-      `Cannot reduce on engine ${id}: with flat: false the value must be a list, ` +
-        `got ${typeof list}`,
-    );
-  }
-  let acc: Carried = { empty: true };
-  for (const item of list as Iterable<unknown>) {
-    acc = await combine(f, acc, { empty: false, value: item });
-  }
-  return acc;
-}
-
-async function combine(f: Reducer, a: Carried, b: Carried): Promise<Carried> {
-  if (b.empty) return a;
-  if (a.empty) return b;
-  const value = await f(a.value, b.value);
-  return { empty: false, value, owned: ownsResult(value, a, b) };
-}
-
-/**
- * Whether `result`, which `f` returned for `a` and `b`, belongs to the reduction alone: a typed
- * array or `ArrayBuffer` whose memory is not that of an input a caller still holds (the values
- * `f` changes in place and returns, say). Only then can it travel without a copy; any other
- * value is copied, as it always is.
- */
-function ownsResult(result: unknown, a: Carried, b: Carried): boolean {
-  const memory = memoryOf(result);
-  if (memory === undefined) return false;
-  return [a, b].every((input) => {
-    if (input.owned || typeof input.value !== "object" || input.value === null) return true;
-    const theirs = memoryOf(input.value);
-    return theirs !== undefined && theirs !== memory;
-  });
-}
-
-function memoryOf(value: unknown): ArrayBufferLike | undefined {
-  if (ArrayBuffer.isView(value)) return value.buffer;
-  if (value instanceof ArrayBuffer) return value;
-  return undefined;
-}
-
-/** How a failure travels to the other participants. */
-function causeOf(error: Error, id: number): Cause {
-  if (error instanceof EngineDiedError) {
-    return { kind: "died", engineId: error.engineId, message: error.message };
-  }
-  if (error instanceof TimeoutError) {
-    return {
-      kind: "timeout",
-      engineIds: [...error.engineIds],
-      timeoutMs: error.timeoutMs,
-      message: error.message,
-    };
-  }
-  if (error instanceof RemoteError) {
-    return {
-      kind: "error",
-      engineId: error.engineId,
-      error: { name: error.remoteName, message: error.remoteMessage, stack: error.remoteStack },
-    };
-  }
-  return { kind: "error", engineId: id, error: errorData(error) };
-}
-
-function unwrap(carried: Carried): unknown {
-  return carried.empty ? undefined : carried.value;
-}
-
-/** The error a participant fails with when an abort reaches it. */
-function causeError(message: AbortMessage): Error {
-  const { cause } = message;
-  switch (cause.kind) {
-    case "died":
-      return new EngineDiedError(
-        cause.engineId,
-        cause.message.replace(/^Engine \d+ died: /, ""),
-      );
-    case "timeout":
-      return new TimeoutError(cause.message, cause.timeoutMs, cause.engineIds);
-    case "error":
-      return new RemoteError(cause.engineId, cause.error, `engine.${cause.engineId}`);
   }
 }
