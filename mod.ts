@@ -65,15 +65,6 @@ export {
 export { type Bintree, bintree, printBintree } from "./actors/protocol/topology.ts";
 export { partitionBounds, type Sequence } from "./actors/protocol/partition.ts";
 
-export type {
-  ActorSystemOptions,
-  ActorSystemStats,
-  DataLostDetail,
-  DeadLetterDetail,
-  DeadLetterReason,
-  Reply,
-} from "./actors/core/system.ts";
-
 export { createTransport } from "./transport/mod.ts";
 export { MemoryTransport } from "./transport/memory.ts";
 export type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./transport/types.ts";

@@ -33,12 +33,12 @@ export {
   type OutgoingMessage,
   type SendOptions,
 } from "./core/actor.ts";
+export { ActorSystem } from "./core/system.ts";
 export {
-  ActorSystem,
   type ActorSystemOptions,
   type ActorSystemStats,
   type DataLostDetail,
   type DeadLetterDetail,
   type DeadLetterReason,
   type Reply,
-} from "./core/system.ts";
+} from "./core/system_types.ts";

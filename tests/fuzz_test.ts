@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { engineActor } from "../actors/host/engine_actor.ts";
-import { ActorSystem, type DeadLetterReason } from "../actors/core/system.ts";
+import { ActorSystem } from "../actors/core/system.ts";
 import { FunctionSource, Reference } from "../actors/protocol/wire_types.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
@@ -34,6 +34,7 @@ import {
 import { delay } from "./_async.ts";
 import { prng } from "./_random.ts";
 import type { EngineResult } from "../actors/protocol/results.ts";
+import type { DeadLetterReason } from "../actors/core/system_types.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const ENGINE = "engine.0";

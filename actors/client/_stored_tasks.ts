@@ -15,10 +15,10 @@ import {
 } from "../../errors.ts";
 import { AsyncMapResult } from "./async_map_result.ts";
 import type { ViewHost } from "./_view_host.ts";
-import type { Reply } from "../core/system.ts";
 import type { EngineResult, MapItemResult } from "../protocol/results.ts";
 import { resultKey, taskAttemptId } from "../protocol/addresses.ts";
 import type { TaskRecord } from "../protocol/messages.ts";
+import type { Reply } from "../core/system_types.ts";
 
 /** The longest pause between two looks for a task's answer. */
 const POLL_MAX_MS = 1000;

@@ -12,7 +12,6 @@ import {
   TaskError,
   TransportClosedError,
 } from "../../errors.ts";
-import type { Reply } from "../core/system.ts";
 import { callKey, engineMessageId, resultKey } from "../protocol/addresses.ts";
 import type { BroadcastPart, CallRecord } from "../protocol/messages.ts";
 import { type KeptPiece, keptPieces } from "../protocol/placement.ts";
@@ -23,6 +22,7 @@ import { toOutcome } from "./broadcast_view.ts";
 import { storedTasks } from "./_stored_tasks.ts";
 import { firstOf, mapResult } from "./view.ts";
 import type { ViewHost } from "./_view_host.ts";
+import type { Reply } from "../core/system_types.ts";
 
 /** A call found by its id with {@linkcode Client.fetchResult}. */
 export interface FetchedCall {

@@ -25,7 +25,7 @@
  */
 import { type ActorContext, type ActorDefinition, defineActor } from "../core/actor.ts";
 import { chunkContent, partitionBounds, type Sequence } from "../protocol/partition.ts";
-import { errorData, type Reply } from "../core/system.ts";
+import { errorData } from "../core/system.ts";
 import type { EngineResult } from "../protocol/results.ts";
 import { broadcastAddress, resultKey } from "../protocol/addresses.ts";
 import type {
@@ -35,6 +35,7 @@ import type {
   Died,
 } from "../protocol/messages.ts";
 import { nodeFor, placeRange, sliceRuns } from "../protocol/placement.ts";
+import type { Reply } from "../core/system_types.ts";
 
 /** One node's part of one broadcast, while it waits for its children. */
 interface Pending {

@@ -20,12 +20,12 @@ import { type Bintree, childrenOf, rootOf } from "../protocol/topology.ts";
 import { setImmediate } from "node:timers";
 import { cloneValue } from "../../transport/codec.ts";
 import { type ActorRuntime, defineActor } from "../core/actor.ts";
-import { GROUP } from "../core/system.ts";
 import { aliveAddress } from "../protocol/addresses.ts";
 import type { TreeWiring } from "../protocol/messages.ts";
 import type { AbortMessage, Carried, Cause, ValueMessage } from "../protocol/tree_messages.ts";
 import { causeError, causeOf, combine, fold, type Reducer, unwrap } from "./_reduce.ts";
 import { wakeAfter } from "./_wake_after.ts";
+import { GROUP } from "../core/system_types.ts";
 
 /** Options of {@linkcode TreeCommunicator.reduce} and {@linkcode TreeCommunicator.allreduce}. */
 export interface ReduceOptions {
