@@ -1,6 +1,9 @@
 /**
  * The client of a cluster: knows its engines and makes views on them.
  *
+ * Over 500 lines only by its documentation: what it does besides is split off (`_view_host.ts`,
+ * `fetch_result.ts`, `_heartbeat_watch.ts`, `_broadcast_hub.ts`).
+ *
  * @module
  */
 import { ClusterStoppedError, EngineDiedError, TransportClosedError } from "../../errors.ts";

@@ -13,6 +13,12 @@
  * token down where `allreduce` sends the total, and the next reduction on an engine starts after
  * it: back-to-back reductions keep the bound too.
  *
+ * Why this file is over 500 lines: a reduction's steps (gather, send down, wait, the peer watch
+ * that pings the engines it waits for, failure and abort) all read and change the same
+ * per-reduction slots of one communicator. What stands alone is split off: the messages
+ * (`../protocol/tree_messages.ts`), the arithmetic (`_reduce.ts`), the timer wheel
+ * (`_wake_after.ts`).
+ *
  * @module
  */
 import { EngineDiedError, TimeoutError, TransportClosedError } from "../../errors.ts";
