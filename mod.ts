@@ -22,32 +22,29 @@ export {
   type ClusterOptions,
   type EngineRestartFailedDetail,
 } from "./actors/client/cluster.ts";
-export { readKeyFile, writeKeyFile } from "./transport/key.ts";
 export {
   Client,
   type ClientOptions,
   type EngineDiedDetail,
   type EngineRestartedDetail,
 } from "./actors/client/client.ts";
+export { type FetchedCall } from "./actors/client/fetch_result.ts";
+
 export {
   type AnyFunction,
   type CallOptions,
   type ScatterOptions,
-  View,
+  type View,
   type ViewMapOptions,
-  wireTree,
 } from "./actors/client/view.ts";
+export { DirectView } from "./actors/client/direct_view.ts";
 export { BroadcastView, type BroadcastViewOptions } from "./actors/client/broadcast_view.ts";
 export {
   LoadBalancedView,
   type LoadBalancedViewOptions,
   type MapOptions,
 } from "./actors/client/load_balanced_view.ts";
-export {
-  AsyncApplyResult,
-  AsyncMapResult,
-  type MapItem,
-} from "./actors/client/async_map_result.ts";
+
 export {
   AsyncResult,
   type EngineTiming,
@@ -56,19 +53,31 @@ export {
   type Shape,
   type Shaped,
 } from "./actors/client/async_result.ts";
-export { ModuleFunction, Reference } from "./actors/protocol/wire_types.ts";
 export {
-  type ReduceOptions,
-  TreeCommunicator,
-  type TreeStats,
-} from "./actors/host/tree_communicator.ts";
-export { type Bintree, bintree, printBintree } from "./actors/protocol/topology.ts";
+  AsyncApplyResult,
+  AsyncMapResult,
+  type MapItem,
+} from "./actors/client/async_map_result.ts";
+export { type EngineResult } from "./actors/protocol/results.ts";
+// The wire shapes the views' protected `dispatch()` and `tree()` take and give.
+export { type BroadcastTree, type Operation } from "./actors/protocol/messages.ts";
+
+export { ModuleFunction, Reference } from "./actors/protocol/wire_types.ts";
 export { partitionBounds, type Sequence } from "./actors/protocol/partition.ts";
 
+export {
+  type ReduceOptions,
+  type TreeCommunicator,
+  type TreeStats,
+} from "./actors/host/tree_communicator.ts";
+export { type WireTreeOptions } from "./actors/client/wire_tree.ts";
+export { type Bintree, bintree, printBintree } from "./actors/protocol/topology.ts";
+
+export { readKeyFile, writeKeyFile } from "./transport/key.ts";
+export { type ClusterKey, type Envelope, generateKey } from "./transport/envelope.ts";
 export { createTransport } from "./transport/mod.ts";
 export { MemoryTransport } from "./transport/memory.ts";
 export type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./transport/types.ts";
-export { type ClusterKey, type Envelope, generateKey } from "./transport/envelope.ts";
 
 export {
   ClusterStateError,
@@ -87,8 +96,3 @@ export {
   TransportClosedError,
   TransportDataLostError,
 } from "./errors.ts";
-export { type BroadcastTree, type Operation } from "./actors/protocol/messages.ts";
-export { type EngineResult } from "./actors/protocol/results.ts";
-export { type WireTreeOptions } from "./actors/client/wire_tree.ts";
-export { DirectView } from "./actors/client/direct_view.ts";
-export { type FetchedCall } from "./actors/client/fetch_result.ts";
