@@ -48,6 +48,18 @@ export async function writeKeyFile(
  * owner can read or write (mode 0600 or 0400, as {@linkcode writeKeyFile} makes it). A missing
  * file fails with `Deno.errors.NotFound`, a file others can read with
  * `Deno.errors.PermissionDenied`, anything else that is not a key with a `TypeError`.
+ *
+ * @example A key written, then read back
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readKeyFile, writeKeyFile } from "../mod.ts";
+ *
+ * const path = await Deno.makeTempFile();
+ * await Deno.remove(path);
+ * const key = await writeKeyFile(path);
+ * assert.deepEqual(await readKeyFile(path), key);
+ * await Deno.remove(path);
+ * ```
  */
 export async function readKeyFile(path: string): Promise<ClusterKey> {
   let file: Deno.FsFile;

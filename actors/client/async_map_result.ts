@@ -6,7 +6,22 @@
 import { CompositeError, TimeoutError } from "../../errors.ts";
 import type { GetOptions } from "./async_result.ts";
 
-/** One item of a map as it came back: where it ran and its value, or why there is none. */
+/**
+ * One item of a map as it came back: where it ran and its value, or why there is none.
+ *
+ * @example Items as they come, with the engine that ran them
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const items = client.loadBalancedView().map((x: number) => x + 1, [1, 2]);
+ * for await (const item of items.items()) {
+ *   if ("value" in item) assert.equal(item.value, [1, 2][item.index] + 1);
+ * }
+ * ```
+ */
 export type MapItem<T> =
   | { index: number; engineId: number; value: T }
   | { index: number; engineId: number; error: Error };

@@ -7,12 +7,41 @@ import { checkTimerRange } from "./_timer_range.ts";
 import { CompositeError, RemoteError, TaskAbortedError, TimeoutError } from "../../errors.ts";
 import type { EngineResult } from "../protocol/results.ts";
 
-/** One engine's outcome as the client sees it: its result record, or why there is none. */
+/**
+ * One engine's outcome as the client sees it: its result record, or why there is none.
+ *
+ * @example A value or an error, per engine
+ * ```ts
+ * import type { Outcome } from "../../mod.ts";
+ *
+ * function describe(outcome: Outcome): string {
+ *   return "result" in outcome
+ *     ? `engine ${outcome.engineId} printed ${outcome.result.stdout.length} characters`
+ *     : `engine ${outcome.engineId} failed: ${outcome.error.message}`;
+ * }
+ * ```
+ */
 export type Outcome =
   | { engineId: number; result: EngineResult }
   | { engineId: number; error: Error };
 
-/** Options of {@linkcode AsyncResult.get}. */
+/**
+ * Options of {@linkcode AsyncResult.get}.
+ *
+ * @example Errors in place of values
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const ar = client.view().apply(() => {
+ *   throw new Error("no");
+ * });
+ * const values = await ar.get({ timeout: 10_000, returnExceptions: true });
+ * assert.ok(values.every((v) => v instanceof Error));
+ * ```
+ */
 export interface GetOptions {
   /** Give up after this many ms with a `TimeoutError`; the call goes on on the engines. */
   timeout?: number;
@@ -30,13 +59,50 @@ export interface GetOptions {
  * What a view's calls resolve to: `"list"`, the values of its engines in target order, or
  * `"one"`, the one engine's bare value (a view made from one integer id, IPython Parallel's
  * `rc[2]`).
+ *
+ * @example A view on one id resolves to a bare value
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const one = client.view(0).apply(() => 1);
+ * const shape: "one" = one.shape;
+ * assert.equal(shape, "one");
+ * assert.equal(await one, 1);
+ * ```
  */
 export type Shape = "list" | "one";
 
-/** The values of a call of shape `S` whose engines each give a `T`. */
+/**
+ * The values of a call of shape `S` whose engines each give a `T`.
+ *
+ * @example The value type of a call of each shape
+ * ```ts
+ * import type { Shaped } from "../../mod.ts";
+ *
+ * const one: Shaped<"one", number> = 1;
+ * const list: Shaped<"list", number> = [1, 2];
+ * ```
+ */
 export type Shaped<S extends Shape, T> = S extends "one" ? T : T[];
 
-/** One engine's timing for a call. */
+/**
+ * One engine's timing for a call.
+ *
+ * @example When each engine ran a call
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const ar = client.view().apply(() => 1);
+ * await ar.get();
+ * for (const timing of ar.timings) assert.ok(timing.completed! >= timing.started!);
+ * ```
+ */
 export interface EngineTiming {
   /** The engine. */
   engineId: number;

@@ -18,13 +18,39 @@ import type {
 } from "../protocol/messages.ts";
 import { nodeFor, placeRange, toRuns } from "../protocol/placement.ts";
 
-/** Options of `client.broadcastView()`. */
+/**
+ * Options of `client.broadcastView()`.
+ *
+ * @example A wider tree
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const view = client.broadcastView(undefined, { fanout: 4 });
+ * assert.equal(view.fanout, 4);
+ * ```
+ */
 export interface BroadcastViewOptions {
   /** The most children per broadcast node. Default 2. */
   fanout?: number;
 }
 
-/** A view whose calls travel down a tree of broadcast actors. */
+/**
+ * A view whose calls travel down a tree of broadcast actors.
+ *
+ * @example One message out, one answer back
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const view = client.broadcastView();
+ * assert.deepEqual(await view.apply((a: number, b: number) => a + b, 1, 2), [3, 3]);
+ * ```
+ */
 export class BroadcastView<S extends Shape = "list"> extends View<S> {
   /** The most children per broadcast node. */
   readonly fanout: number;

@@ -25,7 +25,20 @@ import { fetchCall, type FetchedCall, flattenMap } from "./fetch_result.ts";
 
 const encoder = new TextEncoder();
 
-/** Options of {@linkcode Client}. */
+/**
+ * Options of {@linkcode Client}.
+ *
+ * @example A Cluster builds them; read what it used
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, type ClientOptions } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const retention: ClientOptions["resultRetentionMs"] = client.retentionMs;
+ * assert.ok(retention! > 0);
+ * ```
+ */
 export interface ClientOptions {
   /** The actor system the client speaks through. */
   system: ActorSystem;
@@ -67,7 +80,19 @@ export interface ClientOptions {
   onOverrun?: (hostId: string, engineId: number, overrunMs: number) => void;
 }
 
-/** The `detail` of a client's `"enginedied"` event. */
+/**
+ * The `detail` of a client's `"enginedied"` event.
+ *
+ * @example Hear of an engine's death
+ * ```ts
+ * import { Cluster, type EngineDiedDetail } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const died: EngineDiedDetail[] = [];
+ * client.addEventListener("enginedied", (e) => died.push((e as CustomEvent<EngineDiedDetail>).detail));
+ * ```
+ */
 export interface EngineDiedDetail {
   /** The engine that died. */
   engineId: number;
@@ -75,7 +100,21 @@ export interface EngineDiedDetail {
   reason: string;
 }
 
-/** The `detail` of an `"enginerestarted"` event. */
+/**
+ * The `detail` of an `"enginerestarted"` event.
+ *
+ * @example Hear of an engine's replacement
+ * ```ts
+ * import { Cluster, type EngineRestartedDetail } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, restart: true, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const restarted: number[] = [];
+ * client.addEventListener("enginerestarted", (e) => {
+ *   restarted.push((e as CustomEvent<EngineRestartedDetail>).detail.engineId);
+ * });
+ * ```
+ */
 export interface EngineRestartedDetail {
   /** The engine that runs again, on a new host, with a fresh namespace. */
   engineId: number;
@@ -88,6 +127,18 @@ let closeClient: (client: Client, cluster: string) => Promise<void>;
  * `"enginedied"` `CustomEvent` (detail {@linkcode EngineDiedDetail}) when an engine dies, and an
  * `"enginerestarted"` one (detail {@linkcode EngineRestartedDetail}) when a replacement of a dead
  * engine is running.
+ *
+ * @example Run a function on every engine, then on one
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * assert.deepEqual(client.ids, [0, 1]);
+ * assert.deepEqual(await client.view().apply((x: number) => x * 2, 21), [42, 42]);
+ * assert.equal(await client.view(1).apply(() => 7), 7);
+ * ```
  */
 export class Client extends EventTarget {
   /** The actor system the client speaks through. */

@@ -38,7 +38,20 @@ import type { FromWorker, ToWorker } from "../protocol/worker_messages.ts";
 import { dispatcherAddress, REGISTRY } from "../protocol/addresses.ts";
 import type { EngineHostConfig, Registration } from "../protocol/host_messages.ts";
 
-/** Options of {@linkcode Cluster}. */
+/**
+ * Options of {@linkcode Cluster}.
+ *
+ * @example Four engines in Workers, in this process's memory
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, type ClusterOptions } from "../../mod.ts";
+ *
+ * const options: ClusterOptions = { n: 4, progress: false };
+ * await using cluster = new Cluster(options);
+ * const client = await cluster.startAndConnect();
+ * assert.equal(client.ids.length, 4);
+ * ```
+ */
 export interface ClusterOptions {
   /** How many engines to start. Default: the number of CPU cores. */
   n?: number;
@@ -123,7 +136,20 @@ export interface ClusterOptions {
   restart?: boolean;
 }
 
-/** The `detail` of a cluster's `"enginerestartfailed"` event. */
+/**
+ * The `detail` of a cluster's `"enginerestartfailed"` event.
+ *
+ * @example Hear when a dead engine cannot be replaced
+ * ```ts
+ * import { Cluster, type EngineRestartFailedDetail } from "../../mod.ts";
+ *
+ * const cluster = new Cluster({ n: 2, restart: true, progress: false });
+ * const failed: Error[] = [];
+ * cluster.addEventListener("enginerestartfailed", (e) => {
+ *   failed.push((e as CustomEvent<EngineRestartFailedDetail>).detail.error);
+ * });
+ * ```
+ */
 export interface EngineRestartFailedDetail {
   /** The engine that stays dead. */
   engineId: number;

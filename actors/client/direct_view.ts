@@ -16,6 +16,17 @@ import type { EngineResult } from "../protocol/results.ts";
  * A view whose engines each get their own task and answer (IPython Parallel's `DirectView`). A
  * call travels as one message per host, to the host's dispatcher, which hands each of its engines
  * its task; each engine answers on its own.
+ *
+ * @example Each engine answers on its own
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const view = client.view([1, 0]);
+ * assert.deepEqual(await view.pull("id"), [1, 0]);
+ * ```
  */
 export class DirectView<S extends Shape = "list"> extends View<S> {
   readonly #host: ViewHost;

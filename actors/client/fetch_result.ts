@@ -24,7 +24,23 @@ import { firstOf, mapResult } from "./view.ts";
 import type { ViewHost } from "./_view_host.ts";
 import type { Reply } from "../core/system_types.ts";
 
-/** A call found by its id with {@linkcode Client.fetchResult}. */
+/**
+ * A call found by its id with {@linkcode Client.fetchResult}.
+ *
+ * @example Find a call again by its id
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, type FetchedCall } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const ar = client.view().apply(() => 1);
+ * await ar.get();
+ * const found: FetchedCall = await client.fetchResult(ar.id);
+ * assert.deepEqual(found.engineIds, [0, 1]);
+ * assert.deepEqual(await found.result.get(), [1, 1]);
+ * ```
+ */
 export interface FetchedCall {
   /** The call's id (its `AsyncResult.id`). */
   readonly id: string;

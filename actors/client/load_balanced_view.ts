@@ -14,7 +14,20 @@ import type { AnyFunction, CallOptions } from "./view.ts";
 import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
 import { taskAddress } from "../protocol/addresses.ts";
 
-/** Options of a load-balanced view, defaults for its calls. */
+/**
+ * Options of a load-balanced view, defaults for its calls.
+ *
+ * @example Send a failed task again once
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const lview = client.loadBalancedView(undefined, { retries: 1 });
+ * assert.equal(await lview.apply(() => "ran"), "ran");
+ * ```
+ */
 export interface LoadBalancedViewOptions {
   /**
    * How many times a task is sent again after it failed: it threw, or its engine died while it
@@ -31,7 +44,22 @@ export interface LoadBalancedViewOptions {
   prefetch?: number;
 }
 
-/** Options of a load-balanced `map`. */
+/**
+ * Options of a load-balanced `map`.
+ *
+ * @example Two items per task
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const doubled = await client.loadBalancedView().map((x: number) => 2 * x, [1, 2, 3, 4], {
+ *   chunksize: 2,
+ * });
+ * assert.deepEqual(doubled, [2, 4, 6, 8]);
+ * ```
+ */
 export interface MapOptions extends CallOptions, LoadBalancedViewOptions {
   /** Items per task. Default 1. */
   chunksize?: number;

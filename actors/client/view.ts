@@ -23,7 +23,20 @@ import type { BroadcastTree, Operation } from "../protocol/messages.ts";
 export const BLOB_THRESHOLD = 64 * 1024;
 const BLOB_TTL_MS = 10 * 60_000;
 
-/** Options every call takes. */
+/**
+ * Options every call takes.
+ *
+ * @example Give up after 5 s, or when the signal aborts
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const options = { timeout: 5_000, signal: AbortSignal.timeout(10_000) };
+ * assert.deepEqual(await client.view().applyWith(options, () => "done"), ["done", "done"]);
+ * ```
+ */
 export interface CallOptions {
   /**
    * Fail engines that have not answered after this many ms with a `TimeoutError` naming them.
@@ -42,19 +55,54 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-/** Options of `map` on a `DirectView` or `BroadcastView`. */
+/**
+ * Options of `map` on a `DirectView` or `BroadcastView`.
+ *
+ * @example Items as they complete
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const squares = await client.view().map((x: number) => x * x, [1, 2, 3], { ordered: false });
+ * assert.deepEqual([...squares].sort((a, b) => a - b), [1, 4, 9]);
+ * ```
+ */
 export interface ViewMapOptions extends CallOptions {
   /** Whether iterating the result yields in input order (default) or as items complete. */
   ordered?: boolean;
 }
 
-/** Options of `scatter`. */
+/**
+ * Options of `scatter`.
+ *
+ * @example One item per engine, as the item itself
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await client.view().scatter("x", [10, 20], { flatten: true });
+ * assert.deepEqual(await client.view().pull("x"), [10, 20]);
+ * ```
+ */
 export interface ScatterOptions extends CallOptions {
   /** Push a one-item chunk as the item itself (IPython Parallel's `flatten`). */
   flatten?: boolean;
 }
 
-/** Any function: what `apply` takes. */
+/**
+ * Any function: what `apply` takes.
+ *
+ * @example Any function can be applied
+ * ```ts
+ * import type { AnyFunction } from "../../mod.ts";
+ *
+ * const add: AnyFunction = (a: number, b: number) => a + b;
+ * ```
+ */
 // deno-lint-ignore no-explicit-any
 export type AnyFunction = (...args: any[]) => any;
 
@@ -62,6 +110,19 @@ export type AnyFunction = (...args: any[]) => any;
  * The operations common to every view. A view made from one integer id (`client.view(2)`) has
  * the shape `"one"`: its calls resolve to that engine's bare value, as IPython Parallel's
  * `rc[2]` does; a view made from a list of ids (even of one) resolves to lists.
+ *
+ * @example What every view can do
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const view = client.view();
+ * await view.push({ a: 1 });
+ * await view.execute("b = a + 1");
+ * assert.deepEqual(await view.pull("b"), [2, 2]);
+ * ```
  */
 export abstract class View<S extends Shape = "list"> {
   readonly #host: ViewHost;

@@ -13,7 +13,20 @@ import { type Bintree, bintree } from "../protocol/topology.ts";
 /** How long wiring may take by default, in ms. */
 const DEFAULT_TIMEOUT = 30_000;
 
-/** Options of {@linkcode wireTreeOn}. */
+/**
+ * Options of {@linkcode wireTreeOn}.
+ *
+ * @example Take a silent peer for dead after 20 s
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const tree = await client.view().wireTree({ livenessMs: 20_000 });
+ * assert.equal(tree.get(0), null);
+ * ```
+ */
 export interface WireTreeOptions {
   /** How long wiring may take, in ms. @default {30000} */
   timeout?: number;

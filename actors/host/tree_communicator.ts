@@ -33,7 +33,23 @@ import { causeError, causeOf, combine, fold, type Reducer, unwrap } from "./_red
 import { wakeAfter } from "./_wake_after.ts";
 import { GROUP } from "../core/system_types.ts";
 
-/** Options of {@linkcode TreeCommunicator.reduce} and {@linkcode TreeCommunicator.allreduce}. */
+/**
+ * Options of {@linkcode TreeCommunicator.reduce} and {@linkcode TreeCommunicator.allreduce}.
+ *
+ * @example An ordered sum of each engine's list
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await client.view().wireTree();
+ * await client.view().execute(
+ *   "total = await com.allreduce((a, b) => a + b, [rank, rank], { flat: false, ordered: true })",
+ * );
+ * assert.deepEqual(await client.view().pull("total"), [2, 2]);
+ * ```
+ */
 export interface ReduceOptions {
   /**
    * `true`: `value` is one element. `false`: `value` is a list (an array, typed array or other
@@ -52,7 +68,21 @@ export interface ReduceOptions {
   timeout?: number;
 }
 
-/** What a communicator measured about its inbox. */
+/**
+ * What a communicator measured about its inbox.
+ *
+ * @example What each communicator's inbox held
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await client.view().wireTree();
+ * await client.view().execute("await com.allreduce((a, b) => a + b, 1); held = com.stats.maxHeld");
+ * for (const held of await client.view().pull("held") as number[]) assert.ok(held <= 2);
+ * ```
+ */
 export interface TreeStats {
   /** Tree messages (values, tokens, aborts) that arrived. */
   received: number;
@@ -85,6 +115,18 @@ const communicators = new WeakMap<ActorRuntime, Map<number, TreeCommunicator>>()
  * One engine's end of a binary-tree interconnect: `com` in the namespace of every engine a
  * {@linkcode wireTree} call wired. Call `reduce` and `allreduce` from tasks, on every engine of the
  * tree, in the same order.
+ *
+ * @example The sum of every engine's rank, on every engine
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await client.view().wireTree();
+ * await client.view().execute("total = await com.allreduce((a, b) => a + b, rank)");
+ * assert.deepEqual(await client.view().pull("total"), [1, 1]);
+ * ```
  */
 export class TreeCommunicator {
   /** This engine's id. */

@@ -10,7 +10,16 @@ import type { Sequence } from "./partition.ts";
 import type { EngineResult } from "./results.ts";
 import type { FunctionSource, ModuleFunction } from "./wire_types.ts";
 
-/** One operation for the engines of a view. */
+/**
+ * One operation for the engines of a view.
+ *
+ * @example An apply, as views send it
+ * ```ts
+ * import type { Operation } from "../../mod.ts";
+ *
+ * const operation: Operation = { type: "execute", content: { code: "a = 1" } };
+ * ```
+ */
 export interface Operation {
   /** The engine message type. */
   type: "apply" | "execute" | "push" | "pull" | "clear" | "map";
@@ -23,7 +32,16 @@ export interface Operation {
   scatter?: { name: string; sequence: Sequence; flatten: boolean; into?: "items" };
 }
 
-/** The shape of a view's broadcast tree, as `client.getResult` needs it to find the answers. */
+/**
+ * The shape of a view's broadcast tree, as `client.getResult` needs it to find the answers.
+ *
+ * @example The tree of a broadcast on two engines of one host
+ * ```ts
+ * import type { BroadcastTree } from "../../mod.ts";
+ *
+ * const tree: BroadcastTree = { fanout: 2, hosts: [["h0", 2]], hub: "b-client" };
+ * ```
+ */
 export interface BroadcastTree {
   /** The most children per node. */
   fanout: number;

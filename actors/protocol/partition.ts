@@ -5,7 +5,17 @@
  * @module
  */
 
-/** A sequence `scatter` can split: an array or a typed array. */
+/**
+ * A sequence `scatter` can split: an array or a typed array.
+ *
+ * @example Arrays and typed arrays scatter alike
+ * ```ts
+ * import type { Sequence } from "../../mod.ts";
+ *
+ * const items: Sequence<number> = [1, 2, 3];
+ * const samples: Sequence<number> = new Float64Array([0.5, 1.5]);
+ * ```
+ */
 export type Sequence<T = unknown> = readonly T[] | ArrayBufferView & ArrayLike<T>;
 
 /**
@@ -23,7 +33,17 @@ export function checkSequence(what: string, sequence: unknown): asserts sequence
   );
 }
 
-/** The `[start, end)` bounds of chunk `index` of `length` items split into `count` chunks. */
+/**
+ * The `[start, end)` bounds of chunk `index` of `length` items split into `count` chunks.
+ *
+ * @example Ten items over three engines
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { partitionBounds } from "../../mod.ts";
+ *
+ * assert.deepEqual([0, 1, 2].map((i) => partitionBounds(10, i, 3)), [[0, 4], [4, 7], [7, 10]]);
+ * ```
+ */
 export function partitionBounds(length: number, index: number, count: number): [number, number] {
   if (!Number.isInteger(count) || count < 1) {
     throw new RangeError(`Cannot partition: count must be a positive integer, got ${count}`);

@@ -5,7 +5,21 @@
  */
 import type { RemoteErrorData } from "../../errors.ts";
 
-/** The outcome of one task on one engine, with its timing and captured output. */
+/**
+ * The outcome of one task on one engine, with its timing and captured output.
+ *
+ * @example What an engine printed for a call
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const ar = client.view(0).apply(() => console.log("hi"));
+ * await ar.get();
+ * assert.deepEqual(ar.stdout, ["hi\n"]);
+ * ```
+ */
 export interface EngineResult {
   /** The engine that ran the task. */
   engineId: number;

@@ -10,7 +10,18 @@
  * @module
  */
 
-/** The parent of every id; the root's parent is `null`. Keys are in pre-order. */
+/**
+ * The parent of every id; the root's parent is `null`. Keys are in pre-order.
+ *
+ * @example The parent of each engine
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Bintree, bintree } from "../../mod.ts";
+ *
+ * const tree: Bintree = bintree([0, 1, 2]);
+ * assert.deepEqual([...tree], [[0, null], [1, 0], [2, 0]]);
+ * ```
+ */
 export type Bintree = Map<number, number | null>;
 
 /**
@@ -20,6 +31,16 @@ export type Bintree = Map<number, number | null>;
  *
  * @throws {TypeError} when an id is not a safe integer.
  * @throws {RangeError} when an id is listed twice.
+ *
+ * @example Seven engines, three levels
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bintree } from "../../mod.ts";
+ *
+ * const tree = bintree([0, 1, 2, 3, 4, 5, 6]);
+ * assert.equal(tree.get(0), null);
+ * assert.equal(tree.size, 7);
+ * ```
  */
 export function bintree(ids: readonly number[]): Bintree {
   const seen = new Set<number>();

@@ -9,6 +9,21 @@ import { defineWireType } from "../../transport/codec.ts";
 /**
  * A name in the engine's namespace, passed as an argument of `apply`: each engine replaces it by
  * its own value of that name (IPython Parallel's `Reference`).
+ *
+ * @example Each engine passes its own value of a name
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, Reference } from "../../mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await client.view().scatter("chunk", [1, 2, 3, 4]);
+ * const sums = await client.view().apply(
+ *   (xs: number[]) => xs.reduce((a, b) => a + b, 0),
+ *   new Reference("chunk"),
+ * );
+ * assert.deepEqual(sums, [3, 7]);
+ * ```
  */
 export class Reference {
   /** The name to look up in the engine's namespace. */
