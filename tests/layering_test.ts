@@ -9,7 +9,8 @@
  * - `actors/protocol/` (the wire vocabulary) imports only itself, `transport/` and `errors.ts`;
  * - `actors/host/` and `actors/client/` never import each other: the client reaches host code
  *   only as a Worker script URL, which is not an import;
- * - the shared helpers directly in `actors/` import neither `host/` nor `client/`.
+ * - the shared helpers directly in `actors/` import neither `host/` nor `client/`;
+ * - and the module graph of `engine.ts` (what an engine process loads) holds no `client/` file.
  */
 import assert from "node:assert/strict";
 
@@ -164,6 +165,11 @@ Deno.test("the module graph of the entry points and Worker scripts reaches every
   for (const layer of ["core", "protocol", "host", "client", "transport"] as const) {
     assert.ok([...graph.keys()].some((file) => layerOf(file) === layer), `${layer} is reached`);
   }
+});
+
+Deno.test("an engine process (engine.ts) loads no client code", async () => {
+  const loaded = (await modulesOf("engine.ts")).map((m) => local(m.specifier)).filter(Boolean);
+  assert.deepEqual(loaded.filter((file) => layerOf(file!) === "client"), []);
 });
 
 Deno.test("the library's files import each other without a cycle", () => {
