@@ -24,10 +24,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { EngineHost } from "./actors/engine_host.ts";
-import { parseHexKey, readKeyFile } from "./actors/key_file.ts";
+import { EngineHost } from "./actors/host/engine_host.ts";
+import { parseHexKey, readKeyFile } from "./transport/key.ts";
 import { createTransport } from "./transport/mod.ts";
-import { guardHost } from "./actors/_host_guard.ts";
+import { guardHost } from "./actors/host/_host_guard.ts";
 
 let exit: (code?: number) => never = Deno.exit;
 

@@ -3,7 +3,7 @@
  * and `RedisTransport` against a private `redis-server` (or `REDIS_URL`).
  */
 import assert from "node:assert/strict";
-import { ActorSystem, type DeadLetterDetail, GROUP } from "../actors/system.ts";
+import { ActorSystem } from "../actors/core/system.ts";
 import { loadRedisClient } from "../deps.ts";
 import { RemoteError, SerializationError, TimeoutError } from "../errors.ts";
 import { type ClusterKey, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";
@@ -17,6 +17,7 @@ import {
   uniqueNamespace,
 } from "./_redis_server.ts";
 import { delay } from "./_async.ts";
+import { type DeadLetterDetail, GROUP } from "../actors/core/system_types.ts";
 
 /** What one test runs against: transports on one store, a key, and its own namespace. */
 interface Fixture extends AsyncDisposable {

@@ -4,8 +4,8 @@
  * attacker would. Each test runs a real `redis-server` (or `REDIS_URL`).
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { FunctionSource, ModuleFunction } from "../actors/wire_types.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { FunctionSource, ModuleFunction } from "../actors/protocol/wire_types.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import { connectAdmin, fileRedis, type RedisAdmin } from "./_redis_server.ts";

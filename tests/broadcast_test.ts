@@ -9,11 +9,10 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { broadcastAddress, type BroadcastRequest } from "../actors/broadcast.ts";
-import type { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { partitionBounds } from "../actors/partition.ts";
-import { BLOB_THRESHOLD } from "../actors/view.ts";
+import type { Client } from "../actors/client/client.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
+import { partitionBounds } from "../actors/protocol/partition.ts";
+import { BLOB_THRESHOLD } from "../actors/client/view.ts";
 import { CompositeError, EngineDiedError, RemoteError } from "../errors.ts";
 import { type ClusterKey, generateKey, namespaceKey, openEnvelope } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";
@@ -27,6 +26,8 @@ import {
 } from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
 import { prng } from "./_random.ts";
+import { broadcastAddress } from "../actors/protocol/addresses.ts";
+import type { BroadcastRequest } from "../actors/protocol/messages.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;

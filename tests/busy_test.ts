@@ -13,8 +13,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import type { TreeCommunicator } from "../actors/tree.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
+import type { TreeCommunicator } from "../actors/host/tree_communicator.ts";
 import { EngineDiedError, RemoteError, TimeoutError } from "../errors.ts";
 import { delay, within } from "./_async.ts";
 import { fileRedis } from "./_redis_server.ts";

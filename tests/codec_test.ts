@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { checkValue, cloneValue, decodeValue, encodeValue } from "../transport/codec.ts";
 import { SerializationError } from "../errors.ts";
-import { FunctionSource, Reference } from "../actors/wire_types.ts";
+import { FunctionSource, Reference } from "../actors/protocol/wire_types.ts";
 import { prng } from "./_random.ts";
 
 function roundTrip<T>(value: T): T {

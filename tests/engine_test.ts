@@ -5,8 +5,8 @@
  * `REDIS_URL` when no server binary is installed).
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { toHex } from "../actors/key_file.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { toHex } from "../transport/key.ts";
 import { TimeoutError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { createTransport } from "../transport/mod.ts";

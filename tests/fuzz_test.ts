@@ -8,9 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { engineActor, type EngineResult } from "../actors/engine.ts";
-import { ActorSystem, type DeadLetterReason } from "../actors/system.ts";
-import { FunctionSource, Reference } from "../actors/wire_types.ts";
+import { engineActor } from "../actors/host/engine_actor.ts";
+import { ActorSystem } from "../actors/core/system.ts";
+import { FunctionSource, Reference } from "../actors/protocol/wire_types.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import {
@@ -33,6 +33,8 @@ import {
 } from "./_redis_server.ts";
 import { delay } from "./_async.ts";
 import { prng } from "./_random.ts";
+import type { EngineResult } from "../actors/protocol/results.ts";
+import type { DeadLetterReason } from "../actors/core/system_types.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const ENGINE = "engine.0";

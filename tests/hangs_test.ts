@@ -10,7 +10,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { RemoteError } from "../errors.ts";
 import { hasRedisServer, startRedisServer, uniqueNamespace } from "./_redis_server.ts";
 

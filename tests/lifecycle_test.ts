@@ -10,9 +10,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../actors/system.ts";
-import { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
+import { ActorSystem } from "../actors/core/system.ts";
+import { Client } from "../actors/client/client.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
 import {
   CompositeError,
   InvalidMessageError,

@@ -11,9 +11,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import type { Client } from "../actors/client.ts";
-import type { TreeCommunicator } from "../actors/tree.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
+import type { Client } from "../actors/client/client.ts";
+import type { TreeCommunicator } from "../actors/host/tree_communicator.ts";
 import { CompositeError, EngineDiedError } from "../errors.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS } from "../actors/_liveness.ts";
 import { delay, within } from "./_async.ts";

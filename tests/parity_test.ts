@@ -11,9 +11,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { ModuleFunction } from "../actors/wire_types.ts";
+import type { Client } from "../actors/client/client.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
+import { ModuleFunction } from "../actors/protocol/wire_types.ts";
 import {
   ClusterStateError,
   ClusterStoppedError,

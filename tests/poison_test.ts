@@ -5,7 +5,7 @@
  * dead-lettered, counted and never run. On both transports.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../actors/system.ts";
+import { ActorSystem } from "../actors/core/system.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import { type Envelope, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";

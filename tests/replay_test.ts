@@ -6,7 +6,7 @@
  * Each test runs a real `redis-server` (or `REDIS_URL`).
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { EngineDiedError, NamespaceInUseError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { fileRedis } from "./_redis_server.ts";

@@ -8,8 +8,8 @@
  * `--unstable-worker-options`.
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { readKeyFile, toHex, writeKeyFile } from "../actors/key_file.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { readKeyFile, toHex, writeKeyFile } from "../transport/key.ts";
 import { RemoteError, TransportClosedError } from "../errors.ts";
 import { createTransport } from "../transport/mod.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";

@@ -3,13 +3,14 @@
  * `allreduce()`, run on the embedded transport and on a private `redis-server` (or `REDIS_URL`).
  */
 import assert from "node:assert/strict";
-import { type Bintree, bintree, childrenOf } from "../actors/_topology.ts";
-import type { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { type TreeCommunicator, type TreeStats, wireTree } from "../actors/tree.ts";
+import { type Bintree, bintree, childrenOf } from "../actors/protocol/topology.ts";
+import type { Client } from "../actors/client/client.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
+import type { TreeCommunicator, TreeStats } from "../actors/host/tree_communicator.ts";
 import { EngineDiedError, type RemoteError } from "../errors.ts";
 import { fileRedis } from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
+import { wireTree } from "../actors/client/view.ts";
 
 // Used by shipped functions only: declared so that the type checker knows them.
 declare const com: TreeCommunicator;
