@@ -31,7 +31,7 @@ import {
   type EngineDiedDetail,
   type EngineRestartedDetail,
 } from "./client.ts";
-import { ActorSystem } from "../core/system.ts";
+import { ActorSystem, checkMaxMessageBytes } from "../core/system.ts";
 import { partitionBounds } from "../protocol/partition.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "../_liveness.ts";
 import type { FromWorker, ToWorker } from "../protocol/worker_messages.ts";
@@ -97,6 +97,13 @@ export interface ClusterOptions {
    * clocks' difference between the machines. Default 60,000.
    */
   replayWindowMs?: number;
+  /**
+   * Entries larger than this many bytes are dead-lettered unread, by the client and every engine
+   * host: a bound on what a writer to Redis can make a reader hold. Values of 64 KiB or more
+   * travel as blobs, outside this bound; an answer travels whole. Default 512 MiB (Redis's
+   * largest string).
+   */
+  maxMessageBytes?: number;
   /** How long to wait for every engine to register, in ms. Default 60,000. */
   engineTimeout?: number;
   /** Show a progress bar on stderr while engines start. Default: when stderr is a terminal. */
@@ -252,6 +259,7 @@ export class Cluster extends EventTarget {
         `Cannot make cluster: heartbeatTimeoutMs must be positive, got ${heartbeatTimeoutMs}`,
       );
     }
+    checkMaxMessageBytes(options.maxMessageBytes, "Cannot make cluster");
     this.#options = { ...options, transport, launcher, heartbeatTimeoutMs };
     this.namespace = options.namespace ?? `dp-${crypto.randomUUID().slice(0, 8)}`;
     if (options.key !== undefined) checkKey(options.key, "Cannot make cluster");
@@ -344,6 +352,7 @@ export class Cluster extends EventTarget {
       hostId: host.id,
       resultRetentionMs: this.#options.resultRetention,
       replayWindowMs: this.#options.replayWindowMs,
+      maxMessageBytes: this.#options.maxMessageBytes,
       ...(this.#options.permissions === undefined
         ? {}
         : { taskPermissions: plainPermissions(this.#options.permissions) }),
@@ -435,6 +444,9 @@ export class Cluster extends EventTarget {
         ...(config.replayWindowMs === undefined
           ? []
           : ["--replay-window", String(config.replayWindowMs)]),
+        ...(config.maxMessageBytes === undefined
+          ? []
+          : ["--max-message-bytes", String(config.maxMessageBytes)]),
         "--heartbeat-ms",
         String(this.#heartbeatMs),
         ...(config.taskPermissions === undefined
@@ -645,6 +657,7 @@ export class Cluster extends EventTarget {
       key: this.#key,
       namespace: this.namespace,
       replayWindowMs: this.#options.replayWindowMs,
+      maxMessageBytes: this.#options.maxMessageBytes,
     });
     const failed = new Promise<never>((_, reject) => (this.#failure = reject));
     failed.catch(() => {});
@@ -836,13 +849,21 @@ export class Cluster extends EventTarget {
      * are taken for dead, in ms (see {@linkcode ClusterOptions.heartbeatTimeoutMs}). Default 2500.
      */
     heartbeatTimeoutMs?: number;
+    /** See {@linkcode ClusterOptions.maxMessageBytes}. Default 512 MiB. */
+    maxMessageBytes?: number;
   }): Promise<Client> {
     checkRetention(options.resultRetention);
+    checkMaxMessageBytes(options.maxMessageBytes, "Cannot connect");
     const key = options.key ?? (options.keyFile ? await readKeyFile(options.keyFile) : undefined);
     if (!key) throw new TypeError("Cannot connect: pass `key` or `keyFile`");
     checkKey(key, "Cannot connect");
     const transport = await createTransport(options.transport);
-    const system = new ActorSystem({ transport, key, namespace: options.cluster });
+    const system = new ActorSystem({
+      transport,
+      key,
+      namespace: options.cluster,
+      maxMessageBytes: options.maxMessageBytes,
+    });
     try {
       const hosts = await waitForEngines(system, options.n, {
         timeout: options.timeout ?? 10_000,

@@ -6,15 +6,41 @@
 import type { StreamEntry } from "../../transport/types.ts";
 import type { DeadLetterReason } from "./system_types.ts";
 
+/** The bounds of a dead-letter stream (see `ActorSystemOptions.deadLetters`). */
+export interface DeadLetterBounds {
+  maxLen: number;
+  maxAgeMs: number;
+  payloadBytes: number;
+}
+
+/** The default {@linkcode DeadLetterBounds}. */
+export const DEAD_LETTER_BOUNDS: DeadLetterBounds = {
+  maxLen: 1000,
+  maxAgeMs: 24 * 60 * 60_000,
+  payloadBytes: 1024,
+};
+
 /**
  * The dead-letter entry for `entry`: a 4-byte big-endian length, a JSON record
- * (`{ stream, id, reason, at }`) of that length, then the entry's payload as it was read.
+ * (`{ stream, id, reason, at, bytes }`, `bytes` the payload's whole length) of that length, then
+ * the first `payloadBytes` of the payload as it was read.
  */
-export function deadLetterRecord(entry: StreamEntry, reason: string): Uint8Array {
+export function deadLetterRecord(
+  entry: StreamEntry,
+  reason: string,
+  payloadBytes: number,
+): Uint8Array {
+  const data = entry.data ?? new Uint8Array(0);
   const record = new TextEncoder().encode(
-    JSON.stringify({ stream: entry.stream, id: entry.id, reason, at: Date.now() }),
+    JSON.stringify({
+      stream: entry.stream,
+      id: entry.id,
+      reason,
+      at: Date.now(),
+      bytes: data.byteLength,
+    }),
   );
-  const payload = entry.data ?? new Uint8Array(0);
+  const payload = data.subarray(0, payloadBytes);
   const letter = new Uint8Array(4 + record.byteLength + payload.byteLength);
   new DataView(letter.buffer).setUint32(0, record.byteLength);
   letter.set(record, 4);

@@ -41,7 +41,12 @@ import type {
 } from "./actor.ts";
 import { DEFAULT_REPLAY_WINDOW_MS, RecentMessages, replayReason } from "./_replay_guard.ts";
 import { Acks, tagOf } from "./_acks.ts";
-import { deadLetterRecord, kindOf } from "./_dead_letters.ts";
+import {
+  DEAD_LETTER_BOUNDS,
+  type DeadLetterBounds,
+  deadLetterRecord,
+  kindOf,
+} from "./_dead_letters.ts";
 import {
   type ActorSystemOptions,
   type ActorSystemStats,
@@ -105,6 +110,7 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
   readonly #blockMs: number;
   readonly #maxLen: number;
   readonly #maxMessageBytes: number;
+  readonly #deadLetterBounds: DeadLetterBounds;
   readonly #localDelivery: boolean;
   readonly #maxDeliveries: number;
   readonly #claimIdleMs: number;
@@ -174,6 +180,8 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
     this.#blockMs = options.blockMs ?? 1000;
     this.#maxLen = options.maxLen ?? 10_000;
     this.#maxMessageBytes = options.maxMessageBytes ?? 512 * 1024 * 1024;
+    checkMaxMessageBytes(options.maxMessageBytes, "Cannot make actor system");
+    this.#deadLetterBounds = { ...DEAD_LETTER_BOUNDS, ...options.deadLetters };
     this.#localDelivery = options.localDelivery ?? false;
     this.#keepLimit = options.keepLimit ?? 1000;
     if (!(this.#keepLimit >= 1)) {
@@ -999,8 +1007,9 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
   ): void {
     this.#deadLetters[kind]++;
     const error = new InvalidMessageError(entry.stream, entry.id, reason, { cause });
-    const letter = deadLetterRecord(entry, reason);
-    this.transport.append(this.deadLetterStream, letter, { maxLen: this.#maxLen })
+    const { maxLen, maxAgeMs, payloadBytes } = this.#deadLetterBounds;
+    const letter = deadLetterRecord(entry, reason, payloadBytes);
+    this.transport.append(this.deadLetterStream, letter, { maxLen, maxAgeMs })
       .catch((e) => this.#emitError(e))
       .finally(() => this.#acks.ack(entry));
     this.dispatchEvent(
@@ -1076,4 +1085,12 @@ function engineIdOf(address: string): number {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Throws a `RangeError` unless `bytes` is absent or a whole number of bytes above 0. */
+export function checkMaxMessageBytes(bytes: number | undefined, what: string): void {
+  if (bytes === undefined || (Number.isSafeInteger(bytes) && bytes > 0)) return;
+  throw new RangeError(
+    `${what}: maxMessageBytes must be a whole number of bytes > 0, got ${bytes}`,
+  );
 }

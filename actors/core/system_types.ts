@@ -28,6 +28,12 @@ export interface ActorSystemOptions {
   /** Entries larger than this are dead-lettered unread. Default 512 MiB. */
   maxMessageBytes?: number;
   /**
+   * Bounds of the dead-letter stream: it is trimmed to about `maxLen` entries (default 1,000),
+   * drops those older than `maxAgeMs` and expires that long after its last (default 24 hours),
+   * and each letter keeps the first `payloadBytes` of its entry (default 1,024).
+   */
+  deadLetters?: { maxLen?: number; maxAgeMs?: number; payloadBytes?: number };
+  /**
    * Hand messages between actors of this system, and the answers to its own asks, to the
    * recipient directly instead of through the transport. The content is still copied by the
    * codec's rules, so the recipient gets its own copy and a value that cannot be sent fails as it

@@ -61,6 +61,7 @@ export class EngineHost {
       namespace: config.namespace,
       id: config.hostId,
       replayWindowMs: config.replayWindowMs,
+      maxMessageBytes: config.maxMessageBytes,
       // A broadcast's hops between this host's nodes and engines, and tree reductions between
       // its engines, need not cross the transport.
       localDelivery: true,

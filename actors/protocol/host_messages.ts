@@ -68,6 +68,8 @@ export interface EngineHostConfig {
   resultRetentionMs?: number;
   /** The host's systems' `replayWindowMs` (see `ActorSystemOptions`). */
   replayWindowMs?: number;
+  /** The host's systems' `maxMessageBytes` (see `ActorSystemOptions`). */
+  maxMessageBytes?: number;
   /**
    * Send heartbeats from the host's liveness thread, so that clients notice when the host's
    * process dies or stops (SIGSTOP, a machine gone, a cut link): the transport URL (password
