@@ -1,7 +1,7 @@
 /**
- * The engine suite of issue 3 (engines, `Cluster`, `Client`, `DirectView`, `AsyncResult`),
- * written once and registered for each transport and launcher by `tests/engine_test.ts`, as
- * deno-redis loops one command suite over connections.
+ * The engine suite (engines, `Cluster`, `Client`, `DirectView`, `AsyncResult`), written once and
+ * registered for each transport and launcher by `tests/engine_test.ts` through the backend loop
+ * of `tests/_backends.ts`.
  *
  * Functions shipped to the engines are written here but run there: the names they use freely
  * (`rank`, `size`, `id`, values pushed earlier) are declared below for the type checker only.
@@ -9,17 +9,20 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { ModuleFunction, Reference } from "../actors/wire_types.ts";
 import {
+  type Client,
+  Cluster,
+  type ClusterOptions,
   CompositeError,
   EngineDiedError,
+  ModuleFunction,
+  Reference,
   RemoteError,
   TaskAbortedError,
   TimeoutError,
-} from "../errors.ts";
+} from "../mod.ts";
 import { within } from "./_async.ts";
+import type { Case } from "./_backends.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -39,8 +42,6 @@ export interface EngineFixture extends AsyncDisposable {
 export interface EngineSuiteOptions {
   /** Register only the core tests: those that need no `Cluster` of this process. */
   core?: boolean;
-  /** Why the suite cannot run here; its tests are registered as ignored. */
-  ignore?: string;
   /**
    * Starts `n` engines with `options`.
    * @default {startCluster}
@@ -132,14 +133,10 @@ async function redisKeys(url: string, prefix: string): Promise<string[]> {
 }
 
 /**
- * Registers the suite's `Deno.test`s, each named `"<name>: <symbol> <behaviour>"`.
- * `makeClusterOptions` gives the transport and launcher; it is called inside each test.
+ * Registers the suite's cases through `backendCase` (see `forEachBackend` in `./_backends.ts`),
+ * each named `"<variant>: <symbol> <behaviour>"`, on engines started on the case's backend.
  */
-export function engineSuite(
-  name: string,
-  makeClusterOptions: () => ClusterOptions | Promise<ClusterOptions>,
-  options: EngineSuiteOptions = {},
-): void {
+export function engineSuite(backendCase: Case, options: EngineSuiteOptions = {}): void {
   const start = options.start ?? startCluster;
 
   function test(
@@ -150,18 +147,11 @@ export function engineSuite(
     extra: ClusterOptions = {},
   ): void {
     if (kind === "cluster" && options.core) return;
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: options.ignore !== undefined,
-      sanitizeOps: true,
-      sanitizeResources: true,
-      sanitizeExit: true,
-      async fn() {
-        const clusterOptions = { ...await makeClusterOptions(), ...extra };
-        await using fx = await start(n, clusterOptions);
-        await within(fn(fx, clusterOptions), TEST_TIMEOUT_MS, title);
-      },
-    });
+    backendCase(title, async (backend) => {
+      const clusterOptions = { ...backend.cluster, ...extra };
+      await using fx = await start(n, clusterOptions);
+      await fn(fx, clusterOptions);
+    }, { timeoutMs: TEST_TIMEOUT_MS });
   }
 
   test("Client.ids lists every engine sorted; Client.view() targets one, some or all", 4, async ({

@@ -12,19 +12,21 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../actors/system.ts";
 import { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
 import {
+  Cluster,
+  type ClusterKey,
+  type ClusterOptions,
   CompositeError,
+  generateKey,
   InvalidMessageError,
   RemoteError,
   ResultNotFoundError,
   TaskAbortedError,
   TaskError,
   TimeoutError,
-} from "../errors.ts";
-import { type ClusterKey, generateKey } from "../transport/envelope.ts";
-import { fileRedis } from "./_redis_server.ts";
+} from "../mod.ts";
 import { delay, within } from "./_async.ts";
+import { BACKENDS, forEachBackend } from "./_backends.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -33,8 +35,6 @@ declare const id: number;
 const T = { timeout: 15_000 } as const;
 /** The deadline of one whole test. */
 const TEST_TIMEOUT_MS = 90_000;
-
-const { server, url: redisUrl, ignored: noRedis } = await fileRedis("lifecycle_test");
 
 /** What a test gets: a started cluster of two engines, its client, key and transport URL. */
 interface Fixture {
@@ -98,33 +98,26 @@ async function newClient(fx: Fixture): Promise<Client> {
   return new Client({ system, hosts, key: fx.key, transportUrl: fx.url });
 }
 
-function lifecycleSuite(name: string, url: () => string, ignore?: string): void {
+forEachBackend(BACKENDS, (backendCase) => {
   function test(
     title: string,
     fn: (fx: Fixture) => Promise<void>,
     extra: ClusterOptions = {},
   ): void {
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: ignore !== undefined,
-      sanitizeOps: true,
-      sanitizeResources: true,
-      async fn() {
-        const key = generateKey();
-        const transport = url();
-        await using cluster = new Cluster({
-          n: 2,
-          hosts: 2,
-          key,
-          transport,
-          progress: false,
-          engineTimeout: 20_000,
-          ...extra,
-        });
-        const client = await cluster.startAndConnect();
-        await within(fn({ cluster, client, key, url: transport }), TEST_TIMEOUT_MS, title);
-      },
-    });
+    backendCase(title, async (backend) => {
+      const key = generateKey();
+      await using cluster = new Cluster({
+        n: 2,
+        hosts: 2,
+        key,
+        transport: backend.url,
+        progress: false,
+        engineTimeout: 20_000,
+        ...extra,
+      });
+      const client = await cluster.startAndConnect();
+      await fn({ cluster, client, key, url: backend.url });
+    }, { timeoutMs: TEST_TIMEOUT_MS });
   }
 
   test("Client.getResult() fetches DirectView and BroadcastView calls by id from a new client", async (fx) => {
@@ -491,17 +484,4 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
     assert.deepEqual(await marks(client), ["", ""]);
     assert.deepEqual(await dv.apply(() => id).get(T), [0, 1]);
   });
-}
-
-lifecycleSuite("memory", () => "memory:");
-lifecycleSuite("redis", () => redisUrl!, noRedis);
-
-Deno.test({
-  name: "lifecycle: stop the test redis-server",
-  ignore: server === undefined,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    await server![Symbol.asyncDispose]();
-  },
 });
