@@ -19,6 +19,7 @@ import {
   testRedisUrl,
 } from "./_redis_server.ts";
 import { within } from "./_async.ts";
+import { createTransport, MemoryTransport, type Transport } from "../mod.ts";
 
 /** Where a suite's messages go: the embedded transport or a Redis. */
 export type BackendKind = "memory" | "redis";
@@ -166,4 +167,34 @@ function register(
       await within(fn(backend), timeoutMs, name);
     },
   });
+}
+
+/**
+ * Transport handles on one backend's streams, one per actor system as one per process. Disposing
+ * closes them, the first last (on memory it owns the streams), and on a shared `REDIS_URL`
+ * first deletes what the test wrote under `namespace`.
+ */
+export interface Store extends AsyncDisposable {
+  /** A new handle on the store. */
+  transport(): Promise<Transport>;
+}
+
+/** A {@linkcode Store} on `backend` for a test whose keys start with `namespace`. */
+export function storeOn(backend: Backend, namespace: string): Store {
+  const handles: Transport[] = [];
+  return {
+    async transport() {
+      const first = handles[0];
+      const t = backend.kind === "memory"
+        ? (first ? new MemoryTransport(first as MemoryTransport) : new MemoryTransport())
+        : await createTransport(backend.url);
+      handles.push(t);
+      return t;
+    },
+    async [Symbol.asyncDispose]() {
+      const shared = backend.kind === "redis" && !backend.server;
+      if (shared && handles[0]) await handles[0].deletePrefix(`${namespace}:`);
+      for (const t of handles.reverse()) await t.close();
+    },
+  };
 }
