@@ -63,3 +63,24 @@ export function latch(count = 1): Latch {
     },
   };
 }
+
+/** A timer that only records whether it has fired; see {@linkcode alarm}. */
+export interface Alarm extends Disposable {
+  /** Whether `ms` have passed since the alarm was set. */
+  readonly fired: boolean;
+}
+
+/**
+ * Sets an alarm for `ms`, for ordering checks such as "the rejection came after the deadline's
+ * timer fired" (a deadline is not met early), never "it took less than N ms". `using` clears it.
+ */
+export function alarm(ms: number): Alarm {
+  let fired = false;
+  const timer = setTimeout(() => (fired = true), ms);
+  return {
+    get fired() {
+      return fired;
+    },
+    [Symbol.dispose]: () => clearTimeout(timer),
+  };
+}

@@ -21,7 +21,6 @@ import {
   TaskAbortedError,
   TimeoutError,
 } from "../mod.ts";
-import { within } from "./_async.ts";
 import type { Case } from "./_backends.ts";
 
 // Names that exist in the engines' namespaces, not here.
@@ -596,12 +595,10 @@ export function engineSuite(backendCase: Case, options: EngineSuiteOptions = {})
       return rank;
     };
     const ar = client.view().apply(slowOn, 1, 2500);
-    const started = Date.now();
     const error = await ar.get({ timeout: 1000 }).catch((e) => e);
     assert.ok(error instanceof TimeoutError, String(error));
     assert.deepEqual(error.engineIds, [1]);
-    assert.ok(Date.now() - started < 2400, "it did not wait for the slow engine");
-    assert.equal(ar.ready(), false);
+    assert.equal(ar.ready(), false, "it did not wait for the slow engine");
     // The call goes on: a later get() sees it finish.
     assert.deepEqual(await ar.get(T), [0, 1]);
     // A call-level timeout fails the engines that have not answered.
@@ -632,7 +629,6 @@ export function engineSuite(backendCase: Case, options: EngineSuiteOptions = {})
     assert.equal(await ar.wait(T.timeout), true);
     assert.equal(ar.ready(), true);
     assert.deepEqual(await ar.getDict(T), { 0: 0, 1: 10 });
-    assert.ok(ar.elapsed >= 790, `elapsed ${ar.elapsed}`);
     const timings = ar.timings;
     assert.deepEqual(timings.map((t) => t.engineId), [0, 1]);
     for (const t of timings) {
@@ -640,7 +636,10 @@ export function engineSuite(backendCase: Case, options: EngineSuiteOptions = {})
       assert.ok(t.submitted <= t.started + 5, "submitted before started (same machine)");
       assert.ok(t.started <= t.completed);
     }
-    assert.ok(timings[0].completed! - timings[0].started! >= 790);
+    // Engine 0 slept, engine 1 did not: the timings and elapsed say so (same machine's clock).
+    const [run0, run1] = timings.map((t) => t.completed! - t.started!);
+    assert.ok(run0 > run1, `engine 0 ran ${run0} ms, engine 1 ${run1} ms`);
+    assert.ok(ar.elapsed >= run0 - 5, `elapsed ${ar.elapsed}, engine 0 ran ${run0} ms`);
 
     const pending = client.view().apply(slow, 600);
     assert.equal(await pending.wait(50), false);
@@ -745,9 +744,8 @@ export function engineSuite(backendCase: Case, options: EngineSuiteOptions = {})
     await new Promise((resolve) => setTimeout(resolve, 100));
     const late = await ar.get({ timeout: 200 }).catch((e) => e);
     assert.ok(late instanceof TimeoutError, String(late));
-    const started = Date.now();
+    // The task runs 60 s, longer than this case's hang guard: stop() did not wait for it.
     await cluster!.stop();
-    assert.ok(Date.now() - started < 8000, `stop() took ${Date.now() - started} ms`);
     await assert.rejects(ar.get(T)); // closed with the client, not left hanging
   }, "cluster");
 

@@ -1,7 +1,7 @@
 import { MemoryTransport } from "../transport/memory.ts";
 import { RedisTransport } from "../transport/redis.ts";
 import { openBackend, unavailable } from "./_backends.ts";
-import { transportContract, type TransportHandle } from "./transport_contract.ts";
+import { transportContract } from "./transport_contract.ts";
 
 transportContract("MemoryTransport", () => {
   const transport = new MemoryTransport();
