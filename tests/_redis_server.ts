@@ -262,3 +262,25 @@ export async function connectAdmin(url: string): Promise<RedisAdmin> {
     [Symbol.asyncDispose]: () => Promise.resolve(client.destroy()),
   };
 }
+
+/** Every Redis key of `url` that starts with `prefix`, listed with SCAN by a raw client. */
+export async function redisKeys(url: string, prefix: string): Promise<string[]> {
+  const { createClient } = await import("../deps_redis.ts");
+  const client = createClient({ url });
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    const keys: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, found] = await client.sendCommand(
+        ["SCAN", cursor, "MATCH", `${prefix}*`, "COUNT", "1000"],
+      ) as [string, string[]];
+      cursor = String(next);
+      keys.push(...found.map(String));
+    } while (cursor !== "0");
+    return keys.sort();
+  } finally {
+    client.destroy();
+  }
+}

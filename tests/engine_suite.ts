@@ -22,6 +22,7 @@ import {
   TimeoutError,
 } from "../mod.ts";
 import type { Case } from "./_backends.ts";
+import { redisKeys } from "./_redis_server.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -103,32 +104,6 @@ function randomBytes(length: number): Uint8Array {
     crypto.getRandomValues(bytes.subarray(i, Math.min(length, i + 65_536)));
   }
   return bytes;
-}
-
-/** Lists every Redis key of `url` starting with `prefix`, with a raw client. */
-async function redisKeys(url: string, prefix: string): Promise<string[]> {
-  const { createClient } = await import("../deps_redis.ts");
-  const client = createClient({ url });
-  await client.connect();
-  try {
-    const keys: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, found] = await client.sendCommand([
-        "SCAN",
-        cursor,
-        "MATCH",
-        `${prefix}*`,
-        "COUNT",
-        "1000",
-      ]) as [string, string[]];
-      cursor = String(next);
-      keys.push(...found.map(String));
-    } while (cursor !== "0");
-    return keys.sort();
-  } finally {
-    client.destroy();
-  }
 }
 
 /**
