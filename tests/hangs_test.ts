@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { Cluster, RemoteError } from "../mod.ts";
-import { hasRedisServer, startRedisServer, uniqueNamespace } from "./_redis_server.ts";
+import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { BACKENDS, forEachBackend } from "./_backends.ts";
 
 declare const x: number[];
@@ -117,16 +117,12 @@ for (const kind of ["tls", "garbage"] as const) {
   }
 }
 
+const T = { timeout: 15_000 };
+
 forEachBackend(BACKENDS, (test) => {
   test("scatter refuses what is not an array or a typed array with TypeError", async (backend) => {
-    await using cluster = new Cluster({
-      n: 2,
-      transport: backend.url,
-      namespace: uniqueNamespace(),
-      progress: false,
-    });
+    await using cluster = new Cluster({ n: 2, transport: backend.url, progress: false });
     const client = await cluster.startAndConnect();
-    const T = { timeout: 15_000 };
     for (const view of [client.view(), client.broadcastView()]) {
       for (const bad of [42, { length: 3 }, null, "abc", new DataView(new ArrayBuffer(4))]) {
         assert.throws(
@@ -142,14 +138,8 @@ forEachBackend(BACKENDS, (test) => {
   });
 
   test("a task making a Worker with deno.permissions fails with RemoteError, and its host lives on", async (backend) => {
-    await using cluster = new Cluster({
-      n: 2,
-      transport: backend.url,
-      namespace: uniqueNamespace(),
-      progress: false,
-    });
+    await using cluster = new Cluster({ n: 2, transport: backend.url, progress: false });
     const client = await cluster.startAndConnect();
-    const T = { timeout: 15_000 };
     const error = await client.view(0).apply(() => {
       const options = { type: "module", deno: { permissions: "inherit" } } as WorkerOptions;
       new Worker("data:text/javascript,", options).terminate();
