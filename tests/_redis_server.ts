@@ -94,7 +94,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   return server;
 }
 
-function freePort(): number {
+/** A loopback port that was free a moment ago. */
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
