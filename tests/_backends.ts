@@ -57,7 +57,7 @@ export interface CaseOptions {
   redis?: RedisServerOptions;
   /** Skip the case on this variant. */
   ignore?: boolean;
-  /** Turn the op, resource and exit sanitizers off (on by default). */
+  /** `false` turns the op, resource and exit sanitizers off (default `true`). */
   sanitize?: boolean;
 }
 
