@@ -11,18 +11,18 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Client } from "../actors/client/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
-import { ModuleFunction } from "../actors/protocol/wire_types.ts";
 import {
+  type Client,
+  Cluster,
+  type ClusterOptions,
   ClusterStateError,
   ClusterStoppedError,
   CompositeError,
+  ModuleFunction,
   RemoteError,
   TaskAbortedError,
-} from "../errors.ts";
-import { fileRedis } from "./_redis_server.ts";
-import { within } from "./_async.ts";
+} from "../mod.ts";
+import { BACKENDS, forEachBackend } from "./_backends.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -33,8 +33,6 @@ const T = { timeout: 15_000 } as const;
 /** The deadline of one whole test. */
 const TEST_TIMEOUT_MS = 60_000;
 
-const { server, url: redisUrl, ignored: noRedis } = await fileRedis("parity_test");
-
 /** What a test gets: a started cluster of three engines and its client. */
 interface Fixture {
   readonly cluster: Cluster;
@@ -43,26 +41,20 @@ interface Fixture {
   readonly options: ClusterOptions;
 }
 
-function paritySuite(name: string, transport: () => string, ignore?: string): void {
+forEachBackend(BACKENDS, (backendCase) => {
   function test(title: string, fn: (fx: Fixture) => Promise<void>): void {
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: ignore !== undefined,
-      sanitizeOps: true,
-      sanitizeResources: true,
-      async fn() {
-        const options: ClusterOptions = {
-          n: 3,
-          hosts: 2,
-          transport: transport(),
-          progress: false,
-          engineTimeout: 20_000,
-        };
-        await using cluster = new Cluster(options);
-        const client = await cluster.startAndConnect();
-        await within(fn({ cluster, client, options }), TEST_TIMEOUT_MS, title);
-      },
-    });
+    backendCase(title, async (backend) => {
+      const options: ClusterOptions = {
+        n: 3,
+        hosts: 2,
+        transport: backend.url,
+        progress: false,
+        engineTimeout: 20_000,
+      };
+      await using cluster = new Cluster(options);
+      const client = await cluster.startAndConnect();
+      await fn({ cluster, client, options });
+    }, { timeoutMs: TEST_TIMEOUT_MS });
   }
 
   test("client.view(2) and client.broadcastView(2) answer bare values; a list of one id keeps lists", async ({ client }) => {
@@ -249,10 +241,7 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     check(await cluster.startAndConnect().catch((e) => e), "start cluster");
     check(await cluster.connect().catch((e) => e), "connect");
   });
-}
-
-paritySuite("memory", () => "memory:");
-paritySuite("redis", () => redisUrl!, noRedis);
+});
 
 Deno.test("engine.ts --help prints its usage; a missing --key-file says so in one line", async () => {
   const run = async (...args: string[]) => {
@@ -284,14 +273,4 @@ Deno.test("engine.ts --help prints its usage; a missing --key-file says so in on
     'engine.ts: Cannot read key file "/nonexistent/k": no such file ' +
       '(write one with writeKeyFile("/nonexistent/k"))\n',
   );
-});
-
-Deno.test({
-  name: "parity: stop the test redis-server",
-  ignore: server === undefined,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    await server![Symbol.asyncDispose]();
-  },
 });
