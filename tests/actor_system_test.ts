@@ -12,7 +12,11 @@ import type { Transport } from "../transport/types.ts";
 import { uniqueNamespace } from "./_redis_server.ts";
 import { alarm, delay, latch, waitUntil } from "./_async.ts";
 import { type Backend, BACKENDS, forEachBackend, redisTest } from "./_backends.ts";
-import { type DeadLetterDetail, GROUP } from "../actors/core/system_types.ts";
+import {
+  type ActorSystemOptions,
+  type DeadLetterDetail,
+  GROUP,
+} from "../actors/core/system_types.ts";
 
 /** What one test runs against: transports on one store, a key, and its own namespace. */
 interface Fixture extends AsyncDisposable {
@@ -28,6 +32,7 @@ interface Fixture extends AsyncDisposable {
       localDelivery?: boolean;
       keepLimit?: number;
       retainAckedMs?: number;
+      deadLetters?: ActorSystemOptions["deadLetters"];
     },
   ): Promise<ActorSystem>;
   /** Writes an entry whose only field is not `m`, or `null` when the transport has no such thing. */
@@ -63,6 +68,7 @@ function fixtureOn(
         keepLimit: options.keepLimit,
         ...(options.id ? { id: options.id } : {}),
         ...(options.retainAckedMs !== undefined ? { retainAckedMs: options.retainAckedMs } : {}),
+        ...(options.deadLetters ? { deadLetters: options.deadLetters } : {}),
       });
       systems.push(system);
       return system;
@@ -108,7 +114,7 @@ async function redisFixture(backend: Backend): Promise<Fixture> {
 
 /** One dead-letter entry, taken apart as `#deadLetter` in actors/system.ts lays it out. */
 function parseDeadLetter(letter: Uint8Array): {
-  record: { stream: string; id: string; reason: string; at: number };
+  record: { stream: string; id: string; reason: string; at: number; bytes: number };
   payload: Uint8Array;
 } {
   const length = new DataView(letter.buffer, letter.byteOffset, letter.byteLength).getUint32(0);
@@ -657,8 +663,9 @@ forEachBackend(BACKENDS, (backendCase) => {
   });
 
   test("ActorSystem dead-letters 2,000 garbage entries and keeps serving", async (fx) => {
-    // The inbox's history is compared with the dead letters at the end, however long it takes.
-    const host = await fx.system({ retainAckedMs: Infinity });
+    // The inbox's history is compared with the dead letters at the end, however long it takes,
+    // and every letter is kept (the stream holds about 1,000 by default).
+    const host = await fx.system({ retainAckedMs: Infinity, deadLetters: { maxLen: 10_000 } });
     const client = await fx.system();
     let events = 0;
     const reasons = new Map<string, number>();
@@ -720,13 +727,15 @@ forEachBackend(BACKENDS, (backendCase) => {
     );
     if (fx.appendForeignField) assert.equal(reasons.get("entry has no payload field"), 3);
 
-    // Each dead letter records its source entry and keeps its bytes.
+    // Each dead letter records its source entry and its size, and keeps its first 1 KiB.
     const sources = await host.transport.range(inbox);
     const byId = new Map(sources.map((e) => [e.id, e.data]));
     for (const letter of letters) {
       const { record, payload } = parseDeadLetter(letter.data!);
       assert.equal(record.stream, inbox);
-      assert.deepEqual(payload, byId.get(record.id) ?? new Uint8Array(0));
+      const source = byId.get(record.id) ?? new Uint8Array(0);
+      assert.equal(record.bytes, source.byteLength);
+      assert.deepEqual(payload, source.subarray(0, 1024));
     }
 
     // No forged message ran, the actor still serves, and everything was acknowledged.

@@ -255,6 +255,7 @@ forEachBackend(BACKENDS, (test) => {
         id: "fuzz-host",
         blockMs: 100,
         maxMessageBytes: MAX_MESSAGE_BYTES,
+        deadLetters: { maxLen: 20_000 },
       });
       const client = new ActorSystem({ transport: await store.transport(), key, namespace });
       const errors: unknown[] = [];
