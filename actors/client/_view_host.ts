@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { CallPaths } from "./_call_paths.ts";
 import type { EngineDiedError, TransportClosedError } from "../../errors.ts";
 import type { AsyncResult, Outcome } from "./async_result.ts";
 import type { BroadcastTree, TaskRecord } from "../protocol/messages.ts";
@@ -30,6 +31,8 @@ export interface ViewHost {
    * {@linkcode ViewHost.dispatchInOrder}.
    */
   readonly preparing: boolean;
+  /** What a call must wait for so that it reaches each engine after the calls made before it. */
+  readonly paths: CallPaths;
   /** The id of the host that runs engine `engineId`. */
   hostOf(engineId: number): string;
   /** The error of engine `engineId` if it is known to be dead. */

@@ -74,6 +74,15 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
     }
   }
 
+  /** The view's calls go to the root of their broadcast tree first. */
+  protected override route(): string {
+    const { targets, fanout } = this;
+    return broadcastAddress(
+      placeRange(this.tree().hosts, this.#host.hubId),
+      nodeFor(0, targets.length, fanout),
+    );
+  }
+
   /** The tree the view's calls go down now (hosts may change when engines are restarted). */
   protected override tree(): BroadcastTree {
     const host = this.#host;

@@ -19,6 +19,7 @@ import { broadcastAddress, callKey, engineMessageId } from "../protocol/addresse
 import type { BroadcastTree, CallRecord, Died, TaskRecord } from "../protocol/messages.ts";
 import { DEFAULT_RESULT_RETENTION_MS } from "../protocol/results.ts";
 import { DirectView } from "./direct_view.ts";
+import { CallPaths } from "./_call_paths.ts";
 import { BroadcastHub } from "./_broadcast_hub.ts";
 import { type HeartbeatWatch, watchHeartbeats } from "./_heartbeat_watch.ts";
 import { fetchCall, type FetchedCall, flattenMap } from "./fetch_result.ts";
@@ -156,6 +157,7 @@ export class Client extends EventTarget {
   readonly #closing = new AbortController();
   /** Settles once the last call still being prepared (storing blobs) was dispatched. */
   #dispatchTail: Promise<void> | undefined;
+  readonly #paths = new CallPaths();
   /** The Worker that runs the client's broadcast nodes of ranges spanning hosts. */
   readonly #hub: BroadcastHub;
   readonly #heartbeats: HeartbeatWatch;
@@ -220,6 +222,7 @@ export class Client extends EventTarget {
       get preparing() {
         return client.#preparing;
       },
+      paths: this.#paths,
       hostOf: (engineId) => this.hostOf(engineId),
       deadEngine: (engineId) => this.deadEngine(engineId),
       broadcastHost: () => this.broadcastHost(),

@@ -149,6 +149,14 @@ export abstract class View<S extends Shape = "list"> {
     return (this.shape === "one" ? result.reshaped("one") : result) as AsyncResult<T, S>;
   }
 
+  /**
+   * The first hop of the view's calls: calls with the same first hop reach each engine in the
+   * order they were sent. Through the hosts' dispatchers by default.
+   */
+  protected route(): string {
+    return "dispatchers";
+  }
+
   /** How the view's calls reach their engines, when through a broadcast tree. */
   protected tree(): BroadcastTree | undefined {
     return undefined;
@@ -325,6 +333,10 @@ export abstract class View<S extends Shape = "list"> {
       );
       return new AsyncResult(id, targets, outcomes);
     }
+    const timeout = options.timeout ?? Infinity;
+    const deadline = Date.now() + timeout;
+    const route = this.route();
+    const before = host.paths.before(route, targets);
     const send = (operation: Operation) => {
       if (signal?.aborted) {
         // Cancelled before it was sent: nothing goes out.
@@ -335,21 +347,36 @@ export abstract class View<S extends Shape = "list"> {
       }
       // Written before the call's messages, and only for a call that is sent.
       host.recordCall(id, targets, operation.type, single, this.tree(), this.shape === "one");
-      return this.dispatch(operation, options, id);
+      // Held back behind other calls, it keeps the deadline it was made with: sent past it, the
+      // engines do not start it (and say so in its kept results).
+      const left = before && Number.isFinite(timeout)
+        ? { ...options, timeout: Math.max(1, deadline - Date.now()) }
+        : options;
+      return this.dispatch(operation, left, id);
     };
-    if (!prepare && !host.preparing) return host.track(send(operation));
+    if (!prepare && !host.preparing && !before) {
+      const result = send(operation);
+      host.paths.note(route, targets, targets.map((_, i) => result.outcome(i)));
+      return host.track(result);
+    }
     // Preparing may store blobs (async); the AsyncResult is returned at once all the same. The
     // call is dispatched after the calls made before it, however long they take to prepare.
     // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
     // The blobs the call stored: deleted once every engine answered (or the call failed), as no
     // engine reads them after that.
     const blobs: string[] = [];
+    const content = prepare ? prepare(blobs) : Promise.resolve(operation.content);
     const prepared = host.dispatchInOrder(
-      prepare ? prepare(blobs) : Promise.resolve(operation.content),
+      before ? Promise.all([content, before]).then(([c]) => c) : content,
       (content) => ({ result: send({ ...operation, content }) }),
     );
     // A signal that aborts before the call is dispatched fails it at once (and it is not sent).
     const cancelled = new Promise<void>((resolve) => abortOnSignal(signal, prepared, resolve));
+    // Held back behind other calls, it still fails at its deadline.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = before && Number.isFinite(timeout)
+      ? new Promise<void>((resolve) => (timer = setTimeout(resolve, timeout)))
+      : new Promise<void>(() => {});
     const outcomes = targets.map((engineId, i) =>
       Promise.race([
         prepared.then(
@@ -357,9 +384,15 @@ export abstract class View<S extends Shape = "list"> {
           (error): Outcome => ({ engineId, error }),
         ),
         cancelled.then((): Outcome => ({ engineId, error: signal!.reason })),
+        expired.then((): Outcome => ({
+          engineId,
+          error: engineTimeout(new TimeoutError("", timeout, []), engineId, timeout) as Error,
+        })),
       ])
     );
+    host.paths.note(route, targets, outcomes);
     Promise.allSettled([prepared, ...outcomes]).then(() => {
+      clearTimeout(timer);
       if (blobs.length > 0) host.transport.deleteBlobs(blobs).catch(() => {});
     });
     return host.track(
