@@ -3,6 +3,9 @@
  * `DirectView` sends one message per host (each engine answers on its own); `BroadcastView` sends
  * one in all and gets one answer.
  *
+ * Why this file is over 500 lines: `View` holds every operation both views share (its public
+ * surface, each with its documentation) and the one `#run` that orders, prepares and sends them.
+ *
  * @module
  */
 import { TimeoutError, TransportDataLostError } from "../../errors.ts";
