@@ -6,7 +6,7 @@
  * @module
  */
 import { TimeoutError, TransportDataLostError } from "../errors.ts";
-import { encodeValue } from "../transport/codec.ts";
+import { encodeValue, propertyPath } from "../transport/codec.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { Client } from "./client.ts";
@@ -153,7 +153,7 @@ export abstract class View<S extends Shape = "list"> {
     return this.#shaped(
       this.#run({ type: "apply", content: { fn: shipped, args: [] } }, options, async () => ({
         fn: shipped,
-        args: await Promise.all(args.map((a) => this.#ship(a))),
+        args: await Promise.all(args.map((a, i) => this.#ship(a, `$.args[${i}]`))),
       })),
     );
   }
@@ -203,7 +203,9 @@ export abstract class View<S extends Shape = "list"> {
   push(values: Record<string, unknown>, options: CallOptions = {}): AsyncResult<void, S> {
     return this.#shaped(this.#run({ type: "push", content: {} }, options, async () => {
       const shipped: Record<string, unknown> = {};
-      for (const [name, value] of Object.entries(values)) shipped[name] = await this.#ship(value);
+      for (const [name, value] of Object.entries(values)) {
+        shipped[name] = await this.#ship(value, `$.values${propertyPath(name)}`);
+      }
       return { values: shipped };
     }));
   }
@@ -324,12 +326,15 @@ export abstract class View<S extends Shape = "list"> {
     );
   }
 
-  /** `value` as it crosses the wire: functions as source, large values as blobs. */
-  async #ship(value: unknown): Promise<unknown> {
+  /**
+   * `value` as it crosses the wire: functions as source, large values as blobs. `path` is its
+   * place in the message, for the `SerializationError` of a value that cannot be sent.
+   */
+  async #ship(value: unknown, path: string): Promise<unknown> {
     if (typeof value === "function") return FunctionSource.of(value as AnyFunction);
     if (value === null || typeof value !== "object") return value;
     if (ArrayBuffer.isView(value) && value.byteLength < BLOB_THRESHOLD) return value;
-    const bytes = encodeValue(value);
+    const bytes = encodeValue(value, path);
     if (bytes.byteLength < BLOB_THRESHOLD) return value;
     const key = `${this.client.namespace}:blob:${crypto.randomUUID()}`;
     return await storeBlob(this.client.transport, key, bytes, BLOB_TTL_MS);

@@ -19,6 +19,7 @@ import {
   ClusterStoppedError,
   CompositeError,
   RemoteError,
+  SerializationError,
   TaskAbortedError,
 } from "../errors.ts";
 import { fileRedis } from "./_redis_server.ts";
@@ -128,6 +129,94 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     } finally {
       await Deno.remove(path.replace(/\/missing\.key$/, ""), { recursive: true });
     }
+  });
+
+  test("values arrive as themselves, on the engines and back, through apply, push and pull", async ({ client }) => {
+    const sticky = /a(b)?c/gy;
+    sticky.lastIndex = 1;
+    const value = {
+      regExp: sticky,
+      date: new Date(5),
+      url: new URL("https://h.example/p?q=1#f"),
+      set: new Set([1, "a"]),
+      map: new Map<unknown, unknown>([[1, { x: 2n }], ["k", [undefined]]]),
+      errors: [
+        Object.assign(new RangeError("r", { cause: new TypeError("t") }), {
+          code: "E_R",
+          status: 500,
+        }),
+        new Deno.errors.NotFound("nf"),
+        new AggregateError([new SyntaxError("s")], "agg"),
+      ],
+      big: -(2n ** 70n),
+      typed: [new Float32Array([1.5, -2]), new BigInt64Array([3n]), new Uint8Array([4])],
+      buffer: new Uint8Array([1, 2, 3]).buffer,
+      view: new DataView(new Uint8Array([7, 8, 9]).buffer, 1),
+      nested: [[1, [2, [3, [-0]]]], { deep: { list: [undefined, null, NaN] } }],
+      // deno-lint-ignore no-sparse-arrays
+      sparse: [1, , 3],
+    };
+    const kinds = (v: typeof value) => [
+      v.regExp instanceof RegExp && v.regExp.lastIndex,
+      v.url instanceof URL && v.url.searchParams.get("q"),
+      v.errors[0] instanceof RangeError && v.errors[0].cause instanceof TypeError,
+      v.errors[1] instanceof Deno.errors.NotFound,
+      v.errors[2] instanceof AggregateError && v.errors[2].errors[0] instanceof SyntaxError,
+      v.view instanceof DataView && v.view.getUint8(0),
+      v.sparse.length === 3 && !(1 in v.sparse),
+      typeof v.big,
+    ];
+    const expected = [1, "1", true, true, true, 8, true, "bigint"];
+    for (const view of [client.view(1), client.broadcastView(1)]) {
+      assert.deepEqual(await view.apply((v: typeof value) => v, value).get(T), value);
+      assert.deepEqual(await view.apply(kinds, value).get(T), expected);
+      await view.push({ stored: value }, T);
+      assert.deepEqual(await view.pull("stored", T), value);
+    }
+    assert.deepEqual(await client.loadBalancedView().apply(kinds, value).get(T), expected);
+  });
+
+  test("a class instance fails before sending, naming its path and class, on the way there and back", async ({ client }) => {
+    class Point {
+      constructor(readonly x: number, readonly y: number) {}
+      norm(): number {
+        return Math.hypot(this.x, this.y);
+      }
+    }
+    const point = new Point(3, 4);
+    const refused = async (call: () => PromiseLike<unknown>) => {
+      const error = await (async () => await call())().catch((e) => e);
+      assert.ok(error instanceof SerializationError, String(error));
+      assert.match(error.message, /an instance of Point cannot be sent/);
+      return error;
+    };
+    for (const view of [client.view(1), client.view(), client.broadcastView(1)]) {
+      const viaApply = await refused(() => view.apply((p: Point) => p.norm(), { point }).get(T));
+      assert.equal(viaApply.path, "$.args[0].point");
+      const viaPush = await refused(() => view.push({ sent: 1, point }, T).get());
+      assert.equal(viaPush.path, "$.values.point");
+    }
+    await refused(() => client.loadBalancedView().apply((p: Point) => p, [point]).get(T));
+    await refused(() => client.loadBalancedView().map((p: Point) => p, [1, point]).get(T));
+    assert.deepEqual(
+      await client.view().apply(() => typeof globalThis["sent" as keyof typeof globalThis]).get(T),
+      ["undefined", "undefined", "undefined"],
+      "nothing of a refused push reached an engine",
+    );
+    // Its fields, sent as plain data, arrive.
+    assert.equal(
+      await client.view(0).apply((p: { x: number; y: number }) => p.x + p.y, { ...point }),
+      7,
+    );
+    // A task returning one fails with the engine's SerializationError.
+    const back = await client.view(2).apply(() =>
+      new (class Celsius {
+        degrees = 21;
+      })()
+    ).get(T).catch((e) => e);
+    assert.ok(back instanceof RemoteError, String(back));
+    assert.equal(back.remoteName, "SerializationError");
+    assert.match(back.remoteMessage, /an instance of Celsius cannot be sent/);
   });
 
   test("RemoteError.remoteProperties keeps the code and status a thrown error carried", async ({ client }) => {
