@@ -779,7 +779,9 @@ export class Cluster extends EventTarget {
 
   /**
    * A client on a running cluster this process did not start (engines started with
-   * `engine.ts`), IPython Parallel's `Client(url_file=…)`.
+   * `engine.ts`), IPython Parallel's `Client(url_file=…)`. Fails with `TimeoutError` when the
+   * engines do not register in time; its message says so when registrations signed with another
+   * key were seen (the wrong key or key file).
    */
   static async connect(options: {
     /** The cluster's transport URL (`redis://…`). */
@@ -851,6 +853,7 @@ async function waitForEngines(
   const until = Date.now() + options.timeout;
   const bar = options.progress ? progressBar(n) : undefined;
   let quiet = 0;
+  let otherKey = 0;
   try {
     while (n === undefined || ids.size < n) {
       const left = until - Date.now();
@@ -861,7 +864,11 @@ async function waitForEngines(
           `Cannot connect to cluster "${system.namespace}" on ${redactUrl(transport.url)}: ` +
             (n === undefined
               ? `no engine registered within ${options.timeout} ms`
-              : `engines ${missing.join(", ")} did not register within ${options.timeout} ms`),
+              : `engines ${missing.join(", ")} did not register within ${options.timeout} ms`) +
+            (otherKey > 0
+              ? `; ${otherKey} registrations signed with another key were seen: ` +
+                `is this the cluster's key?`
+              : ""),
           options.timeout,
           missing,
         );
@@ -882,7 +889,11 @@ async function waitForEngines(
             const { id, hostId } = envelope.content as Unregistration;
             if (ids.get(id) === hostId) ids.delete(id);
           }
-        } catch { /* a stray entry: the engines' systems dead-letter what they read */ }
+        } catch (error) {
+          // A stray entry: the engines' systems dead-letter what they read. One that does not
+          // verify is most likely a registration signed with the key of another run.
+          if (/signature/.test((error as Error)?.message)) otherKey++;
+        }
       }
       if (entries.length) await transport.ack(stream, group, entries.map((e) => e.id));
       bar?.(ids.size);

@@ -21,7 +21,9 @@ import {
   RemoteError,
   SerializationError,
   TaskAbortedError,
+  TimeoutError,
 } from "../errors.ts";
+import { generateKey } from "../transport/envelope.ts";
 import { fileRedis } from "./_redis_server.ts";
 import { within } from "./_async.ts";
 
@@ -342,6 +344,35 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
 
 paritySuite("memory", () => "memory:");
 paritySuite("redis", () => redisUrl!, noRedis);
+
+Deno.test({
+  name:
+    "redis: Cluster.connect() with another key says registrations signed with another key were seen",
+  ignore: noRedis !== undefined,
+  sanitizeOps: true,
+  sanitizeResources: true,
+  async fn() {
+    // Only Redis has a cluster that a client of another process (another key) can reach.
+    const transport = redisUrl!;
+    await using cluster = new Cluster({ n: 2, transport, progress: false, engineTimeout: 20_000 });
+    await cluster.start();
+    const connect = (name: string, n?: number, timeout = 1000) =>
+      Cluster.connect({ transport, cluster: name, key: generateKey(), n, timeout })
+        .catch((e) => e);
+    for (const n of [undefined, 2]) {
+      const error = await connect(cluster.namespace, n);
+      assert.ok(error instanceof TimeoutError, String(error));
+      assert.match(
+        error.message,
+        /register(ed)? within 1000 ms; [1-9]\d* registrations signed with another key were seen: is this the cluster's key\?$/,
+      );
+    }
+    // A cluster nobody started: no such hint.
+    const nobody = await connect(`${cluster.namespace}-none`, undefined, 300);
+    assert.ok(nobody instanceof TimeoutError, String(nobody));
+    assert.doesNotMatch(nobody.message, /another key/);
+  },
+});
 
 Deno.test("engine.ts --help prints its usage; a missing --key-file says so in one line", async () => {
   const run = async (...args: string[]) => {
