@@ -18,6 +18,7 @@ import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "./blob.ts";
 import { FunctionSource, ModuleFunction } from "./wire_types.ts";
 import { splitMapArgs } from "./_map_input.ts";
+import { readScript } from "./_script_file.ts";
 import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
 
 /** Values pushed or passed at least this large (encoded) are stored once as blobs. */
@@ -197,6 +198,28 @@ export abstract class View<S extends Shape = "list"> {
    */
   execute(code: string, options: CallOptions = {}): AsyncResult<void, S> {
     return this.#shaped(this.#run({ type: "execute", content: { code } }, options));
+  }
+
+  /**
+   * Runs the script file at `path`, read here on the client, on every engine as
+   * {@linkcode execute} runs code (IPython Parallel's `run`): its top-level declarations stay in
+   * each engine's namespace. The script is JavaScript; its imports are resolved on the engines, so
+   * name modules by URL or `node:`/`npm:` specifier. A missing file fails with
+   * `Deno.errors.NotFound` naming it.
+   *
+   * @example
+   * ```ts ignore
+   * await client.view().run("./setup.js"); // then: view.apply(() => helperFromSetup())
+   * ```
+   */
+  run(path: string | URL, options: CallOptions = {}): AsyncResult<void, S> {
+    return this.#shaped(
+      this.#run(
+        { type: "execute", content: { code: "" } },
+        options,
+        async () => ({ code: await readScript(path) }),
+      ),
+    );
   }
 
   /** Sets names in every engine's namespace. Functions travel as their source. */

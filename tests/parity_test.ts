@@ -30,6 +30,9 @@ import { within } from "./_async.ts";
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
 declare const a: number;
+declare const fromFile: number;
+declare const base: string;
+declare function square(x: number): number;
 
 /** Options for every call made here: no wait goes without a deadline. */
 const T = { timeout: 15_000 } as const;
@@ -219,6 +222,30 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     assert.ok(back instanceof RemoteError, String(back));
     assert.equal(back.remoteName, "SerializationError");
     assert.match(back.remoteMessage, /an instance of Celsius cannot be sent/);
+  });
+
+  test("view.run(path) runs a script file on the engines, as IPython Parallel's run", async ({ client }) => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const path = `${dir}/setup.js`;
+      await Deno.writeTextFile(
+        path,
+        'import { basename } from "node:path";\nvar fromFile = id * 2;\n' +
+          'function square(x) {\n  return x * x;\n}\nconst base = basename("/a/b.csv");\n',
+      );
+      assert.deepEqual(await client.view().run(path, T), [undefined, undefined, undefined]);
+      assert.deepEqual(await client.view().pull("fromFile", T), [0, 2, 4]);
+      assert.equal(await client.view(1).apply(() => square(fromFile) + base), "4b.csv");
+      assert.equal(await client.broadcastView(2).run(new URL(`file://${path}`), T), undefined);
+      const missing = `${dir}/missing.js`;
+      for (const view of [client.view(), client.broadcastView(0)]) {
+        const error = await view.run(missing, T).get().catch((e) => e);
+        assert.ok(error instanceof Deno.errors.NotFound, String(error));
+        assert.equal(error.message, `Cannot run script "${missing}": no such file`);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   });
 
   test("RemoteError.remoteProperties keeps the code and status a thrown error carried", async ({ client }) => {
