@@ -52,6 +52,7 @@ export {
   type Shaped,
 } from "./actors/async_result.ts";
 export type { EngineResult } from "./actors/engine.ts";
+export type { EngineQueueStatus } from "./actors/queue_status.ts";
 export { ModuleFunction, Reference } from "./actors/wire_types.ts";
 export {
   type Bintree,

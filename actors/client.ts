@@ -31,6 +31,7 @@ import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { storedTasks, type TaskRecord } from "./_stored_tasks.ts";
 import type { ActorSystem, Reply } from "./system.ts";
+import { askQueueStatus, type EngineQueueStatus } from "./queue_status.ts";
 import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome, type Shape } from "./async_result.ts";
 import {
@@ -828,6 +829,26 @@ export class Client extends EventTarget {
     const pending = [...this.#outstanding];
     for (const result of pending) result.abort();
     return pending.length;
+  }
+
+  /**
+   * Each engine's tasks, asked of the engines (IPython Parallel's `Client.queue_status()`): how
+   * many it has read and not started, how many it is running, how many it finished. All engines
+   * by default, or `targets`. Rejects with `TimeoutError` naming the engines that did not answer
+   * within `timeout` ms (default 10,000), and with `ClusterStoppedError` once the cluster stopped.
+   *
+   * @example
+   * ```ts ignore
+   * const status = await client.queueStatus();
+   * console.log(status[0]); // { queued: 2, running: 1, completed: 17 }
+   * ```
+   */
+  async queueStatus(
+    options: { timeout?: number; targets?: number | readonly number[] } = {},
+  ): Promise<Record<number, EngineQueueStatus>> {
+    const closed = this.closedError("get queue status");
+    if (closed) throw closed;
+    return await askQueueStatus(this.system, this.resolveTargets(options.targets), options.timeout);
   }
 
   /** Whether the client is closed: by {@linkcode close}, or by the stop of its cluster. */

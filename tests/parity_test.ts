@@ -248,6 +248,42 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     }
   });
 
+  test("client.queueStatus() counts each engine's queued, running and completed tasks", async ({ client }) => {
+    const before = await client.queueStatus(T);
+    assert.deepEqual(Object.keys(before), ["0", "1", "2"]);
+    for (const id of [0, 1, 2]) {
+      assert.deepEqual({ ...before[id], completed: 0 }, {
+        queued: 0,
+        running: 0,
+        completed: 0,
+      });
+    }
+    // Engine 0 runs a task that waits for a file this test writes once it has seen the queue.
+    const dir = await Deno.makeTempDir();
+    const open = `${dir}/open`;
+    const gate = client.view(0).apply(async (path: string) => {
+      while (!(await Deno.stat(path).then(() => true, () => false))) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }, open);
+    const behind = [client.view(0).apply(() => 1), client.broadcastView(0).apply(() => 2)];
+    const expected = { queued: 2, running: 1, completed: before[0].completed };
+    let busy = await client.queueStatus(T);
+    for (const until = Date.now() + T.timeout; Date.now() < until;) {
+      if (busy[0].queued === 2 && busy[0].running === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      busy = await client.queueStatus(T);
+    }
+    await Deno.writeTextFile(open, "");
+    assert.deepEqual(busy[0], expected);
+    assert.deepEqual(busy[1], before[1]);
+    await gate.get(T);
+    await Promise.all(behind.map((ar) => ar.get(T)));
+    const after = await client.queueStatus({ ...T, targets: [0] });
+    assert.deepEqual(after, { 0: { queued: 0, running: 0, completed: before[0].completed + 3 } });
+    await Deno.remove(dir, { recursive: true });
+  });
+
   test("RemoteError.remoteProperties keeps the code and status a thrown error carried", async ({ client }) => {
     const fail = () => {
       throw Object.assign(new Error("not there"), { code: "ENOENT", status: 404, retry: false });
