@@ -11,6 +11,7 @@ import {
   RemoteError,
   ResultNotFoundError,
   TaskError,
+  TimeoutError,
   TransportClosedError,
 } from "../errors.ts";
 import type { ClusterKey } from "../transport/envelope.ts";
@@ -58,6 +59,8 @@ export interface ClientOptions {
   streamOutput?: boolean;
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;
+  /** What `shutdown()` does instead of asking the hosts to stop: the launching cluster's stop. */
+  onShutdown?: () => Promise<void>;
   /**
    * How long (ms) the calls this client makes can be looked up by id with
    * {@linkcode Client.getResult}: the lifetime of each call's record in the transport. Set it as
@@ -199,6 +202,7 @@ export class Client extends EventTarget {
   /** Each engine's current tree wiring (`wireTree`): its id and engines. */
   readonly #trees = new Map<number, { wiring: string; ids: readonly number[] }>();
   readonly #onClose?: () => Promise<void>;
+  readonly #onShutdown?: () => Promise<void>;
   readonly #key: ClusterKey;
   readonly #transportUrl: string;
   readonly #streamOutput: boolean;
@@ -226,6 +230,7 @@ export class Client extends EventTarget {
     this.#hosts = new Map(options.hosts);
     this.#ids = [...this.#hosts.keys()].sort((a, b) => a - b);
     this.#onClose = options.onClose;
+    this.#onShutdown = options.onShutdown;
     this.#retention = options.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS;
     if (!Number.isInteger(this.#retention) || this.#retention < 0) {
       throw new RangeError(
@@ -849,6 +854,46 @@ export class Client extends EventTarget {
     const closed = this.closedError("get queue status");
     if (closed) throw closed;
     return await askQueueStatus(this.system, this.resolveTargets(options.targets), options.timeout);
+  }
+
+  /**
+   * Stops the cluster's engines and closes this client (IPython Parallel's `Client.shutdown()`).
+   * For a client of a `Cluster` this process started, that is `cluster.stop()`. For one made by
+   * `Cluster.connect`, each engine host (an `engine.ts` process elsewhere) is asked to stop, and
+   * stops its engines and ends. Later calls fail with `ClusterStoppedError`. Rejects with
+   * `TimeoutError` naming the engines whose host did not answer within `timeout` ms (default
+   * 10,000); the client is closed all the same.
+   *
+   * @example
+   * ```ts ignore
+   * const client = await Cluster.connect({ transport, cluster: "jobs", keyFile: "jobs.key" });
+   * await client.shutdown(); // the engine.ts processes of "jobs" end
+   * ```
+   */
+  async shutdown(options: { timeout?: number } = {}): Promise<void> {
+    const closed = this.closedError("shut down");
+    if (closed) throw closed;
+    if (this.#onShutdown) return await this.#onShutdown();
+    const timeout = options.timeout ?? 10_000;
+    const hosts = [...new Set(this.#hosts.values())].filter((h) => !this.#deadHosts.has(h));
+    const silent: number[] = [];
+    await Promise.all(hosts.map(async (hostId) => {
+      try {
+        await this.system.ask(`host.${hostId}`, "stop", {}, { timeout });
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+        silent.push(...this.#ids.filter((id) => this.#hosts.get(id) === hostId));
+      }
+    })).finally(() => this.closeForStop(this.namespace));
+    if (silent.length > 0) {
+      silent.sort((a, b) => a - b);
+      throw new TimeoutError(
+        `Cannot shut down engines ${silent.join(", ")}: their host did not answer within ` +
+          `${timeout} ms`,
+        timeout,
+        silent,
+      );
+    }
   }
 
   /** Whether the client is closed: by {@linkcode close}, or by the stop of its cluster. */

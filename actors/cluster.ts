@@ -632,6 +632,7 @@ export class Cluster extends EventTarget {
         streamOutput: this.#options.streamOutput ?? false,
         resultRetentionMs: this.#options.resultRetention,
         heartbeatTimeoutMs: this.#options.heartbeatTimeoutMs!,
+        onShutdown: () => this.stop(),
         onHostDied: (hostId, _engineIds, reason) => {
           // Beats of a host that was replaced, or of one this cluster did not launch, are ignored.
           const host = this.#hosts.find((h) => h.id === hostId);

@@ -26,6 +26,7 @@ import {
 import { generateKey } from "../transport/envelope.ts";
 import { fileRedis } from "./_redis_server.ts";
 import { within } from "./_async.ts";
+import { startByHand } from "./_engine_process.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -284,6 +285,16 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     await Deno.remove(dir, { recursive: true });
   });
 
+  test("client.shutdown() of a cluster's own client stops the cluster", async ({ cluster, client }) => {
+    assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1, 2]);
+    await client.shutdown();
+    assert.equal(client.closed, true);
+    const after = await client.view().apply(() => id).get(T).catch((e) => e);
+    assert.ok(after instanceof ClusterStoppedError, String(after));
+    const again = await cluster.connect().catch((e) => e);
+    assert.ok(again instanceof ClusterStoppedError, String(again));
+  });
+
   test("RemoteError.remoteProperties keeps the code and status a thrown error carried", async ({ client }) => {
     const fail = () => {
       throw Object.assign(new Error("not there"), { code: "ENOENT", status: 404, retry: false });
@@ -434,6 +445,23 @@ Deno.test({
     const nobody = await connect(`${cluster.namespace}-none`, undefined, 300);
     assert.ok(nobody instanceof TimeoutError, String(nobody));
     assert.doesNotMatch(nobody.message, /another key/);
+  },
+});
+
+Deno.test({
+  name: "redis: client.shutdown() stops engines an engine.ts process started, and the process ends",
+  ignore: noRedis !== undefined,
+  sanitizeOps: true,
+  sanitizeResources: true,
+  async fn() {
+    await using byHand = await startByHand(redisUrl!, 2);
+    const { client, process } = byHand;
+    assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1]);
+    await client.shutdown(T);
+    const status = await within(process.status, 30_000, "engine.ts to end");
+    assert.equal(status.code, 0);
+    const after = await client.view().apply(() => id).get(T).catch((e) => e);
+    assert.ok(after instanceof ClusterStoppedError, String(after));
   },
 });
 
