@@ -53,6 +53,7 @@ export {
 } from "./actors/async_result.ts";
 export type { EngineResult } from "./actors/engine.ts";
 export type { EngineQueueStatus } from "./actors/queue_status.ts";
+export type { WaitInteractiveOptions } from "./actors/wait_interactive.ts";
 export { ModuleFunction, Reference } from "./actors/wire_types.ts";
 export {
   type Bintree,

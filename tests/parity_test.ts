@@ -295,6 +295,39 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     assert.ok(again instanceof ClusterStoppedError, String(again));
   });
 
+  test("AsyncResult.waitInteractive() draws a progress line until done, or until its timeout", async ({ client }) => {
+    const dir = await Deno.makeTempDir();
+    const open = `${dir}/open`;
+    try {
+      for (const view of [client.view(), client.broadcastView()]) {
+        const gated = view.apply(async (path: string) => {
+          if (id === 0) return id;
+          while (!(await Deno.stat(path).then(() => true, () => false))) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          return id;
+        }, open);
+        let text = "";
+        const output = {
+          writeSync(bytes: Uint8Array) {
+            text += new TextDecoder().decode(bytes);
+            return bytes.byteLength;
+          },
+        };
+        assert.equal(await gated.waitInteractive({ interval: 20, timeout: 300, output }), false);
+        assert.match(text, /^(\r {3}[01]\/3 tasks finished after +\d+ s)+\n$/);
+        await Deno.writeTextFile(open, "");
+        text = "";
+        assert.equal(await gated.waitInteractive({ interval: 20, output }), true);
+        assert.match(text, /\r {3}3\/3 tasks finished after +\d+ s\n$/);
+        assert.deepEqual(await gated.get(T), [0, 1, 2]);
+        await Deno.remove(open);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
   test("RemoteError.remoteProperties keeps the code and status a thrown error carried", async ({ client }) => {
     const fail = () => {
       throw Object.assign(new Error("not there"), { code: "ENOENT", status: 404, retry: false });
