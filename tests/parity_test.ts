@@ -202,6 +202,16 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
       const viaPush = await refused(() => view.push({ sent: 1, point }, T).get());
       assert.equal(viaPush.path, "$.values.point");
     }
+    function* counter() {
+      yield 1;
+    }
+    for (const [value, kind] of [[new Headers(), "Headers"], [counter(), "Generator|Object"]]) {
+      const error = await (async () => await client.view(0).apply((v: unknown) => v, [value]))()
+        .catch((e) => e);
+      assert.ok(error instanceof SerializationError, String(error));
+      assert.equal(error.path, "$.args[0][0]");
+      assert.match(error.message, new RegExp(`an instance of (${kind}) cannot be sent`));
+    }
     await refused(() => client.loadBalancedView().apply((p: Point) => p, [point]).get(T));
     await refused(() => client.loadBalancedView().map((p: Point) => p, [1, point]).get(T));
     assert.deepEqual(
