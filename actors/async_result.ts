@@ -159,7 +159,7 @@ export class AsyncResult<T = unknown, S extends Shape = "list">
    * ```
    */
   waitInteractive(options?: WaitInteractiveOptions): Promise<boolean> {
-    return waitInteractive(this, options);
+    return waitInteractive(this, this.engineIds.length, options);
   }
 
   /**

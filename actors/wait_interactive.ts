@@ -19,21 +19,21 @@ export interface WaitInteractiveOptions {
   output?: { writeSync(bytes: Uint8Array): number };
 }
 
-/** What {@linkcode waitInteractive} watches: a call's answered and total parts. */
+/** What {@linkcode waitInteractive} watches: a call and how many of its parts answered. */
 export interface Watched {
   readonly progress: number;
-  readonly engineIds: readonly number[];
   ready(): boolean;
   wait(timeout?: number): Promise<boolean>;
 }
 
 /**
  * Waits for `result` as `result.wait(timeout)` does, drawing `"  2/8 tasks finished after    3 s"`
- * every `interval` ms and once more, followed by a newline, at the end. Resolves to whether the
- * call is done.
+ * (8 being `total`) every `interval` ms and once more, followed by a newline, at the end.
+ * Resolves to whether the call is done.
  */
 export async function waitInteractive(
   result: Watched,
+  total: number,
   options: WaitInteractiveOptions = {},
 ): Promise<boolean> {
   const { interval = 1000, timeout = Infinity, output = Deno.stderr } = options;
@@ -41,7 +41,6 @@ export async function waitInteractive(
   checkTimerRange("wait for result", "timeout", timeout);
   const encoder = new TextEncoder();
   const started = Date.now();
-  const total = result.engineIds.length;
   const draw = (end: string) => {
     const seconds = Math.floor((Date.now() - started) / 1000);
     const line = `\r${String(result.progress).padStart(4)}/${total} tasks finished after ` +

@@ -333,6 +333,33 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
         assert.deepEqual(await gated.get(T), [0, 1, 2]);
         await Deno.remove(open);
       }
+      // A load-balanced map counts its items.
+      const mapped = client.loadBalancedView().map(
+        async (x: number, path: string) => {
+          while (x > 1 && !(await Deno.stat(path).then(() => true, () => false))) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          return x;
+        },
+        [0, 1, 2, 3],
+        [open, open, open, open],
+      );
+      let text = "";
+      const output = {
+        writeSync(bytes: Uint8Array) {
+          text += new TextDecoder().decode(bytes);
+          return bytes.byteLength;
+        },
+      };
+      assert.equal(await mapped.waitInteractive({ interval: 20, timeout: 300, output }), false);
+      assert.match(text, /^(\r {3}[0-2]\/4 tasks finished after +\d+ s)+\n$/);
+      assert.ok(mapped.progress <= 2, String(mapped.progress));
+      await Deno.writeTextFile(open, "");
+      text = "";
+      assert.equal(await mapped.waitInteractive({ interval: 20, output }), true);
+      assert.match(text, /\r {3}4\/4 tasks finished after +\d+ s\n$/);
+      assert.equal(mapped.progress, 4);
+      assert.deepEqual(await mapped.get(T), [0, 1, 2, 3]);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
