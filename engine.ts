@@ -24,10 +24,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { EngineHost } from "./actors/engine_host.ts";
-import { parseHexKey, readKeyFile } from "./actors/key_file.ts";
+import { EngineHost } from "./actors/host/engine_host.ts";
+import { parseHexKey, readKeyFile } from "./transport/key.ts";
 import { createTransport } from "./transport/mod.ts";
-import { guardHost } from "./actors/_host_guard.ts";
+import { guardHost } from "./actors/host/_host_guard.ts";
 
 let exit: (code?: number) => never = Deno.exit;
 
@@ -44,6 +44,7 @@ Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key
   --size N                the size their namespaces start with (default: the number of ids)
   --result-retention MS   how long results are kept for client.getResult (default 3600000)
   --replay-window MS      an entry appended this long after it was signed is a replay (default 60000)
+  --max-message-bytes N   entries larger than this are dead-lettered unread (default 536870912)
   --heartbeat-ms N        how often the host sends a heartbeat (default 250), from a
                           thread of its own: a busy engine keeps beating
   --task-permissions JSON run tasks in a Worker of their own with exactly these Deno
@@ -67,6 +68,7 @@ if (import.meta.main) {
       "host-id": { type: "string" },
       "result-retention": { type: "string" },
       "replay-window": { type: "string" },
+      "max-message-bytes": { type: "string" },
       "heartbeat-ms": { type: "string" },
       "task-permissions": { type: "string" },
       "exit-with-stdin": { type: "boolean" },
@@ -107,6 +109,15 @@ if (import.meta.main) {
   if (replayWindowMs !== undefined && !(replayWindowMs > 0 && Number.isFinite(replayWindowMs))) {
     fail(`bad --replay-window ${JSON.stringify(window)}: expected ms > 0`);
   }
+  const maxBytes = values["max-message-bytes"];
+  const maxMessageBytes = maxBytes === undefined ? undefined : Number(maxBytes);
+  if (
+    maxMessageBytes !== undefined && !(Number.isSafeInteger(maxMessageBytes) && maxMessageBytes > 0)
+  ) {
+    fail(
+      `bad --max-message-bytes ${JSON.stringify(maxBytes)}: expected a whole number of bytes > 0`,
+    );
+  }
   const intervalMs = Number(values["heartbeat-ms"] ?? 250);
   if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) {
     fail(`bad --heartbeat-ms: ${values["heartbeat-ms"]}`);
@@ -123,6 +134,7 @@ if (import.meta.main) {
     hostId: values["host-id"] ?? `host-${Deno.pid}`,
     resultRetentionMs,
     replayWindowMs,
+    maxMessageBytes,
     heartbeat: { url, intervalMs },
     taskPermissions,
   }).catch((error) => fail(String(error?.message), 1));

@@ -5,7 +5,19 @@
  * @module
  */
 
-/** A value cannot be sent: it is found on the sender's side, before anything is written. */
+/**
+ * A value cannot be sent: it is found on the sender's side, before anything is written.
+ *
+ * @example A value the codec cannot carry
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, SerializationError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await assert.rejects(async () => await client.view(0).push({ s: Symbol("s") }), SerializationError);
+ * ```
+ */
 export class SerializationError extends TypeError {
   /** Where the bad value sits in what was sent, e.g. `$.args[1].callback`. */
   readonly path: string;
@@ -17,7 +29,18 @@ export class SerializationError extends TypeError {
   }
 }
 
-/** An entry that is not a valid message of this cluster: undecodable, unsigned or wrongly signed. */
+/**
+ * An entry that is not a valid message of this cluster: undecodable, unsigned or wrongly signed.
+ *
+ * @example What a dead-lettered entry says
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidMessageError } from "./mod.ts";
+ *
+ * const error = new InvalidMessageError("jobs:inbox:engine.0", "1-0", "bad signature");
+ * assert.equal(error.entryId, "1-0");
+ * ```
+ */
 export class InvalidMessageError extends Error {
   /** The stream the entry was read from. */
   readonly stream: string;
@@ -32,7 +55,20 @@ export class InvalidMessageError extends Error {
   }
 }
 
-/** The transport is closed, or lost its server and could not get it back in time. */
+/**
+ * The transport is closed, or lost its server and could not get it back in time.
+ *
+ * @example A call after the client closed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, TransportClosedError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await client.close();
+ * await assert.rejects(async () => await client.view(0).apply(() => 1), TransportClosedError);
+ * ```
+ */
 export class TransportClosedError extends Error {
   /** Makes the error with `message`. */
   constructor(message: string, options?: ErrorOptions) {
@@ -96,6 +132,17 @@ export class TransportRefusedError extends Error {
  * The cluster was stopped (`cluster.stop()`, or the end of its `await using` scope): its client
  * and views can no longer be used, and a stopped cluster cannot be started again (make a new
  * `Cluster`). A `TransportClosedError`, since the cluster's transport is closed with it.
+ *
+ * @example A call after the cluster stopped
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, ClusterStoppedError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await cluster.stop();
+ * await assert.rejects(async () => await client.view(0).apply(() => 1), ClusterStoppedError);
+ * ```
  */
 export class ClusterStoppedError extends TransportClosedError {
   /** The stopped cluster's name (its namespace). */
@@ -111,6 +158,17 @@ export class ClusterStoppedError extends TransportClosedError {
 /**
  * A cluster was asked to start while it is starting or running (a second `start()` or
  * `startAndConnect()`): the running cluster is left as it is.
+ *
+ * @example Starting a running cluster again
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, ClusterStateError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await assert.rejects(cluster.start(), ClusterStateError);
+ * assert.equal(await client.view(0).apply(() => "still running"), "still running");
+ * ```
  */
 export class ClusterStateError extends Error {
   /** The cluster's name (its namespace). */
@@ -127,6 +185,16 @@ export class ClusterStateError extends Error {
  * A cluster was started on a namespace that another running cluster holds (on the same Redis or
  * embedded transport): it is refused before it starts anything, and the other cluster's streams
  * and values are left as they are. Choose another namespace, or leave it out for a random one.
+ *
+ * @example What a refused start says
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClusterStateError, NamespaceInUseError } from "./mod.ts";
+ *
+ * const error = new NamespaceInUseError("jobs", "redis://127.0.0.1:6379");
+ * assert.ok(error instanceof ClusterStateError);
+ * assert.equal(error.cluster, "jobs");
+ * ```
  */
 export class NamespaceInUseError extends ClusterStateError {
   /** Makes the error for cluster `cluster` on the transport at `url` (password hidden). */
@@ -142,7 +210,22 @@ export class NamespaceInUseError extends ClusterStateError {
   }
 }
 
-/** A deadline passed before the awaited answer came. */
+/**
+ * A deadline passed before the awaited answer came.
+ *
+ * @example A task that takes longer than the call's timeout
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, TimeoutError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const slow = () => new Promise((resolve) => setTimeout(resolve, 2_000));
+ * const error = await client.view(0).applyWith({ timeout: 50 }, slow).get().catch((e) => e);
+ * assert.ok(error instanceof TimeoutError);
+ * assert.deepEqual(error.engineIds, [0]);
+ * ```
+ */
 export class TimeoutError extends Error {
   /** The deadline, in milliseconds, that passed. */
   readonly timeoutMs: number;
@@ -162,7 +245,18 @@ export class TimeoutError extends Error {
   }
 }
 
-/** What an error raised on an engine looks like once it has crossed the wire. */
+/**
+ * What an error raised on an engine looks like once it has crossed the wire.
+ *
+ * @example The data of a thrown error, as it crosses the wire
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RemoteError, type RemoteErrorData } from "./mod.ts";
+ *
+ * const data: RemoteErrorData = { name: "RangeError", message: "too big", properties: { code: 7 } };
+ * assert.equal(new RemoteError(2, data).remoteName, "RangeError");
+ * ```
+ */
 export interface RemoteErrorData {
   /** The remote error's `name`, e.g. `"RangeError"`. */
   name: string;
@@ -177,7 +271,24 @@ export interface RemoteErrorData {
   properties?: Record<string, string | number | boolean | null>;
 }
 
-/** A task or handler threw on an engine or another actor. */
+/**
+ * A task or handler threw on an engine or another actor.
+ *
+ * @example An error a task threw on an engine
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, RemoteError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const error = await client.view(0).apply(() => {
+ *   throw new RangeError("too big");
+ * }).get().catch((e) => e);
+ * assert.ok(error instanceof RemoteError);
+ * assert.equal(error.remoteName, "RangeError");
+ * assert.equal(error.engineId, 0);
+ * ```
+ */
 export class RemoteError extends Error {
   /** The engine the task ran on, or -1 when the failing actor is not an engine. */
   readonly engineId: number;
@@ -238,7 +349,22 @@ export class TaskError extends RemoteError {
   }
 }
 
-/** An engine died (its host crashed, exited or was killed) while it owed an answer. */
+/**
+ * An engine died (its host crashed, exited or was killed) while it owed an answer.
+ *
+ * @example A call on a killed engine
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, EngineDiedError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * cluster.kill(1);
+ * const error = await client.view(1).apply(() => 1).get().catch((e) => e);
+ * assert.ok(error instanceof EngineDiedError);
+ * assert.equal(error.engineId, 1);
+ * ```
+ */
 export class EngineDiedError extends Error {
   /** The engine that died. */
   readonly engineId: number;
@@ -254,6 +380,15 @@ export class EngineDiedError extends Error {
  * The transport's server lost what it held (Redis restarted without persistence, or was flushed)
  * while an answer was awaited: the task, or its answer, may be gone, so the answer may never come.
  * The task may still have run. Later calls work as usual.
+ *
+ * @example What a lost answer says
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TransportDataLostError } from "./mod.ts";
+ *
+ * const error = new TransportDataLostError(3, "Redis restarted without its data");
+ * assert.equal(error.address, "engine.3");
+ * ```
  */
 export class TransportDataLostError extends Error {
   /** The engine whose answer was awaited, or -1 when the awaited actor is not an engine. */
@@ -279,6 +414,21 @@ export class TransportDataLostError extends Error {
 /**
  * A task was cancelled on its engine before it started: its call was aborted (`ar.abort()`, or the
  * call's `signal`) while the task was still queued behind others.
+ *
+ * @example A call aborted while it waited behind another
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, TaskAbortedError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const view = client.view(0);
+ * const running = view.apply(() => new Promise((resolve) => setTimeout(resolve, 300)));
+ * const queued = view.apply(() => "never runs");
+ * queued.abort();
+ * await running.get();
+ * assert.ok(await queued.get().catch((e) => e) instanceof TaskAbortedError);
+ * ```
  */
 export class TaskAbortedError extends Error {
   /** The engine the task was queued on. */
@@ -294,6 +444,16 @@ export class TaskAbortedError extends Error {
 /**
  * No stored result answers a call id: the id was never a call of this cluster, or the call's
  * results outlived their retention (`ClusterOptions.resultRetention`) and were deleted.
+ *
+ * @example An id no call has
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, ResultNotFoundError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 1, progress: false });
+ * const client = await cluster.startAndConnect();
+ * await assert.rejects(client.getResult("no-such-call"), ResultNotFoundError);
+ * ```
  */
 export class ResultNotFoundError extends Error {
   /** The call id that was looked up (an `AsyncResult.id`). */
@@ -314,7 +474,23 @@ export class ResultNotFoundError extends Error {
   }
 }
 
-/** Several engines failed in one call: `errors` holds each engine's error, in engine order. */
+/**
+ * Several engines failed in one call: `errors` holds each engine's error, in engine order.
+ *
+ * @example Every engine of a call failed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Cluster, CompositeError } from "./mod.ts";
+ *
+ * await using cluster = new Cluster({ n: 2, progress: false });
+ * const client = await cluster.startAndConnect();
+ * const error = await client.view().apply(() => {
+ *   throw new Error("no");
+ * }).get().catch((e) => e);
+ * assert.ok(error instanceof CompositeError);
+ * assert.equal(error.errors.length, 2);
+ * ```
+ */
 export class CompositeError extends AggregateError {
   /** The engines that failed, in the order of `errors`. */
   readonly engineIds: readonly number[];

@@ -17,32 +17,34 @@
  * @module
  */
 
-export { Cluster, type ClusterOptions, type EngineRestartFailedDetail } from "./actors/cluster.ts";
-export { readKeyFile, writeKeyFile } from "./actors/key_file.ts";
+export {
+  Cluster,
+  type ClusterOptions,
+  type EngineRestartFailedDetail,
+} from "./actors/client/cluster.ts";
 export {
   Client,
   type ClientOptions,
   type EngineDiedDetail,
   type EngineRestartedDetail,
-  type FetchedCall,
-} from "./actors/client.ts";
+} from "./actors/client/client.ts";
+export { type FetchedCall } from "./actors/client/fetch_result.ts";
+
 export {
   type AnyFunction,
-  type BroadcastTree,
   type CallOptions,
-  DirectView,
-  type Operation,
   type ScatterOptions,
-  View,
+  type View,
   type ViewMapOptions,
-} from "./actors/view.ts";
-export { BroadcastView, type BroadcastViewOptions } from "./actors/broadcast_view.ts";
+} from "./actors/client/view.ts";
+export { DirectView } from "./actors/client/direct_view.ts";
+export { BroadcastView, type BroadcastViewOptions } from "./actors/client/broadcast_view.ts";
 export {
   LoadBalancedView,
   type LoadBalancedViewOptions,
   type MapOptions,
-} from "./actors/load_balanced_view.ts";
-export { AsyncApplyResult, AsyncMapResult, type MapItem } from "./actors/async_map_result.ts";
+} from "./actors/client/load_balanced_view.ts";
+
 export {
   AsyncResult,
   type EngineTiming,
@@ -50,41 +52,34 @@ export {
   type Outcome,
   type Shape,
   type Shaped,
-} from "./actors/async_result.ts";
-export type { EngineResult } from "./actors/engine.ts";
-export type { EngineQueueStatus } from "./actors/queue_status.ts";
-export type { WaitInteractiveOptions } from "./actors/wait_interactive.ts";
-export { ModuleFunction, Reference } from "./actors/wire_types.ts";
+} from "./actors/client/async_result.ts";
 export {
-  type Bintree,
-  bintree,
-  printBintree,
+  AsyncApplyResult,
+  AsyncMapResult,
+  type MapItem,
+} from "./actors/client/async_map_result.ts";
+export { type EngineResult } from "./actors/protocol/results.ts";
+export type { EngineQueueStatus } from "./actors/protocol/queue_status.ts";
+export type { WaitInteractiveOptions } from "./actors/client/wait_interactive.ts";
+// The wire shapes the views' protected `dispatch()` and `tree()` take and give.
+export { type BroadcastTree, type Operation } from "./actors/protocol/messages.ts";
+
+export { ModuleFunction, Reference } from "./actors/protocol/wire_types.ts";
+export { partitionBounds, type Sequence } from "./actors/protocol/partition.ts";
+
+export {
   type ReduceOptions,
-  TreeCommunicator,
+  type TreeCommunicator,
   type TreeStats,
-  wireTree,
-  type WireTreeOptions,
-} from "./actors/tree.ts";
-export { partitionBounds, type Sequence } from "./actors/partition.ts";
+} from "./actors/host/tree_communicator.ts";
+export { type WireTreeOptions } from "./actors/client/wire_tree.ts";
+export { type Bintree, bintree, printBintree } from "./actors/protocol/topology.ts";
 
-export { defineActor } from "./actors/actor.ts";
-export type { ActorContext, ActorDefinition, Handler } from "./actors/actor.ts";
-export { ActorSystem } from "./actors/system.ts";
-export type {
-  ActorSystemOptions,
-  ActorSystemStats,
-  AskOptions,
-  DataLostDetail,
-  DeadLetterDetail,
-  DeadLetterReason,
-  Reply,
-  SendOptions,
-} from "./actors/system.ts";
-
+export { readKeyFile, writeKeyFile } from "./transport/key.ts";
+export { type ClusterKey, type Envelope, generateKey } from "./transport/envelope.ts";
 export { createTransport } from "./transport/mod.ts";
 export { MemoryTransport } from "./transport/memory.ts";
 export type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./transport/types.ts";
-export { type ClusterKey, type Envelope, generateKey } from "./transport/envelope.ts";
 
 export {
   ClusterStateError,

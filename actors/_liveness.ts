@@ -10,14 +10,6 @@
  */
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 2500;
 
-/**
- * The address that answers liveness pings for engine `id`: its host's liveness thread answers
- * them, so an engine busy in a long task still answers.
- */
-export function aliveAddress(id: number): string {
-  return `alive.${id}`;
-}
-
 /** Called once for a host found dead: its id, its engines, and how it was found dead. */
 export type OnHostDead = (hostId: string, engineIds: readonly number[], reason: string) => void;
 

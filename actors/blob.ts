@@ -8,7 +8,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { decodeValue } from "../transport/codec.ts";
 import type { Transport } from "../transport/types.ts";
-import { BlobRef } from "./wire_types.ts";
+import { BlobRef } from "./protocol/wire_types.ts";
 
 /** Stores `bytes` under `key` for `ttlMs` and returns the reference that names them. */
 export async function storeBlob(

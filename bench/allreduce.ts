@@ -26,9 +26,9 @@
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
 import { Cluster } from "../mod.ts";
-import { wireTree } from "../actors/tree.ts";
 import { startRedisServer } from "../tests/_redis_server.ts";
 import { formatLoad, LineProcess, loadAverage, median } from "./_util.ts";
+import { wireTree } from "../actors/client/view.ts";
 
 const MIB_LENGTH = (1024 * 1024) / 8;
 type Kind = "scalar" | "mib";

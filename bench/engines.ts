@@ -20,9 +20,9 @@
  */
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import type { DirectView } from "../actors/view.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
 import { startRedisServer } from "../tests/_redis_server.ts";
+import type { DirectView } from "../actors/client/direct_view.ts";
 
 /** One configuration to measure. */
 interface Config {

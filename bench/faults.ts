@@ -18,14 +18,14 @@
  */
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
-import type { AsyncResult } from "../actors/async_result.ts";
-import type { Client } from "../actors/client.ts";
-import { Cluster } from "../actors/cluster.ts";
-import { ActorSystem } from "../actors/system.ts";
+import type { AsyncResult } from "../actors/client/async_result.ts";
+import type { Client } from "../actors/client/client.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { ActorSystem } from "../actors/core/system.ts";
 import { RemoteError } from "../errors.ts";
 import { type Envelope, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";
 import { RedisTransport } from "../transport/redis.ts";
-import { FunctionSource } from "../actors/wire_types.ts";
+import { FunctionSource } from "../actors/protocol/wire_types.ts";
 import { type HandStarted, startByHand as startEngineProcess } from "../tests/_engine_process.ts";
 import {
   connectAdmin,

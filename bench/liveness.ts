@@ -27,7 +27,7 @@
  */
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS } from "../actors/_liveness.ts";
 import { startRedisServer } from "../tests/_redis_server.ts";
 import { formatLoad, loadAverage, summarize, type Summary } from "./_util.ts";

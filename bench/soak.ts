@@ -30,11 +30,12 @@
  */
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
-import { broadcastAddress, type BroadcastNodeStats } from "../actors/broadcast.ts";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { startRedisServer } from "../tests/_redis_server.ts";
 import { inspectRedis } from "../tests/_stream_stats.ts";
 import { formatLoad, loadAverage } from "./_util.ts";
+import { broadcastAddress } from "../actors/protocol/addresses.ts";
+import type { BroadcastNodeStats } from "../actors/protocol/messages.ts";
 
 /** `rank` in the engines' namespaces. */
 declare const rank: number;

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { Cluster } from "../actors/cluster.ts";
-import { toHex } from "../actors/key_file.ts";
-import type { Client } from "../actors/client.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { toHex } from "../transport/key.ts";
+import type { Client } from "../actors/client/client.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { uniqueNamespace } from "./_redis_server.ts";
 

@@ -94,7 +94,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   return server;
 }
 
-function freePort(): number {
+/** A loopback port that was free a moment ago. */
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
@@ -245,39 +246,6 @@ async function ping(port: number): Promise<boolean> {
   }
 }
 
-/** The Redis a test file shares between its tests (see {@linkcode fileRedis}). */
-export interface FileRedis {
-  /** The file's own server, or `undefined` when only `REDIS_URL` is there. */
-  server: RedisServer | undefined;
-  /** Its URL (or `REDIS_URL`). */
-  url: string | undefined;
-  /** Why the file's Redis tests are ignored, or `undefined` when Redis is there. */
-  ignored: string | undefined;
-}
-
-/**
- * One `redis-server` for a whole test file, started before any test so that no test owns it,
- * with `--loglevel warning` (it writes nothing while tests run under the op sanitizer). Falls back
- * to `REDIS_URL`; says on stderr when the file's Redis tests are ignored. Killed, and its
- * directory removed, when the process unloads (a last test may also stop it).
- */
-export async function fileRedis(file: string): Promise<FileRedis> {
-  const server = hasRedisServer()
-    ? await startRedisServer({ args: ["--loglevel", "warning"] })
-    : undefined;
-  const ignored = redisAvailable() ? undefined : "no redis-server on PATH and no REDIS_URL";
-  // deno-lint-ignore no-console
-  if (ignored) console.warn(`${file}: Redis tests ignored: ${ignored}`);
-  globalThis.addEventListener("unload", () => {
-    if (!server) return;
-    void server.kill();
-    try {
-      Deno.removeSync(server.dir, { recursive: true });
-    } catch { /* removed by a last test */ }
-  });
-  return { server, url: server?.url ?? testRedisUrl(), ignored };
-}
-
 /** A plain Redis connection for a test's own commands (`CONFIG SET`, `XLEN`, a raw `XADD`). */
 export interface RedisAdmin extends AsyncDisposable {
   /** Sends one command; arguments may be binary. */
@@ -294,4 +262,26 @@ export async function connectAdmin(url: string): Promise<RedisAdmin> {
     send: (args) => client.sendCommand(args.map((a) => typeof a === "string" ? a : Buffer.from(a))),
     [Symbol.asyncDispose]: () => Promise.resolve(client.destroy()),
   };
+}
+
+/** Every Redis key of `url` that starts with `prefix`, listed with SCAN by a raw client. */
+export async function redisKeys(url: string, prefix: string): Promise<string[]> {
+  const { createClient } = await import("../deps_redis.ts");
+  const client = createClient({ url });
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    const keys: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, found] = await client.sendCommand(
+        ["SCAN", cursor, "MATCH", `${prefix}*`, "COUNT", "1000"],
+      ) as [string, string[]];
+      cursor = String(next);
+      keys.push(...found.map(String));
+    } while (cursor !== "0");
+    return keys.sort();
+  } finally {
+    client.destroy();
+  }
 }

@@ -4,19 +4,20 @@
  * attacker would. Each test runs a real `redis-server` (or `REDIS_URL`).
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { FunctionSource, ModuleFunction } from "../actors/wire_types.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { FunctionSource, ModuleFunction } from "../actors/protocol/wire_types.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
-import { connectAdmin, fileRedis, type RedisAdmin } from "./_redis_server.ts";
+import { connectAdmin, type RedisAdmin } from "./_redis_server.ts";
+import { type Backend, redisTest } from "./_backends.ts";
 import { delay, within } from "./_async.ts";
 
-const { url: redisUrl, ignored } = await fileRedis("attack_test");
 // A name that exists in the engines' namespaces, not here.
 declare const big: Float64Array;
 
 const T = { timeout: 20_000 } as const;
-const TEST = { ignore: ignored !== undefined, sanitizeOps: false, sanitizeResources: false };
+/** Sanitizers off, as before; the deadline is a hang guard. */
+const CASE = { sanitize: false, timeoutMs: 120_000 } as const;
 
 /** The keys matching `pattern`, polled until there is one (at most `ms`). */
 async function keysOf(admin: RedisAdmin, pattern: string, ms = 10_000): Promise<string[]> {
@@ -29,10 +30,14 @@ async function keysOf(admin: RedisAdmin, pattern: string, ms = 10_000): Promise<
 }
 
 /** A cluster of `n` engines on the file's Redis, and an admin connection to that Redis. */
-async function start(n = 1, options: ConstructorParameters<typeof Cluster>[0] = {}) {
-  const cluster = new Cluster({ n, hosts: 1, transport: redisUrl!, progress: false, ...options });
+async function start(
+  redis: Backend,
+  n = 1,
+  options: ConstructorParameters<typeof Cluster>[0] = {},
+) {
+  const cluster = new Cluster({ n, hosts: 1, transport: redis.url, progress: false, ...options });
   const client = await within(cluster.startAndConnect(), 30_000, "start the cluster");
-  const admin = await connectAdmin(redisUrl!);
+  const admin = await connectAdmin(redis.url);
   return {
     cluster,
     client,
@@ -44,11 +49,10 @@ async function start(n = 1, options: ConstructorParameters<typeof Cluster>[0] = 
   };
 }
 
-Deno.test({
-  name: "a blob swapped in Redis is refused before it is decoded: no code of it runs",
-  ...TEST,
-  fn: async () => {
-    await using fx = await start();
+redisTest(
+  "a blob swapped in Redis is refused before it is decoded: no code of it runs",
+  async (redis) => {
+    await using fx = await start(redis);
     const dv = fx.client.view();
     const dir = await Deno.makeTempDir({ prefix: "deno-parallel-attack-" });
     const module = `${dir}/evil.ts`;
@@ -84,4 +88,5 @@ Deno.test({
     assert.deepEqual(await dv.apply(() => big[19_999]).get(T), [2]);
     await Deno.remove(dir, { recursive: true });
   },
-});
+  CASE,
+);

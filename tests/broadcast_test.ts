@@ -9,24 +9,19 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { broadcastAddress, type BroadcastRequest } from "../actors/broadcast.ts";
-import type { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { partitionBounds } from "../actors/partition.ts";
-import { BLOB_THRESHOLD } from "../actors/view.ts";
+import type { Client } from "../actors/client/client.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
+import { partitionBounds } from "../actors/protocol/partition.ts";
+import { BLOB_THRESHOLD } from "../actors/client/view.ts";
 import { CompositeError, EngineDiedError, RemoteError } from "../errors.ts";
 import { type ClusterKey, generateKey, namespaceKey, openEnvelope } from "../transport/envelope.ts";
 import type { Transport } from "../transport/types.ts";
-import {
-  hasRedisServer,
-  redisAvailable,
-  type RedisServer,
-  startRedisServer,
-  testRedisUrl,
-  uniqueNamespace,
-} from "./_redis_server.ts";
+import { redisKeys, uniqueNamespace } from "./_redis_server.ts";
+import { BACKENDS, forEachBackend } from "./_backends.ts";
 import { delay, within } from "./_async.ts";
 import { prng } from "./_random.ts";
+import { broadcastAddress } from "../actors/protocol/addresses.ts";
+import type { BroadcastRequest } from "../actors/protocol/messages.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -39,14 +34,6 @@ declare const z: number;
 const T = { timeout: 15_000 } as const;
 /** The deadline of one whole test. */
 const TEST_TIMEOUT_MS = 60_000;
-
-/** Where a test's cluster keeps its streams. */
-interface Backend extends AsyncDisposable {
-  /** The transport URL to start clusters on. */
-  readonly url: string;
-  /** The Redis server the test owns, if any. */
-  readonly server?: RedisServer;
-}
 
 /** What a suite test gets: a started cluster, its client and its key. */
 interface Fixture {
@@ -65,28 +52,6 @@ function shuffled<T>(items: readonly T[], seed: number): T[] {
     [out[i], out[j]] = [out[j], out[i]];
   }
   return out;
-}
-
-/** Every Redis key of `url` that starts with `prefix`, listed with SCAN by a raw client. */
-async function redisKeys(url: string, prefix: string): Promise<string[]> {
-  const { createClient } = await import("../deps_redis.ts");
-  const client = createClient({ url });
-  client.on("error", () => {});
-  await client.connect();
-  try {
-    const keys: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, found] = await client.sendCommand(
-        ["SCAN", cursor, "MATCH", `${prefix}*`, "COUNT", "1000"],
-      ) as [string, string[]];
-      cursor = String(next);
-      keys.push(...found.map(String));
-    } while (cursor !== "0");
-    return keys.sort();
-  } finally {
-    client.destroy();
-  }
 }
 
 /** Counts the calls of `transport.putBlob` until the returned function restores it. */
@@ -123,39 +88,27 @@ async function sha256Hex(view: ArrayBufferView): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/**
- * Registers the suite's tests for one transport, each named `"<symbol> <behaviour> (<name>)"`.
- * `open` gives the transport of one test; `ignore` says why the suite cannot run here.
- */
-function broadcastSuite(name: string, open: () => Promise<Backend>, ignore?: string): void {
+forEachBackend(BACKENDS, (backendCase) => {
   function test(
     title: string,
     n: number,
     fn: (fx: Fixture) => Promise<void>,
     extra: ClusterOptions = {},
   ): void {
-    Deno.test({
-      name: `${title} (${name})`,
-      ignore: ignore !== undefined,
-      sanitizeOps: true,
-      sanitizeResources: true,
-      sanitizeExit: true,
-      async fn() {
-        await using backend = await open();
-        const key = generateKey();
-        await using cluster = new Cluster({
-          n,
-          transport: backend.url,
-          namespace: uniqueNamespace(),
-          key,
-          progress: false,
-          engineTimeout: 20_000,
-          ...extra,
-        });
-        const client = await within(cluster.startAndConnect(), 30_000, `start ${n} engines`);
-        await within(fn({ cluster, client, key, url: backend.url }), TEST_TIMEOUT_MS, title);
-      },
-    });
+    backendCase(title, async (backend) => {
+      const key = generateKey();
+      await using cluster = new Cluster({
+        n,
+        transport: backend.url,
+        namespace: uniqueNamespace(),
+        key,
+        progress: false,
+        engineTimeout: 20_000,
+        ...extra,
+      });
+      const client = await within(cluster.startAndConnect(), 30_000, `start ${n} engines`);
+      await fn({ cluster, client, key, url: backend.url });
+    }, { timeoutMs: TEST_TIMEOUT_MS + 30_000 });
   }
 
   for (const n of [1, 2, 7, 64]) {
@@ -510,8 +463,11 @@ function broadcastSuite(name: string, open: () => Promise<Backend>, ignore?: str
       } finally {
         spy.restore();
       }
-      // The call's record (for `client.getResult`) aside.
-      const written = spy.keys.filter((k) => !k.startsWith(`${client.namespace}:call:`));
+      // The call's record (for `client.getResult`) and the cluster's renewed hold on its
+      // namespace (every 3 s) aside.
+      const written = spy.keys.filter((k) =>
+        !k.startsWith(`${client.namespace}:call:`) && k !== `${client.namespace}:owner`
+      );
       assert.equal(written.length, 1, "one blob written");
       assert.ok(written[0].startsWith(`${client.namespace}:blob:`), written[0]);
       if (url.startsWith("redis")) {
@@ -661,25 +617,4 @@ function broadcastSuite(name: string, open: () => Promise<Backend>, ignore?: str
       );
     },
   );
-}
-
-broadcastSuite(
-  "memory",
-  () => Promise.resolve({ url: "memory:", [Symbol.asyncDispose]: async () => {} }),
-);
-
-const noRedis = redisAvailable() ? undefined : "no redis-server on PATH and no REDIS_URL";
-if (noRedis) {
-  // deno-lint-ignore no-console
-  console.warn(`broadcast_test: Redis suite ignored: ${noRedis}`);
-}
-broadcastSuite("redis", openRedis, noRedis);
-
-/** A private `redis-server` for one test, or `REDIS_URL` when no server binary is installed. */
-async function openRedis(): Promise<Backend> {
-  if (!hasRedisServer()) {
-    return { url: testRedisUrl()!, [Symbol.asyncDispose]: async () => {} };
-  }
-  const server = await startRedisServer({ args: ["--loglevel", "warning"] });
-  return { url: server.url, server, [Symbol.asyncDispose]: () => server[Symbol.asyncDispose]() };
-}
+});

@@ -13,11 +13,16 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import type { TreeCommunicator } from "../actors/tree.ts";
-import { EngineDiedError, RemoteError, TimeoutError } from "../errors.ts";
-import { delay, within } from "./_async.ts";
-import { fileRedis } from "./_redis_server.ts";
+import {
+  Cluster,
+  type ClusterOptions,
+  EngineDiedError,
+  RemoteError,
+  TimeoutError,
+  type TreeCommunicator,
+} from "../mod.ts";
+import { waitUntil } from "./_async.ts";
+import { type Backend, forEachBackend, LAUNCHERS } from "./_backends.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -25,8 +30,6 @@ declare const com: TreeCommunicator;
 
 const T = { timeout: 120_000 } as const;
 const TEST_TIMEOUT_MS = 240_000;
-
-const { server, url: redisUrl, ignored: noRedis } = await fileRedis("busy_test");
 
 /** Collects the `engineId`s of the `"enginedied"` events of `target`. */
 function deaths(target: EventTarget): number[] {
@@ -37,23 +40,13 @@ function deaths(target: EventTarget): number[] {
   return seen;
 }
 
-function busySuite(name: string, options: ClusterOptions, ignore?: string): void {
-  function test(title: string, fn: () => Promise<void>): void {
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: ignore !== undefined,
-      async fn() {
-        await within(fn(), TEST_TIMEOUT_MS, title);
-      },
-    });
+forEachBackend(LAUNCHERS, (test) => {
+  function cluster(b: Backend, n: number, extra: ClusterOptions = {}): Cluster {
+    return new Cluster({ progress: false, engineTimeout: 60_000, ...b.cluster, ...extra, n });
   }
 
-  function cluster(n: number, extra: ClusterOptions = {}): Cluster {
-    return new Cluster({ progress: false, engineTimeout: 60_000, ...options, ...extra, n });
-  }
-
-  test("a 10 s synchronous task on every engine of 8 completes, and no engine dies", async () => {
-    await using c = cluster(8, { hosts: 8 });
+  test("a 10 s synchronous task on every engine of 8 completes, and no engine dies", async (b) => {
+    await using c = cluster(b, 8, { hosts: 8 });
     const client = await c.startAndConnect();
     const died = deaths(c);
     const clientDied = deaths(client);
@@ -67,8 +60,8 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.deepEqual(await client.broadcastView().apply(() => id).get(T), [0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
-  test("a task that computes 4 s without yielding on hosts of several engines completes", async () => {
-    await using c = cluster(4, { hosts: 2 });
+  test("a task that computes 4 s without yielding on hosts of several engines completes", async (b) => {
+    await using c = cluster(b, 4, { hosts: 2 });
     const client = await c.startAndConnect();
     const died = deaths(c);
     const values = await client.view().apply(() => {
@@ -81,8 +74,8 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.deepEqual(died, []);
   });
 
-  test("TreeCommunicator.allreduce() completes when one engine computes 10 s before joining", async () => {
-    await using c = cluster(4, { hosts: 4 });
+  test("TreeCommunicator.allreduce() completes when one engine computes 10 s before joining", async (b) => {
+    await using c = cluster(b, 4, { hosts: 4 });
     const client = await c.startAndConnect();
     const died = deaths(c);
     const dv = client.view();
@@ -99,8 +92,8 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.deepEqual(died, []);
   });
 
-  test("a task that never returns fails its call with TimeoutError at its deadline, and its engine stays alive", async () => {
-    await using c = cluster(2, { hosts: 2 });
+  test("a task that never returns fails its call with TimeoutError at its deadline, and its engine stays alive", async (b) => {
+    await using c = cluster(b, 2, { hosts: 2 });
     const client = await c.startAndConnect();
     const died = deaths(c);
     const stuck = await client.view(0).applyWith({ timeout: 1500 }, () => {
@@ -114,8 +107,8 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.deepEqual(died, []);
   });
 
-  test("Cluster({ restart: true }) replaces a host whose task overran its deadline; the engine answers again", async () => {
-    await using c = cluster(4, { hosts: 2, restart: true });
+  test("Cluster({ restart: true }) replaces a host whose task overran its deadline; the engine answers again", async (b) => {
+    await using c = cluster(b, 4, { hosts: 2, restart: true });
     const client = await c.startAndConnect();
     const died = deaths(c);
     const restarted: number[] = [];
@@ -138,7 +131,7 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
       queued.message,
       /a task of engine 0 blocked it \d+\.\d s past its call's deadline/,
     );
-    while (restarted.length < 2) await delay(50);
+    await waitUntil("two restarts", () => restarted.length >= 2, T.timeout);
     assert.deepEqual(restarted.sort(), [0, 1]);
     assert.deepEqual(died.sort(), [0, 1]);
     assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1, 2, 3]);
@@ -146,8 +139,8 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.deepEqual(await client.view([2, 3]).pull("kept", T), ["yes", "yes"]);
   });
 
-  test("Cluster({ restart: true }) leaves a task without a deadline running, however long", async () => {
-    await using c = cluster(2, { hosts: 1, restart: true });
+  test("Cluster({ restart: true }) leaves a task without a deadline running, however long", async (b) => {
+    await using c = cluster(b, 2, { hosts: 1, restart: true });
     const client = await c.startAndConnect();
     const died = deaths(c);
     const values = await client.view().apply(() => {
@@ -158,8 +151,8 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.deepEqual(died, []);
   });
 
-  test("Deno.exit() in a task fails that task with NotCapable; the host's engines answer", async () => {
-    await using c = cluster(2, { hosts: 1 });
+  test("Deno.exit() in a task fails that task with NotCapable; the host's engines answer", async (b) => {
+    await using c = cluster(b, 2, { hosts: 1 });
     const client = await c.startAndConnect();
     const died = deaths(c);
     const error = await client.view(0).apply(() => Deno.exit(3)).get(T).catch((e) => e);
@@ -170,8 +163,8 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.deepEqual(died, []);
   });
 
-  test("an unhandled rejection and an uncaught error of a task's background work leave its host's engines answering, and are reported", async () => {
-    await using c = cluster(2, { hosts: 1 });
+  test("an unhandled rejection and an uncaught error of a task's background work leave its host's engines answering, and are reported", async (b) => {
+    await using c = cluster(b, 2, { hosts: 1 });
     const client = await c.startAndConnect();
     const died = deaths(c);
     const reported: string[] = [];
@@ -186,7 +179,7 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
       }).get(T),
       "returned",
     );
-    while (reported.length < 2) await delay(20);
+    await waitUntil("two reports", () => reported.length >= 2, T.timeout);
     assert.match(reported.join("\n"), /Uncaught \(in promise\) Error: rejected in the background/);
     assert.match(reported.join("\n"), /Uncaught Error: thrown from a timer/);
     assert.match(reported[0], /engines 0, 1/);
@@ -194,8 +187,8 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.deepEqual(died, []);
   });
 
-  test("a stack overflow fails only its task with RemoteError", async () => {
-    await using c = cluster(2, { hosts: 1 });
+  test("a stack overflow fails only its task with RemoteError", async (b) => {
+    await using c = cluster(b, 2, { hosts: 1 });
     const client = await c.startAndConnect();
     const values = await client.view().apply(() => {
       if (id === 1) return id;
@@ -207,18 +200,4 @@ function busySuite(name: string, options: ClusterOptions, ignore?: string): void
     assert.equal(values[1], 1);
     assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1]);
   });
-}
-
-busySuite("memory/worker", { transport: "memory:" });
-busySuite("redis/worker", { transport: redisUrl!, launcher: "worker" }, noRedis);
-busySuite("redis/process", { transport: redisUrl!, launcher: "process" }, noRedis);
-
-Deno.test({
-  name: "redis-server of busy_test stops",
-  ignore: server === undefined,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    await server![Symbol.asyncDispose]();
-  },
-});
+}, { timeoutMs: TEST_TIMEOUT_MS });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { checkValue, cloneValue, decodeValue, encodeValue } from "../transport/codec.ts";
 import { SerializationError } from "../errors.ts";
-import { FunctionSource, Reference } from "../actors/wire_types.ts";
+import { FunctionSource, Reference } from "../actors/protocol/wire_types.ts";
 import { prng } from "./_random.ts";
 
 function roundTrip<T>(value: T): T {
@@ -659,4 +659,12 @@ Deno.test("cloneValue() and checkValue() refuse what encodeValue() refuses, with
       });
     }
   }
+});
+
+Deno.test("encodeValue() and cloneValue() relay an extension value this process cannot decode", () => {
+  const unknown = decodeValue(new Uint8Array([0xd4, 0x70, 0x2a])); // fixext 1, type 112
+  const relayed = decodeValue(encodeValue({ fn: unknown })) as { fn: unknown };
+  assert.deepEqual(relayed, { fn: unknown });
+  assert.deepEqual(cloneValue({ fn: unknown }), { fn: unknown });
+  checkValue([unknown]);
 });

@@ -1,35 +1,23 @@
 /**
  * Runs the engine suite (`tests/engine_suite.ts`) on the embedded transport, on Redis with the
  * `"worker"` and `"process"` launchers, and on engines started by hand with `engine.ts` and
- * joined with `Cluster.connect()`. Redis is a private `redis-server` started here (or
- * `REDIS_URL` when no server binary is installed).
+ * joined with `Cluster.connect()`. Redis is a `redis-server` of each test's own (or `REDIS_URL`
+ * when no server binary is installed).
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { toHex } from "../actors/key_file.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { toHex } from "../transport/key.ts";
 import { TimeoutError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { createTransport } from "../transport/mod.ts";
 import { type EngineFixture, engineSuite } from "./engine_suite.ts";
-import { fileRedis, uniqueNamespace } from "./_redis_server.ts";
+import { uniqueNamespace } from "./_redis_server.ts";
+import { forEachBackend, LAUNCHERS, openBackend, unavailable } from "./_backends.ts";
 
-const { server, url: redisUrl, ignored: noRedis } = await fileRedis("engine_test");
+const BY_HAND = { name: "redis/engine.ts", kind: "redis" } as const;
 
-engineSuite("memory/worker", () => ({ transport: "memory:" }));
-engineSuite(
-  "redis/worker",
-  () => ({ transport: redisUrl!, launcher: "worker" }),
-  noRedis ? { ignore: noRedis } : {},
-);
-engineSuite(
-  "redis/process",
-  () => ({ transport: redisUrl!, launcher: "process" }),
-  noRedis ? { ignore: noRedis } : {},
-);
-engineSuite("redis/engine.ts", () => ({ transport: redisUrl! }), {
-  core: true,
-  start: startByHand,
-  ...(noRedis ? { ignore: noRedis } : {}),
+forEachBackend([...LAUNCHERS, BY_HAND], (test, variant) => {
+  engineSuite(test, variant === BY_HAND ? { core: true, start: startByHand } : {});
 });
 
 /**
@@ -110,11 +98,12 @@ async function startByHand(
 
 Deno.test({
   name: "Cluster.connect() names the engines that did not register, and sees none with a bad key",
-  ignore: noRedis !== undefined,
+  ignore: unavailable("redis") !== undefined,
   sanitizeOps: true,
   sanitizeResources: true,
   async fn() {
-    await using fx = await startByHand(2, { transport: redisUrl! });
+    await using redis = await openBackend("redis");
+    await using fx = await startByHand(2, { transport: redis.url });
     const error = await Cluster.connect({ ...fx.joined, n: 3, timeout: 500 }).catch((e) => e);
     assert.ok(error instanceof TimeoutError, String(error));
     assert.deepEqual(error.engineIds, [2]);
@@ -149,16 +138,6 @@ Deno.test("Cluster() with the process launcher on the memory transport says to u
     () => new Cluster({ launcher: "thread" as "worker" }),
     (e: unknown) => e instanceof TypeError && /"thread"/.test(e.message),
   );
-});
-
-Deno.test({
-  name: "redis-server of engine_test stops",
-  ignore: server === undefined,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    await server![Symbol.asyncDispose]();
-  },
 });
 
 Deno.test("Cluster({ streamOutput: true }) prints each engine's output prefixed with [engine N]", async () => {

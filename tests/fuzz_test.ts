@@ -8,9 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { engineActor, type EngineResult } from "../actors/engine.ts";
-import { ActorSystem, type DeadLetterReason } from "../actors/system.ts";
-import { FunctionSource, Reference } from "../actors/wire_types.ts";
+import { engineActor } from "../actors/host/engine_actor.ts";
+import { ActorSystem } from "../actors/core/system.ts";
+import { FunctionSource, Reference } from "../actors/protocol/wire_types.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import {
@@ -21,18 +21,12 @@ import {
   sealEnvelope,
   WIRE_VERSION,
 } from "../transport/envelope.ts";
-import { MemoryTransport } from "../transport/memory.ts";
-import type { Transport } from "../transport/types.ts";
-import {
-  hasRedisServer,
-  redisAvailable,
-  type RedisServer,
-  startRedisServer,
-  testRedisUrl,
-  uniqueNamespace,
-} from "./_redis_server.ts";
-import { delay } from "./_async.ts";
+import { uniqueNamespace } from "./_redis_server.ts";
+import { waitUntil } from "./_async.ts";
+import { BACKENDS, forEachBackend, storeOn } from "./_backends.ts";
 import { prng } from "./_random.ts";
+import type { EngineResult } from "../actors/protocol/results.ts";
+import type { DeadLetterReason } from "../actors/core/system_types.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const ENGINE = "engine.0";
@@ -241,74 +235,16 @@ function generate(
   return cases;
 }
 
-/** Transport handles on one store; `close()` closes them, the first last. */
-interface Store extends AsyncDisposable {
-  transport(): Promise<Transport>;
-}
-
-function memoryStore(): Promise<Store> {
-  const handles: MemoryTransport[] = [];
-  return Promise.resolve({
-    transport() {
-      const t = handles.length ? new MemoryTransport(handles[0]) : new MemoryTransport();
-      handles.push(t);
-      return Promise.resolve(t);
-    },
-    async [Symbol.asyncDispose]() {
-      for (const t of handles.reverse()) await t.close();
-    },
-  });
-}
-
-async function redisStore(namespace: string): Promise<Store> {
-  const server: RedisServer | undefined = hasRedisServer() ? await startRedisServer() : undefined;
-  const url = server?.url ?? testRedisUrl()!;
-  const { RedisTransport } = await import("../transport/redis.ts");
-  const handles: Transport[] = [];
-  return {
-    async transport() {
-      const t = await RedisTransport.connect(url);
-      handles.push(t);
-      return t;
-    },
-    async [Symbol.asyncDispose]() {
-      if (!server && handles[0]) await handles[0].deletePrefix(`${namespace}:`);
-      for (const t of handles.reverse()) await t.close();
-      await server?.[Symbol.asyncDispose]();
-    },
-  };
-}
-
-async function waitUntil(
-  what: string | (() => string),
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) {
-      assert.fail(
-        `Timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}`,
-      );
-    }
-    await delay(10);
-  }
-}
-
-function fuzz(name: string, makeStore: (namespace: string) => Promise<Store>, ignore: boolean) {
-  Deno.test({
-    name:
-      `Engine survives 10,000 random and mutated envelopes and dead-letters every bad one (${name})`,
-    ignore,
-    sanitizeOps: true,
-    sanitizeResources: true,
-    async fn() {
+forEachBackend(BACKENDS, (test) => {
+  test(
+    "Engine survives 10,000 random and mutated envelopes and dead-letters every bad one",
+    async (backend) => {
       const seed = Number(Deno.env.get("FUZZ_SEED") ?? Math.floor(Math.random() * 2 ** 31));
       const namespace = uniqueNamespace();
       const counter = `__fuzzRuns_${namespace}`;
       const globals = globalThis as unknown as Record<string, number>;
       globals[counter] = 0;
-      await using store = await makeStore(namespace);
+      await using store = storeOn(backend, namespace);
       const key = generateKey();
       const transport = await store.transport();
       // An engine host as `EngineHost.start` makes one, with a small message limit.
@@ -319,6 +255,7 @@ function fuzz(name: string, makeStore: (namespace: string) => Promise<Store>, ig
         id: "fuzz-host",
         blockMs: 100,
         maxMessageBytes: MAX_MESSAGE_BYTES,
+        deadLetters: { maxLen: 20_000 },
       });
       const client = new ActorSystem({ transport: await store.transport(), key, namespace });
       const errors: unknown[] = [];
@@ -387,12 +324,6 @@ function fuzz(name: string, makeStore: (namespace: string) => Promise<Store>, ig
         delete globals[counter];
       }
     },
-  });
-}
-
-fuzz("memory", () => memoryStore(), false);
-if (!redisAvailable()) {
-  // deno-lint-ignore no-console
-  console.warn("fuzz_test: Redis test ignored: no redis-server on PATH and no REDIS_URL");
-}
-fuzz("redis", (namespace) => redisStore(namespace), !redisAvailable());
+    { timeoutMs: 300_000 },
+  );
+});

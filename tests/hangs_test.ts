@@ -10,9 +10,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { RemoteError } from "../errors.ts";
-import { hasRedisServer, startRedisServer, uniqueNamespace } from "./_redis_server.ts";
+import { Cluster, RemoteError } from "../mod.ts";
+import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
+import { BACKENDS, forEachBackend } from "./_backends.ts";
 
 declare const x: number[];
 
@@ -117,67 +117,44 @@ for (const kind of ["tls", "garbage"] as const) {
   }
 }
 
-for (const transport of ["memory", "redis"] as const) {
-  Deno.test({
-    name: `scatter refuses what is not an array or a typed array with TypeError (${transport})`,
-    ignore: transport === "redis" && noServer !== false,
-    async fn() {
-      await using server = transport === "redis" ? await startRedisServer() : undefined;
-      await using cluster = new Cluster({
-        n: 2,
-        transport: server?.url ?? "memory:",
-        namespace: uniqueNamespace(),
-        progress: false,
-      });
-      const client = await cluster.startAndConnect();
-      const T = { timeout: 15_000 };
-      for (const view of [client.view(), client.broadcastView()]) {
-        for (const bad of [42, { length: 3 }, null, "abc", new DataView(new ArrayBuffer(4))]) {
-          assert.throws(
-            () => view.scatter("x", bad as never),
-            (e: unknown) =>
-              e instanceof TypeError && !(e instanceof RemoteError) &&
-              /Cannot scatter "x": the sequence must be an array or a typed array/.test(e.message),
-          );
-        }
-        await view.scatter("x", [1, 2, 3], T).get(T);
-        assert.deepEqual(await view.apply(() => x).get(T), [[1, 2], [3]]);
-      }
-    },
-  });
-}
+const T = { timeout: 15_000 };
 
-for (const transport of ["memory", "redis"] as const) {
-  Deno.test({
-    name: `a task making a Worker with deno.permissions fails with RemoteError, and its host ` +
-      `lives on (${transport})`,
-    ignore: transport === "redis" && noServer !== false,
-    async fn() {
-      await using server = transport === "redis" ? await startRedisServer() : undefined;
-      await using cluster = new Cluster({
-        n: 2,
-        transport: server?.url ?? "memory:",
-        namespace: uniqueNamespace(),
-        progress: false,
-      });
-      const client = await cluster.startAndConnect();
-      const T = { timeout: 15_000 };
-      const error = await client.view(0).apply(() => {
-        const options = { type: "module", deno: { permissions: "inherit" } } as WorkerOptions;
-        new Worker("data:text/javascript,", options).terminate();
-        return "made";
-      }).get(T).catch((e) => e);
-      assert.ok(error instanceof RemoteError, String(error));
-      assert.equal(error.engineId, 0);
-      assert.equal(error.remoteName, "NotCapable");
-      assert.match(error.remoteMessage, /deno\.permissions/);
-      // A Worker without it still works, and both engines of the host answer.
-      const made = await client.view(0).apply(() => {
-        new Worker("data:text/javascript,", { type: "module" }).terminate();
-        return "made";
-      }).get(T);
-      assert.equal(made, "made");
-      assert.deepEqual(await client.view().apply(() => 6 * 7).get(T), [42, 42]);
-    },
+forEachBackend(BACKENDS, (test) => {
+  test("scatter refuses what is not an array or a typed array with TypeError", async (backend) => {
+    await using cluster = new Cluster({ n: 2, transport: backend.url, progress: false });
+    const client = await cluster.startAndConnect();
+    for (const view of [client.view(), client.broadcastView()]) {
+      for (const bad of [42, { length: 3 }, null, "abc", new DataView(new ArrayBuffer(4))]) {
+        assert.throws(
+          () => view.scatter("x", bad as never),
+          (e: unknown) =>
+            e instanceof TypeError && !(e instanceof RemoteError) &&
+            /Cannot scatter "x": the sequence must be an array or a typed array/.test(e.message),
+        );
+      }
+      await view.scatter("x", [1, 2, 3], T).get(T);
+      assert.deepEqual(await view.apply(() => x).get(T), [[1, 2], [3]]);
+    }
   });
-}
+
+  test("a task making a Worker with deno.permissions fails with RemoteError, and its host lives on", async (backend) => {
+    await using cluster = new Cluster({ n: 2, transport: backend.url, progress: false });
+    const client = await cluster.startAndConnect();
+    const error = await client.view(0).apply(() => {
+      const options = { type: "module", deno: { permissions: "inherit" } } as WorkerOptions;
+      new Worker("data:text/javascript,", options).terminate();
+      return "made";
+    }).get(T).catch((e) => e);
+    assert.ok(error instanceof RemoteError, String(error));
+    assert.equal(error.engineId, 0);
+    assert.equal(error.remoteName, "NotCapable");
+    assert.match(error.remoteMessage, /deno\.permissions/);
+    // A Worker without it still works, and both engines of the host answer.
+    const made = await client.view(0).apply(() => {
+      new Worker("data:text/javascript,", { type: "module" }).terminate();
+      return "made";
+    }).get(T);
+    assert.equal(made, "made");
+    assert.deepEqual(await client.view().apply(() => 6 * 7).get(T), [42, 42]);
+  });
+});

@@ -7,8 +7,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { toHex } from "../actors/key_file.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { toHex } from "../transport/key.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { delay, within } from "./_async.ts";
 import {

@@ -4,7 +4,8 @@
  * the public API.
  */
 import assert from "node:assert/strict";
-import { ActorSystem, Cluster, MemoryTransport, readKeyFile, writeKeyFile } from "../mod.ts";
+import { ActorSystem } from "../actors/mod.ts";
+import { Cluster, MemoryTransport, readKeyFile, writeKeyFile } from "../mod.ts";
 
 const TEST = { sanitizeOps: true, sanitizeResources: true } as const;
 const HEX_KEY = "ab".repeat(32) + "\n";

@@ -10,21 +10,23 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../actors/system.ts";
-import { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
+import { ActorSystem } from "../actors/core/system.ts";
+import { Client } from "../actors/client/client.ts";
 import {
+  Cluster,
+  type ClusterKey,
+  type ClusterOptions,
   CompositeError,
+  generateKey,
   InvalidMessageError,
   RemoteError,
   ResultNotFoundError,
   TaskAbortedError,
   TaskError,
   TimeoutError,
-} from "../errors.ts";
-import { type ClusterKey, generateKey } from "../transport/envelope.ts";
-import { fileRedis } from "./_redis_server.ts";
-import { delay, within } from "./_async.ts";
+} from "../mod.ts";
+import { alarm, delay, within } from "./_async.ts";
+import { BACKENDS, forEachBackend } from "./_backends.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -33,8 +35,6 @@ declare const id: number;
 const T = { timeout: 15_000 } as const;
 /** The deadline of one whole test. */
 const TEST_TIMEOUT_MS = 90_000;
-
-const { server, url: redisUrl, ignored: noRedis } = await fileRedis("lifecycle_test");
 
 /** What a test gets: a started cluster of two engines, its client, key and transport URL. */
 interface Fixture {
@@ -98,33 +98,26 @@ async function newClient(fx: Fixture): Promise<Client> {
   return new Client({ system, hosts, key: fx.key, transportUrl: fx.url });
 }
 
-function lifecycleSuite(name: string, url: () => string, ignore?: string): void {
+forEachBackend(BACKENDS, (backendCase) => {
   function test(
     title: string,
     fn: (fx: Fixture) => Promise<void>,
     extra: ClusterOptions = {},
   ): void {
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: ignore !== undefined,
-      sanitizeOps: true,
-      sanitizeResources: true,
-      async fn() {
-        const key = generateKey();
-        const transport = url();
-        await using cluster = new Cluster({
-          n: 2,
-          hosts: 2,
-          key,
-          transport,
-          progress: false,
-          engineTimeout: 20_000,
-          ...extra,
-        });
-        const client = await cluster.startAndConnect();
-        await within(fn({ cluster, client, key, url: transport }), TEST_TIMEOUT_MS, title);
-      },
-    });
+    backendCase(title, async (backend) => {
+      const key = generateKey();
+      await using cluster = new Cluster({
+        n: 2,
+        hosts: 2,
+        key,
+        transport: backend.url,
+        progress: false,
+        engineTimeout: 20_000,
+        ...extra,
+      });
+      const client = await cluster.startAndConnect();
+      await fn({ cluster, client, key, url: backend.url });
+    }, { timeoutMs: TEST_TIMEOUT_MS });
   }
 
   test("Client.getResult() fetches DirectView and BroadcastView calls by id from a new client", async (fx) => {
@@ -427,12 +420,12 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
     await startBroadcasts(client);
 
     for (const view of [dv, bv]) {
-      const started = Date.now();
+      using deadline = alarm(900);
       const ar = view.applyWith({ timeout: 1000 }, forever);
       const error = await within(ar.get(), 1000 + 10_000, "the deadline").catch((e) => e);
       assert.ok(error instanceof TimeoutError, `${view.constructor.name}: ${error}`);
       assert.deepEqual(error.engineIds, [0, 1]);
-      assert.ok(Date.now() - started >= 900, "not before the deadline");
+      assert.ok(deadline.fired, "not before the deadline");
       // The engines are not stuck: they stopped waiting for the task at its deadline.
       assert.deepEqual(await view.apply(() => id * 5).get(T), [0, 5]);
       const kept = await client.getResult(ar.id, { ...T, returnExceptions: true }) as unknown[];
@@ -491,17 +484,4 @@ function lifecycleSuite(name: string, url: () => string, ignore?: string): void 
     assert.deepEqual(await marks(client), ["", ""]);
     assert.deepEqual(await dv.apply(() => id).get(T), [0, 1]);
   });
-}
-
-lifecycleSuite("memory", () => "memory:");
-lifecycleSuite("redis", () => redisUrl!, noRedis);
-
-Deno.test({
-  name: "lifecycle: stop the test redis-server",
-  ignore: server === undefined,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    await server![Symbol.asyncDispose]();
-  },
 });

@@ -11,14 +11,24 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import type { Client } from "../actors/client.ts";
-import type { TreeCommunicator } from "../actors/tree.ts";
-import { CompositeError, EngineDiedError } from "../errors.ts";
+import {
+  type Client,
+  Cluster,
+  type ClusterOptions,
+  CompositeError,
+  EngineDiedError,
+  type TreeCommunicator,
+} from "../mod.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS } from "../actors/_liveness.ts";
-import { delay, within } from "./_async.ts";
+import { delay, waitUntil } from "./_async.ts";
 import { startByHand } from "./_engine_process.ts";
-import { fileRedis } from "./_redis_server.ts";
+import {
+  type Backend,
+  forEachBackend,
+  openBackend,
+  unavailable,
+  type Variant,
+} from "./_backends.ts";
 
 // Names that exist in the engines' namespaces, not here.
 declare const id: number;
@@ -35,8 +45,6 @@ const TIMEOUT_MS = DEFAULT_HEARTBEAT_TIMEOUT_MS;
 const DIES_AFTER_MS = 300;
 const T = { timeout: 20_000 } as const;
 const TEST_TIMEOUT_MS = 180_000;
-
-const { server, url: redisUrl, ignored: noRedis } = await fileRedis("liveness_test");
 
 /**
  * The task every engine runs: victims wait to be killed from outside, the others return their id
@@ -64,15 +72,6 @@ function record(target: EventTarget, type: string): { engineId: number; at: numb
 
 function now(): number {
   return performance.now();
-}
-
-/** Waits until `ready()` holds, polling; fails naming `what` after `ms`. */
-async function until(ready: () => boolean, ms: number, what: string): Promise<void> {
-  const end = now() + ms;
-  while (!ready()) {
-    if (now() > end) throw new Error(`Timed out after ${ms} ms: ${what}`);
-    await delay(20);
-  }
 }
 
 /**
@@ -128,28 +127,42 @@ function assertDied(error: unknown, engineId: number, how: How): void {
   assert.match(error.message, REASONS[how]);
 }
 
-function livenessSuite(
-  name: string,
-  options: ClusterOptions,
-  hows: How[],
-  restartHow: How,
-  ignore?: string,
-): void {
-  function test(title: string, fn: () => Promise<void>): void {
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: ignore !== undefined,
-      async fn() {
-        await within(fn(), TEST_TIMEOUT_MS, title);
-      },
-    });
-  }
+/** A variant of the suite: how its victims die, and how the restarted one is killed. */
+interface LivenessVariant extends Variant {
+  readonly hows: How[];
+  readonly restartHow: How;
+}
 
-  function start(n: number, extra: ClusterOptions = {}): Cluster {
+const VARIANTS: LivenessVariant[] = [
+  {
+    name: "memory/worker",
+    kind: "memory",
+    launcher: "worker",
+    hows: ["killed"],
+    restartHow: "killed",
+  },
+  {
+    name: "redis/worker",
+    kind: "redis",
+    launcher: "worker",
+    hows: ["killed"],
+    restartHow: "killed",
+  },
+  {
+    name: "redis/process",
+    kind: "redis",
+    launcher: "process",
+    hows: ["killed", "sigkill", "sigstop"],
+    restartHow: "sigstop",
+  },
+];
+
+forEachBackend(VARIANTS, (test, { hows, restartHow }) => {
+  function start(b: Backend, n: number, extra: ClusterOptions = {}): Cluster {
     return new Cluster({
       progress: false,
       engineTimeout: 30_000,
-      ...options,
+      ...b.cluster,
       ...extra,
       n,
       hosts: n,
@@ -162,10 +175,10 @@ function livenessSuite(
       `Cluster fails pending calls on engines whose host ${SAYS[how]} with EngineDiedError${
         atOnce ? ", without waiting for heartbeats" : " within the timeout"
       }`,
-      async () => {
+      async (b) => {
         // A kill or an exit is noticed from its event: with a 30 s heartbeat timeout, a
         // detection within 10 s cannot have come from heartbeats.
-        await using cluster = start(4, atOnce ? { heartbeatTimeoutMs: 30_000 } : {});
+        await using cluster = start(b, 4, atOnce ? { heartbeatTimeoutMs: 30_000 } : {});
         const client = await connect(cluster);
         const died = record(cluster, "enginedied");
         const clientDied = record(client, "enginedied");
@@ -215,21 +228,19 @@ function livenessSuite(
 
   test(
     "TreeCommunicator.allreduce() fails on every other engine with EngineDiedError naming an engine whose host was killed, before its pings could tell",
-    async () => {
-      await using cluster = start(3);
+    async (b) => {
+      await using cluster = start(b, 3);
       const client = await connect(cluster);
       const dv = client.view();
       // Pings would take 20 s to give up: a failure sooner comes from the cluster's notice.
       await dv.wireTree({ livenessMs: 20_000, ...T });
-      const started = now();
       const pending = dv.apply(async (victim: number) => {
         if (id === victim) return await new Promise(() => {});
-        const begun = Date.now();
         try {
           return await com.allreduce((a: number, b: number) => a + b, id, { timeout: 60_000 });
         } catch (error) {
           const e = error as EngineDiedError;
-          return { name: e.name, engineId: e.engineId, message: e.message, ms: Date.now() - begun };
+          return { name: e.name, engineId: e.engineId, message: e.message };
         }
       }, 1);
       await delay(DIES_AFTER_MS);
@@ -237,18 +248,17 @@ function livenessSuite(
       const results = await pending.get({ ...T, returnExceptions: true });
       assertDied(results[1], 1, "killed");
       for (const i of [0, 2]) {
-        const r = results[i] as { name: string; engineId: number; message: string; ms: number };
+        const r = results[i] as { name: string; engineId: number; message: string };
         assert.equal(r.name, "EngineDiedError", `engine ${i}: ${JSON.stringify(r)}`);
         assert.equal(r.engineId, 1);
+        // The kill, not silent pings (20 s), is the cause the message names.
         assert.match(r.message, REASONS.killed);
-        assert.ok(r.ms < 15_000, `engine ${i} failed after ${r.ms} ms`);
       }
-      assert.ok(now() - started < 15_000);
     },
   );
 
-  test("Cluster.stop() while a dead engine is being replaced leaves no host behind", async () => {
-    const cluster = start(2, { restart: true });
+  test("Cluster.stop() while a dead engine is being replaced leaves no host behind", async (b) => {
+    const cluster = start(b, 2, { restart: true });
     const client = await connect(cluster);
     const failed = record(cluster, "enginerestartfailed");
     const restarted = record(cluster, "enginerestarted");
@@ -263,8 +273,8 @@ function livenessSuite(
     // The sanitizers check that no worker, process, socket or timer is left.
   });
 
-  test("Cluster does not take an engine whose task blocks its host for 1.5 s for dead", async () => {
-    await using cluster = start(2);
+  test("Cluster does not take an engine whose task blocks its host for 1.5 s for dead", async (b) => {
+    await using cluster = start(b, 2);
     const client = await connect(cluster);
     const died = record(cluster, "enginedied");
     const busy = await client.view().apply(() => {
@@ -283,8 +293,8 @@ function livenessSuite(
     `Cluster({ restart: true }) replaces an engine whose host ${
       SAYS[restartHow]
     } with one of the same id and a fresh namespace`,
-    async () => {
-      await using cluster = start(3, { restart: true });
+    async (b) => {
+      await using cluster = start(b, 3, { restart: true });
       const client = await connect(cluster);
       const died = record(cluster, "enginedied");
       const restarted = record(cluster, "enginerestarted");
@@ -303,7 +313,7 @@ function livenessSuite(
       assertDied(await queued.get(T).catch((e) => e), 1, restartHow);
       assert.deepEqual(died.map((d) => d.engineId), [1]);
 
-      await until(() => restarted.length === 1, 60_000, "engine 1 restarted");
+      await waitUntil("engine 1 restarted", () => restarted.length === 1, 60_000);
       assert.equal(restarted[0].engineId, 1);
       assert.deepEqual(clientRestarted.map((r) => r.engineId), [1]);
       assert.deepEqual(
@@ -315,34 +325,19 @@ function livenessSuite(
 
       // The replacement is watched and replaced in its turn.
       cluster.kill(1);
-      await until(() => restarted.length === 2, 60_000, "engine 1 restarted again");
+      await waitUntil("engine 1 restarted again", () => restarted.length === 2, 60_000);
       assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1, 2]);
       assert.deepEqual(died.map((d) => d.engineId), [1, 1]);
     },
   );
-}
-
-livenessSuite("memory/worker", { transport: "memory:" }, ["killed"], "killed");
-livenessSuite(
-  "redis/worker",
-  { transport: redisUrl!, launcher: "worker" },
-  ["killed"],
-  "killed",
-  noRedis,
-);
-livenessSuite(
-  "redis/process",
-  { transport: redisUrl!, launcher: "process" },
-  ["killed", "sigkill", "sigstop"],
-  "sigstop",
-  noRedis,
-);
+}, { timeoutMs: TEST_TIMEOUT_MS });
 
 Deno.test({
   name: "Client fails calls on engines whose engine.ts process was SIGKILLed, with EngineDiedError",
-  ignore: noRedis !== undefined,
+  ignore: unavailable("redis") !== undefined,
   async fn() {
-    await using engines = await startByHand(redisUrl!, 2);
+    await using redis = await openBackend("redis");
+    await using engines = await startByHand(redis.url, 2);
     const died: number[] = [];
     engines.client.addEventListener("enginedied", (e) => {
       died.push((e as CustomEvent<{ engineId: number }>).detail.engineId);
@@ -369,9 +364,10 @@ Deno.test({
 Deno.test({
   name:
     "Client does not take an engine.ts host whose task computes for 5 s without yielding for dead",
-  ignore: noRedis !== undefined,
+  ignore: unavailable("redis") !== undefined,
   async fn() {
-    await using engines = await startByHand(redisUrl!, 1);
+    await using redis = await openBackend("redis");
+    await using engines = await startByHand(redis.url, 1);
     const busy = engines.client.view().apply(() => {
       const end = Date.now() + 5000;
       while (Date.now() < end) { /* busy */ }
@@ -386,14 +382,4 @@ Deno.test("Cluster() checks heartbeatTimeoutMs", () => {
   assert.throws(() => new Cluster({ heartbeatTimeoutMs: 0 }), RangeError);
   assert.throws(() => new Cluster({ heartbeatTimeoutMs: Number.NaN }), RangeError);
   assert.throws(() => new Cluster({ heartbeatTimeoutMs: -5 }), RangeError);
-});
-
-Deno.test({
-  name: "redis-server of liveness_test stops",
-  ignore: server === undefined,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    await server![Symbol.asyncDispose]();
-  },
 });

@@ -13,9 +13,7 @@ import {
   TaskError,
   TimeoutError,
 } from "../mod.ts";
-import { fileRedis } from "./_redis_server.ts";
-
-const { url: redisUrl, ignored: noRedis } = await fileRedis("load_balanced_view_test");
+import { BACKENDS, forEachBackend } from "./_backends.ts";
 
 const T = { timeout: 60_000 };
 
@@ -25,19 +23,13 @@ async function sleepy(ms: number, x: number): Promise<number> {
   return x;
 }
 
-function suite(name: string, base: ClusterOptions, ignore: string | undefined) {
+forEachBackend(BACKENDS, (backendCase) => {
   const test = (title: string, options: ClusterOptions, fn: (c: Cluster) => Promise<void>) =>
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: ignore !== undefined,
-      sanitizeOps: false,
-      sanitizeResources: false,
-      fn: async () => {
-        await using cluster = new Cluster({ progress: false, ...base, ...options });
-        await cluster.startAndConnect();
-        await fn(cluster);
-      },
-    });
+    backendCase(title, async (backend) => {
+      await using cluster = new Cluster({ progress: false, transport: backend.url, ...options });
+      await cluster.startAndConnect();
+      await fn(cluster);
+    }, { timeoutMs: 2 * T.timeout, sanitize: false });
 
   test(
     "LoadBalancedView.map() equals a local map for 0, 1, 7 and 1,000 items, chunksize 1 and 7, ordered and unordered",
@@ -276,7 +268,4 @@ function suite(name: string, base: ClusterOptions, ignore: string | undefined) {
       assert.deepEqual(await lview.map(id, [1]), [1]);
     },
   );
-}
-
-suite("memory", { transport: "memory:" }, undefined);
-suite("redis", { transport: redisUrl ?? "" }, noRedis);
+});

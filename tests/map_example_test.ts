@@ -7,9 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { fileRedis } from "./_redis_server.ts";
-
-const { url: redisUrl, ignored: noRedis } = await fileRedis("map_example_test");
+import { BACKENDS, forEachBackend } from "./_backends.ts";
 
 const EXAMPLE = fileURLToPath(new URL("../examples/map.ts", import.meta.url));
 
@@ -36,22 +34,16 @@ async function runExample(args: string[]): Promise<string> {
   return out;
 }
 
-for (
-  const [name, args, ignore] of [
-    ["memory", [], false],
-    ["redis", ["--redis", redisUrl ?? ""], noRedis !== undefined],
-  ] as const
-) {
-  Deno.test({
-    name:
-      `examples/map.ts (${name}): the load-balanced map equals the local map and reports its makespan`,
-    ignore,
-    async fn() {
-      const out = await runExample([...args]);
+forEachBackend(BACKENDS, (test, { kind }) => {
+  test(
+    "examples/map.ts: the load-balanced map equals the local map and reports its makespan",
+    async (backend) => {
+      const out = await runExample(kind === "redis" ? ["--redis", backend.url] : []);
       assert.match(out, /parallel result equals local result \(40 counts\)/);
       assert.match(out, /π ≈ 3\.\d/);
       assert.match(out, /tasks per engine: \d+,\d+,\d+\n/);
       assert.match(out, /makespan: [\d.]+ s {2}ideal \(total work ÷ engines\): [\d.]+ s/);
     },
-  });
-}
+    { timeoutMs: 180_000 },
+  );
+});

@@ -9,7 +9,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
+import { Cluster, type ClusterOptions } from "../actors/client/cluster.ts";
 import { CompositeError, RemoteError, SerializationError } from "../errors.ts";
 import { RedisTransport } from "../transport/redis.ts";
 import {

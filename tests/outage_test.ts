@@ -1,8 +1,7 @@
 // Redis goes away for 5 s in the middle of a broadcast and comes back on the same port.
 import assert from "node:assert/strict";
-import { broadcastAddress, type BroadcastNodeStats } from "../actors/broadcast.ts";
-import type { Client } from "../actors/client.ts";
-import { Cluster } from "../actors/cluster.ts";
+import type { Client } from "../actors/client/client.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { CompositeError, TransportDataLostError } from "../errors.ts";
 import {
   connectAdmin,
@@ -11,6 +10,8 @@ import {
   startRedisServer,
 } from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
+import { broadcastAddress } from "../actors/protocol/addresses.ts";
+import type { BroadcastNodeStats } from "../actors/protocol/messages.ts";
 
 /** `rank` in the engines' namespaces. */
 declare const rank: number;

@@ -11,20 +11,21 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Client } from "../actors/client.ts";
-import { Cluster, type ClusterOptions } from "../actors/cluster.ts";
-import { ModuleFunction } from "../actors/wire_types.ts";
 import {
+  type Client,
+  Cluster,
+  type ClusterOptions,
   ClusterStateError,
   ClusterStoppedError,
   CompositeError,
+  generateKey,
+  ModuleFunction,
   RemoteError,
   SerializationError,
   TaskAbortedError,
   TimeoutError,
-} from "../errors.ts";
-import { generateKey } from "../transport/envelope.ts";
-import { fileRedis } from "./_redis_server.ts";
+} from "../mod.ts";
+import { BACKENDS, forEachBackend, redisTest } from "./_backends.ts";
 import { within } from "./_async.ts";
 import { startByHand } from "./_engine_process.ts";
 
@@ -40,8 +41,6 @@ const T = { timeout: 15_000 } as const;
 /** The deadline of one whole test. */
 const TEST_TIMEOUT_MS = 60_000;
 
-const { server, url: redisUrl, ignored: noRedis } = await fileRedis("parity_test");
-
 /** What a test gets: a started cluster of three engines and its client. */
 interface Fixture {
   readonly cluster: Cluster;
@@ -50,26 +49,20 @@ interface Fixture {
   readonly options: ClusterOptions;
 }
 
-function paritySuite(name: string, transport: () => string, ignore?: string): void {
+forEachBackend(BACKENDS, (backendCase) => {
   function test(title: string, fn: (fx: Fixture) => Promise<void>): void {
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: ignore !== undefined,
-      sanitizeOps: true,
-      sanitizeResources: true,
-      async fn() {
-        const options: ClusterOptions = {
-          n: 3,
-          hosts: 2,
-          transport: transport(),
-          progress: false,
-          engineTimeout: 20_000,
-        };
-        await using cluster = new Cluster(options);
-        const client = await cluster.startAndConnect();
-        await within(fn({ cluster, client, options }), TEST_TIMEOUT_MS, title);
-      },
-    });
+    backendCase(title, async (backend) => {
+      const options: ClusterOptions = {
+        n: 3,
+        hosts: 2,
+        transport: backend.url,
+        progress: false,
+        engineTimeout: 20_000,
+      };
+      await using cluster = new Cluster(options);
+      const client = await cluster.startAndConnect();
+      await fn({ cluster, client, options });
+    }, { timeoutMs: TEST_TIMEOUT_MS });
   }
 
   test("client.view(2) and client.broadcastView(2) answer bare values; a list of one id keeps lists", async ({ client }) => {
@@ -484,20 +477,13 @@ function paritySuite(name: string, transport: () => string, ignore?: string): vo
     check(await cluster.startAndConnect().catch((e) => e), "start cluster");
     check(await cluster.connect().catch((e) => e), "connect");
   });
-}
+});
 
-paritySuite("memory", () => "memory:");
-paritySuite("redis", () => redisUrl!, noRedis);
-
-Deno.test({
-  name:
-    "redis: Cluster.connect() with another key says registrations signed with another key were seen",
-  ignore: noRedis !== undefined,
-  sanitizeOps: true,
-  sanitizeResources: true,
-  async fn() {
+redisTest(
+  "Cluster.connect() with another key says registrations signed with another key were seen",
+  async (redis) => {
     // Only Redis has a cluster that a client of another process (another key) can reach.
-    const transport = redisUrl!;
+    const transport = redis.url;
     await using cluster = new Cluster({ n: 2, transport, progress: false, engineTimeout: 20_000 });
     await cluster.start();
     const connect = (name: string, n?: number, timeout = 1000) =>
@@ -516,15 +502,12 @@ Deno.test({
     assert.ok(nobody instanceof TimeoutError, String(nobody));
     assert.doesNotMatch(nobody.message, /another key/);
   },
-});
+);
 
-Deno.test({
-  name: "redis: client.shutdown() stops engines an engine.ts process started, and the process ends",
-  ignore: noRedis !== undefined,
-  sanitizeOps: true,
-  sanitizeResources: true,
-  async fn() {
-    await using byHand = await startByHand(redisUrl!, 2);
+redisTest(
+  "client.shutdown() stops engines an engine.ts process started, and the process ends",
+  async (redis) => {
+    await using byHand = await startByHand(redis.url, 2);
     const { client, process } = byHand;
     assert.deepEqual(await client.view().apply(() => id).get(T), [0, 1]);
     await client.shutdown(T);
@@ -533,7 +516,7 @@ Deno.test({
     const after = await client.view().apply(() => id).get(T).catch((e) => e);
     assert.ok(after instanceof ClusterStoppedError, String(after));
   },
-});
+);
 
 Deno.test("engine.ts --help prints its usage; a missing --key-file says so in one line", async () => {
   const run = async (...args: string[]) => {
@@ -565,14 +548,4 @@ Deno.test("engine.ts --help prints its usage; a missing --key-file says so in on
     'engine.ts: Cannot read key file "/nonexistent/k": no such file ' +
       '(write one with writeKeyFile("/nonexistent/k"))\n',
   );
-});
-
-Deno.test({
-  name: "parity: stop the test redis-server",
-  ignore: server === undefined,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    await server![Symbol.asyncDispose]();
-  },
 });

@@ -25,9 +25,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import type { AsyncResult } from "../actors/async_result.ts";
-import { ActorSystem } from "../actors/system.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import type { AsyncResult } from "../actors/client/async_result.ts";
+import { ActorSystem } from "../actors/core/system.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { RedisTransport } from "../transport/redis.ts";
 import {

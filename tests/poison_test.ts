@@ -5,91 +5,26 @@
  * dead-lettered, counted and never run. On both transports.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../actors/system.ts";
+import { ActorSystem } from "../actors/core/system.ts";
 import { RemoteError } from "../errors.ts";
 import { encodeValue } from "../transport/codec.ts";
 import { type Envelope, generateKey, namespaceKey, sealEnvelope } from "../transport/envelope.ts";
-import { MemoryTransport } from "../transport/memory.ts";
-import type { Transport } from "../transport/types.ts";
-import {
-  hasRedisServer,
-  redisAvailable,
-  type RedisServer,
-  startRedisServer,
-  testRedisUrl,
-  uniqueNamespace,
-} from "./_redis_server.ts";
-import { delay } from "./_async.ts";
-
-/** Transport handles on one store, each closed by `close()`; the first handle last. */
-interface Store extends AsyncDisposable {
-  transport(): Promise<Transport>;
-}
-
-function memoryStore(): Promise<Store> {
-  const handles: MemoryTransport[] = [];
-  return Promise.resolve({
-    transport() {
-      const t = handles.length ? new MemoryTransport(handles[0]) : new MemoryTransport();
-      handles.push(t);
-      return Promise.resolve(t);
-    },
-    async [Symbol.asyncDispose]() {
-      for (const t of handles.reverse()) await t.close();
-    },
-  });
-}
-
-async function redisStore(namespace: string): Promise<Store> {
-  const server: RedisServer | undefined = hasRedisServer() ? await startRedisServer() : undefined;
-  const url = server?.url ?? testRedisUrl()!;
-  const { RedisTransport } = await import("../transport/redis.ts");
-  const handles: Transport[] = [];
-  return {
-    async transport() {
-      const t = await RedisTransport.connect(url);
-      handles.push(t);
-      return t;
-    },
-    async [Symbol.asyncDispose]() {
-      if (!server && handles[0]) await handles[0].deletePrefix(`${namespace}:`);
-      for (const t of handles.reverse()) await t.close();
-      await server?.[Symbol.asyncDispose]();
-    },
-  };
-}
-
-/** Polls `check` until it holds, failing with `what` after `timeoutMs`. */
-async function waitUntil(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(5);
-  }
-}
+import { uniqueNamespace } from "./_redis_server.ts";
+import { alarm, waitUntil } from "./_async.ts";
+import { BACKENDS, forEachBackend, type Store, storeOn } from "./_backends.ts";
 
 function parseDeadLetter(letter: Uint8Array): { stream: string; id: string; reason: string } {
   const length = new DataView(letter.buffer, letter.byteOffset, letter.byteLength).getUint32(0);
   return JSON.parse(new TextDecoder().decode(letter.subarray(4, 4 + length)));
 }
 
-function suite(name: string, makeStore: (namespace: string) => Promise<Store>, ignore: boolean) {
+forEachBackend(BACKENDS, (backendCase) => {
   function test(title: string, fn: (store: Store, namespace: string) => Promise<void>): void {
-    Deno.test({
-      name: `${title} (${name})`,
-      ignore,
-      sanitizeOps: true,
-      sanitizeResources: true,
-      async fn() {
-        const namespace = uniqueNamespace();
-        await using store = await makeStore(namespace);
-        await fn(store, namespace);
-      },
-    });
+    backendCase(title, async (backend) => {
+      const namespace = uniqueNamespace();
+      await using store = storeOn(backend, namespace);
+      await fn(store, namespace);
+    }, { timeoutMs: 120_000 });
   }
 
   /**
@@ -213,7 +148,7 @@ function suite(name: string, makeStore: (namespace: string) => Promise<Store>, i
         const answers = [1, 2, 3].map((n) => client.ask("worker", "job", n, { timeout: 10_000 }));
         await waitUntil("the dead host to start a job", () => started === 1);
         await dead.close();
-        const t0 = Date.now();
+        using idle = alarm(150);
         const replacement = new ActorSystem({
           transport: await store.transport(),
           key,
@@ -226,7 +161,7 @@ function suite(name: string, makeStore: (namespace: string) => Promise<Store>, i
         // The first was delivered to the dead host and started; the other two were never read by
         // it (memory) or read and left pending (redis reads in batches): all three get answered.
         assert.deepEqual(await Promise.all(answers), [10, 20, 30]);
-        assert.ok(Date.now() - t0 >= 150, "claimed before the entries were idle for claimIdleMs");
+        assert.ok(idle.fired, "claimed before the entries were idle for claimIdleMs");
         assert.equal(replacement.stats.deadLettered, 0);
         await replacement.close();
       } finally {
@@ -329,11 +264,4 @@ function suite(name: string, makeStore: (namespace: string) => Promise<Store>, i
       }
     },
   );
-}
-
-suite("memory", () => memoryStore(), false);
-if (!redisAvailable()) {
-  // deno-lint-ignore no-console
-  console.warn("poison_test: Redis tests ignored: no redis-server on PATH and no REDIS_URL");
-}
-suite("redis", (namespace) => redisStore(namespace), !redisAvailable());
+});

@@ -6,62 +6,25 @@
  * Each test runs a real `redis-server` (or `REDIS_URL`).
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { EngineDiedError, NamespaceInUseError } from "../errors.ts";
 import { generateKey } from "../transport/envelope.ts";
-import { fileRedis } from "./_redis_server.ts";
+import { type Backend, redisTest } from "./_backends.ts";
 import { delay, within } from "./_async.ts";
-
-const { url: redisUrl, ignored } = await fileRedis("replay_test");
+import { attacker } from "./_attacker.ts";
 
 const T = { timeout: 20_000 } as const;
-const TEST = { ignore: ignored !== undefined, sanitizeOps: false, sanitizeResources: false };
-
-/** A plain Redis connection that reads bulk strings as bytes, as an attacker's script would. */
-async function attacker() {
-  const { createClient, RESP_TYPES } = await import("../deps_redis.ts");
-  const client = createClient({
-    url: redisUrl!,
-    commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } },
-  });
-  client.on("error", () => {});
-  await client.connect();
-  const send = (args: (string | Uint8Array)[]): Promise<unknown> =>
-    client.sendCommand(args.map((a) => typeof a === "string" ? a : Buffer.from(a)));
-  return {
-    send,
-    /** The keys matching `pattern`, polled until there is one. */
-    async keys(pattern: string): Promise<string[]> {
-      for (let i = 0; i < 500; i++) {
-        const keys = (await send(["KEYS", pattern]) as unknown[]).map(String);
-        if (keys.length > 0) return keys;
-        await delay(10);
-      }
-      return [];
-    },
-    /** The payloads of the entries of `stream`, oldest first. */
-    async payloads(stream: string): Promise<Uint8Array[]> {
-      const entries = await send(["XRANGE", stream, "-", "+"]) as [unknown, unknown[]][];
-      return entries.map(([, fields]) => new Uint8Array(fields[1] as Uint8Array));
-    },
-    /** Appends `payload` to `stream` as the library's own entries are written. */
-    add(stream: string, payload: Uint8Array) {
-      return send(["XADD", stream, "*", "m", payload]);
-    },
-    async [Symbol.asyncDispose]() {
-      await client.close().catch(() => client.destroy());
-    },
-  };
-}
+/** Sanitizers off, as before; the deadline is a hang guard. */
+const CASE = { sanitize: false, timeoutMs: 120_000 } as const;
 
 type Options = ConstructorParameters<typeof Cluster>[0];
 
 /** A cluster of `n` engines on one host on the file's Redis, started and connected. */
-async function start(options: Options = {}) {
+async function start(redis: Backend, options: Options = {}) {
   const cluster = new Cluster({
     n: 1,
     hosts: 1,
-    transport: redisUrl!,
+    transport: redis.url,
     progress: false,
     ...options,
   });
@@ -79,19 +42,18 @@ const hit = () => {
   return g.hits = (g.hits ?? 0) + 1;
 };
 
-Deno.test({
-  name: "a captured stop copied to a host of another cluster sharing the key does not stop it",
-  ...TEST,
-  fn: async () => {
+redisTest(
+  "a captured stop copied to a host of another cluster sharing the key does not stop it",
+  async (redis) => {
     const key = generateKey();
-    await using spy = await attacker();
-    await using b = await start({ key, launcher: "process" });
-    const a = await start({ key, launcher: "process" });
+    await using spy = await attacker(redis);
+    await using b = await start(redis, { key, launcher: "process" });
+    const a = await start(redis, { key, launcher: "process" });
     const [hostA] = await spy.keys(`${a.cluster.namespace}:inbox:host.*`);
     const [hostB] = await spy.keys(`${b.cluster.namespace}:inbox:host.*`);
     assert.ok(hostA && hostB, "no host inbox found");
     // The spy waits on A's host inbox for the stop that `a.cluster.stop()` writes there.
-    await using watcher = await attacker();
+    await using watcher = await attacker(redis);
     const next = watcher.send(["XREAD", "BLOCK", "0", "STREAMS", hostA, "$"]) as Promise<
       [unknown, [unknown, unknown[]][]][]
     >;
@@ -104,16 +66,16 @@ Deno.test({
     await delay(1500);
     assert.deepEqual(await b.client.view().apply(() => 6 * 7).get(T), [42]);
   },
-});
+  CASE,
+);
 
-Deno.test({
-  name: "a captured task copied to another cluster sharing the key does not run there",
-  ...TEST,
-  fn: async () => {
+redisTest(
+  "a captured task copied to another cluster sharing the key does not run there",
+  async (redis) => {
     const key = generateKey();
-    await using spy = await attacker();
-    await using a = await start({ key });
-    await using b = await start({ key });
+    await using spy = await attacker(redis);
+    await using a = await start(redis, { key });
+    await using b = await start(redis, { key });
     assert.deepEqual(await a.client.view().apply(hit).get(T), [1]);
     const [dispatchA] = await spy.keys(`${a.cluster.namespace}:inbox:dispatch.*`);
     const [dispatchB] = await spy.keys(`${b.cluster.namespace}:inbox:dispatch.*`);
@@ -128,14 +90,14 @@ Deno.test({
     assert.deepEqual(await hits(b.client), [0]);
     assert.deepEqual(await hits(a.client), [1]);
   },
-});
+  CASE,
+);
 
-Deno.test({
-  name: "a dispatch copied to another host's dispatcher does not fail the live call",
-  ...TEST,
-  fn: async () => {
-    await using spy = await attacker();
-    await using fx = await start({ n: 2, hosts: 2 });
+redisTest(
+  "a dispatch copied to another host's dispatcher does not fail the live call",
+  async (redis) => {
+    await using spy = await attacker(redis);
+    await using fx = await start(redis, { n: 2, hosts: 2 });
     const ns = fx.cluster.namespace;
     const hostOf0 = fx.client.hostOf(0);
     const hostOf1 = fx.client.hostOf(1);
@@ -154,14 +116,14 @@ Deno.test({
     assert.equal(await live.get(T), "done");
     assert.deepEqual(await fx.client.view().apply(() => 1).get(T), [1, 1]);
   },
-});
+  CASE,
+);
 
-Deno.test({
-  name: "a task copied into its own stream after 10,500 more calls does not run again",
-  ...TEST,
-  fn: async () => {
-    await using spy = await attacker();
-    await using fx = await start({ replayWindowMs: 5000 });
+redisTest(
+  "a task copied into its own stream after 10,500 more calls does not run again",
+  async (redis) => {
+    await using spy = await attacker(redis);
+    await using fx = await start(redis, { replayWindowMs: 5000 });
     const dv = fx.client.view(0);
     assert.equal(await dv.apply(hit).get(T), 1);
     const [stream] = await spy.keys(`${fx.cluster.namespace}:inbox:dispatch.*`);
@@ -174,15 +136,14 @@ Deno.test({
     await delay(1500);
     assert.equal(await dv.apply(() => (globalThis as { hits?: number }).hits).get(T), 1);
   },
-});
+  CASE,
+);
 
-Deno.test({
-  name:
-    "heartbeats copied or forged do not keep a frozen host alive: its call ends EngineDiedError",
-  ...TEST,
-  fn: async () => {
-    await using spy = await attacker();
-    await using fx = await start({ launcher: "process", heartbeatTimeoutMs: 1500 });
+redisTest(
+  "heartbeats copied or forged do not keep a frozen host alive: its call ends EngineDiedError",
+  async (redis) => {
+    await using spy = await attacker(redis);
+    await using fx = await start(redis, { launcher: "process", heartbeatTimeoutMs: 1500 });
     const [pid] = await fx.client.view().apply(() => Deno.pid).get(T);
     const beats = `${fx.cluster.namespace}:inbox:_heartbeats`;
     const signed = await spy.payloads(beats);
@@ -215,13 +176,13 @@ Deno.test({
       } catch { /* gone */ }
     }
   },
-});
+  CASE,
+);
 
-Deno.test({
-  name: "a second cluster on a namespace in use is refused with NamespaceInUseError",
-  ...TEST,
-  fn: async () => {
-    await using a = await start();
+redisTest(
+  "a second cluster on a namespace in use is refused with NamespaceInUseError",
+  async (redis) => {
+    await using a = await start(redis);
     const dv = a.client.view();
     // A call queued behind a busy engine: a second cluster's stop must not delete it.
     const busy = dv.apply(() => new Promise((r) => setTimeout(() => r("busy"), 1000)));
@@ -229,7 +190,7 @@ Deno.test({
     const b = new Cluster({
       n: 1,
       hosts: 1,
-      transport: redisUrl!,
+      transport: redis.url,
       progress: false,
       namespace: a.cluster.namespace,
     });
@@ -241,18 +202,15 @@ Deno.test({
     assert.deepEqual(await queued.get(T), ["queued"]);
     assert.deepEqual(await dv.apply(() => 2).get(T), [2]);
   },
-});
+  CASE,
+);
 
-Deno.test({
-  name: "a namespace is free again once its cluster stopped",
-  ...TEST,
-  fn: async () => {
-    const namespace = `replay-${crypto.randomUUID().slice(0, 8)}`;
-    {
-      await using a = await start({ namespace });
-      assert.deepEqual(await a.client.view().apply(() => 1).get(T), [1]);
-    }
-    await using b = await start({ namespace });
-    assert.deepEqual(await b.client.view().apply(() => 2).get(T), [2]);
-  },
-});
+redisTest("a namespace is free again once its cluster stopped", async (redis) => {
+  const namespace = `replay-${crypto.randomUUID().slice(0, 8)}`;
+  {
+    await using a = await start(redis, { namespace });
+    assert.deepEqual(await a.client.view().apply(() => 1).get(T), [1]);
+  }
+  await using b = await start(redis, { namespace });
+  assert.deepEqual(await b.client.view().apply(() => 2).get(T), [2]);
+}, CASE);

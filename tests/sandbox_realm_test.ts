@@ -15,10 +15,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { writeKeyFile } from "../actors/key_file.ts";
+import { Cluster, type TreeCommunicator, writeKeyFile } from "../mod.ts";
 import { generateKey } from "../transport/envelope.ts";
-import type { TreeCommunicator } from "../actors/tree.ts";
 import { TimeoutError } from "../errors.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { within } from "./_async.ts";

@@ -10,8 +10,8 @@
  * test: Worker permissions need that flag.
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { toHex, writeKeyFile } from "../actors/key_file.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { toHex, writeKeyFile } from "../transport/key.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { within } from "./_async.ts";

@@ -8,11 +8,11 @@
  * `--unstable-worker-options`.
  */
 import assert from "node:assert/strict";
-import { Cluster } from "../actors/cluster.ts";
-import { readKeyFile, toHex, writeKeyFile } from "../actors/key_file.ts";
+import { Cluster } from "../actors/client/cluster.ts";
+import { readKeyFile, toHex, writeKeyFile } from "../transport/key.ts";
 import { RemoteError, TransportClosedError } from "../errors.ts";
 import { createTransport } from "../transport/mod.ts";
-import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
+import { freePort, hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { within } from "./_async.ts";
 
 // Names that exist in the engines' namespaces, not here.
@@ -166,13 +166,6 @@ async function tlsUnavailable(): Promise<string | undefined> {
   const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
   // A server with TLS fails on the missing file; one without rejects the directive.
   return text.includes(missing) ? undefined : "redis-server is built without TLS";
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 /**

@@ -8,12 +8,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { broadcastAddress, type BroadcastNodeStats } from "../actors/broadcast.ts";
-import { Cluster } from "../actors/cluster.ts";
-import { REGISTRY } from "../actors/engine_host.ts";
+import { Cluster } from "../actors/client/cluster.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { inspectRedis, type NamespaceStats } from "./_stream_stats.ts";
 import { delay } from "./_async.ts";
+import { broadcastAddress, REGISTRY } from "../actors/protocol/addresses.ts";
+import type { BroadcastNodeStats } from "../actors/protocol/messages.ts";
 
 /** `rank` in the engines' namespaces. */
 declare const rank: number;

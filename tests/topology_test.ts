@@ -11,7 +11,7 @@ import {
   levelsOf,
   printBintree,
   rootOf,
-} from "../actors/_topology.ts";
+} from "../actors/protocol/topology.ts";
 
 function range(n: number, start = 0, step = 1): number[] {
   return Array.from({ length: n }, (_, i) => start + i * step);

@@ -277,6 +277,25 @@ export function transportContract(
     },
   );
 
+  test(
+    "append() and appendMany() with maxAgeMs drop the entries older than that",
+    async (t, ns) => {
+      const s = `${ns}:s`;
+      for (let i = 0; i < 5; i++) await t.append(s, utf8(`old${i}`));
+      await delay(60);
+      const kept = await t.append(s, utf8("new"), { maxAgeMs: 30 });
+      assert.deepEqual((await t.range(s)).map((e) => e.id), [kept]);
+      await delay(60);
+      const ids = await t.appendMany([{ stream: s, data: utf8("a") }, {
+        stream: s,
+        data: utf8("b"),
+      }], {
+        maxAgeMs: 30,
+      });
+      assert.deepEqual((await t.range(s)).map((e) => e.id), ids);
+    },
+  );
+
   test("range() reads in order from an inclusive start, at most count entries", async (t, ns) => {
     const s = `${ns}:s`;
     const ids: string[] = [];

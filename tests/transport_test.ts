@@ -1,13 +1,7 @@
 import { MemoryTransport } from "../transport/memory.ts";
 import { RedisTransport } from "../transport/redis.ts";
-import {
-  hasRedisServer,
-  redisAvailable,
-  type RedisServer,
-  startRedisServer,
-  testRedisUrl,
-} from "./_redis_server.ts";
-import { transportContract, type TransportHandle } from "./transport_contract.ts";
+import { openBackend, unavailable } from "./_backends.ts";
+import { transportContract } from "./transport_contract.ts";
 
 transportContract("MemoryTransport", () => {
   const transport = new MemoryTransport();
@@ -27,32 +21,20 @@ transportContract("MemoryTransport through a port", () => {
   });
 });
 
-if (!redisAvailable()) {
-  // deno-lint-ignore no-console
-  console.warn("RedisTransport contract ignored: no redis-server on PATH and REDIS_URL is unset");
-}
-
 // Each test gets its own server, so nothing outlives the test that started it.
-transportContract("RedisTransport", openRedis, { ignore: !redisAvailable() });
-
-async function openRedis(): Promise<TransportHandle> {
-  let server: RedisServer | undefined;
-  let url = testRedisUrl();
-  if (hasRedisServer()) {
-    server = await startRedisServer();
-    url = server.url;
-  }
+transportContract("RedisTransport", async () => {
+  const backend = await openBackend("redis");
   try {
-    const transport = await RedisTransport.connect(url!);
+    const transport = await RedisTransport.connect(backend.url);
     return {
       transport,
       async [Symbol.asyncDispose]() {
         await transport.close();
-        await server?.[Symbol.asyncDispose]();
+        await backend[Symbol.asyncDispose]();
       },
     };
   } catch (error) {
-    await server?.[Symbol.asyncDispose]();
+    await backend[Symbol.asyncDispose]();
     throw error;
   }
-}
+}, { ignore: unavailable("redis") !== undefined });

@@ -11,9 +11,7 @@ import {
   SerializationError,
   TaskError,
 } from "../mod.ts";
-import { fileRedis } from "./_redis_server.ts";
-
-const { url: redisUrl, ignored: noRedis } = await fileRedis("view_map_test");
+import { BACKENDS, forEachBackend } from "./_backends.ts";
 
 const T = { timeout: 60_000 };
 
@@ -23,19 +21,13 @@ const kinds: [string, MakeView][] = [
   ["BroadcastView", (c) => c.client!.broadcastView()],
 ];
 
-function suite(name: string, base: ClusterOptions, ignore: string | undefined) {
+forEachBackend(BACKENDS, (backendCase) => {
   const test = (title: string, options: ClusterOptions, fn: (c: Cluster) => Promise<void>) =>
-    Deno.test({
-      name: `${name}: ${title}`,
-      ignore: ignore !== undefined,
-      sanitizeOps: false,
-      sanitizeResources: false,
-      fn: async () => {
-        await using cluster = new Cluster({ progress: false, ...base, ...options });
-        await cluster.startAndConnect();
-        await fn(cluster);
-      },
-    });
+    backendCase(title, async (backend) => {
+      await using cluster = new Cluster({ progress: false, transport: backend.url, ...options });
+      await cluster.startAndConnect();
+      await fn(cluster);
+    }, { timeoutMs: 2 * T.timeout, sanitize: false });
 
   for (const [kind, make] of kinds) {
     test(
@@ -132,7 +124,4 @@ function suite(name: string, base: ClusterOptions, ignore: string | undefined) {
       },
     );
   }
-}
-
-suite("memory", { transport: "memory:" }, undefined);
-suite("redis", { transport: redisUrl ?? "" }, noRedis);
+});

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ReadOptions, StreamEntry } from "./types.ts";
+import type { AppendOptions, ReadOptions, StreamEntry } from "./types.ts";
 
 interface Entry {
   id: string;
@@ -59,7 +59,7 @@ export class Broker {
     return s;
   }
 
-  append(name: string, data: Uint8Array, maxLen?: number): string {
+  append(name: string, data: Uint8Array, options: AppendOptions = {}): string {
     const s = this.stream(name);
     const now = Date.now();
     if (now > s.lastMs) {
@@ -71,7 +71,11 @@ export class Broker {
     const id = `${s.lastMs}-${s.lastSeq}`;
     // Shared memory is a copy a Worker made for the stream alone; other bytes are the caller's.
     s.entries.push({ id, data: isShared(data) ? data : data.slice() });
-    if (maxLen !== undefined) this.trimApproximately(name, maxLen);
+    if (options.maxLen !== undefined) this.trimApproximately(name, options.maxLen);
+    if (options.maxAgeMs !== undefined) {
+      const old = lowerBound(s, `${now - options.maxAgeMs}-0`);
+      if (old > 0) this.cut(s, s.entries.length - old);
+    }
     this.wake(name);
     return id;
   }

@@ -69,10 +69,10 @@ export function servePort(broker: Broker, port: MessagePort): void {
 function call(broker: Broker, method: Method, a: any[]): unknown {
   switch (method) {
     case "append":
-      return broker.append(a[0], a[1], a[2]?.maxLen);
+      return broker.append(a[0], a[1], a[2]);
     case "appendMany":
       return (a[0] as { stream: string; data: Uint8Array }[]).map((e) =>
-        broker.append(e.stream, e.data, a[1]?.maxLen)
+        broker.append(e.stream, e.data, a[1])
       );
     case "read":
       return broker.read(a[0], a[1], a[2], a[3] ?? {});

@@ -28,6 +28,16 @@ export function xadd(stream: string, data: Uint8Array, maxLen: number | undefine
   return args;
 }
 
+/**
+ * What follows an `XADD` with `maxAgeMs` (one `XADD` takes a single trim strategy): the trim of
+ * the entries older than `maxAgeMs` by their ids' time, and the key's expiry.
+ */
+export function ageTrim(stream: string, maxAgeMs: number): Arg[][] {
+  checkLength("maxAgeMs", maxAgeMs);
+  const oldest = `${Math.max(0, Date.now() - maxAgeMs)}-0`;
+  return [["XTRIM", stream, "MINID", oldest], ["PEXPIRE", stream, String(maxAgeMs)]];
+}
+
 /** Throws a `TypeError` that shows no part of `url` unless it is a `redis:` or `rediss:` URL. */
 export function checkRedisUrl(url: string): void {
   let parsed: URL;

@@ -291,6 +291,9 @@ function prepareInstance(object: object, ancestors: object[]): unknown {
   if (object instanceof URL) return new ExtData(EXT_URL, textEncoder.encode(object.href));
   if (object instanceof Error) return prepareError(object, ancestors);
   if (wireTypes.some((t) => t.test(object))) return object;
+  // An extension value this process has no decoder for (a wire type registered only where it is
+  // used), decoded as `ExtData`: relayed as it came.
+  if (object instanceof ExtData) return object;
   if (!(object instanceof Map || object instanceof Set)) return refuse(object);
   if (ancestors.includes(object)) throw new Unsendable("a circular reference cannot be sent");
   ancestors.push(object);
@@ -484,6 +487,10 @@ function cloneInstance(object: object, ancestors: object[]): unknown {
   if (object instanceof Error) return buildError(errorParts(object, ancestors, clone));
   const wireType = wireTypes.find((t) => t.test(object));
   if (wireType) return wireType.fromData(clone(wireType.toData(object), ancestors));
+  if (object instanceof ExtData) {
+    const { type, data } = object;
+    return new ExtData(type, data instanceof Uint8Array ? data.slice() : data);
+  }
   if (!(object instanceof Map || object instanceof Set)) return refuse(object);
   if (ancestors.includes(object)) throw new Unsendable("a circular reference cannot be sent");
   ancestors.push(object);

@@ -32,7 +32,7 @@ export class MemoryTransport implements Transport {
 
   append(stream: string, data: Uint8Array, options?: AppendOptions): Promise<string> {
     try {
-      return Promise.resolve(this.#open().append(stream, data, options?.maxLen));
+      return Promise.resolve(this.#open().append(stream, data, options));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -44,7 +44,7 @@ export class MemoryTransport implements Transport {
   ): Promise<string[]> {
     try {
       const broker = this.#open();
-      return Promise.resolve(entries.map((e) => broker.append(e.stream, e.data, options?.maxLen)));
+      return Promise.resolve(entries.map((e) => broker.append(e.stream, e.data, options)));
     } catch (error) {
       return Promise.reject(error);
     }

@@ -10,6 +10,7 @@
  */
 import { Buffer } from "node:buffer";
 import {
+  ageTrim,
   checkCount,
   checkDuration,
   checkLength,
@@ -168,7 +169,16 @@ export class RedisTransport implements Transport {
     const what = `append to stream "${stream}"`;
     this.#checkSize(what, data);
     const args = xadd(stream, data, options?.maxLen);
-    return text(await this.#link.call(what, [stream], () => this.#link.send(args)));
+    const after = options?.maxAgeMs === undefined ? [] : ageTrim(stream, options.maxAgeMs);
+    if (after.length === 0) {
+      return text(await this.#link.call(what, [stream], () => this.#link.send(args)));
+    }
+    const [id] = await this.#link.call(
+      what,
+      [stream],
+      () => Promise.all([args, ...after].map((c) => this.#link.send(c))),
+    );
+    return text(id);
   }
 
   async appendMany(
@@ -180,8 +190,10 @@ export class RedisTransport implements Transport {
       return [];
     }
     for (const e of entries) this.#checkSize(`append to stream "${e.stream}"`, e.data);
-    const commands = entries.map((e) => xadd(e.stream, e.data, options?.maxLen));
     const streams = [...new Set(entries.map((e) => e.stream))];
+    const commands = entries.map((e) => xadd(e.stream, e.data, options?.maxLen));
+    const maxAgeMs = options?.maxAgeMs;
+    const after = maxAgeMs === undefined ? [] : streams.flatMap((s) => ageTrim(s, maxAgeMs));
     const what = entries.length === 1
       ? `append to stream "${streams[0]}"`
       : `append ${entries.length} entries to ${listStreams(streams)}`;
@@ -189,9 +201,9 @@ export class RedisTransport implements Transport {
     const ids = await this.#link.call(
       what,
       streams,
-      () => Promise.all(commands.map((c) => this.#link.send(c))),
+      () => Promise.all([...commands, ...after].map((c) => this.#link.send(c))),
     );
-    return ids.map(text);
+    return ids.slice(0, commands.length).map(text);
   }
 
   /**

@@ -24,6 +24,11 @@ export interface StreamEntry {
 export interface AppendOptions {
   /** Trim the stream to about this many entries (Redis `MAXLEN ~`). */
   maxLen?: number;
+  /**
+   * Drop the stream's entries older than this many ms (by their ids' time) at this append (Redis
+   * `MINID ~`); on Redis the stream's key also expires this long after its last such append.
+   */
+  maxAgeMs?: number;
 }
 
 /** Options of {@linkcode Transport.read}. */
