@@ -188,9 +188,9 @@ export abstract class View<S extends Shape = "list"> {
   ): AsyncResult<Awaited<ReturnType<F>>, S> {
     const shipped = fn instanceof ModuleFunction ? fn : FunctionSource.of(fn);
     return this.#shaped(
-      this.#run({ type: "apply", content: { fn: shipped, args: [] } }, options, async () => ({
+      this.#run({ type: "apply", content: { fn: shipped, args: [] } }, options, async (blobs) => ({
         fn: shipped,
-        args: await Promise.all(args.map((a, i) => this.#ship(a, `$.args[${i}]`))),
+        args: await Promise.all(args.map((a, i) => this.#ship(a, blobs, `$.args[${i}]`))),
       })),
     );
   }
@@ -260,10 +260,10 @@ export abstract class View<S extends Shape = "list"> {
 
   /** Sets names in every engine's namespace. Functions travel as their source. */
   push(values: Record<string, unknown>, options: CallOptions = {}): AsyncResult<void, S> {
-    return this.#shaped(this.#run({ type: "push", content: {} }, options, async () => {
+    return this.#shaped(this.#run({ type: "push", content: {} }, options, async (blobs) => {
       const shipped: Record<string, unknown> = {};
       for (const [name, value] of Object.entries(values)) {
-        shipped[name] = await this.#ship(value, `$.values${propertyPath(name)}`);
+        shipped[name] = await this.#ship(value, blobs, `$.values${propertyPath(name)}`);
       }
       return { values: shipped };
     }));
@@ -332,7 +332,7 @@ export abstract class View<S extends Shape = "list"> {
   #run(
     operation: Operation,
     options: CallOptions,
-    prepare?: () => Promise<Record<string, unknown>>,
+    prepare?: (blobs: string[]) => Promise<Record<string, unknown>>,
     single = false,
   ): AsyncResult<unknown> {
     checkCallOptions(operation.type, options);
@@ -364,8 +364,11 @@ export abstract class View<S extends Shape = "list"> {
     // Preparing may store blobs (async); the AsyncResult is returned at once all the same. The
     // call is dispatched after the calls made before it, however long they take to prepare.
     // Wrapped: an AsyncResult is thenable, and a promise would unwrap it.
+    // The blobs the call stored: deleted once every engine answered (or the call failed), as no
+    // engine reads them after that.
+    const blobs: string[] = [];
     const prepared = host.dispatchInOrder(
-      prepare ? prepare() : Promise.resolve(operation.content),
+      prepare ? prepare(blobs) : Promise.resolve(operation.content),
       (content) => ({ result: send({ ...operation, content }) }),
     );
     // A signal that aborts before the call is dispatched fails it at once (and it is not sent).
@@ -379,6 +382,9 @@ export abstract class View<S extends Shape = "list"> {
         cancelled.then((): Outcome => ({ engineId, error: signal!.reason })),
       ])
     );
+    Promise.allSettled([prepared, ...outcomes]).then(() => {
+      if (blobs.length > 0) host.transport.deleteBlobs(blobs).catch(() => {});
+    });
     return host.track(
       new AsyncResult(id, this.targets, outcomes, () => {
         prepared.then(({ result }) => result.abort(), () => {});
@@ -387,16 +393,18 @@ export abstract class View<S extends Shape = "list"> {
   }
 
   /**
-   * `value` as it crosses the wire: functions as source, large values as blobs. `path` is its
-   * place in the message, for the `SerializationError` of a value that cannot be sent.
+   * `value` as it crosses the wire: functions as source, large values as blobs (their keys added
+   * to `blobs`). `path` is its place in the message, for the `SerializationError` of a value that
+   * cannot be sent.
    */
-  async #ship(value: unknown, path: string): Promise<unknown> {
+  async #ship(value: unknown, blobs: string[], path: string): Promise<unknown> {
     if (typeof value === "function") return FunctionSource.of(value as AnyFunction);
     if (value === null || typeof value !== "object") return value;
     if (ArrayBuffer.isView(value) && value.byteLength < BLOB_THRESHOLD) return value;
     const bytes = encodeValue(value, path);
     if (bytes.byteLength < BLOB_THRESHOLD) return value;
     const key = `${this.#host.namespace}:blob:${crypto.randomUUID()}`;
+    blobs.push(key);
     return await storeBlob(this.#host.transport, key, bytes, BLOB_TTL_MS);
   }
 }
