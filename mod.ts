@@ -59,6 +59,8 @@ export {
   type MapItem,
 } from "./actors/client/async_map_result.ts";
 export { type EngineResult } from "./actors/protocol/results.ts";
+export type { EngineQueueStatus } from "./actors/protocol/queue_status.ts";
+export type { WaitInteractiveOptions } from "./actors/client/wait_interactive.ts";
 // The wire shapes the views' protected `dispatch()` and `tree()` take and give.
 export { type BroadcastTree, type Operation } from "./actors/protocol/messages.ts";
 

@@ -231,8 +231,17 @@ Deno.test("encodeValue() round-trips undefined in arrays, including holes", () =
   // deno-lint-ignore no-sparse-arrays
   const sparse = roundTrip([1, , 3]);
   assert.equal(sparse.length, 3);
-  assert.ok(1 in sparse);
-  assert.equal(sparse[1], undefined);
+  assert.ok(!(1 in sparse), "a hole stays a hole");
+  // deno-lint-ignore no-sparse-arrays
+  assert.deepEqual(sparse, [1, , 3]);
+  const wide = new Array(2 ** 31);
+  wide[7] = { at: [undefined] };
+  wide[2 ** 30] = "far";
+  const far = roundTrip(wide);
+  assert.equal(far.length, 2 ** 31);
+  assert.deepEqual(Object.keys(far), ["7", String(2 ** 30)]);
+  assert.deepEqual(far[7], { at: [undefined] });
+  assertRefused([, () => 1], "$[1]", /function/);
 });
 
 Deno.test("encodeValue() round-trips undefined object properties as present keys", () => {
@@ -418,9 +427,70 @@ Deno.test("encodeValue() refuses a WeakMap, a WeakSet and a WeakRef", () => {
   assertRefused([new WeakRef({})], "$[0]", /WeakRef/);
 });
 
-Deno.test("encodeValue() refuses a DataView, pointing to its typed array", () => {
-  assertRefused(new DataView(new ArrayBuffer(4)), "$", /DataView/);
-  assertRefused({ view: new DataView(new ArrayBuffer(4)) }, "$.view", /typed array/);
+Deno.test("encodeValue() round-trips a DataView with only its own bytes", () => {
+  const bytes = new Uint8Array([9, 1, 2, 3, 9]);
+  const back = roundTrip({ view: new DataView(bytes.buffer, 1, 3) }).view;
+  assert.ok(back instanceof DataView);
+  assert.equal(back.byteLength, 3);
+  assert.equal(back.buffer.byteLength, 3);
+  assert.deepEqual([back.getUint8(0), back.getUint8(2)], [1, 3]);
+});
+
+Deno.test("encodeValue() round-trips RegExps with flags and lastIndex, and URLs", () => {
+  const sticky = /a(b)?c/gy;
+  sticky.lastIndex = 2;
+  const back = roundTrip({
+    sticky,
+    plain: /x\/y/i,
+    url: new URL("https://u:p@h.example:8/p?q=1#f"),
+  });
+  assert.ok(back.sticky instanceof RegExp && back.plain instanceof RegExp);
+  assert.equal(back.sticky.source, "a(b)?c");
+  assert.equal(back.sticky.flags, "gy");
+  assert.equal(back.sticky.lastIndex, 2);
+  assert.equal(back.plain.source, "x\\/y");
+  assert.ok(back.url instanceof URL);
+  assert.equal(back.url.href, "https://u:p@h.example:8/p?q=1#f");
+});
+
+Deno.test("encodeValue() round-trips built-in errors as their class, with properties and cause", () => {
+  const range = Object.assign(new RangeError("out", { cause: new Error("inner") }), {
+    code: "E_RANGE",
+    status: 416,
+    detail: { at: [1, undefined] },
+  });
+  const back = roundTrip([range])[0];
+  assert.ok(back instanceof RangeError);
+  assert.deepEqual(back, range);
+  assert.ok(back.cause instanceof Error);
+  assert.equal((back.cause as Error).message, "inner");
+  assert.equal(back.stack, range.stack);
+  const aggregate = roundTrip(new AggregateError([new TypeError("t"), 2], "both"));
+  assert.ok(aggregate instanceof AggregateError);
+  assert.ok(aggregate.errors[0] instanceof TypeError);
+  assert.equal(aggregate.errors[1], 2);
+  const notFound = roundTrip(new Deno.errors.NotFound("gone"));
+  assert.ok(notFound instanceof Deno.errors.NotFound);
+  const aborted = roundTrip(new DOMException("stop", "AbortError"));
+  assert.ok(aborted instanceof DOMException);
+  assert.equal(aborted.name, "AbortError");
+  assertRefused(Object.assign(new Error("x"), { code: Symbol("c") }), "$.code", /symbol/);
+});
+
+Deno.test("encodeValue() refuses class instances, naming their path and class", () => {
+  class Point {
+    constructor(public x: number) {}
+  }
+  class AppError extends Error {}
+  function* counter() {
+    yield 1;
+  }
+  assertRefused({ args: [{ point: new Point(1) }] }, "$.args[0].point", /instance of Point/);
+  assertRefused([new AppError("a")], "$[0]", /instance of AppError.*built-in error classes/);
+  assertRefused({ g: counter() }, "$.g", /instance of (Generator|Object)/);
+  assertRefused(new Headers(), "$", /instance of Headers/);
+  assertRefused(Object.create({ inherited: 1 }), "$", /instance of Object/);
+  assertRefused(new (class List extends Array {})(), "$", /instance of List/);
 });
 
 Deno.test("encodeValue() refuses bad values inside Maps and Sets, naming the entry", () => {
@@ -479,8 +549,11 @@ function randomValue(depth: number, random: () => number): unknown {
       return new Int16Array(new Int16Array([1, 2, 3, 4, 5]).buffer, 2, 3); // offset view
     case 8:
       return new Uint8Array([1, 2, 3, n()]).subarray(1);
-    case 9:
-      return Array.from({ length: n() }, () => randomValue(depth - 1, random));
+    case 9: {
+      const array = Array.from({ length: n() }, () => randomValue(depth - 1, random));
+      if (random() < 0.3) delete array[0];
+      return array;
+    }
     case 10: {
       const object: Record<string, unknown> = {};
       for (let i = 0; i < n(); i++) object[`k${i}`] = randomValue(depth - 1, random);
@@ -491,7 +564,12 @@ function randomValue(depth: number, random: () => number): unknown {
     case 12:
       return new Set([randomValue(depth - 1, random), 1]);
     case 13:
-      return new RangeError(`e${n()}`);
+      return [
+        Object.assign(new RangeError(`e${n()}`), { code: n() }),
+        new RegExp(`r${n()}`, "gi"),
+        new URL(`http://h.example/${n()}`),
+        new DataView(new Uint8Array([n(), 1, 2]).buffer, 1),
+      ][n()];
     case 14:
       return new Uint32Array([1, 2, 3]).buffer;
     default:
@@ -528,11 +606,16 @@ Deno.test("cloneValue() copies: the clone shares no typed array, buffer or conta
   assert.equal(sliced.buffer.byteLength, 16, "the copy's buffer holds only its bytes");
   const buffer = cloneValue(Buffer.from([1, 2]));
   assert.equal(Object.getPrototypeOf(buffer), Uint8Array.prototype, "a Buffer arrives plain");
-  class Point {
-    constructor(public x: number) {}
-  }
-  assert.deepEqual(cloneValue(new Point(1)), roundTrip(new Point(1)));
-  assert.equal(Object.getPrototypeOf(cloneValue(new Point(1))), Object.prototype);
+  // deno-lint-ignore no-sparse-arrays
+  assert.deepEqual(cloneValue([1, , { r: /a/g, u: new URL("http://h/") }]), [1, , {
+    r: /a/g,
+    u: new URL("http://h/"),
+  }]);
+  const dataView = cloneValue(new DataView(new Uint8Array([1, 2, 3]).buffer, 1)) as DataView;
+  assert.deepEqual([dataView.byteLength, dataView.getUint8(0)], [2, 2]);
+  const failure = cloneValue(Object.assign(new TypeError("t"), { code: 1 })) as TypeError;
+  assert.ok(failure instanceof TypeError);
+  assert.equal((failure as TypeError & { code: number }).code, 1);
   const shipped = {
     fn: FunctionSource.of(function twice(x: number) {
       return 2 * x;
@@ -553,7 +636,8 @@ Deno.test("cloneValue() and checkValue() refuse what encodeValue() refuses, with
     circular,
     { p: Promise.resolve() },
     new Map([["k", new WeakMap()]]),
-    new Set([new DataView(new ArrayBuffer(1))]),
+    new Set([new (class Point {})()]),
+    [new (class AppError extends Error {})()],
     { when: new Date(NaN) },
     JSON.parse('{"__proto__": 1}'),
   ];
@@ -575,4 +659,12 @@ Deno.test("cloneValue() and checkValue() refuse what encodeValue() refuses, with
       });
     }
   }
+});
+
+Deno.test("encodeValue() and cloneValue() relay an extension value this process cannot decode", () => {
+  const unknown = decodeValue(new Uint8Array([0xd4, 0x70, 0x2a])); // fixext 1, type 112
+  const relayed = decodeValue(encodeValue({ fn: unknown })) as { fn: unknown };
+  assert.deepEqual(relayed, { fn: unknown });
+  assert.deepEqual(cloneValue({ fn: unknown }), { fn: unknown });
+  checkValue([unknown]);
 });

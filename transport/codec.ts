@@ -1,11 +1,15 @@
 /**
- * MessagePack encoding of the values that travel between actors: JSON-like data plus typed
- * arrays, `Map`, `Set`, `BigInt`, `Date`, `undefined`, `ArrayBuffer` and `Error`, and the wire
- * types other modules register with {@linkcode defineWireType}.
+ * MessagePack encoding of the values that travel between actors. A value arrives equal, of the
+ * same type, or is refused before anything is sent with a `SerializationError` naming its path and
+ * type. What arrives as itself: JSON-like data, `undefined`, `-0`, `BigInt`, nested and sparse
+ * arrays, typed arrays, `ArrayBuffer`, `DataView`, `Map`, `Set`, `Date`, `RegExp`, `URL`, the
+ * built-in errors and `Deno.errors` (with their own properties, `cause` and `errors`), and the wire
+ * types this library registers with {@linkcode defineWireType}. Instances of other classes are
+ * refused: they would arrive as plain objects without their prototype.
  *
  * @module
  */
-import { Decoder, Encoder, ExtensionCodec } from "../deps.ts";
+import { Decoder, Encoder, ExtData, ExtensionCodec } from "../deps.ts";
 import { SerializationError } from "../errors.ts";
 
 const EXT_UNDEFINED = 0;
@@ -16,6 +20,10 @@ const EXT_TYPED_ARRAY = 4;
 const EXT_ARRAY_BUFFER = 5;
 const EXT_ERROR = 6;
 const EXT_NEGATIVE_ZERO = 7;
+const EXT_REGEXP = 8;
+const EXT_URL = 9;
+const EXT_DATA_VIEW = 10;
+const EXT_SPARSE_ARRAY = 11;
 const EXT_FIRST_USER = 16;
 
 const TYPED_ARRAYS = [
@@ -96,17 +104,20 @@ extensions.register({
   encode: (v) => (v instanceof ArrayBuffer ? new Uint8Array(v) : null),
   decode: (data) => data.slice().buffer,
 });
-extensions.register({
-  type: EXT_ERROR,
-  encode: (v) =>
-    v instanceof Error ? encodeRaw({ name: v.name, message: v.message, stack: v.stack }) : null,
-  decode: (data) => {
-    const { name, message, stack } = decodeRaw(data) as Record<string, string>;
-    const error = new Error(message);
-    error.name = name;
-    error.stack = stack;
-    return error;
-  },
+// The kinds below are handed to the encoder as `ExtData` by `prepare`, which meets them anyway:
+// registered without an encoder, they cost the encoder nothing for the values that are not them.
+function registerDecoder(type: number, decode: (data: Uint8Array) => unknown): void {
+  extensions.register({ type, encode: null as never, decode });
+}
+registerDecoder(EXT_ERROR, (data) => buildError(decodeRaw(data) as ErrorParts));
+registerDecoder(EXT_REGEXP, (data) => makeRegExp(...(decodeRaw(data) as [string, string, number])));
+registerDecoder(EXT_URL, (data) => new URL(textDecoder.decode(data)));
+registerDecoder(EXT_DATA_VIEW, (data) => new DataView(data.slice().buffer));
+registerDecoder(EXT_SPARSE_ARRAY, (data) => {
+  const [length, pairs] = decodeRaw(data) as [number, unknown[]];
+  const array = new Array(length);
+  for (let i = 0; i < pairs.length; i += 2) array[pairs[i] as number] = pairs[i + 1];
+  return array;
 });
 
 const textEncoder = new TextEncoder();
@@ -154,11 +165,11 @@ export function defineWireType<T>(
 
 /**
  * Encodes `value` with MessagePack. Throws {@linkcode SerializationError} naming the path of the
- * first value that cannot be sent: a symbol, a function, a circular reference, a WeakMap, a
- * Promise and the like.
+ * first value that cannot be sent (a symbol, a function, a circular reference, a class instance,
+ * a Promise and the like), starting from `path`, the place of `value` in what is sent.
  */
-export function encodeValue(value: unknown): Uint8Array {
-  return encodeRaw(prepareAt(value));
+export function encodeValue(value: unknown, path = "$"): Uint8Array {
+  return encodeRaw(prepareAt(value, path));
 }
 
 const viewEncoder = new Encoder({ extensionCodec: extensions, useBigInt64: false });
@@ -180,19 +191,19 @@ class Unsendable {
   constructor(readonly reason: string) {}
 }
 
-/** Runs a walk from the root `$`, turning its `Unsendable` into a `SerializationError`. */
-function fromRoot<T>(walk: () => T): T {
+/** Runs a walk from `root`, turning its `Unsendable` into a `SerializationError`. */
+function fromRoot<T>(walk: () => T, root = "$"): T {
   try {
     return walk();
   } catch (error) {
     if (!(error instanceof Unsendable)) throw error;
-    throw new SerializationError(`$${error.steps.reverse().join("")}`, error.reason);
+    throw new SerializationError(`${root}${error.steps.reverse().join("")}`, error.reason);
   }
 }
 
-/** {@linkcode prepare} at the root `$`, failing with `SerializationError`. */
-function prepareAt(value: unknown): unknown {
-  return fromRoot(() => prepare(value, []));
+/** {@linkcode prepare} from `root`, failing with `SerializationError`. */
+function prepareAt(value: unknown, root = "$"): unknown {
+  return fromRoot(() => prepare(value, []), root);
 }
 
 /**
@@ -220,7 +231,9 @@ export function decodeValue(bytes: Uint8Array): unknown {
 
 /**
  * Checks that `value` can be sent and returns it with every `undefined` replaced by a marker the
- * encoder understands, copying only the containers that hold one.
+ * encoder understands and every RegExp, URL, DataView, Error and sparse array by its `ExtData`,
+ * copying only the containers that hold one. Plain objects and arrays are recognised first, by
+ * their prototype, so plain data asks no other question.
  */
 function prepare(value: unknown, ancestors: object[]): unknown {
   switch (typeof value) {
@@ -241,49 +254,183 @@ function prepare(value: unknown, ancestors: object[]): unknown {
   }
   if (value === null) return null;
   const object = value as object;
-  if (
-    ArrayBuffer.isView(object) || object instanceof ArrayBuffer || object instanceof Date ||
-    object instanceof Error
-  ) {
-    if (object instanceof Date && Number.isNaN(object.getTime())) {
-      throw new Unsendable("an invalid Date cannot be sent");
+  const proto = Object.getPrototypeOf(object);
+  if (proto === Object.prototype || proto === Array.prototype || proto === null) {
+    if (ancestors.includes(object)) throw new Unsendable("a circular reference cannot be sent");
+    ancestors.push(object);
+    try {
+      return proto === Array.prototype
+        ? prepareArray(object as unknown[], ancestors)
+        : prepareObject(object as Record<string, unknown>, ancestors);
+    } finally {
+      ancestors.pop();
     }
+  }
+  return prepareInstance(object, ancestors);
+}
+
+/** {@linkcode prepare} for an object that is neither plain nor an array. */
+function prepareInstance(object: object, ancestors: object[]): unknown {
+  if (ArrayBuffer.isView(object)) {
     if (object instanceof DataView) {
-      throw new Unsendable("a DataView cannot be sent; send its typed array");
+      return new ExtData(
+        EXT_DATA_VIEW,
+        new Uint8Array(object.buffer, object.byteOffset, object.byteLength),
+      );
     }
     return object;
   }
-  if (wireTypes.some((t) => t.test(object))) return object;
-  if (ancestors.includes(object)) {
-    throw new Unsendable("a circular reference cannot be sent");
+  if (object instanceof ArrayBuffer) return object;
+  if (object instanceof Date) {
+    if (Number.isNaN(object.getTime())) throw new Unsendable("an invalid Date cannot be sent");
+    return object;
   }
+  if (object instanceof RegExp) {
+    return new ExtData(EXT_REGEXP, encodeRaw([object.source, object.flags, object.lastIndex]));
+  }
+  if (object instanceof URL) return new ExtData(EXT_URL, textEncoder.encode(object.href));
+  if (object instanceof Error) return prepareError(object, ancestors);
+  if (wireTypes.some((t) => t.test(object))) return object;
+  // An extension value this process has no decoder for (a wire type registered only where it is
+  // used), decoded as `ExtData`: relayed as it came.
+  if (object instanceof ExtData) return object;
+  if (!(object instanceof Map || object instanceof Set)) return refuse(object);
+  if (ancestors.includes(object)) throw new Unsendable("a circular reference cannot be sent");
   ancestors.push(object);
   try {
-    if (Array.isArray(object)) return prepareArray(object, ancestors);
     if (object instanceof Map) {
       const entries = [...object];
       const prepared = within("<Map>", () => prepareArray(entries, ancestors));
       return prepared === entries ? object : new Map(prepared as [unknown, unknown][]);
     }
-    if (object instanceof Set) {
-      const items = [...object];
-      const prepared = within("<Set>", () => prepareArray(items, ancestors));
-      return prepared === items ? object : new Set(prepared as unknown[]);
-    }
-    const proto = Object.getPrototypeOf(object);
-    if (proto !== Object.prototype && proto !== null) {
-      const kind = object.constructor?.name ?? "object";
-      if (
-        object instanceof Promise || object instanceof WeakMap || object instanceof WeakSet ||
-        object instanceof WeakRef
-      ) {
-        throw new Unsendable(`a ${kind} cannot be sent`);
-      }
-    }
-    return prepareObject(object as Record<string, unknown>, ancestors);
+    const items = [...object];
+    const prepared = within("<Set>", () => prepareArray(items, ancestors));
+    return prepared === items ? object : new Set(prepared as unknown[]);
   } finally {
     ancestors.pop();
   }
+}
+
+/**
+ * Throws the `Unsendable` of an object no rule takes: an instance of a class would arrive as a
+ * plain object without its prototype, so it is refused rather than altered.
+ */
+function refuse(object: object): never {
+  const kind = typeName(object);
+  if (
+    object instanceof Promise || object instanceof WeakMap || object instanceof WeakSet ||
+    object instanceof WeakRef
+  ) {
+    throw new Unsendable(`a ${kind} cannot be sent`);
+  }
+  if (object instanceof Error) {
+    throw new Unsendable(
+      `an instance of ${kind} cannot be sent: only the built-in error classes and Deno.errors ` +
+        `arrive as themselves (send a built-in error with a name and properties instead)`,
+    );
+  }
+  throw new Unsendable(
+    `an instance of ${kind} cannot be sent: only plain objects, arrays and built-in types ` +
+      `arrive as themselves (send its fields, e.g. { ...value }, and rebuild the ${kind} there)`,
+  );
+}
+
+function typeName(object: object): string {
+  const constructor = Object.getPrototypeOf(object)?.constructor;
+  if (typeof constructor === "function" && constructor.name) return constructor.name;
+  return Object.prototype.toString.call(object).slice(8, -1);
+}
+
+const BUILT_IN_ERRORS = new Map<string, ErrorConstructor>(
+  [Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError].map((C) => [
+    C.name,
+    C,
+  ]),
+);
+
+function denoErrors(): Record<string, unknown> | undefined {
+  return (globalThis as { Deno?: { errors?: Record<string, unknown> } }).Deno?.errors;
+}
+
+/** The name the receiver rebuilds `error`'s class by, or `undefined` for a class it cannot. */
+function errorKind(error: Error): string | undefined {
+  const constructor = Object.getPrototypeOf(error)?.constructor;
+  if (typeof constructor !== "function") return undefined;
+  const name = constructor.name;
+  if (
+    BUILT_IN_ERRORS.get(name) === constructor || constructor === AggregateError ||
+    constructor === DOMException
+  ) {
+    return name;
+  }
+  if (denoErrors()?.[name] === constructor) return `Deno.errors.${name}`;
+  return undefined;
+}
+
+/** What an error crosses the wire as; `properties` are its own enumerable ones (`code`, …). */
+type ErrorParts = [
+  kind: string,
+  name: string,
+  message: string,
+  stack: string | null,
+  properties: Record<string, unknown>,
+  hasCause: boolean,
+  cause: unknown,
+  errors: unknown[] | null,
+];
+
+function errorParts(
+  error: Error,
+  ancestors: object[],
+  copy: (value: unknown, ancestors: object[]) => unknown,
+): ErrorParts {
+  const kind = errorKind(error);
+  if (kind === undefined) refuse(error);
+  if (ancestors.includes(error)) throw new Unsendable("a circular reference cannot be sent");
+  ancestors.push(error);
+  try {
+    const hasCause = Object.hasOwn(error, "cause");
+    return [
+      kind,
+      String(error.name),
+      String(error.message),
+      typeof error.stack === "string" ? error.stack : null,
+      copy({ ...error }, ancestors) as Record<string, unknown>,
+      hasCause,
+      hasCause ? within(".cause", () => copy(error.cause, ancestors)) : null,
+      error instanceof AggregateError
+        ? within(".errors", () => copy([...error.errors], ancestors)) as unknown[]
+        : null,
+    ];
+  } finally {
+    ancestors.pop();
+  }
+}
+
+function prepareError(error: Error, ancestors: object[]): ExtData {
+  return new ExtData(EXT_ERROR, encodeRaw(errorParts(error, ancestors, prepare)));
+}
+
+function buildError(
+  [kind, name, message, stack, properties, hasCause, cause, errors]: ErrorParts,
+): Error {
+  let error: Error;
+  if (kind === "AggregateError") error = new AggregateError(errors ?? [], message);
+  else if (kind === "DOMException") error = new DOMException(message, name);
+  else {
+    const denoName = kind.startsWith("Deno.errors.") ? kind.slice(12) : undefined;
+    const C = (denoName === undefined ? BUILT_IN_ERRORS.get(kind) : denoErrors()?.[denoName]) as
+      | ErrorConstructor
+      | undefined;
+    error = new (C ?? Error)(message);
+  }
+  if (hasCause) {
+    Object.defineProperty(error, "cause", { value: cause, writable: true, configurable: true });
+  }
+  if (stack !== null) error.stack = stack;
+  Object.assign(error, properties);
+  if (error.name !== name) error.name = name;
+  return error;
 }
 
 /** {@linkcode prepare}'s rules, copying: see {@linkcode cloneValue}. */
@@ -301,8 +448,28 @@ function clone(value: unknown, ancestors: object[]): unknown {
   }
   if (value === null) return null;
   const object = value as object;
+  const proto = Object.getPrototypeOf(object);
+  if (proto === Object.prototype || proto === Array.prototype || proto === null) {
+    if (ancestors.includes(object)) throw new Unsendable("a circular reference cannot be sent");
+    ancestors.push(object);
+    try {
+      return proto === Array.prototype
+        ? cloneArray(object as unknown[], ancestors)
+        : cloneObject(object as Record<string, unknown>, ancestors);
+    } finally {
+      ancestors.pop();
+    }
+  }
+  return cloneInstance(object, ancestors);
+}
+
+/** {@linkcode clone} for an object that is neither plain nor an array. */
+function cloneInstance(object: object, ancestors: object[]): unknown {
   if (ArrayBuffer.isView(object)) {
-    if (object instanceof DataView) return prepare(object, ancestors);
+    if (object instanceof DataView) {
+      const bytes = new Uint8Array(object.buffer, object.byteOffset, object.byteLength);
+      return new DataView(new Uint8Array(bytes).buffer);
+    }
     // The constructor copies a large array faster than `new` + `set` (which first zeroes the
     // fresh memory) and than `slice`. A Buffer becomes plain.
     const C = object instanceof Uint8Array
@@ -315,54 +482,54 @@ function clone(value: unknown, ancestors: object[]): unknown {
     prepare(object, ancestors); // an invalid Date throws
     return new Date(object.getTime());
   }
-  if (object instanceof Error) {
-    const error = new Error(object.message);
-    error.name = object.name;
-    error.stack = object.stack;
-    return error;
-  }
+  if (object instanceof RegExp) return makeRegExp(object.source, object.flags, object.lastIndex);
+  if (object instanceof URL) return new URL(object.href);
+  if (object instanceof Error) return buildError(errorParts(object, ancestors, clone));
   const wireType = wireTypes.find((t) => t.test(object));
   if (wireType) return wireType.fromData(clone(wireType.toData(object), ancestors));
-  if (ancestors.includes(object)) {
-    throw new Unsendable("a circular reference cannot be sent");
+  if (object instanceof ExtData) {
+    const { type, data } = object;
+    return new ExtData(type, data instanceof Uint8Array ? data.slice() : data);
   }
+  if (!(object instanceof Map || object instanceof Set)) return refuse(object);
+  if (ancestors.includes(object)) throw new Unsendable("a circular reference cannot be sent");
   ancestors.push(object);
   try {
-    if (Array.isArray(object)) return cloneArray(object, ancestors);
     if (object instanceof Map) {
       return new Map(
         within("<Map>", () => cloneArray([...object], ancestors)) as [unknown, unknown][],
       );
     }
-    if (object instanceof Set) {
-      return new Set(within("<Set>", () => cloneArray([...object], ancestors)));
-    }
-    if (
-      object instanceof Promise || object instanceof WeakMap || object instanceof WeakSet ||
-      object instanceof WeakRef
-    ) {
-      throw new Unsendable(`a ${object.constructor.name} cannot be sent`);
-    }
-    const copy: Record<string, unknown> = {};
-    for (const key in object) {
-      if (!Object.hasOwn(object, key)) continue;
-      if (key === "__proto__") throw new Unsendable('an own "__proto__" key cannot be sent');
-      copy[key] = within(
-        propertyPath(key),
-        () => clone((object as Record<string, unknown>)[key], ancestors),
-      );
-    }
-    return copy;
+    return new Set(within("<Set>", () => cloneArray([...object], ancestors)));
   } finally {
     ancestors.pop();
   }
 }
 
+function makeRegExp(source: string, flags: string, lastIndex: number): RegExp {
+  const regExp = new RegExp(source, flags);
+  if (lastIndex !== 0) regExp.lastIndex = lastIndex;
+  return regExp;
+}
+
+function cloneObject(object: Record<string, unknown>, ancestors: object[]): unknown {
+  const copy: Record<string, unknown> = {};
+  for (const key in object) {
+    if (!Object.hasOwn(object, key)) continue;
+    if (key === "__proto__") throw new Unsendable('an own "__proto__" key cannot be sent');
+    copy[key] = within(propertyPath(key), () => clone(object[key], ancestors));
+  }
+  return copy;
+}
+
+/** A copy of `array`, holes left as holes (only an `undefined` item is asked whether it is one). */
 function cloneArray(array: unknown[], ancestors: object[]): unknown[] {
   const copy = new Array(array.length);
   for (let i = 0; i < array.length; i++) {
+    const item = array[i];
+    if (item === undefined && !(i in array)) continue;
     try {
-      copy[i] = clone(array[i], ancestors);
+      copy[i] = clone(item, ancestors);
     } catch (error) {
       if (error instanceof Unsendable) error.steps.push(`[${i}]`);
       throw error;
@@ -381,10 +548,11 @@ function within<T>(step: string, f: () => T): T {
   }
 }
 
-function prepareArray(array: unknown[], ancestors: object[]): unknown[] {
+function prepareArray(array: unknown[], ancestors: object[]): unknown {
   let copy: unknown[] | undefined;
   for (let i = 0; i < array.length; i++) {
     const item = array[i];
+    if (item === undefined && !(i in array)) return prepareSparse(array, ancestors);
     let prepared;
     try {
       prepared = prepare(item, ancestors);
@@ -398,6 +566,17 @@ function prepareArray(array: unknown[], ancestors: object[]): unknown[] {
     }
   }
   return copy ?? array;
+}
+
+/** An array with holes, as its length and its `[index, value, …]` pairs. */
+function prepareSparse(array: unknown[], ancestors: object[]): ExtData {
+  const pairs: unknown[] = [];
+  for (const key of Object.keys(array)) {
+    const i = Number(key);
+    if (!Number.isInteger(i) || String(i) !== key) break; // indices come first, in order
+    pairs.push(i, within(`[${i}]`, () => prepare(array[i], ancestors)));
+  }
+  return new ExtData(EXT_SPARSE_ARRAY, encodeRaw([array.length, pairs]));
 }
 
 function prepareObject(
@@ -424,6 +603,7 @@ function prepareObject(
   return copy ?? object;
 }
 
-function propertyPath(key: string): string {
+/** The step to property `key` in a path: `.name`, or `["odd key"]`. */
+export function propertyPath(key: string): string {
   return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
 }

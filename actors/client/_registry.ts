@@ -26,6 +26,7 @@ export async function waitForEngines(
   const until = Date.now() + options.timeout;
   const bar = options.progress ? progressBar(n) : undefined;
   let quiet = 0;
+  let otherKey = 0;
   try {
     while (n === undefined || ids.size < n) {
       const left = until - Date.now();
@@ -38,7 +39,11 @@ export async function waitForEngines(
           `Cannot connect to cluster "${system.namespace}" on ${redactUrl(transport.url)}: ` +
             (n === undefined
               ? `no engine registered within ${options.timeout} ms`
-              : `engines ${missing.join(", ")} did not register within ${options.timeout} ms`),
+              : `engines ${missing.join(", ")} did not register within ${options.timeout} ms`) +
+            (otherKey > 0
+              ? `; ${otherKey} registrations signed with another key were seen: ` +
+                `is this the cluster's key?`
+              : ""),
           options.timeout,
           missing,
         );
@@ -59,7 +64,11 @@ export async function waitForEngines(
             const { id, hostId } = envelope.content as Unregistration;
             if (ids.get(id) === hostId) ids.delete(id);
           }
-        } catch { /* a stray entry: the engines' systems dead-letter what they read */ }
+        } catch (error) {
+          // A stray entry: the engines' systems dead-letter what they read. One that does not
+          // verify is most likely a registration signed with the key of another run.
+          if (/signature/.test((error as Error)?.message)) otherKey++;
+        }
       }
       if (entries.length) await transport.ack(stream, group, entries.map((e) => e.id));
       bar?.(ids.size);

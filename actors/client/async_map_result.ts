@@ -5,6 +5,7 @@
  */
 import { CompositeError, TimeoutError } from "../../errors.ts";
 import type { GetOptions } from "./async_result.ts";
+import { waitInteractive, type WaitInteractiveOptions } from "./wait_interactive.ts";
 
 /**
  * One item of a map as it came back: where it ran and its value, or why there is none.
@@ -98,6 +99,26 @@ export class AsyncMapResult<T = unknown> implements PromiseLike<T[]> {
   /** Whether every item has its outcome. */
   ready(): boolean {
     return this.#finished !== undefined;
+  }
+
+  /** How many items have their outcome so far (IPython Parallel's `progress`). */
+  get progress(): number {
+    return this.#order.length;
+  }
+
+  /**
+   * {@linkcode wait} with a progress line, `"  37/100 tasks finished after    3 s"` (one task per
+   * item), redrawn every `interval` ms on stderr (or `output`) until every item came back or
+   * `timeout` ms passed (IPython Parallel's `wait_interactive`). Resolves to whether all did.
+   *
+   * @example
+   * ```ts ignore
+   * const ar = client.loadBalancedView().map(simulate, runs);
+   * await ar.waitInteractive(); // " 100/100 tasks finished after   42 s"
+   * ```
+   */
+  waitInteractive(options?: WaitInteractiveOptions): Promise<boolean> {
+    return waitInteractive(this, this.length, options);
   }
 
   /** Resolves once `done()` holds (checked after each item comes back). */

@@ -6,6 +6,7 @@
 import { checkTimerRange } from "./_timer_range.ts";
 import { CompositeError, RemoteError, TaskAbortedError, TimeoutError } from "../../errors.ts";
 import type { EngineResult } from "../protocol/results.ts";
+import { waitInteractive, type WaitInteractiveOptions } from "./wait_interactive.ts";
 
 /**
  * One engine's outcome as the client sees it: its result record, or why there is none.
@@ -210,6 +211,21 @@ export class AsyncResult<T = unknown, S extends Shape = "list">
     if (this.ready()) return true;
     await withDeadline(this.#all, timeout, undefined).catch(() => {});
     return this.ready();
+  }
+
+  /**
+   * {@linkcode wait} with a progress line, `"   2/8 tasks finished after    3 s"`, redrawn every
+   * `interval` ms on stderr (or `output`) until the call is done or `timeout` ms passed
+   * (IPython Parallel's `wait_interactive`). Resolves to whether the call is done.
+   *
+   * @example
+   * ```ts ignore
+   * const ar = client.view().apply(longTask);
+   * await ar.waitInteractive(); // "   8/8 tasks finished after   12 s"
+   * ```
+   */
+  waitInteractive(options?: WaitInteractiveOptions): Promise<boolean> {
+    return waitInteractive(this, this.engineIds.length, options);
   }
 
   /**

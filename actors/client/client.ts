@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { ClusterStoppedError, EngineDiedError, TransportClosedError } from "../../errors.ts";
+import {
+  ClusterStoppedError,
+  EngineDiedError,
+  TimeoutError,
+  TransportClosedError,
+} from "../../errors.ts";
 import type { ClusterKey } from "../../transport/envelope.ts";
 import type { Transport } from "../../transport/types.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS } from "../_liveness.ts";
@@ -23,6 +28,8 @@ import { CallPaths } from "./_call_paths.ts";
 import { BroadcastHub } from "./_broadcast_hub.ts";
 import { type HeartbeatWatch, watchHeartbeats } from "./_heartbeat_watch.ts";
 import { fetchCall, type FetchedCall, flattenMap } from "./fetch_result.ts";
+import { askQueueStatus } from "./_queue_status.ts";
+import type { EngineQueueStatus } from "../protocol/queue_status.ts";
 
 const encoder = new TextEncoder();
 
@@ -53,6 +60,8 @@ export interface ClientOptions {
   streamOutput?: boolean;
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;
+  /** What `shutdown()` does instead of asking the hosts to stop: the launching cluster's stop. */
+  onShutdown?: () => Promise<void>;
   /**
    * How long (ms) the calls this client makes can be looked up by id with
    * {@linkcode Client.getResult}: the lifetime of each call's record in the transport. Set it as
@@ -151,6 +160,7 @@ export class Client extends EventTarget {
   /** Each engine's current tree wiring (`wireTree`): its id and engines. */
   readonly #trees = new Map<number, { wiring: string; ids: readonly number[] }>();
   readonly #onClose?: () => Promise<void>;
+  readonly #onShutdown?: () => Promise<void>;
   readonly #streamOutput: boolean;
   readonly #retention: number;
   /** Aborted by `close()`: ends the waits for results not stored yet. */
@@ -187,6 +197,7 @@ export class Client extends EventTarget {
       Math.max(1, this.#ids.length),
     );
     this.#onClose = options.onClose;
+    this.#onShutdown = options.onShutdown;
     this.#retention = options.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS;
     if (!Number.isInteger(this.#retention) || this.#retention < 0) {
       throw new RangeError(
@@ -590,6 +601,70 @@ export class Client extends EventTarget {
     const pending = [...this.#outstanding];
     for (const result of pending) result.abort();
     return pending.length;
+  }
+
+  /**
+   * Each engine's tasks, asked of the engines (IPython Parallel's `Client.queue_status()`): how
+   * many it has read and not started, how many it is running, how many it finished. All engines
+   * by default, or `targets`. Rejects with `TimeoutError` naming the engines that did not answer
+   * within `timeout` ms (default 10,000), and with `ClusterStoppedError` once the cluster stopped.
+   *
+   * @example
+   * ```ts ignore
+   * const status = await client.queueStatus();
+   * console.log(status[0]); // { queued: 2, running: 1, completed: 17 }
+   * ```
+   */
+  async queueStatus(
+    options: { timeout?: number; targets?: number | readonly number[] } = {},
+  ): Promise<Record<number, EngineQueueStatus>> {
+    const closed = this.#closedError("get queue status");
+    if (closed) throw closed;
+    return await askQueueStatus(
+      this.system,
+      this.#resolveTargets(options.targets),
+      options.timeout,
+    );
+  }
+
+  /**
+   * Stops the cluster's engines and closes this client (IPython Parallel's `Client.shutdown()`).
+   * For a client of a `Cluster` this process started, that is `cluster.stop()`. For one made by
+   * `Cluster.connect`, each engine host (an `engine.ts` process elsewhere) is asked to stop, and
+   * stops its engines and ends. Later calls fail with `ClusterStoppedError`. Rejects with
+   * `TimeoutError` naming the engines whose host did not answer within `timeout` ms (default
+   * 10,000); the client is closed all the same.
+   *
+   * @example
+   * ```ts ignore
+   * const client = await Cluster.connect({ transport, cluster: "jobs", keyFile: "jobs.key" });
+   * await client.shutdown(); // the engine.ts processes of "jobs" end
+   * ```
+   */
+  async shutdown(options: { timeout?: number } = {}): Promise<void> {
+    const closed = this.#closedError("shut down");
+    if (closed) throw closed;
+    if (this.#onShutdown) return await this.#onShutdown();
+    const timeout = options.timeout ?? 10_000;
+    const hosts = [...new Set(this.#hosts.values())].filter((h) => !this.#deadHosts.has(h));
+    const silent: number[] = [];
+    await Promise.all(hosts.map(async (hostId) => {
+      try {
+        await this.system.ask(`host.${hostId}`, "stop", {}, { timeout });
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+        silent.push(...this.#ids.filter((id) => this.#hosts.get(id) === hostId));
+      }
+    })).finally(() => this.#closeForStop(this.namespace));
+    if (silent.length > 0) {
+      silent.sort((a, b) => a - b);
+      throw new TimeoutError(
+        `Cannot shut down engines ${silent.join(", ")}: their host did not answer within ` +
+          `${timeout} ms`,
+        timeout,
+        silent,
+      );
+    }
   }
 
   /** Whether the client is closed: by {@linkcode close}, or by the stop of its cluster. */

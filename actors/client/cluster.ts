@@ -677,6 +677,7 @@ export class Cluster extends EventTarget {
         streamOutput: this.#options.streamOutput ?? false,
         resultRetentionMs: this.#options.resultRetention,
         heartbeatTimeoutMs: this.#options.heartbeatTimeoutMs!,
+        onShutdown: () => this.stop(),
         onHostDied: (hostId, _engineIds, reason) => {
           // Beats of a host that was replaced, or of one this cluster did not launch, are ignored.
           const host = this.#hosts.find((h) => h.id === hostId);
@@ -824,7 +825,9 @@ export class Cluster extends EventTarget {
 
   /**
    * A client on a running cluster this process did not start (engines started with
-   * `engine.ts`), IPython Parallel's `Client(url_file=…)`.
+   * `engine.ts`), IPython Parallel's `Client(url_file=…)`. Fails with `TimeoutError` when the
+   * engines do not register in time; its message says so when registrations signed with another
+   * key were seen (the wrong key or key file).
    */
   static async connect(options: {
     /** The cluster's transport URL (`redis://…`). */

@@ -9,7 +9,7 @@
  * @module
  */
 import { TimeoutError, TransportDataLostError } from "../../errors.ts";
-import { encodeValue } from "../../transport/codec.ts";
+import { encodeValue, propertyPath } from "../../transport/codec.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { AsyncResult, type Outcome, type Shape } from "./async_result.ts";
 import type { ViewHost } from "./_view_host.ts";
@@ -19,6 +19,7 @@ import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "../blob.ts";
 import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
 import { splitMapArgs } from "./_map_input.ts";
+import { readScript } from "./_script_file.ts";
 import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
 import type { BroadcastTree, Operation } from "../protocol/messages.ts";
 
@@ -200,7 +201,7 @@ export abstract class View<S extends Shape = "list"> {
     return this.#shaped(
       this.#run({ type: "apply", content: { fn: shipped, args: [] } }, options, async (blobs) => ({
         fn: shipped,
-        args: await Promise.all(args.map((a) => this.#ship(a, blobs))),
+        args: await Promise.all(args.map((a, i) => this.#ship(a, blobs, `$.args[${i}]`))),
       })),
     );
   }
@@ -246,12 +247,34 @@ export abstract class View<S extends Shape = "list"> {
     return this.#shaped(this.#run({ type: "execute", content: { code } }, options));
   }
 
+  /**
+   * Runs the script file at `path`, read here on the client, on every engine as
+   * {@linkcode execute} runs code (IPython Parallel's `run`): its top-level declarations stay in
+   * each engine's namespace. The script is JavaScript; its imports are resolved on the engines, so
+   * name modules by URL or `node:`/`npm:` specifier. A missing file fails with
+   * `Deno.errors.NotFound` naming it.
+   *
+   * @example
+   * ```ts ignore
+   * await client.view().run("./setup.js"); // then: view.apply(() => helperFromSetup())
+   * ```
+   */
+  run(path: string | URL, options: CallOptions = {}): AsyncResult<void, S> {
+    return this.#shaped(
+      this.#run(
+        { type: "execute", content: { code: "" } },
+        options,
+        async () => ({ code: await readScript(path) }),
+      ),
+    );
+  }
+
   /** Sets names in every engine's namespace. Functions travel as their source. */
   push(values: Record<string, unknown>, options: CallOptions = {}): AsyncResult<void, S> {
     return this.#shaped(this.#run({ type: "push", content: {} }, options, async (blobs) => {
       const shipped: Record<string, unknown> = {};
       for (const [name, value] of Object.entries(values)) {
-        shipped[name] = await this.#ship(value, blobs);
+        shipped[name] = await this.#ship(value, blobs, `$.values${propertyPath(name)}`);
       }
       return { values: shipped };
     }));
@@ -405,12 +428,16 @@ export abstract class View<S extends Shape = "list"> {
     );
   }
 
-  /** `value` as it crosses the wire: functions as source, large values as blobs. */
-  async #ship(value: unknown, blobs: string[]): Promise<unknown> {
+  /**
+   * `value` as it crosses the wire: functions as source, large values as blobs (their keys added
+   * to `blobs`). `path` is its place in the message, for the `SerializationError` of a value that
+   * cannot be sent.
+   */
+  async #ship(value: unknown, blobs: string[], path: string): Promise<unknown> {
     if (typeof value === "function") return FunctionSource.of(value as AnyFunction);
     if (value === null || typeof value !== "object") return value;
     if (ArrayBuffer.isView(value) && value.byteLength < BLOB_THRESHOLD) return value;
-    const bytes = encodeValue(value);
+    const bytes = encodeValue(value, path);
     if (bytes.byteLength < BLOB_THRESHOLD) return value;
     const key = `${this.#host.namespace}:blob:${crypto.randomUUID()}`;
     blobs.push(key);

@@ -130,6 +130,11 @@ export interface ActorRuntime extends EventTarget {
   spawn(address: string, definition: ActorDefinition): void;
   /** Stops the actor at `address` once the message it handles is done. */
   stopActor(address: string): Promise<void>;
+  /**
+   * How many ordinary messages the actor at `address` has been handed and not yet started; 0 for
+   * an address no actor of this system holds.
+   */
+  queueLength(address: string): number;
   /** Signs and writes one message to the inbox of `to`. Returns its id. */
   send(
     to: string,

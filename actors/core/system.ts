@@ -311,6 +311,14 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
   }
 
   /**
+   * How many ordinary messages the actor at `address` has been handed and not yet started (the
+   * one it is handling is not counted); 0 for an address no actor of this system holds.
+   */
+  queueLength(address: string): number {
+    return this.#actors.get(address)?.queue.length ?? 0;
+  }
+
+  /**
    * How many envelopes this system wrote (`send`, `sendMany`, `ask`), how many its reader
    * accepted, and how many entries it dead-lettered, in total and by reason.
    */

@@ -15,6 +15,7 @@ import { hostClock } from "../_liveness.ts";
 import { captureConsole, type Output, withOutput } from "./_output_capture.ts";
 import type { TaskRealm } from "./_task_realm.ts";
 import { BlobRef, FunctionSource, ModuleFunction, Reference } from "../protocol/wire_types.ts";
+import type { EngineQueueStatus } from "../protocol/queue_status.ts";
 import type { ApplyContent, MapContent, TreeWiring } from "../protocol/messages.ts";
 import {
   DEFAULT_RESULT_RETENTION_MS,
@@ -98,7 +99,17 @@ export function engineActor(options: EngineOptions): Engine {
     hostClock ? hostClock.running(id, ctx.envelope.deadline, fn) : fn();
 
   const aborted = new Set<string>();
+  const tasks = { running: 0, completed: 0 };
   const run = async (ctx: ActorContext, task: () => unknown): Promise<EngineResult> => {
+    tasks.running++;
+    try {
+      return await runTask(ctx, task);
+    } finally {
+      tasks.running--;
+      tasks.completed++;
+    }
+  };
+  const runTask = async (ctx: ActorContext, task: () => unknown): Promise<EngineResult> => {
     const { sent, deadline } = ctx.envelope;
     const output: Output = { stdout: [], stderr: [] };
     const started = Date.now();
@@ -238,6 +249,10 @@ export function engineActor(options: EngineOptions): Engine {
     },
     control: {
       ping: () => ({ id, at: Date.now() }),
+      status: (_: unknown, ctx): EngineQueueStatus => ({
+        queued: ctx.system.queueLength(ctx.self),
+        ...tasks,
+      }),
       abort: (content: { id: string }) => {
         if (!isRecord(content) || typeof content.id !== "string") {
           throw new TypeError("Cannot abort: content must be { id: string }");

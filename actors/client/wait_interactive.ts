@@ -1,0 +1,60 @@
+/**
+ * `AsyncResult.waitInteractive`: a progress line, redrawn in place, until a call is done
+ * (IPython Parallel's `wait_interactive`).
+ *
+ * @module
+ */
+import { checkTimerRange } from "./_timer_range.ts";
+
+/** Options of `AsyncResult.waitInteractive`. */
+export interface WaitInteractiveOptions {
+  /** How often the line is redrawn, in ms. Default 1000. */
+  interval?: number;
+  /** How long to wait at most, in ms; the wait then resolves to `false`. Default: no limit. */
+  timeout?: number;
+  /**
+   * Where the line goes. Default `Deno.stderr`. It is redrawn with a carriage return, which a
+   * terminal and a Jupyter notebook's output both honour.
+   */
+  output?: { writeSync(bytes: Uint8Array): number };
+}
+
+/** What {@linkcode waitInteractive} watches: a call and how many of its parts answered. */
+export interface Watched {
+  readonly progress: number;
+  ready(): boolean;
+  wait(timeout?: number): Promise<boolean>;
+}
+
+/**
+ * Waits for `result` as `result.wait(timeout)` does, drawing `"  2/8 tasks finished after    3 s"`
+ * (8 being `total`) every `interval` ms and once more, followed by a newline, at the end.
+ * Resolves to whether the call is done.
+ */
+export async function waitInteractive(
+  result: Watched,
+  total: number,
+  options: WaitInteractiveOptions = {},
+): Promise<boolean> {
+  const { interval = 1000, timeout = Infinity, output = Deno.stderr } = options;
+  checkTimerRange("wait for result", "interval", interval);
+  checkTimerRange("wait for result", "timeout", timeout);
+  const encoder = new TextEncoder();
+  const started = Date.now();
+  const draw = (end: string) => {
+    const seconds = Math.floor((Date.now() - started) / 1000);
+    const line = `\r${String(result.progress).padStart(4)}/${total} tasks finished after ` +
+      `${String(seconds).padStart(4)} s${end}`;
+    const bytes = encoder.encode(line);
+    for (let at = 0; at < bytes.byteLength;) at += output.writeSync(bytes.subarray(at));
+  };
+  const until = started + timeout;
+  while (!result.ready()) {
+    const left = until - Date.now();
+    if (left <= 0) break;
+    draw("");
+    await result.wait(Math.min(interval, left));
+  }
+  draw("\n");
+  return result.ready();
+}
