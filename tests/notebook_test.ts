@@ -1,0 +1,250 @@
+/**
+ * `examples/md5.ipynb` and `examples/bintree.ipynb` run as a user runs them: executed headless by
+ * `jupyter nbconvert --to notebook --execute` on Deno's Jupyter kernel (installed by
+ * `deno jupyter --install` into a temporary home, never the user's), on the embedded transport and
+ * on a private `redis-server`. The checks read the executed notebook's saved outputs.
+ *
+ * Ignored, with the reason on stderr, when `jupyter nbconvert` is not installed.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { connectAdmin, fileRedis } from "./_redis_server.ts";
+
+const { url: redisUrl, ignored: noRedis } = await fileRedis("notebook_test");
+
+const EXAMPLES = fileURLToPath(new URL("../examples/", import.meta.url));
+const ENGINES = 4;
+const FILES_PER_ENGINE = 5;
+const NOTEBOOK_TIMEOUT_MS = 90_000;
+
+/** Why the notebook tests cannot run here, or `undefined` when `jupyter nbconvert` works. */
+async function missingJupyter(): Promise<string | undefined> {
+  try {
+    const { code, stderr } = await new Deno.Command("jupyter", {
+      args: ["nbconvert", "--version"],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (code === 0) return undefined;
+    return `\`jupyter nbconvert --version\` failed: ${new TextDecoder().decode(stderr).trim()}`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "no `jupyter` on PATH";
+    throw error;
+  }
+}
+
+const noJupyter = await missingJupyter();
+// deno-lint-ignore no-console
+if (noJupyter) console.warn(`notebook_test: notebook tests ignored: ${noJupyter}`);
+
+/** One output of a code cell, as nbformat 4 saves it. */
+interface Output {
+  output_type: "stream" | "execute_result" | "display_data" | "error";
+  text?: string | string[];
+  data?: Record<string, string | string[] | unknown>;
+  ename?: string;
+  evalue?: string;
+}
+
+/** A code cell of an executed notebook: its source and its outputs. */
+interface ExecutedCell {
+  source: string;
+  outputs: Output[];
+}
+
+const joined = (text: string | string[] | undefined): string =>
+  Array.isArray(text) ? text.join("") : text ?? "";
+
+// deno-lint-ignore no-control-regex
+const stripAnsi = (text: string): string => text.replace(/\u001b\[[0-9;]*m/g, "");
+
+/** The kernelspec's home: `deno jupyter --install` writes under `$HOME/.local/share/jupyter`. */
+async function installKernel(home: string): Promise<string> {
+  const denoDir = Deno.env.get("DENO_DIR") ?? await currentDenoDir();
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["jupyter", "--install", "--force"],
+    env: { HOME: home, DENO_DIR: denoDir },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  const dataDir = `${home}/.local/share/jupyter`;
+  const spec = JSON.parse(await Deno.readTextFile(`${dataDir}/kernels/deno/kernel.json`));
+  assert.equal(await Deno.realPath(spec.argv[0]), await Deno.realPath(Deno.execPath()));
+  return dataDir;
+}
+
+async function currentDenoDir(): Promise<string> {
+  const { stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return JSON.parse(new TextDecoder().decode(stdout)).denoDir;
+}
+
+/** Executes `examples/<name>.ipynb` on the Deno kernel and returns its saved code cells. */
+async function executeNotebook(name: string, redis: string | undefined): Promise<ExecutedCell[]> {
+  const work = await Deno.makeTempDir({ prefix: "deno-parallel-notebook-" });
+  try {
+    const jupyterPath = await installKernel(`${work}/home`);
+    const env: Record<string, string> = {
+      JUPYTER_PATH: jupyterPath,
+      N_ENGINES: String(ENGINES),
+      NO_COLOR: "1",
+    };
+    if (redis) env.REDIS_URL = redis;
+    const command = new Deno.Command("jupyter", {
+      args: [
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--ExecutePreprocessor.kernel_name=deno",
+        `--ExecutePreprocessor.timeout=${NOTEBOOK_TIMEOUT_MS / 1000}`,
+        "--output-dir",
+        work,
+        `${EXAMPLES}${name}.ipynb`,
+      ],
+      cwd: EXAMPLES,
+      env,
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(NOTEBOOK_TIMEOUT_MS + 30_000),
+    });
+    const { code, stderr } = await runWithout(command, redis ? [] : ["REDIS_URL"]);
+    assert.equal(code, 0, `nbconvert of ${name}.ipynb failed:\n${stderr}`);
+    const notebook = JSON.parse(await Deno.readTextFile(`${work}/${name}.ipynb`));
+    assert.equal(notebook.metadata.kernelspec.name, "deno");
+    const cells: ExecutedCell[] = notebook.cells
+      .filter((cell: { cell_type: string }) => cell.cell_type === "code")
+      .map((cell: { source: string | string[]; outputs: Output[] }) => ({
+        source: joined(cell.source),
+        outputs: cell.outputs,
+      }));
+    for (const cell of cells) {
+      const error = cell.outputs.find((o) => o.output_type === "error");
+      assert.equal(error, undefined, `cell failed: ${cell.source}\n${error?.evalue}`);
+    }
+    return cells;
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+}
+
+/** Runs `command` with `unset` removed from the environment it inherits. */
+async function runWithout(
+  command: Deno.Command,
+  unset: string[],
+): Promise<{ code: number; stderr: string }> {
+  const saved = unset.map((name) => [name, Deno.env.get(name)] as const);
+  for (const name of unset) Deno.env.delete(name);
+  try {
+    const { code, stderr } = await command.output();
+    return { code, stderr: new TextDecoder().decode(stderr) };
+  } finally {
+    for (const [name, value] of saved) if (value !== undefined) Deno.env.set(name, value);
+  }
+}
+
+/** The one cell whose source starts with `start`. */
+function cell(cells: ExecutedCell[], start: string): ExecutedCell {
+  const found = cells.filter((c) => c.source.startsWith(start));
+  assert.equal(found.length, 1, `one cell starting with ${JSON.stringify(start)}`);
+  return found[0];
+}
+
+/** A cell's streamed text (its `console.log` output). */
+function streamText(c: ExecutedCell): string {
+  return c.outputs.filter((o) => o.output_type === "stream").map((o) => joined(o.text)).join("");
+}
+
+/** The `text/plain` of a cell's result (its last expression), without colours. */
+function resultText(c: ExecutedCell): string {
+  const result = c.outputs.find((o) => o.output_type === "execute_result");
+  assert.ok(result, `no result in cell: ${c.source}`);
+  return stripAnsi(joined(result.data?.["text/plain"] as string | string[]));
+}
+
+// The seed notebook's partition table for n = 10 and sizes 3, 4, 5 (its saved output).
+const SEED_PARTITIONS = `3 0 (0, 4)
+3 1 (4, 8)
+3 2 (8, 10)
+4 0 (0, 3)
+4 1 (3, 6)
+4 2 (6, 9)
+4 3 (9, 10)
+5 0 (0, 2)
+5 1 (2, 4)
+5 2 (4, 6)
+5 3 (6, 8)
+5 4 (8, 10)
+`;
+
+/**
+ * Fails when the test's own Redis holds a key a cluster left behind; the server-wide epoch key
+ * (see docs/protocol.md) stays by design.
+ */
+async function assertRedisEmpty(url: string): Promise<void> {
+  await using admin = await connectAdmin(url);
+  const keys = (await admin.send(["KEYS", "*"]) as string[])
+    .filter((key) => key !== "deno-parallel:epoch");
+  assert.deepEqual(keys, [], "Redis keys left after the notebook stopped its cluster");
+}
+
+for (
+  const [transport, url, ignored] of [
+    ["memory", undefined, noJupyter],
+    ["redis", redisUrl, noJupyter ?? noRedis],
+  ] as const
+) {
+  Deno.test({
+    name: `examples/md5.ipynb (${transport}): executed headless, the parallel md5s equal the local`,
+    ignore: ignored !== undefined,
+    sanitizeResources: false,
+    async fn() {
+      const cells = await executeNotebook("md5", url);
+      const table = streamText(cell(cells, "const n = 10;"))
+        .replace(/\[ (\d+), (\d+) \]/g, "($1, $2)");
+      assert.equal(table, SEED_PARTITIONS);
+      const nItems = ENGINES * FILES_PER_ENGINE;
+      assert.equal(resultText(cell(cells, "/** The `.txt` files")), String(nItems));
+      const [parallel, local] = JSON.parse(resultText(cell(cells, "[parallelResult.slice(0, 6)")));
+      assert.equal(parallel.length, 6);
+      for (const md5 of parallel) assert.match(md5, /^[0-9a-f]{32}$/);
+      assert.deepEqual(parallel, local);
+      assert.equal(
+        streamText(cell(cells, 'import assert from "node:assert/strict"')),
+        `parallel result equals local result (${nItems} md5s)\n`,
+      );
+      if (url) await assertRedisEmpty(url);
+    },
+  });
+
+  Deno.test({
+    name: `examples/bintree.ipynb (${transport}): executed headless, the seed's allreduce values`,
+    ignore: ignored !== undefined,
+    sanitizeResources: false,
+    async fn() {
+      const cells = await executeNotebook("bintree", url);
+      const tree = streamText(cell(cells, "const btree = bintree(ids);"));
+      assert.equal(tree, "setting up binary tree interconnect:\n0\n  1\n  2\n    3\n");
+      // The sum of range(1000) on every engine.
+      assert.equal(
+        streamText(cell(cells, 'await view.execute("dataSum')),
+        `allreduce sum of data on all engines: ${JSON.stringify(Array(ENGINES).fill(499500))}\n`,
+      );
+      const idsSum = streamText(cell(cells, 'await view.execute("idsSum'));
+      const idsTotal = ENGINES * (ENGINES - 1) / 2;
+      assert.match(
+        idsSum,
+        new RegExp(`^reduce sum of engine ids \\(not broadcast\\): ${idsTotal}\n`),
+      );
+      // Each engine holds the sum of its subtree's ids: 0 ← {1, 2}, 2 ← {3}.
+      assert.match(idsSum, /\npartial result on each engine: \[6,1,5,3\]\n$/);
+      if (url) await assertRedisEmpty(url);
+    },
+  });
+}
