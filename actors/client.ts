@@ -31,6 +31,7 @@ import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_
 import type { AsyncMapResult } from "./async_map_result.ts";
 import { storedTasks, type TaskRecord } from "./_stored_tasks.ts";
 import type { ActorSystem, Reply } from "./system.ts";
+import { displayClient } from "./_jupyter_display.ts";
 import { type BroadcastTree, DirectView, firstOf, mapResult } from "./view.ts";
 import { AsyncResult, type GetOptions, type Outcome, type Shape } from "./async_result.ts";
 import {
@@ -312,6 +313,11 @@ export class Client extends EventTarget {
     this.#heartbeats = setInterval(() => {
       this.#poll ??= poll().finally(() => (this.#poll = undefined));
     }, watch.periodMs);
+  }
+
+  /** The notebook's rich display of the client (Deno's Jupyter kernel calls it). */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return displayClient(this);
   }
 
   /** The ids of the engines, sorted. */

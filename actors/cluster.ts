@@ -29,6 +29,7 @@ import {
   type Unregistration,
 } from "./engine_host.ts";
 import { ActorSystem } from "./system.ts";
+import { displayCluster } from "./_jupyter_display.ts";
 import { partitionBounds } from "./partition.ts";
 import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "./_liveness.ts";
 
@@ -226,6 +227,11 @@ export class Cluster extends EventTarget {
     this.#key = options.key ?? generateKey();
     if (options.permissions !== undefined) checkPermissions(options.permissions);
     checkRetention(options.resultRetention);
+  }
+
+  /** The notebook's rich display of the cluster (Deno's Jupyter kernel calls it). */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return displayCluster(this);
   }
 
   /** The client, once connected. */

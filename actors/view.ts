@@ -16,6 +16,7 @@ import { checkSequence, chunkContent, concatenate, partition, type Sequence } fr
 import { wireTree, type WireTreeOptions } from "./tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "./blob.ts";
+import { displayView } from "./_jupyter_display.ts";
 import { FunctionSource, ModuleFunction } from "./wire_types.ts";
 import { splitMapArgs } from "./_map_input.ts";
 import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
@@ -106,6 +107,11 @@ export abstract class View<S extends Shape = "list"> {
     this.client = client;
     this.targets = targets;
     this.shape = shape;
+  }
+
+  /** The notebook's rich display of the view (Deno's Jupyter kernel calls it). */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return displayView(this);
   }
 
   /** `result` in the shape of the view's calls. */

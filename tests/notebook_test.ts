@@ -1,6 +1,7 @@
 /**
  * `examples/md5.ipynb` and `examples/bintree.ipynb` run as a user runs them: executed headless by
- * `jupyter nbconvert --to notebook --execute` on Deno's Jupyter kernel (installed by
+ * `jupyter nbconvert --to notebook` with nbconvert's execute preprocessor (waiting for late outputs:
+ * `fixtures/settling_execute.py`) on Deno's Jupyter kernel (installed by
  * `deno jupyter --install` into a temporary home, never the user's), on the embedded transport and
  * on a private `redis-server`. The checks read the executed notebook's saved outputs.
  *
@@ -10,11 +11,13 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { Cluster } from "../mod.ts";
 import { connectAdmin, fileRedis } from "./_redis_server.ts";
 
 const { url: redisUrl, ignored: noRedis } = await fileRedis("notebook_test");
 
 const EXAMPLES = fileURLToPath(new URL("../examples/", import.meta.url));
+const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const ENGINES = 4;
 const FILES_PER_ENGINE = 5;
 const NOTEBOOK_TIMEOUT_MS = 90_000;
@@ -44,13 +47,15 @@ interface Output {
   output_type: "stream" | "execute_result" | "display_data" | "error";
   text?: string | string[];
   data?: Record<string, string | string[] | unknown>;
+  execution_count?: number;
   ename?: string;
   evalue?: string;
 }
 
-/** A code cell of an executed notebook: its source and its outputs. */
+/** A code cell of an executed notebook: its source, its execution count and its outputs. */
 interface ExecutedCell {
   source: string;
+  count: number;
   outputs: Output[];
 }
 
@@ -92,6 +97,7 @@ async function executeNotebook(name: string, redis: string | undefined): Promise
     const jupyterPath = await installKernel(`${work}/home`);
     const env: Record<string, string> = {
       JUPYTER_PATH: jupyterPath,
+      PYTHONPATH: FIXTURES,
       N_ENGINES: String(ENGINES),
       NO_COLOR: "1",
     };
@@ -101,9 +107,11 @@ async function executeNotebook(name: string, redis: string | undefined): Promise
         "nbconvert",
         "--to",
         "notebook",
-        "--execute",
-        "--ExecutePreprocessor.kernel_name=deno",
-        `--ExecutePreprocessor.timeout=${NOTEBOOK_TIMEOUT_MS / 1000}`,
+        // `--execute`, with the execute preprocessor that waits for Deno's late outputs.
+        `--NotebookExporter.preprocessors=["settling_execute.SettlingExecutePreprocessor"]`,
+        "--SettlingExecutePreprocessor.enabled=True",
+        "--SettlingExecutePreprocessor.kernel_name=deno",
+        `--SettlingExecutePreprocessor.timeout=${NOTEBOOK_TIMEOUT_MS / 1000}`,
         "--output-dir",
         work,
         `${EXAMPLES}${name}.ipynb`,
@@ -120,8 +128,9 @@ async function executeNotebook(name: string, redis: string | undefined): Promise
     assert.equal(notebook.metadata.kernelspec.name, "deno");
     const cells: ExecutedCell[] = notebook.cells
       .filter((cell: { cell_type: string }) => cell.cell_type === "code")
-      .map((cell: { source: string | string[]; outputs: Output[] }) => ({
+      .map((cell: { source: string | string[]; execution_count: number; outputs: Output[] }) => ({
         source: joined(cell.source),
+        count: cell.execution_count,
         outputs: cell.outputs,
       }));
     for (const cell of cells) {
@@ -156,16 +165,26 @@ function cell(cells: ExecutedCell[], start: string): ExecutedCell {
   return found[0];
 }
 
-/** A cell's streamed text (its `console.log` output). */
-function streamText(c: ExecutedCell): string {
-  return c.outputs.filter((o) => o.output_type === "stream").map((o) => joined(o.text)).join("");
+/**
+ * The streamed text (`console.log` output) of the cell starting with `start` and of every cell
+ * after it: Deno's kernel may deliver a cell's last lines while the next cell runs, and the
+ * saved notebook then shows them under that cell.
+ */
+function streamFrom(cells: ExecutedCell[], start: string): string {
+  return cells.slice(cells.indexOf(cell(cells, start))).flatMap((c) => c.outputs)
+    .filter((o) => o.output_type === "stream").map((o) => joined(o.text)).join("");
 }
 
-/** The `text/plain` of a cell's result (its last expression), without colours. */
-function resultText(c: ExecutedCell): string {
-  const result = c.outputs.find((o) => o.output_type === "execute_result");
-  assert.ok(result, `no result in cell: ${c.source}`);
-  return stripAnsi(joined(result.data?.["text/plain"] as string | string[]));
+/**
+ * The result (last expression) of the cell starting with `start`, as `mime`: found by its
+ * execution count, wherever the saved notebook put it (see {@linkcode streamFrom}).
+ */
+function resultOf(cells: ExecutedCell[], start: string, mime = "text/plain"): string {
+  const { count, source } = cell(cells, start);
+  const result = cells.flatMap((c) => c.outputs)
+    .find((o) => o.output_type === "execute_result" && o.execution_count === count);
+  assert.ok(result, `no result of cell ${count}: ${source}\n${JSON.stringify(cells, null, 1)}`);
+  return stripAnsi(joined(result.data?.[mime] as string | string[]));
 }
 
 // The seed notebook's partition table for n = 10 and sizes 3, 4, 5 (its saved output).
@@ -206,18 +225,33 @@ for (
     sanitizeResources: false,
     async fn() {
       const cells = await executeNotebook("md5", url);
-      const table = streamText(cell(cells, "const n = 10;"))
+      const table = streamFrom(cells, "const n = 10;")
         .replace(/\[ (\d+), (\d+) \]/g, "($1, $2)");
-      assert.equal(table, SEED_PARTITIONS);
+      assert.equal(table.slice(0, SEED_PARTITIONS.length), SEED_PARTITIONS);
       const nItems = ENGINES * FILES_PER_ENGINE;
-      assert.equal(resultText(cell(cells, "/** The `.txt` files")), String(nItems));
-      const [parallel, local] = JSON.parse(resultText(cell(cells, "[parallelResult.slice(0, 6)")));
+      assert.equal(resultOf(cells, "/** The `.txt` files"), String(nItems));
+      const [parallel, local] = JSON.parse(resultOf(cells, "[parallelResult.slice(0, 6)"));
       assert.equal(parallel.length, 6);
       for (const md5 of parallel) assert.match(md5, /^[0-9a-f]{32}$/);
       assert.deepEqual(parallel, local);
-      assert.equal(
-        streamText(cell(cells, 'import assert from "node:assert/strict"')),
-        `parallel result equals local result (${nItems} md5s)\n`,
+      assert.ok(
+        streamFrom(cells, 'import assert from "node:assert/strict"')
+          .startsWith(`parallel result equals local result (${nItems} md5s)\n`),
+      );
+      // The rich displays the notebook saved.
+      assert.match(
+        resultOf(cells, 'import { Cluster, Reference } from "../mod.ts"', "text/html"),
+        new RegExp(`<strong>Cluster dp-\\w+: ${ENGINES} of ${ENGINES} engines up</strong>`),
+      );
+      assert.match(
+        resultOf(cells, "await broadcastView.push({ getPartition", "text/html"),
+        new RegExp(`<strong>BroadcastView on ${ENGINES} engines \\(ids 0–${ENGINES - 1}\\)`),
+      );
+      assert.match(
+        resultOf(cells, "const ar = broadcastView.apply(", "text/html"),
+        new RegExp(
+          `<strong>AsyncResult [^:]+: \\d/${ENGINES} done, (pending|succeeded)</strong>`,
+        ),
       );
       if (url) await assertRedisEmpty(url);
     },
@@ -229,14 +263,16 @@ for (
     sanitizeResources: false,
     async fn() {
       const cells = await executeNotebook("bintree", url);
-      const tree = streamText(cell(cells, "const btree = bintree(ids);"));
-      assert.equal(tree, "setting up binary tree interconnect:\n0\n  1\n  2\n    3\n");
+      const tree = "setting up binary tree interconnect:\n0\n  1\n  2\n    3\n";
+      const printed = streamFrom(cells, "const btree = bintree(ids);");
+      assert.equal(printed.slice(0, tree.length), tree);
       // The sum of range(1000) on every engine.
-      assert.equal(
-        streamText(cell(cells, 'await view.execute("dataSum')),
-        `allreduce sum of data on all engines: ${JSON.stringify(Array(ENGINES).fill(499500))}\n`,
-      );
-      const idsSum = streamText(cell(cells, 'await view.execute("idsSum'));
+      const dataSum = `allreduce sum of data on all engines: ${
+        JSON.stringify(Array(ENGINES).fill(499500))
+      }\n`;
+      const printedSum = streamFrom(cells, 'await view.execute("dataSum');
+      assert.equal(printedSum.slice(0, dataSum.length), dataSum);
+      const idsSum = streamFrom(cells, 'await view.execute("idsSum');
       const idsTotal = ENGINES * (ENGINES - 1) / 2;
       assert.match(
         idsSum,
@@ -248,3 +284,52 @@ for (
     },
   });
 }
+
+const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
+
+/** What Deno's Jupyter kernel shows for `value`, as plain text, after checking the HTML has it. */
+function display(value: unknown): string {
+  const method = (value as Record<symbol, () => Record<string, string>>)[JUPYTER_DISPLAY];
+  assert.equal(typeof method, "function", "no Jupyter display method");
+  const bundle = method.call(value);
+  const title = bundle["text/plain"].split("\n")[0];
+  assert.ok(bundle["text/html"].includes(`<strong>${title}</strong>`), bundle["text/html"]);
+  return bundle["text/plain"];
+}
+
+Deno.test("the rich display: cluster state, engines up, pending and done counts, timings", async () => {
+  const cluster = new Cluster({ n: 2, transport: "memory:" });
+  assert.equal(display(cluster), `Cluster ${cluster.namespace}: not connected`);
+  const client = await cluster.startAndConnect();
+  try {
+    assert.match(
+      display(cluster),
+      /^Cluster dp-\w+: 2 of 2 engines up\n {2}engines up: 2 \(ids 0–1\)\n/,
+    );
+    assert.match(display(client), /^Client of dp-\w+: 2 engines up\n.*\n {2}calls pending: 0\n/);
+    assert.match(
+      display(client.broadcastView()),
+      /^BroadcastView on 2 engines \(ids 0–1\)\n {2}fanout: 2\n/,
+    );
+    assert.match(display(client.view(1)), /^DirectView on 1 engine \(ids 1\)\n/);
+    assert.match(display(client.loadBalancedView()), /^LoadBalancedView on 2 engines/);
+
+    const slow = client.view().apply(() => new Promise((resolve) => setTimeout(resolve, 50, 1)));
+    assert.match(display(slow), new RegExp(`^AsyncResult ${slow.id}: 0/2 done, pending\n`));
+    assert.match(display(client), /calls pending: 1\n/);
+    await slow;
+    const done = display(slow);
+    assert.match(done, /: 2\/2 done, succeeded\n/);
+    assert.match(done, /\n {2}wall time: \d+ ms\n {2}serial time: \d+ ms$/);
+
+    const failing = client.view().apply(() => {
+      throw new Error("boom");
+    });
+    await failing.wait();
+    assert.match(display(failing), /: 2\/2 done, failed\n/);
+  } finally {
+    await cluster.stop();
+  }
+  assert.equal(display(cluster), `Cluster ${cluster.namespace}: stopped`);
+  assert.equal(display(client), `Client of ${cluster.namespace}: closed`);
+});
