@@ -52,6 +52,12 @@ interface Output {
   evalue?: string;
 }
 
+/** A notebook, as nbformat 4 saves it. */
+interface Notebook {
+  cells: { cell_type: string; id: string; source: string | string[]; [key: string]: unknown }[];
+  metadata: Record<string, unknown>;
+}
+
 /** A code cell of an executed notebook: its source, its execution count and its outputs. */
 interface ExecutedCell {
   source: string;
@@ -90,10 +96,24 @@ async function currentDenoDir(): Promise<string> {
   return JSON.parse(new TextDecoder().decode(stdout)).denoDir;
 }
 
-/** Executes `examples/<name>.ipynb` on the Deno kernel and returns its saved code cells. */
-async function executeNotebook(name: string, redis: string | undefined): Promise<ExecutedCell[]> {
+/**
+ * Executes `examples/<name>.ipynb` (or `edit` of it, written next to the output) on the Deno
+ * kernel and returns its saved code cells.
+ */
+async function executeNotebook(
+  name: string,
+  redis: string | undefined,
+  edit?: (notebook: Notebook) => Notebook,
+): Promise<ExecutedCell[]> {
   const work = await Deno.makeTempDir({ prefix: "deno-parallel-notebook-" });
   try {
+    let input = `${EXAMPLES}${name}.ipynb`;
+    if (edit) {
+      input = `${work}/input/${name}.ipynb`;
+      await Deno.mkdir(`${work}/input`);
+      const original = JSON.parse(await Deno.readTextFile(`${EXAMPLES}${name}.ipynb`));
+      await Deno.writeTextFile(input, JSON.stringify(edit(original)));
+    }
     const jupyterPath = await installKernel(`${work}/home`);
     const env: Record<string, string> = {
       JUPYTER_PATH: jupyterPath,
@@ -114,7 +134,7 @@ async function executeNotebook(name: string, redis: string | undefined): Promise
         `--SettlingExecutePreprocessor.timeout=${NOTEBOOK_TIMEOUT_MS / 1000}`,
         "--output-dir",
         work,
-        `${EXAMPLES}${name}.ipynb`,
+        input,
       ],
       cwd: EXAMPLES,
       env,
@@ -280,6 +300,60 @@ for (
       );
       // Each engine holds the sum of its subtree's ids: 0 ← {1, 2}, 2 ← {3}.
       assert.match(idsSum, /\npartial result on each engine: \[6,1,5,3\]\n$/);
+      if (url) await assertRedisEmpty(url);
+    },
+  });
+}
+
+/** A new code cell. */
+function codeCell(id: string, source: string) {
+  return { cell_type: "code", id, metadata: {}, execution_count: null, outputs: [], source };
+}
+
+for (
+  const [transport, url, ignored] of [
+    ["memory", undefined, noJupyter],
+    ["redis", redisUrl, noJupyter ?? noRedis],
+  ] as const
+) {
+  Deno.test({
+    name: `examples/bintree.ipynb (${transport}): re-running the start cell replaces the cluster`,
+    ignore: ignored !== undefined,
+    sanitizeResources: false,
+    async fn() {
+      const mod = new URL("../mod.ts", import.meta.url).href;
+      const cells = await executeNotebook("bintree", url, (notebook) => {
+        const code = notebook.cells.filter((c) => c.cell_type === "code");
+        const start = { ...code[0], id: "start-again" };
+        start.source = joined(start.source).replace('"../mod.ts"', JSON.stringify(mod));
+        return {
+          ...notebook,
+          cells: [
+            { ...start, id: "start" },
+            codeCell("keep-first", "var first = cluster;"),
+            start,
+            codeCell("first-after", "first;"),
+            codeCell("answers", "(await rc.view().apply(() => 1)).join();"),
+            code[code.length - 1],
+          ],
+        };
+      });
+      const first = resultOf(cells, "first;");
+      assert.match(first, /^Cluster (dp-\w+): stopped$/);
+      const namespace = first.split(/[ :]/)[1];
+      const started = cells.filter((c) => c.source.startsWith("import {"))
+        .map((c) => c.count);
+      assert.equal(started.length, 2);
+      const shown = cells.flatMap((c) => c.outputs)
+        .filter((o) => o.output_type === "execute_result" && started.includes(o.execution_count!))
+        .map((o) => stripAnsi(joined(o.data?.["text/plain"] as string | string[])).split("\n")[0]);
+      assert.deepEqual(shown, [
+        `Cluster ${namespace}: ${ENGINES} of ${ENGINES} engines up`,
+        shown[1],
+      ]);
+      assert.match(shown[1], new RegExp(`^Cluster dp-\\w+: ${ENGINES} of ${ENGINES} engines up$`));
+      assert.notEqual(shown[1].split(/[ :]/)[1], namespace);
+      assert.equal(resultOf(cells, "(await rc.view()"), `"${Array(ENGINES).fill(1).join()}"`);
       if (url) await assertRedisEmpty(url);
     },
   });
