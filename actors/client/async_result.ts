@@ -7,6 +7,7 @@ import { checkTimerRange } from "./_timer_range.ts";
 import { CompositeError, RemoteError, TaskAbortedError, TimeoutError } from "../../errors.ts";
 import type { EngineResult } from "../protocol/results.ts";
 import { waitInteractive, type WaitInteractiveOptions } from "./wait_interactive.ts";
+import { displayAsyncResult } from "./_jupyter_display.ts";
 
 /**
  * One engine's outcome as the client sees it: its result record, or why there is none.
@@ -198,6 +199,11 @@ export class AsyncResult<T = unknown, S extends Shape = "list">
   /** @internal The outcome of the engine at position `index` of the targets. */
   outcome(index: number): Promise<Outcome> {
     return this.#outcomes[index];
+  }
+
+  /** The notebook's rich display of the call's progress (Deno's Jupyter kernel calls it). */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return displayAsyncResult(this);
   }
 
   /** Whether every engine has answered. */

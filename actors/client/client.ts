@@ -25,6 +25,7 @@ import type { BroadcastTree, CallRecord, Died, TaskRecord } from "../protocol/me
 import { DEFAULT_RESULT_RETENTION_MS } from "../protocol/results.ts";
 import { DirectView } from "./direct_view.ts";
 import { CallPaths } from "./_call_paths.ts";
+import { displayClient } from "./_jupyter_display.ts";
 import { BroadcastHub } from "./_broadcast_hub.ts";
 import { type HeartbeatWatch, watchHeartbeats } from "./_heartbeat_watch.ts";
 import { fetchCall, type FetchedCall, flattenMap } from "./fetch_result.ts";
@@ -245,6 +246,11 @@ export class Client extends EventTarget {
       track: (result) => this.#track(result),
       closedError: (action) => this.#closedError(action),
     };
+  }
+
+  /** The notebook's rich display of the client (Deno's Jupyter kernel calls it). */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return displayClient(this);
   }
 
   /** The ids of the engines, sorted. */

@@ -37,6 +37,7 @@ import { DEFAULT_HEARTBEAT_TIMEOUT_MS, HostClock } from "../_liveness.ts";
 import type { FromWorker, ToWorker } from "../protocol/worker_messages.ts";
 import { dispatcherAddress, REGISTRY } from "../protocol/addresses.ts";
 import type { EngineHostConfig, Registration } from "../protocol/host_messages.ts";
+import { displayCluster } from "./_jupyter_display.ts";
 
 /**
  * Options of {@linkcode Cluster}.
@@ -266,6 +267,11 @@ export class Cluster extends EventTarget {
     this.#key = options.key ?? generateKey();
     if (options.permissions !== undefined) checkPermissions(options.permissions);
     checkRetention(options.resultRetention);
+  }
+
+  /** The notebook's rich display of the cluster (Deno's Jupyter kernel calls it). */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return displayCluster(this);
   }
 
   /** The client, once connected. */

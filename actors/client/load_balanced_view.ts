@@ -10,6 +10,7 @@ import { AsyncApplyResult, AsyncMapResult } from "./async_map_result.ts";
 import type { ViewHost } from "./_view_host.ts";
 import { checkInteger, checkMapFunction, splitMapArgs, zipItems } from "./_map_input.ts";
 import { taskTracker } from "./_task_tracker.ts";
+import { displayView } from "./_jupyter_display.ts";
 import type { AnyFunction, CallOptions } from "./view.ts";
 import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
 import { taskAddress } from "../protocol/addresses.ts";
@@ -105,6 +106,11 @@ export class LoadBalancedView {
     this.#address = taskAddress(all ? undefined : targets);
     this.#retries = options.retries ?? 0;
     this.#prefetch = options.prefetch ?? 1;
+  }
+
+  /** The notebook's rich display of the view (Deno's Jupyter kernel calls it). */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return displayView(this);
   }
 
   /** Runs `fn(...args)` on the first engine free; awaiting the result gives its value. */

@@ -18,6 +18,7 @@ import { wireTreeOn, type WireTreeOptions } from "./wire_tree.ts";
 import { checkTimerRange } from "./_timer_range.ts";
 import { storeBlob } from "../blob.ts";
 import { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
+import { displayView } from "./_jupyter_display.ts";
 import { splitMapArgs } from "./_map_input.ts";
 import { readScript } from "./_script_file.ts";
 import { mapOperation, partitionedMap } from "./_partitioned_map.ts";
@@ -146,6 +147,11 @@ export abstract class View<S extends Shape = "list"> {
     this.#host = host;
     this.targets = targets;
     this.shape = shape;
+  }
+
+  /** The notebook's rich display of the view (Deno's Jupyter kernel calls it). */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return displayView(this);
   }
 
   /** `result` in the shape of the view's calls. */
