@@ -6,11 +6,42 @@
  *
  * @module
  */
-import type { AsyncResult } from "./async_result.ts";
-import type { Client } from "./client.ts";
-import type { Cluster } from "./cluster.ts";
-import type { LoadBalancedView } from "./load_balanced_view.ts";
-import type { View } from "./view.ts";
+
+// What each display reads, by shape: the classes import this file, so it names none of them.
+
+/** What a client's display reads of a `Client`. */
+interface ShownClient {
+  readonly closed: boolean;
+  readonly ids: readonly number[];
+  readonly namespace: string;
+  readonly outstanding: number;
+  readonly transport: { readonly url: string };
+}
+
+/** What a cluster's display reads of a `Cluster`. */
+interface ShownCluster {
+  readonly client: ShownClient | undefined;
+  readonly n: number;
+  readonly namespace: string;
+}
+
+/** What a view's display reads of a view. */
+interface ShownView {
+  readonly targets: readonly number[];
+  readonly fanout?: number;
+}
+
+/** What a result's display reads of an `AsyncResult`. */
+interface ShownResult {
+  readonly id: string;
+  readonly engineIds: readonly number[];
+  readonly progress: number;
+  readonly elapsed: number;
+  readonly wallTime: number | undefined;
+  readonly serialTime: number | undefined;
+  ready(): boolean;
+  successful(): boolean;
+}
 
 /** What a display method returns: the same content as plain text and as HTML. */
 export type MimeBundle = Record<"text/plain" | "text/html", string>;
@@ -60,7 +91,7 @@ function idRanges(ids: readonly number[]): string {
   return runs.join(", ") || "none";
 }
 
-function clientRows(client: Client): [string, string][] {
+function clientRows(client: ShownClient): [string, string][] {
   if (client.closed) return [["state", "closed"]];
   return [
     ["engines up", `${client.ids.length} (ids ${idRanges(client.ids)})`],
@@ -70,7 +101,7 @@ function clientRows(client: Client): [string, string][] {
 }
 
 /** A cluster: whether it runs, its engines up, its calls pending. */
-export function displayCluster(cluster: Cluster): MimeBundle {
+export function displayCluster(cluster: ShownCluster): MimeBundle {
   const client = cluster.client;
   const state = client === undefined
     ? "not connected"
@@ -84,7 +115,7 @@ export function displayCluster(cluster: Cluster): MimeBundle {
 }
 
 /** A client: its engines up and its calls pending. */
-export function displayClient(client: Client): MimeBundle {
+export function displayClient(client: ShownClient): MimeBundle {
   const state = client.closed ? "closed" : `${plural(client.ids.length, "engine")} up`;
   return bundle({
     title: `Client of ${client.namespace}: ${state}`,
@@ -93,9 +124,11 @@ export function displayClient(client: Client): MimeBundle {
 }
 
 /** A direct, broadcast or load-balanced view: its engines (and a broadcast's fanout). */
-export function displayView(view: View<"one" | "list"> | LoadBalancedView): MimeBundle {
+export function displayView(view: ShownView): MimeBundle {
   const kind = view.constructor.name;
-  const fanout = "fanout" in view ? [["fanout", String(view.fanout)] as [string, string]] : [];
+  const fanout: [string, string][] = view.fanout === undefined
+    ? []
+    : [["fanout", String(view.fanout)]];
   return bundle({
     title: `${kind} on ${plural(view.targets.length, "engine")} (ids ${idRanges(view.targets)})`,
     rows: fanout,
@@ -103,7 +136,7 @@ export function displayView(view: View<"one" | "list"> | LoadBalancedView): Mime
 }
 
 /** A call's result: how many engines answered, whether it succeeded, its timings. */
-export function displayAsyncResult(result: AsyncResult<unknown, "one" | "list">): MimeBundle {
+export function displayAsyncResult(result: ShownResult): MimeBundle {
   const n = result.engineIds.length;
   const done = result.progress;
   const ready = result.ready();
