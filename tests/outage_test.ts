@@ -1,6 +1,6 @@
 // Redis goes away for 5 s in the middle of a broadcast and comes back on the same port.
 import assert from "node:assert/strict";
-import type { Client } from "../actors/client/client.ts";
+import type { BroadcastView, Client, DirectView } from "../mod.ts";
 import { Cluster } from "../actors/client/cluster.ts";
 import { CompositeError, TransportDataLostError } from "../errors.ts";
 import {
@@ -73,6 +73,7 @@ Deno.test({
 
 /** Runs on an engine: marks that it started, then keeps its host busy (no reads) for `ms`. */
 function spin(path: string, ms: number): number {
+  if (rank !== 0) return rank;
   Deno.writeTextFileSync(path, "started");
   const end = Date.now() + ms;
   while (Date.now() < end) { /* CPU-bound */ }
@@ -80,21 +81,24 @@ function spin(path: string, ms: number): number {
 }
 
 /**
- * Keeps engine 0's host busy, runs `submit` (whose messages to engine 0 then wait in Redis,
- * unread), and restarts Redis without its data while they wait: those messages are lost. Runs
- * `during` while Redis is away. Returns when Redis is back.
+ * Keeps engine 0's host busy with a call through `busy` (by default a DirectView of engine 0; a
+ * call of another view would wait in the client for it, not in Redis), runs `submit` (whose
+ * messages to engine 0 then wait in Redis, unread), and restarts Redis without its data while
+ * they wait: those messages are lost. Runs `during` while Redis is away. Returns when Redis is
+ * back.
  */
 async function loseQueuedCalls(
   client: Client,
   server: RedisServer,
   submit: () => void,
   during: () => void,
+  busy: DirectView | BroadcastView = client.view([0]),
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "deno-parallel-lost-" });
   try {
     const started = `${dir}/started`;
     // Its own wait fails too (it was outstanding when Redis lost its data); no timeout.
-    client.view(0).apply(spin, started, 2500).get().catch(() => {});
+    busy.apply(spin, started, 2500).get().catch(() => {});
     await within(
       (async () => {
         while (!await Deno.stat(started).then(() => true, () => false)) await delay(20);
@@ -181,7 +185,7 @@ Deno.test({
       lost = view.apply(() => rank).get().then(() => "answered", (error) => error);
     }, () => {
       sentDuring = view.apply(() => rank).get().then((v) => v, (error) => error);
-    });
+    }, view);
     const error = await within(lost, 20_000, "the lost broadcast to fail");
     assert.ok(error instanceof CompositeError, `got ${error}`);
     assert.deepEqual(error.engineIds, [0, 1]);
