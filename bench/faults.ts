@@ -48,6 +48,8 @@ interface Trial {
   neverRan: number;
   /** Runs beyond the first of a task. */
   extraRuns: number;
+  /** Processes and Redis keys left once the cluster (or script) was done, where counted. */
+  left?: number;
 }
 
 /** One row of the table. */
@@ -67,6 +69,8 @@ const { values: flags } = parseArgs({
   options: {
     trials: { type: "string", default: "5" },
     only: { type: "string" },
+    /** Write the table even with `--only` (to `--out`). */
+    write: { type: "boolean", default: false },
     out: { type: "string", default: new URL("./results/faults.md", import.meta.url).pathname },
   },
 });
@@ -533,7 +537,235 @@ const FAULTS: Fault[] = [
   badEntries("unsigned"),
   badEntries("wrong key"),
   badEntries("truncated"),
+  firstBroadcastAfterDeath("memory"),
+  firstBroadcastAfterDeath("redis"),
+  oversizedValue(),
+  failedConnect("tls"),
+  failedConnect("garbage"),
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Issue 14: calls that must end with an answer.
+
+/**
+ * Point 1: a host killed before any broadcast, then the first broadcast, on a fresh cluster of 6
+ * engines on 3 hosts per trial. Affected: the 6 engines' results of that broadcast; time from
+ * the kill. Left: Redis keys once the cluster stopped.
+ */
+function firstBroadcastAfterDeath(kind: "memory" | "redis"): Fault {
+  return {
+    id: `first-broadcast-${kind}`,
+    name: `Host killed (\`Cluster.kill(0)\`) before the first broadcast, ${kind} transport`,
+    measure: "the 6 results of the first `broadcastView().apply(() => rank)` after the kill of " +
+      "the host of engines 0 and 1 (before any broadcast), time from the kill; left: Redis keys " +
+      "after `stop()` (but the server-wide `deno-parallel:epoch`)",
+    async run(trials) {
+      const out: Trial[] = [];
+      for (let t = 0; t < trials; t++) {
+        await using server = kind === "redis"
+          ? await startRedisServer({ args: ["--loglevel", "warning"] })
+          : undefined;
+        const marks = await Marks.make();
+        const c = new Cluster({
+          n: 6,
+          hosts: 3,
+          progress: false,
+          engineTimeout: 120_000,
+          ...(server ? { transport: server.url } : {}),
+        });
+        const client = await c.startAndConnect();
+        const faultAt = Date.now();
+        c.kill(0);
+        const token = `fb${t}`;
+        const call = watch(
+          client.broadcastView().apply(mark, marks.path, token, 0),
+          [0, 1, 2, 3, 4, 5].map((r) => `${token}@${r}`),
+        );
+        const trial = await tally([call], faultAt, marks);
+        await c.stop();
+        if (server) {
+          trial.left = await keysLeft(server.url);
+        }
+        await marks.remove();
+        out.push(trial);
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * Point 2: a push of a 2 MB value with the bench's redis-server at `proto-max-bulk-len` 1 MB,
+ * then one call, then `stop()`, on a fresh cluster of 2 engines per trial. Affected: the push
+ * and the next call; time from the push to its answer. Left: Redis keys after `stop()`; a
+ * `stop()` over 10 s counts as an outcome "slow stop".
+ */
+function oversizedValue(): Fault {
+  return {
+    id: "oversized",
+    name: "Value over Redis' `proto-max-bulk-len` (1 MB) pushed, then one call, then `stop()`",
+    measure: "the push of 2 MB (answered with `SerializationError`, it should be) and the next " +
+      "`apply` on both engines; time from the push to its answer; `stop()` over 10 s is counted " +
+      "as an outcome; left: Redis keys after `stop()` (but the server-wide `deno-parallel:epoch`)",
+    async run(trials) {
+      const out: Trial[] = [];
+      for (let t = 0; t < trials; t++) {
+        await using server = await startRedisServer({
+          args: ["--loglevel", "warning", "--proto-max-bulk-len", "1mb"],
+        });
+        const marks = await Marks.make();
+        const { cluster: c, client } = await cluster(server.url, { n: 2 });
+        const faultAt = Date.now();
+        const trial: Trial = { times: [], outcomes: {}, neverRan: 0, extraRuns: 0 };
+        const count = (o: string) => trial.outcomes[o] = (trial.outcomes[o] ?? 0) + 1;
+        try {
+          await client.broadcastView().push({ big: new Uint8Array(2 * 1024 * 1024) })
+            .get({ timeout: ANSWER_DEADLINE_MS });
+          count("push ok");
+        } catch (error) {
+          count(`push ${errorName(error as Error)}`);
+        }
+        trial.times.push(Date.now() - faultAt);
+        const token = `ov${t}`;
+        const next = await tally(
+          [watch(client.broadcastView().apply(mark, marks.path, token, 0), [
+            `${token}@0`,
+            `${token}@1`,
+          ])],
+          0,
+          marks,
+        );
+        for (const [k, v] of Object.entries(next.outcomes)) {
+          trial.outcomes[k] = (trial.outcomes[k] ?? 0) + v;
+        }
+        trial.neverRan += next.neverRan;
+        trial.extraRuns += next.extraRuns;
+        const stopAt = Date.now();
+        await c.stop();
+        if (Date.now() - stopAt > 10_000) count("slow stop");
+        trial.left = await keysLeft(server.url);
+        await marks.remove();
+        out.push(trial);
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * How many keys the bench's own redis-server still holds (named on stderr), but for the
+ * server-wide epoch key, which outlives every cluster by design.
+ */
+async function keysLeft(url: string): Promise<number> {
+  await using admin = await connectAdmin(url);
+  const keys = ((await admin.send(["KEYS", "*"])) as string[])
+    .filter((key) => key !== "deno-parallel:epoch");
+  if (keys.length) console.error(`faults: keys left: ${keys.join(", ")}`);
+  return keys.length;
+}
+
+/** A loopback port that does not speak Redis (as in tests/hangs_test.ts). */
+function fakeRedisPort(kind: "tls" | "garbage"): { url: string } & AsyncDisposable {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const reply = kind === "tls"
+    ? new Uint8Array([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]) // TLS alert: protocol_version
+    : new TextEncoder().encode("\x00\x01garbage\xff\r\n");
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        const buf = new Uint8Array(4096);
+        try {
+          while ((await conn.read(buf)) !== null) {
+            await conn.write(reply);
+            if (kind === "tls") break;
+          }
+        } catch { /* the client went away */ }
+        conns.delete(conn);
+        try {
+          conn.close();
+        } catch { /* closed already */ }
+      })();
+    }
+  })();
+  return {
+    url: `redis://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed already */ }
+      }
+      await serving.catch(() => {});
+    },
+  };
+}
+
+/**
+ * Point 6: a script (tests/fixtures/failed_connect.ts, `cluster` mode) whose connect to a port
+ * that does not speak Redis fails, then does one call on the bench's redis-server. Affected: the
+ * script; outcome its error's name (and "hung" if it had not exited 30 s on); time from its start
+ * to its exit. Left: the script itself, if it had to be killed.
+ */
+function failedConnect(kind: "tls" | "garbage"): Fault {
+  return {
+    id: `failed-connect-${kind}`,
+    name: `Failed connect (\`redis://\` at a ${kind === "tls" ? "TLS" : "garbage"} port), ` +
+      "then a call on a good Redis: the script exits",
+    measure: "the script's failed `Cluster.startAndConnect()` (outcome: its error's name, " +
+      '"hung" if it had not exited 30 s on); time from its start to its exit; left: the script ' +
+      "process, if it had to be killed",
+    async run(trials) {
+      const out: Trial[] = [];
+      await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
+      for (let t = 0; t < trials; t++) {
+        await using bad = fakeRedisPort(kind);
+        const startAt = Date.now();
+        const child = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            new URL("../tests/fixtures/failed_connect.ts", import.meta.url).href,
+            "cluster",
+            bad.url,
+            server.url,
+          ],
+          env: { NO_COLOR: "1" },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "null",
+        }).spawn();
+        let hung = false;
+        const timer = setTimeout(() => {
+          hung = true;
+          child.kill("SIGKILL");
+        }, ANSWER_DEADLINE_MS);
+        const { stdout } = await child.output();
+        clearTimeout(timer);
+        const line = new TextDecoder().decode(stdout).trim().split("\n").at(-1) ?? "";
+        let name = "no output";
+        try {
+          const parsed = JSON.parse(line);
+          name = `${parsed.name}${
+            JSON.stringify(parsed.next) === JSON.stringify([42]) || parsed.next === 42
+              ? ", next call ok"
+              : ", next call failed"
+          }`;
+        } catch { /* no JSON */ }
+        out.push({
+          times: hung ? [] : [Date.now() - startAt],
+          outcomes: { [hung ? "hung" : name]: 1 },
+          neverRan: 0,
+          extraRuns: 0,
+          left: hung ? 1 : 0,
+        });
+      }
+      return out;
+    },
+  };
+}
 
 if (import.meta.main) await main();
 
@@ -555,7 +787,7 @@ async function main(): Promise<void> {
   }
   const text = render(rows, started, [loadBefore, loadAverage()]);
   console.log(text);
-  if (!only) {
+  if (!only || flags.write) {
     await Deno.writeTextFile(flags.out!, text);
     await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", flags.out!] }).output();
     console.error(`Wrote ${flags.out}`);
@@ -584,8 +816,8 @@ function render(
     "past that, a call counts as *no answer*.",
     "",
     "| fault | trials | affected | outcomes | seen by the caller after: median | max | " +
-    "never ran | extra runs |",
-    "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    "never ran | extra runs | processes and keys left |",
+    "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const { fault, trials } of rows) {
     const outcomes: Record<string, number> = {};
@@ -601,6 +833,10 @@ function render(
         ms(Math.max(...times))
       } | ${trials.reduce((a, t) => a + t.neverRan, 0)} | ${
         trials.reduce((a, t) => a + t.extraRuns, 0)
+      } | ${
+        trials.some((t) => t.left !== undefined)
+          ? trials.reduce((a, t) => a + (t.left ?? 0), 0)
+          : "–"
       } |`,
     );
   }
