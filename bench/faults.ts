@@ -27,6 +27,7 @@ import { type Envelope, generateKey, namespaceKey, sealEnvelope } from "../trans
 import { RedisTransport } from "../transport/redis.ts";
 import { FunctionSource } from "../actors/protocol/wire_types.ts";
 import { type HandStarted, startByHand as startEngineProcess } from "../tests/_engine_process.ts";
+import { fakeRedisPort } from "../tests/_fake_redis_port.ts";
 import {
   connectAdmin,
   type RedisServer,
@@ -662,45 +663,6 @@ async function keysLeft(url: string): Promise<number> {
     .filter((key) => key !== "deno-parallel:epoch");
   if (keys.length) console.error(`faults: keys left: ${keys.join(", ")}`);
   return keys.length;
-}
-
-/** A loopback port that does not speak Redis (as in tests/hangs_test.ts). */
-function fakeRedisPort(kind: "tls" | "garbage"): { url: string } & AsyncDisposable {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const reply = kind === "tls"
-    ? new Uint8Array([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]) // TLS alert: protocol_version
-    : new TextEncoder().encode("\x00\x01garbage\xff\r\n");
-  const serving = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        const buf = new Uint8Array(4096);
-        try {
-          while ((await conn.read(buf)) !== null) {
-            await conn.write(reply);
-            if (kind === "tls") break;
-          }
-        } catch { /* the client went away */ }
-        conns.delete(conn);
-        try {
-          conn.close();
-        } catch { /* closed already */ }
-      })();
-    }
-  })();
-  return {
-    url: `redis://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* closed already */ }
-      }
-      await serving.catch(() => {});
-    },
-  };
 }
 
 /**

@@ -13,55 +13,13 @@ import assert from "node:assert/strict";
 import { Cluster, RemoteError } from "../mod.ts";
 import { hasRedisServer, startRedisServer } from "./_redis_server.ts";
 import { BACKENDS, forEachBackend } from "./_backends.ts";
+import { fakeRedisPort } from "./_fake_redis_port.ts";
 
 declare const x: number[];
 
 const noServer = hasRedisServer() ? false : "no redis-server on PATH";
 /** How long a script whose work is done may take to exit before it counts as hung. */
 const EXIT_BOUND_MS = 30_000;
-
-/**
- * A TCP server on a free loopback port that does not speak Redis: `"tls"` answers the first bytes
- * with a TLS alert record and closes, as a TLS port does to a plain-text client; `"garbage"`
- * answers every read with bytes that are no RESP type, and stays open.
- */
-function fakeServer(kind: "tls" | "garbage"): { url: string } & AsyncDisposable {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const reply = kind === "tls"
-    ? new Uint8Array([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]) // alert: protocol_version
-    : new TextEncoder().encode("\x00\x01garbage\xff\r\n");
-  const serving = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        const buf = new Uint8Array(4096);
-        try {
-          while ((await conn.read(buf)) !== null) {
-            await conn.write(reply);
-            if (kind === "tls") break;
-          }
-        } catch { /* the client went away */ }
-        conns.delete(conn);
-        try {
-          conn.close();
-        } catch { /* closed already */ }
-      })();
-    }
-  })();
-  return {
-    url: `redis://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* closed already */ }
-      }
-      await serving.catch(() => {});
-    },
-  };
-}
 
 /** Runs tests/fixtures/failed_connect.ts; kills it (and fails) if it has not exited in time. */
 async function runFailedConnect(
@@ -107,7 +65,7 @@ for (const kind of ["tls", "garbage"] as const) {
       ignore: noServer !== false,
       async fn() {
         await using server = await startRedisServer();
-        await using fake = fakeServer(kind);
+        await using fake = fakeRedisPort(kind);
         const result = await runFailedConnect(mode, fake.url, server.url);
         assert.equal(result.typed, true, `${result.name}: ${result.message}`);
         assert.match(result.message, new RegExp(`Cannot connect to ${fake.url}`));
