@@ -9,14 +9,17 @@
  *
  * Standalone, prints one line `RESULT {json}` (milliseconds). With `--serve` it prints
  * `READY {json}` once the cluster is up and answers stdin commands, one per line:
- * `measure K REPS WARMUP` → `SAMPLES {"k": K, "samples": [ms, …]}`; `quit` (or end of input) →
+ * `measure K REPS WARMUP [broadcast|direct]` → `SAMPLES {"k": K, "samples": [ms, …], "xadds"}`
+ * (`direct`: the same call on a DirectView of those engines; `xadds`: on Redis, the messages
+ * written to it per call, from `INFO commandstats`); `quit` (or end of input) →
  * `STOPPED {"stop": seconds}`.
  *
  * @module
  */
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
-import { type BroadcastView, Cluster } from "../mod.ts";
+import { Cluster, type DirectView } from "../mod.ts";
+import { connectAdmin, type RedisAdmin } from "../tests/_redis_server.ts";
 import { median, summarize } from "./_util.ts";
 
 /** A running cluster ready to time empty broadcasts. */
@@ -27,8 +30,11 @@ export interface BroadcastBench {
   ids: number[];
   /** Seconds it took to start and connect. */
   startSeconds: number;
-  /** Times `reps` empty broadcast applies on the first `k` engines, after `warmup` untimed ones. */
-  measure(k: number, reps: number, warmup: number): Promise<number[]>;
+  /**
+   * Times `reps` empty applies on a BroadcastView (or, with `direct`, a DirectView) of the first
+   * `k` engines, after `warmup` untimed ones.
+   */
+  measure(k: number, reps: number, warmup: number, direct?: boolean): Promise<number[]>;
   /** Stops the cluster; resolves to the seconds it took. */
   stop(): Promise<number>;
 }
@@ -49,8 +55,8 @@ export async function startBroadcastBench(n: number, transport: string): Promise
   const client = await cluster.startAndConnect();
   const startSeconds = (performance.now() - t0) / 1000;
   const ids = client.ids;
-  const views = new Map<number, BroadcastView>();
-  const once = async (view: BroadcastView, k: number) => {
+  const views = new Map<string, DirectView>();
+  const once = async (view: Pick<DirectView, "apply">, k: number) => {
     const values = await view.apply(empty);
     if (values.length !== k || values.some((v) => v !== null && v !== undefined)) {
       throw new Error(`unexpected broadcast result: ${JSON.stringify(values)}`);
@@ -60,9 +66,16 @@ export async function startBroadcastBench(n: number, transport: string): Promise
     transport,
     ids,
     startSeconds,
-    async measure(k, reps, warmup) {
-      let view = views.get(k);
-      if (!view) views.set(k, view = client.broadcastView(ids.slice(0, k)));
+    async measure(k, reps, warmup, direct = false) {
+      const key = `${direct ? "direct" : "broadcast"}@${k}`;
+      let view = views.get(key);
+      if (!view) {
+        const targets = ids.slice(0, k);
+        view = direct
+          ? client.view(targets)
+          : client.broadcastView(targets) as unknown as DirectView;
+        views.set(key, view);
+      }
       for (let i = 0; i < warmup; i++) await once(view, k);
       const samples: number[] = [];
       for (let i = 0; i < reps; i++) {
@@ -80,7 +93,17 @@ export async function startBroadcastBench(n: number, transport: string): Promise
   };
 }
 
+/** Messages written to the Redis at `url` so far (`XADD`s), or `undefined` off Redis. */
+async function xadds(admin: RedisAdmin | undefined): Promise<number | undefined> {
+  if (!admin) return undefined;
+  const info = String(await admin.send(["INFO", "commandstats"]));
+  return Number(/cmdstat_xadd:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
 async function serve(bench: BroadcastBench): Promise<void> {
+  const admin = bench.transport.startsWith("redis")
+    ? await connectAdmin(bench.transport)
+    : undefined;
   console.log(
     "READY " +
       JSON.stringify({
@@ -97,11 +120,16 @@ async function serve(bench: BroadcastBench): Promise<void> {
     while ((newline = buffer.indexOf("\n")) >= 0) {
       const words = buffer.slice(0, newline).trim().split(/\s+/);
       buffer = buffer.slice(newline + 1);
-      if (words[0] === "quit") return;
+      if (words[0] === "quit") return void await admin?.[Symbol.asyncDispose]();
       if (words[0] === "measure") {
         const [k, reps, warmup] = words.slice(1, 4).map(Number);
-        const samples = await bench.measure(k, reps, warmup);
-        console.log("SAMPLES " + JSON.stringify({ k, samples }));
+        const direct = words[4] === "direct";
+        const before = await xadds(admin);
+        const samples = await bench.measure(k, reps, warmup, direct);
+        const after = await xadds(admin);
+        const calls = reps + warmup;
+        const perCall = before === undefined || calls === 0 ? undefined : (after! - before) / calls;
+        console.log("SAMPLES " + JSON.stringify({ k, samples, xadds: perCall }));
       } else if (words[0]) {
         console.log("ERROR " + JSON.stringify({ line: words.join(" ") }));
       }

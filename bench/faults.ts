@@ -185,7 +185,7 @@ function delay(ms: number): Promise<void> {
 async function cluster(url: string, options: ConstructorParameters<typeof Cluster>[0] = {}) {
   const c = new Cluster({ transport: url, progress: false, engineTimeout: 120_000, ...options });
   const client = await c.startAndConnect();
-  // The first broadcast starts the broadcast Worker.
+  // The first broadcast starts the broadcast actors.
   await client.broadcastView().apply(() => rank).get({ timeout: 60_000 });
   return { cluster: c, client };
 }

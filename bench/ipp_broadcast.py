@@ -11,7 +11,8 @@ Standalone, it prints one line `RESULT {json}` on stdout (milliseconds). With `-
 prints `READY {json}` once the cluster is up, then answers commands read from stdin, one per
 line, so that a driver can interleave these measurements with others:
 
-    measure K REPS WARMUP   ->  SAMPLES {"k": K, "samples": [ms, ...]}
+    measure K REPS WARMUP [direct]  ->  SAMPLES {"k": K, "samples": [ms, ...]}
+    (direct: the same call on a DirectView, rc[ids[:k]])
     quit (or end of input)  ->  STOPPED {"stop": seconds}
 """
 
@@ -64,10 +65,10 @@ def main():
         }
         views = {}
 
-        def measure(k, reps, warmup):
-            if k not in views:
-                views[k] = rc.broadcast_view(targets=ids[:k])
-            view = views[k]
+        def measure(k, reps, warmup, direct=False):
+            if (k, direct) not in views:
+                views[(k, direct)] = rc[ids[:k]] if direct else rc.broadcast_view(targets=ids[:k])
+            view = views[(k, direct)]
             for _ in range(warmup):
                 view.apply_sync(lambda: None)
             samples = []
@@ -88,7 +89,7 @@ def main():
                     break
                 if words[0] == "measure":
                     k, reps, warmup = (int(w) for w in words[1:4])
-                    samples = measure(k, reps, warmup)
+                    samples = measure(k, reps, warmup, words[4:5] == ["direct"])
                     print("SAMPLES " + json.dumps({"k": k, "samples": samples}), flush=True)
                 else:
                     print("ERROR " + json.dumps({"line": line.strip()}), flush=True)

@@ -12,7 +12,7 @@
  *
  * Each sample holds Redis's `used_memory`, the namespace's keys, stream entries and pending
  * entries (`XLEN`, `XINFO GROUPS`), this process's RSS (the engine hosts are Workers in it with the
- * `"worker"` launcher; the broadcast Worker always is), the sum of the engine processes' RSS from
+ * `"worker"` launcher), the sum of the engine processes' RSS from
  * `/proc` (`"process"` launcher), the JS heap after a forced GC of this isolate and of the engine
  * hosts' (the children run with `--v8-flags=--expose-gc`; process engines cannot be forced), and
  * the client's and the broadcast nodes' bookkeeping. On Linux with glibc it also reads the C
@@ -393,8 +393,8 @@ function render(runs: Run[], started: Date, load: number[][]): string {
     `of ${WARMUP_S} s of broadcasts, then ${BROADCASTS} sequential \`BroadcastView.apply\` calls ` +
     "of `(i) => rank + i` (answers checked), then 12 s idle. *Redis* is `used_memory`; " +
     "*entries* and *pending* are summed over the namespace's streams (`XLEN`, `XINFO GROUPS`); " +
-    "*RSS* is this process's (the broadcast Worker, and with the worker launcher the engine " +
-    "hosts, live in it), read before any forced GC; *heap* is after a forced GC (this isolate; " +
+    "*RSS* is this process's (with the worker launcher the engine " +
+    "hosts live in it), read before any forced GC; *heap* is after a forced GC (this isolate; " +
     "the engine hosts', min–max, forced only for Workers); *committed* is the V8 heap space " +
     "held after that GC (`heapTotal`) by this isolate + the engine hosts together (the broadcast " +
     "Worker's is not read); *malloc* is glibc's bytes in use / freed but held (`mallinfo2`, this " +

@@ -158,7 +158,7 @@ const graph = await libraryGraph();
 
 Deno.test("the module graph of the entry points and Worker scripts reaches every layer", () => {
   const files = ["mod.ts", "engine.ts", "actors/mod.ts", "errors.ts"];
-  const workers = ["_worker_host.ts", "_broadcast_worker.ts", "_heartbeat_worker.ts"];
+  const workers = ["_worker_host.ts", "_heartbeat_worker.ts"];
   for (const file of [...files, ...workers.map((worker) => `actors/host/${worker}`)]) {
     assert.ok(graph.has(file), `${file} is in the graph`);
   }

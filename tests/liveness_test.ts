@@ -76,8 +76,7 @@ function now(): number {
 
 /**
  * Starts `cluster` and makes one broadcast call, so that every engine answers and the client's
- * broadcast worker runs before anything is timed. (The first Worker of a `deno test` process
- * can hold up this thread while its modules are type-checked.)
+ * broadcast actors run before anything is timed.
  */
 async function connect(cluster: Cluster): Promise<Client> {
   const client = await cluster.startAndConnect();

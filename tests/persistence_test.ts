@@ -91,7 +91,7 @@ for (const fault of faults) {
         const client = await cluster.startAndConnect();
         const ids = client.ids;
         const bv = client.broadcastView();
-        // Generous: the first broadcast starts the broadcast Worker (and Deno may type-check it).
+        // Generous: the first broadcast starts the broadcast actors.
         assert.deepEqual(await bv.apply(() => rank).get({ timeout: 60_000 }), [0, 1, 2, 3]);
 
         const calls: Call[] = [];

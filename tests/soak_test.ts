@@ -33,7 +33,7 @@ Deno.test({
     const bv = client.broadcastView();
     const ranks = client.ids;
     const prefix = `${cluster.namespace}:`;
-    // Generous: the first broadcast starts the broadcast Worker (Deno may type-check it first).
+    // Generous: the first broadcast starts the broadcast actors.
     assert.deepEqual(await bv.apply(() => rank).get({ timeout: 60_000 }), ranks);
 
     for (let i = 1; i <= BROADCASTS; i++) {

@@ -37,7 +37,7 @@ export interface ViewHost {
   hostOf(engineId: number): string;
   /** The error of engine `engineId` if it is known to be dead. */
   deadEngine(engineId: number): EngineDiedError | undefined;
-  /** Starts, once, the Worker that runs the client's broadcast actors; resolves to its host id. */
+  /** Starts, once, the client's broadcast actors of ranges spanning hosts; resolves to their host id. */
   broadcastHost(): Promise<string>;
   /**
    * With `streamOutput`, writes what an engine printed for a call, each line prefixed with

@@ -1,6 +1,6 @@
 /**
- * A view that reaches its engines through a tree of broadcast actors: one message out and one
- * answer back per call, whatever the number of engines (IPython Parallel's `BroadcastView`,
+ * A view that reaches its engines through a tree of broadcast actors: one message out to each
+ * host and one answer back, whatever the number of engines (IPython Parallel's `BroadcastView`,
  * with results in target order and every engine's metadata kept).
  *
  * @module
@@ -77,9 +77,10 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
   /** The view's calls go to the root of their broadcast tree first. */
   protected override route(): string {
     const { targets, fanout } = this;
+    const { hosts } = this.tree();
     return broadcastAddress(
-      placeRange(this.tree().hosts, this.#host.hubId),
-      nodeFor(0, targets.length, fanout),
+      placeRange(hosts, this.#host.hubId),
+      nodeFor(0, targets.length, fanout, hosts),
     );
   }
 
@@ -122,7 +123,7 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
     const live = targets.filter((engineId) => !host.deadEngine(engineId));
     const { system } = host;
     const place = placeRange(hosts, host.hubId);
-    const root = broadcastAddress(place, nodeFor(0, targets.length, fanout));
+    const root = broadcastAddress(place, nodeFor(0, targets.length, fanout, hosts));
     let parts: Promise<BroadcastPart[]>;
     if (live.length === 0) {
       // Nothing to wait for, and the engines' host, where the root would be, is gone.

@@ -55,7 +55,7 @@ export interface ClientOptions {
   hosts: ReadonlyMap<number, string>;
   /** The cluster key. */
   key: ClusterKey;
-  /** The transport's URL, password included (for the broadcast worker to connect with). */
+  /** The transport's URL, password included. */
   transportUrl: string;
   /** Write what tasks print to this process's stdout/stderr, each line prefixed `[engine N]`. */
   streamOutput?: boolean;
@@ -169,7 +169,7 @@ export class Client extends EventTarget {
   /** Settles once the last call still being prepared (storing blobs) was dispatched. */
   #dispatchTail: Promise<void> | undefined;
   readonly #paths = new CallPaths();
-  /** The Worker that runs the client's broadcast nodes of ranges spanning hosts. */
+  /** The client's broadcast nodes of ranges spanning hosts. */
   readonly #hub: BroadcastHub;
   readonly #heartbeats: HeartbeatWatch;
   #closed = false;
@@ -191,12 +191,7 @@ export class Client extends EventTarget {
     this.#streamOutput = options.streamOutput ?? false;
     this.#hosts = new Map(options.hosts);
     this.#ids = [...this.#hosts.keys()].sort((a, b) => a - b);
-    this.#hub = new BroadcastHub(
-      this.system,
-      options.key,
-      options.transportUrl,
-      Math.max(1, this.#ids.length),
-    );
+    this.#hub = new BroadcastHub(this.system, Math.max(1, this.#ids.length));
     this.#onClose = options.onClose;
     this.#onShutdown = options.onShutdown;
     this.#retention = options.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS;
@@ -347,7 +342,7 @@ export class Client extends EventTarget {
   }
 
   /**
-   * Starts, once, the Worker that runs this client's broadcast actors; resolves to its
+   * Starts, once, this client's broadcast actors of ranges spanning hosts; resolves to their
    * host id.
    */
   broadcastHost(): Promise<string> {

@@ -664,6 +664,8 @@ export class Cluster extends EventTarget {
       namespace: this.namespace,
       replayWindowMs: this.#options.replayWindowMs,
       maxMessageBytes: this.#options.maxMessageBytes,
+      // The client's broadcast hub runs here (see _broadcast_hub.ts).
+      localDelivery: true,
     });
     const failed = new Promise<never>((_, reject) => (this.#failure = reject));
     failed.catch(() => {});
@@ -872,6 +874,7 @@ export class Cluster extends EventTarget {
       key,
       namespace: options.cluster,
       maxMessageBytes: options.maxMessageBytes,
+      localDelivery: true,
     });
     try {
       const hosts = await waitForEngines(system, options.n, {

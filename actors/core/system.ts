@@ -249,12 +249,14 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
   /**
    * The transport's server lost what it held: the messages written for awaited answers, or their
    * answers, may be gone. Fails those waits (messages still being written go to the server as it
-   * is now, and are answered), tells the actors, and says so.
+   * is now, and are answered; messages handed over here were never there), tells the actors, and
+   * says so.
    */
   #dataLost(reason: string): void {
     if (this.#closed) return;
     for (const [id, waiting] of [...this.#asks]) {
-      if (!waiting.written) continue;
+      // An actor of this system answers without the transport: it is told of the loss below.
+      if (!waiting.written || this.deliversLocally(waiting.to)) continue;
       const error = new TransportDataLostError(engineIdOf(waiting.to), reason, waiting.to);
       this.#settle(id, { error });
     }

@@ -7,7 +7,7 @@
  */
 import type { Transport } from "../../transport/types.ts";
 import { defineActor } from "../core/actor.ts";
-import { BroadcastNodes } from "./broadcast_nodes.ts";
+import { BroadcastNodes } from "../broadcast_nodes.ts";
 import { dispatcherActor } from "./dispatcher.ts";
 import { engineActor } from "./engine_actor.ts";
 import { ActorSystem } from "../core/system.ts";

@@ -7,15 +7,42 @@
 import { broadcastAddress } from "./addresses.ts";
 import { partitionBounds } from "./partition.ts";
 
-/** The size of the first chunk when `size` targets split into at most `fanout` chunks. */
-function firstChunk(size: number, fanout: number): number {
-  const [start, end] = partitionBounds(size, 0, Math.min(fanout, size));
-  return end - start;
+/**
+ * The `[start, end)` bounds, relative to the range, of the at most `fanout` chunks a node splits
+ * a range of `size` targets on `runs` into. A range on one host splits into chunks of
+ * neighbouring positions whose sizes differ by at most one; a range spanning hosts splits at host
+ * boundaries, whole runs per chunk, so that one message reaches each run.
+ */
+export function chunkBounds(
+  size: number,
+  fanout: number,
+  runs: readonly [string, number][],
+): [number, number][] {
+  if (runs.length <= 1) {
+    const chunks = Math.min(fanout, size);
+    return Array.from({ length: chunks }, (_, c) => partitionBounds(size, c, chunks));
+  }
+  const chunks = Math.min(fanout, runs.length);
+  const bounds: [number, number][] = [];
+  let start = 0;
+  for (let c = 0; c < chunks; c++) {
+    const [first, end] = partitionBounds(runs.length, c, chunks);
+    let count = 0;
+    for (let r = first; r < end; r++) count += runs[r][1];
+    bounds.push([start, start + count]);
+    start += count;
+  }
+  return bounds;
 }
 
-/** The node that handles the range `[lo, hi)`. */
-export function nodeFor(lo: number, hi: number, fanout: number): number {
-  return hi - lo > 1 ? lo + firstChunk(hi - lo, fanout) : 0;
+/** The node that handles the range `[lo, hi)` on `runs`: named after its first split point. */
+export function nodeFor(
+  lo: number,
+  hi: number,
+  fanout: number,
+  runs: readonly [string, number][],
+): number {
+  return hi - lo > 1 ? lo + chunkBounds(hi - lo, fanout, runs)[0][1] : 0;
 }
 
 /** `hosts` (one per position) as runs of `[host, count]`. */
@@ -59,13 +86,10 @@ export function keptPieces(
   const node = (id: string, lo: number, hi: number, runs: [string, number][]) => {
     const place = placeRange(runs, hub);
     if (place !== hub) {
-      pieces.push({ id, from: broadcastAddress(place, nodeFor(lo, hi, fanout)), lo, hi });
+      pieces.push({ id, from: broadcastAddress(place, nodeFor(lo, hi, fanout, runs)), lo, hi });
       return;
     }
-    const size = hi - lo;
-    const chunks = Math.min(fanout, size);
-    for (let c = 0; c < chunks; c++) {
-      const [a, b] = partitionBounds(size, c, chunks);
+    for (const [c, [a, b]] of chunkBounds(hi - lo, fanout, runs).entries()) {
       if (b - a === 1) {
         const engineId = targets[lo + a];
         pieces.push({

@@ -1,6 +1,6 @@
 /**
  * The messages between a thread and the Workers it starts: an engine host's Worker (the
- * `"worker"` launcher), the client's broadcast hub, and a host's liveness thread.
+ * `"worker"` launcher), and a host's liveness thread.
  *
  * @module
  */
@@ -24,25 +24,6 @@ export type FromWorker =
   | { type: "started" }
   | { type: "failed"; message: string }
   | { type: "uncaught"; message: string }
-  | { type: "stopped" };
-
-/** Messages from the client. */
-export type ToBroadcastWorker =
-  | {
-    type: "start";
-    port?: MessagePort;
-    url?: string;
-    key: ClusterKey;
-    namespace: string;
-    hostId: string;
-    nodes: number;
-  }
-  | { type: "stop" };
-
-/** Messages to the client. */
-export type FromBroadcastWorker =
-  | { type: "started" }
-  | { type: "failed"; message: string }
   | { type: "stopped" };
 
 /** Messages from the engine host. */

@@ -11,10 +11,10 @@
  *
  * Placement: the node of a range whose engines all run on one host runs on that host, where its
  * tasks, its engines' replies and the hops to the nodes below it are handed over without the
- * transport. The node of a range spanning several hosts runs on the client's broadcast worker,
- * the hub. A node thus never outlives its engines' answers: if its host dies, so did every engine
- * below it. Engines on one host have neighbouring ids, so a broadcast over a range of ids crosses
- * the transport only from the hub to one node per host and back.
+ * transport. The node of a range spanning several hosts runs in the client, on its hub, and splits
+ * its range at host boundaries. A node thus never outlives its engines' answers: if its host
+ * dies, so did every engine below it. Engines on one host have neighbouring ids, so a broadcast
+ * over a range of ids crosses the transport only from the hub to one node per host and back.
  *
  * A scatter's sequence travels whole only to the root: each node passes on to a subtree only the
  * items of that subtree's targets. Engines known to be dead (from the request, or a `died`
@@ -23,19 +23,19 @@
  *
  * @module
  */
-import { type ActorContext, type ActorDefinition, defineActor } from "../core/actor.ts";
-import { chunkContent, partitionBounds, type Sequence } from "../protocol/partition.ts";
-import { errorData } from "../core/system.ts";
-import type { EngineResult } from "../protocol/results.ts";
-import { broadcastAddress, resultKey } from "../protocol/addresses.ts";
+import { type ActorContext, type ActorDefinition, defineActor } from "./core/actor.ts";
+import { chunkContent, partitionBounds, type Sequence } from "./protocol/partition.ts";
+import { errorData } from "./core/system.ts";
+import type { EngineResult } from "./protocol/results.ts";
+import { broadcastAddress, resultKey } from "./protocol/addresses.ts";
 import type {
   BroadcastNodeStats,
   BroadcastPart,
   BroadcastRequest,
   Died,
-} from "../protocol/messages.ts";
-import { nodeFor, placeRange, sliceRuns } from "../protocol/placement.ts";
-import type { Reply } from "../core/system_types.ts";
+} from "./protocol/messages.ts";
+import { chunkBounds, nodeFor, placeRange, sliceRuns } from "./protocol/placement.ts";
+import type { Reply } from "./core/system_types.ts";
 
 /** One node's part of one broadcast, while it waits for its children. */
 interface Pending {
@@ -144,9 +144,7 @@ export class BroadcastNodes {
       );
     };
     const messages = [];
-    const chunks = Math.min(fanout, size);
-    for (let c = 0; c < chunks; c++) {
-      const [a, b] = partitionBounds(size, c, chunks);
+    for (const [c, [a, b]] of chunkBounds(size, fanout, hosts).entries()) {
       // A sub-broadcast's id extends its parent's. An engine's message is named after the call
       // (the root's id) and the engine, as a DirectView names it (`engineMessageId`), so that the
       // client can abort it and fetch its result without knowing the tree.
@@ -194,7 +192,7 @@ export class BroadcastNodes {
         messages.push({
           to: broadcastAddress(
             placeRange(child.hosts, request.hub),
-            nodeFor(child.lo, child.hi, fanout),
+            nodeFor(child.lo, child.hi, fanout, child.hosts),
           ),
           type: "broadcast",
           content: child,
