@@ -103,6 +103,12 @@ export interface PeerRun {
   /** BullMQ's name for `tasks_per_s`. */
   jobs_per_s?: number;
   round_trip_ms?: number;
+  /** IPython Parallel's and Dask's name for `tasks_per_s`. */
+  map_tasks_per_s?: number;
+  /** IPython Parallel's `map(…, chunksize=100)`. */
+  map_chunk100_tasks_per_s?: number;
+  /** IPython Parallel's one `apply_sync` on a LoadBalancedView. */
+  lb_apply_ms_median?: number;
 }
 
 /**
@@ -121,15 +127,54 @@ async function peerRun(dir: string, script: string, args: string[]): Promise<Pee
   return JSON.parse(text);
 }
 
+/**
+ * Runs `/usr/bin/python3 <dir>/<script> …args` (Dask's and IPython Parallel's scripts of
+ * `/work/shared/peers/`) and parses its JSON line; `undefined` when the Python package
+ * `module` is not installed.
+ */
+async function pythonPeerRun(
+  dir: string,
+  script: string,
+  module: string,
+  args: string[],
+): Promise<PeerRun | undefined> {
+  const probe = await new Deno.Command(PYTHON, { args: ["-c", `import ${module}`], stderr: "null" })
+    .output().catch(() => undefined);
+  if (!probe?.success) return undefined;
+  const ipythonDir = await Deno.makeTempDir({ prefix: "farm-ipython-" });
+  try {
+    const { code, stdout, stderr } = await new Deno.Command(PYTHON, {
+      args: [`${dir}/${script}`, ...args],
+      cwd: dir,
+      env: { IPYTHONDIR: ipythonDir },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(stdout).trim().split("\n").pop() ?? "";
+    if (code !== 0) throw new Error(`${script} failed: ${new TextDecoder().decode(stderr)}`);
+    const run = JSON.parse(text) as PeerRun;
+    return {
+      ...run,
+      system: module === "distributed" ? "Dask distributed `client.map`" : run.system,
+      tasks_per_s: run.map_tasks_per_s,
+      round_trip_ms: run.lb_apply_ms_median,
+    };
+  } finally {
+    await Deno.remove(ipythonDir, { recursive: true }).catch(() => {});
+  }
+}
+
+const PYTHON = "/usr/bin/python3";
+
 /** The Markdown table of the peers' runs. */
 export function peerTable(peers: readonly PeerRun[]): string {
   return [
-    "| peer (same run) | workers | tiny tasks/s, one task per item | one task's round trip |",
-    "|---|--:|--:|--:|",
+    "| peer (same run) | workers | tiny tasks/s, one task per item | chunksize 100 | one task's round trip |",
+    "|---|--:|--:|--:|--:|",
     ...peers.map((p) =>
       `| ${p.system} | ${p.n} | ${(p.tasks_per_s ?? p.jobs_per_s)?.toLocaleString("en") ?? "–"} | ${
-        p.round_trip_ms === undefined ? "–" : `${p.round_trip_ms.toFixed(2)} ms`
-      } |`
+        p.map_chunk100_tasks_per_s?.toLocaleString("en") ?? "–"
+      } | ${p.round_trip_ms === undefined ? "–" : `${p.round_trip_ms.toFixed(2)} ms`} |`
     ),
   ].join("\n");
 }
@@ -181,6 +226,21 @@ if (import.meta.main) {
         peers.push(
           await peerRun(values.peers, "bullmq_bench.mjs", [port, String(k), String(TINY)]),
         );
+        console.error(JSON.stringify(peers.at(-1)));
+      }
+      for (
+        const [script, module] of [["dask_bench.py", "distributed"], [
+          "ipp_lb_bench.py",
+          "ipyparallel",
+        ]]
+      ) {
+        const run = await pythonPeerRun(values.peers, script, module, [
+          String(k),
+          "--tasks",
+          String(TINY),
+        ]);
+        if (run) peers.push(run);
+        else console.error(`${script}: skipped, \`import ${module}\` failed`);
         console.error(JSON.stringify(peers.at(-1)));
       }
     }
