@@ -96,6 +96,10 @@ if (import.meta.main) {
     ? values.ids.split(",").map(Number)
     : Array.from({ length: Number(values.n ?? 1) }, (_, i) => Number(values.first ?? 0) + i);
   if (ids.some((id) => !Number.isInteger(id) || id < 0)) fail(`bad engine ids: ${ids}`);
+  const size = Number(values.size ?? ids.length);
+  if (!Number.isInteger(size) || size < 1) {
+    fail(`bad --size ${JSON.stringify(values.size)}: expected a whole number ≥ 1`);
+  }
   const retention = values["result-retention"];
   const resultRetentionMs = retention === undefined ? undefined : Number(retention);
   if (
@@ -130,7 +134,8 @@ if (import.meta.main) {
     namespace: values.cluster,
     key,
     engineIds: ids,
-    size: Number(values.size ?? ids.length),
+    size,
+    fixedSize: values.size !== undefined,
     hostId: values["host-id"] ?? `host-${Deno.pid}`,
     resultRetentionMs,
     replayWindowMs,

@@ -21,7 +21,7 @@ import {
 import { checkKey, type ClusterKey, generateKey } from "../../transport/envelope.ts";
 import { readKeyFile, toHex } from "../../transport/key.ts";
 import { engineEnvironment } from "./_engine_env.ts";
-import { waitForEngines } from "./_registry.ts";
+import { joinHosts, waitForEngines } from "./_registry.ts";
 import { MemoryTransport } from "../../transport/memory.ts";
 import { createTransport, redactUrl } from "../../transport/mod.ts";
 import type { Transport } from "../../transport/types.ts";
@@ -878,6 +878,7 @@ export class Cluster extends EventTarget {
         timeout: options.timeout ?? 10_000,
         progress: false,
       });
+      await joinHosts(system, hosts, options.heartbeatTimeoutMs ?? 2500);
       return new Client({
         system,
         hosts,

@@ -9,7 +9,7 @@ import type { Transport } from "../../transport/types.ts";
 import { defineActor } from "../core/actor.ts";
 import { BroadcastNodes } from "./broadcast_nodes.ts";
 import { dispatcherActor } from "./dispatcher.ts";
-import { engineActor } from "./engine_actor.ts";
+import { type Engine, engineActor } from "./engine_actor.ts";
 import { ActorSystem } from "../core/system.ts";
 import { spawnTaskReader } from "./task_reader.ts";
 import { HostClock, setHostClock } from "../_liveness.ts";
@@ -21,7 +21,12 @@ import {
   REGISTRY,
 } from "../protocol/addresses.ts";
 import type { ToHeartbeatWorker } from "../protocol/worker_messages.ts";
-import type { EngineHostConfig, Registration, Unregistration } from "../protocol/host_messages.ts";
+import type {
+  EngineHostConfig,
+  Join,
+  Registration,
+  Unregistration,
+} from "../protocol/host_messages.ts";
 
 /** A running engine host. */
 export class EngineHost {
@@ -68,15 +73,44 @@ export class EngineHost {
     });
     let requestStop!: () => void;
     const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));
+    /** What holds the cluster's size: the engines, and the task realm of a sandboxed host. */
+    const sized: Pick<Engine, "resize">[] = [];
+    const nodes = new BroadcastNodes(config.hostId);
+    let size = config.size;
+    /** Broadcast nodes are named by target positions: one per engine of the cluster. */
+    let spawnedNodes = 0;
+    const spawnNodes = () => {
+      for (; spawnedNodes < Math.max(1, size); spawnedNodes++) {
+        system.spawn(broadcastAddress(config.hostId, spawnedNodes), nodes.actor(spawnedNodes));
+      }
+    };
+    const join = (content: Join) => {
+      if (!isRecord(content) || !Number.isInteger(content.size) || content.size < 1) {
+        throw new TypeError("Cannot join: content must be { size } with a whole size ≥ 1");
+      }
+      if (content.size !== size && config.fixedSize) {
+        throw new RangeError(
+          `host "${config.hostId}" (engines ${config.engineIds.join(", ")}) was started with ` +
+            `--size ${size}, but the cluster has ${content.size} engines: start it with ` +
+            `--size ${content.size}, or without --size`,
+        );
+      }
+      if (content.size !== size) {
+        size = content.size;
+        for (const holder of sized) holder.resize(size);
+        spawnNodes();
+      }
+      return { hostId: config.hostId, size };
+    };
     system.spawn(
       `host.${config.hostId}`,
-      defineActor({ handlers: {}, control: { stop: () => requestStop() } }),
+      defineActor({ handlers: {}, control: { stop: () => requestStop(), join } }),
     );
     const clock = new HostClock(config.clock);
     const realm = config.taskPermissions
       ? await TaskRealm.start({
         permissions: config.taskPermissions,
-        size: config.size,
+        size,
         clock: clock.buffer,
         transport,
         hostId: config.hostId,
@@ -85,22 +119,21 @@ export class EngineHost {
         throw error;
       })
       : undefined;
+    if (realm) sized.push(realm);
     for (const id of config.engineIds) {
       const engine = engineActor({
         realm,
         id,
-        size: config.size,
+        size,
         transport,
         resultRetentionMs: config.resultRetentionMs,
       });
       system.spawn(`engine.${id}`, engine.definition);
+      sized.push(engine);
     }
     system.spawn(dispatcherAddress(config.hostId), dispatcherActor(config.hostId));
     spawnTaskReader(system, config.hostId, config.engineIds);
-    const nodes = new BroadcastNodes(config.hostId);
-    for (let node = 0; node < Math.max(1, config.size); node++) {
-      system.spawn(broadcastAddress(config.hostId, node), nodes.actor(node));
-    }
+    spawnNodes();
     setHostClock(clock);
     // Tasks run in the realm's event loop, which ticks the clock.
     const stopTicks = realm ? () => {} : clock.start();
@@ -189,4 +222,8 @@ async function startHeartbeat(config: EngineHostConfig, clock: HostClock): Promi
     throw error;
   }
   return worker;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -48,6 +48,16 @@ export interface Unregistration {
   hostId: string;
 }
 
+/**
+ * What a client that connected tells each engine host (a `join` control message to
+ * `host.<hostId>`): the cluster's size as it found it in the registry, the number of engines it
+ * connected to. The host answers once its engines' `size` and its broadcast nodes match.
+ */
+export interface Join {
+  /** The number of engines in the cluster. */
+  size: number;
+}
+
 /** Configuration of an engine host. */
 export interface EngineHostConfig {
   /** The cluster's namespace (stream key prefix). */
@@ -56,8 +66,16 @@ export interface EngineHostConfig {
   key: ClusterKey;
   /** The ids of the engines this host runs. */
   engineIds: number[];
-  /** The number of engines in the cluster. */
+  /**
+   * The number of engines in the cluster, as far as the host knows when it starts: the `size` its
+   * engines' namespaces start with, until a client's `join` says the cluster's.
+   */
   size: number;
+  /**
+   * Whoever started the host chose `size` (`engine.ts --size`): a client's `join` with another
+   * size is refused, and the client fails to connect, instead of changing it.
+   */
+  fixedSize?: boolean;
   /** This host's id, unique in the cluster. */
   hostId: string;
   /**
