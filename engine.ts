@@ -72,6 +72,7 @@ if (import.meta.main) {
       "heartbeat-ms": { type: "string" },
       "task-permissions": { type: "string" },
       "exit-with-stdin": { type: "boolean" },
+      "skip-id-check": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -136,7 +137,8 @@ if (import.meta.main) {
     engineIds: ids,
     size,
     fixedSize: values.size !== undefined,
-    hostId: values["host-id"] ?? `host-${Deno.pid}`,
+    hostId: values["host-id"] ?? defaultHostId(),
+    refuseTaken: !values["skip-id-check"],
     resultRetentionMs,
     replayWindowMs,
     maxMessageBytes,
@@ -195,6 +197,18 @@ function stdinLines(): { lines(n: number): Promise<string[]>; ended(): Promise<v
       while (!done) done = (await reader.read()).done;
     },
   };
+}
+
+/**
+ * A host id unique across machines and containers: the machine's name, the process id (1 in
+ * many containers) and 6 random hex digits, e.g. `node7-4242-3fa9c1`.
+ */
+function defaultHostId(): string {
+  let name = "host";
+  try {
+    name = Deno.hostname().replace(/[^A-Za-z0-9-]+/g, "-").slice(0, 40) || name;
+  } catch { /* no --allow-sys: the random part keeps it unique */ }
+  return `${name}-${Deno.pid}-${crypto.randomUUID().slice(0, 6)}`;
 }
 
 function parsePermissions(text: string): Deno.PermissionOptionsObject {

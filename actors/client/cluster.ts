@@ -460,6 +460,8 @@ export class Cluster extends EventTarget {
           : ["--task-permissions", JSON.stringify(config.taskPermissions)]),
         // The pipe stays open while this process lives: its end tells the engines to stop.
         "--exit-with-stdin",
+        // Its ids are unique by construction, and a restart takes over those of a killed host.
+        "--skip-id-check",
       ],
       stdin: "piped",
       stdout: "null",

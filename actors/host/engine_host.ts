@@ -14,6 +14,7 @@ import { ActorSystem } from "../core/system.ts";
 import { spawnTaskReader } from "./task_reader.ts";
 import { HostClock, setHostClock } from "../_liveness.ts";
 import { TaskRealm } from "./_task_realm.ts";
+import { checkUnclaimed } from "./_host_claims.ts";
 import {
   aliveAddress,
   broadcastAddress,
@@ -71,6 +72,14 @@ export class EngineHost {
       // its engines, need not cross the transport.
       localDelivery: true,
     });
+    if (config.refuseTaken) {
+      try {
+        await checkUnclaimed(system, config.hostId, config.engineIds);
+      } catch (error) {
+        await system.close();
+        throw error;
+      }
+    }
     let requestStop!: () => void;
     const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));
     /** What holds the cluster's size: the engines, and the task realm of a sandboxed host. */

@@ -76,6 +76,13 @@ export interface EngineHostConfig {
    * size is refused, and the client fails to connect, instead of changing it.
    */
   fixedSize?: boolean;
+  /**
+   * Refuse to start when a live host of the cluster holds this host's id or one of its engine ids
+   * (`engine.ts` does, unless `--skip-id-check`): a `ClusterStateError` naming that host. A
+   * `Cluster`'s own hosts skip it: their ids are unique by construction, and a restart takes over
+   * the ids of a host the cluster just killed.
+   */
+  refuseTaken?: boolean;
   /** This host's id, unique in the cluster. */
   hostId: string;
   /**
