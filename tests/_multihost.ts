@@ -34,14 +34,19 @@ export interface EngineProcess extends AsyncDisposable {
 }
 
 /**
- * Starts `deno run -A engine.ts <args>`; `wrap` runs it under another command (for instance
- * `["unshare", "--pid", "--fork"]`).
+ * Starts `deno run -A <denoFlags> engine.ts <args>`; `wrap` runs it under another command (for
+ * instance `["unshare", "--pid", "--fork"]`).
  */
-export function startEngine(args: string[], wrap: string[] = []): EngineProcess {
+export function startEngine(
+  args: string[],
+  wrap: string[] = [],
+  denoFlags: string[] = [],
+): EngineProcess {
   const deno = [
     Deno.execPath(),
     "run",
     "-A",
+    ...denoFlags,
     new URL("../engine.ts", import.meta.url).href,
     ...args,
   ];

@@ -60,6 +60,35 @@ async function spansBothHosts(client: Client): Promise<void> {
 }
 
 redisTest(
+  "a sandboxed engine.ts host (--task-permissions) of a two-host cluster gives its tasks the cluster's size",
+  async ({ url }) => {
+    await using files = await clusterFiles();
+    const { cluster, keyFile } = files;
+    const sandboxed = ["--task-permissions", "{}"];
+    await using _a = startEngine(readmeHost(url, cluster, keyFile, sandboxed), [], [
+      "--unstable-worker-options",
+    ]);
+    await using _b = startEngine(readmeHost(url, cluster, keyFile, ["--first", "4"]));
+    const client = await Cluster.connect({
+      transport: url,
+      cluster,
+      keyFile,
+      n: 8,
+      timeout: 30_000,
+    });
+    try {
+      const bv = client.broadcastView();
+      const sizes = await within(bv.apply(() => size).get(), 10_000, "a broadcast apply");
+      assert.deepEqual(sizes, [8, 8, 8, 8, 8, 8, 8, 8]);
+      await client.view([0]).push({ size: 3 });
+      assert.deepEqual(await client.view([0, 4]).apply(() => size), [3, 8]);
+    } finally {
+      await client.close();
+    }
+  },
+);
+
+redisTest(
   "Cluster.connect() fails with ClusterStateError naming the host started with a --size the cluster does not have",
   async ({ url }) => {
     await using files = await clusterFiles();
