@@ -6,8 +6,8 @@
  *
  * The registry says who holds what (the last `register` of an id not followed by its host's
  * `unregister`); a holder is alive when it beats after the check began. A holder that died
- * without unregistering (SIGKILL) stays silent, and the host starts after waiting a few of its
- * heartbeat intervals. Two hosts started within one heartbeat interval of each other can both
+ * without unregistering (SIGKILL) stays silent, and the host starts after waiting 2.5 s, or four
+ * of its heartbeat intervals when longer. Two hosts started within one heartbeat interval of each other can both
  * pass.
  *
  * @module
@@ -18,8 +18,8 @@ import type { ActorSystem } from "../core/system.ts";
 import { HEARTBEATS, REGISTRY } from "../protocol/addresses.ts";
 import type { Heartbeat, Registration, Unregistration } from "../protocol/host_messages.ts";
 
-/** How long to wait for a beat of a holder whose interval is unknown, in ms. */
-const DEFAULT_WAIT_MS = 1500;
+/** The shortest wait for a beat of a holder, in ms: the clients' default `heartbeatTimeoutMs`. */
+const DEFAULT_WAIT_MS = 2500;
 /** The longest wait for a beat of a holder, in ms. */
 const MAX_WAIT_MS = 10_000;
 const POLL_MS = 50;
