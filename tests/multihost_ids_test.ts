@@ -163,4 +163,63 @@ redisTest(
   },
 );
 
+redisTest(
+  "of two engine.ts hosts started at once with the same engine ids, one is refused and the other serves them",
+  async ({ url }) => {
+    await using files = await clusterFiles();
+    const { cluster, keyFile } = files;
+    await using a = startEngine(hostArgs(url, cluster, keyFile, ["--n", "4", "--host-id", "a"]));
+    await using b = startEngine(hostArgs(url, cluster, keyFile, ["--n", "4", "--host-id", "b"]));
+    const [loser, winner] = await within(
+      Promise.race([a.ended.then(() => ["a", "b"]), b.ended.then(() => ["b", "a"])]),
+      20_000,
+      "one of the two hosts to be refused",
+    );
+    const { code, stderr } = await (loser === "a" ? a : b).ended;
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, new RegExp(`engines 0, 1, 2, 3 .*host "${winner}"`));
+    assert.match(stderr, /--first/);
+    const client = await Cluster.connect({
+      transport: url,
+      cluster,
+      keyFile,
+      n: 4,
+      timeout: 30_000,
+    });
+    try {
+      assert.deepEqual(client.ids.map((id) => client.hostOf(id)), [winner, winner, winner, winner]);
+      assert.deepEqual(await client.view().apply(() => id), [0, 1, 2, 3]);
+    } finally {
+      await client.close();
+    }
+  },
+);
+
+redisTest(
+  "of two engine.ts hosts started at once with the same --host-id, one is refused and the registry keeps only the other's engines",
+  async ({ url }) => {
+    await using files = await clusterFiles();
+    const { cluster, keyFile } = files;
+    const same = ["--n", "4", "--host-id", "same"];
+    await using a = startEngine(hostArgs(url, cluster, keyFile, same));
+    await using b = startEngine(hostArgs(url, cluster, keyFile, [...same, "--first", "4"]));
+    const loser = await within(
+      Promise.race([a.ended.then(() => a), b.ended.then(() => b)]),
+      20_000,
+      "one of the two hosts to be refused",
+    );
+    const { code, stderr } = await loser.ended;
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /host id "same"/);
+    const ids = loser === a ? [4, 5, 6, 7] : [0, 1, 2, 3];
+    const client = await Cluster.connect({ transport: url, cluster, keyFile, timeout: 5_000 });
+    try {
+      assert.deepEqual(client.ids, ids);
+      assert.deepEqual(await client.view().apply(() => id), ids);
+    } finally {
+      await client.close();
+    }
+  },
+);
+
 declare const id: number;

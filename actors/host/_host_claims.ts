@@ -7,8 +7,11 @@
  * The registry says who holds what (the last `register` of an id not followed by its host's
  * `unregister`); a holder is alive when it beats after the check began. A holder that died
  * without unregistering (SIGKILL) stays silent, and the host starts after waiting 2.5 s, or four
- * of its heartbeat intervals when longer. Two hosts started within one heartbeat interval of each other can both
- * pass.
+ * of its heartbeat intervals when longer.
+ *
+ * Two hosts that start together both find the registry free: once registered, each reads what
+ * was registered since it looked ({@linkcode checkRace}), and the one that registered later
+ * withdraws.
  *
  * @module
  */
@@ -34,16 +37,19 @@ interface Holder {
 }
 
 /**
- * Resolves when no live host holds `hostId` or one of `engineIds` on `system`'s cluster; rejects
- * with `ClusterStateError` naming the live holders otherwise.
+ * Resolves when no live host holds `hostId` or one of `engineIds` on `system`'s cluster, to the
+ * id of the last registry entry it read (for {@linkcode checkRace}); rejects with
+ * `ClusterStateError` naming a live holder otherwise.
  */
 export async function checkUnclaimed(
   system: ActorSystem,
   hostId: string,
   engineIds: readonly number[],
-): Promise<void> {
-  const holders = await registeredHolders(system, hostId, engineIds);
-  if (holders.size === 0) return;
+): Promise<string> {
+  const registry = await system.transport.range(system.inboxOf(REGISTRY));
+  const read = registry.at(-1)?.id ?? "0-0";
+  const holders = registeredHolders(system, registry, hostId, engineIds);
+  if (holders.size === 0) return read;
   const stream = system.inboxOf(HEARTBEATS);
   const earlier = await system.transport.range(stream);
   const since = earlier.at(-1)?.id ?? "0-0";
@@ -56,19 +62,75 @@ export async function checkUnclaimed(
       if (holder) throw refusal(system.namespace, hostId, engineIds, holder);
     }
     last = entries.at(-1)?.id ?? last;
-    if (Date.now() >= deadline) return;
+    if (Date.now() >= deadline) return read;
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
 
-/** The other hosts the registry says hold `hostId` or one of `engineIds`, by host id. */
-async function registeredHolders(
+/** What a host that lost a race appends to the registry, and why it stops. */
+export interface Withdrawal {
+  /** Why: names the host that registered first. */
+  refusal: ClusterStateError;
+  /**
+   * The registry's new last word on the loser's engine ids: the winner's registration again for
+   * the ids it registered first, an `unregister` for the others.
+   */
+  messages: { type: "register" | "unregister"; content: Registration | Unregistration }[];
+}
+
+/**
+ * After this host (run `run`) registered: whether another host registered `hostId` or one of
+ * `engineIds` before it, since the registry entry `since` that {@linkcode checkUnclaimed} read
+ * last. `undefined` when none did; otherwise what this host withdraws.
+ */
+export async function checkRace(
   system: ActorSystem,
   hostId: string,
   engineIds: readonly number[],
-): Promise<Map<string, Holder>> {
+  run: string,
+  since: string,
+): Promise<Withdrawal | undefined> {
+  const registry = await system.transport.range(system.inboxOf(REGISTRY), since);
+  const entries = registry.filter((entry) => after(entry.id, since));
+  const mine = entries.find((entry) => {
+    const envelope = open(system, entry);
+    return envelope?.type === "register" && (envelope.content as Registration).run === run;
+  });
+  if (!mine) return undefined;
+  const earlier = entries.filter((entry) => after(mine.id, entry.id));
+  const holders = registeredHolders(system, earlier, hostId, engineIds);
+  const first = [...holders.values()][0];
+  if (!first) return undefined;
+  const registrations = new Map<number, Registration>();
+  for (const entry of earlier) {
+    const envelope = open(system, entry);
+    const registration = envelope?.content as Registration;
+    if (envelope?.type === "register" && holders.has(registration.hostId)) {
+      registrations.set(registration.id, registration);
+    }
+  }
+  const messages: Withdrawal["messages"] = engineIds.map((id) => {
+    const winner = registrations.get(id);
+    return winner
+      ? { type: "register", content: winner }
+      : { type: "unregister", content: { id, hostId } };
+  });
+  for (const [id, registration] of registrations) {
+    // The winner's engines under this host id that this host does not run: theirs again.
+    if (!engineIds.includes(id)) messages.push({ type: "register", content: registration });
+  }
+  return { refusal: refusal(system.namespace, hostId, engineIds, first, true), messages };
+}
+
+/** The other hosts `registry` says hold `hostId` or one of `engineIds`, by host id. */
+function registeredHolders(
+  system: ActorSystem,
+  registry: StreamEntry[],
+  hostId: string,
+  engineIds: readonly number[],
+): Map<string, Holder> {
   const owners = new Map<number, { hostId: string; pid: number | undefined }>();
-  for (const entry of await system.transport.range(system.inboxOf(REGISTRY))) {
+  for (const entry of registry) {
     const envelope = open(system, entry);
     if (envelope?.type === "register") {
       const { id, hostId, pid } = envelope.content as Registration;
@@ -142,8 +204,22 @@ function refusal(
   hostId: string,
   engineIds: readonly number[],
   holder: Holder,
+  raced = false,
 ): ClusterStateError {
   const pid = holder.pid === undefined ? "" : ` (pid ${holder.pid})`;
+  if (raced) {
+    const held = holder.sameHostId
+      ? `the host id "${hostId}"`
+      : `engines ${holder.engineIds.join(", ")}`;
+    const fix = holder.sameHostId
+      ? "pass another --host-id, or none for a unique one"
+      : "give each host its own engine ids (--first K, or --ids)";
+    return new ClusterStateError(
+      `start engines ${engineIds.join(", ")} as host "${hostId}" on`,
+      cluster,
+      `host "${holder.hostId}"${pid}, started at the same time, registered ${held} first: ${fix}`,
+    );
+  }
   const what = `engines ${engineIds.join(", ")} as host "${hostId}" on`;
   const reason = holder.sameHostId
     ? `a live host${pid} has the host id "${hostId}" (engines ${holder.engineIds.join(", ")}): ` +

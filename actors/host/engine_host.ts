@@ -14,7 +14,7 @@ import { ActorSystem } from "../core/system.ts";
 import { spawnTaskReader } from "./task_reader.ts";
 import { HostClock, setHostClock } from "../_liveness.ts";
 import { TaskRealm } from "./_task_realm.ts";
-import { checkUnclaimed } from "./_host_claims.ts";
+import { checkRace, checkUnclaimed } from "./_host_claims.ts";
 import {
   aliveAddress,
   broadcastAddress,
@@ -61,6 +61,13 @@ export class EngineHost {
 
   /** Starts the engines of `config` on `transport` and registers each of them. */
   static async start(transport: Transport, config: EngineHostConfig): Promise<EngineHost> {
+    const registryRead = config.refuseTaken
+      ? await withChecker(
+        transport,
+        config,
+        (checker) => checkUnclaimed(checker, config.hostId, config.engineIds),
+      )
+      : undefined;
     const system = new ActorSystem({
       transport,
       key: config.key,
@@ -72,14 +79,6 @@ export class EngineHost {
       // its engines, need not cross the transport.
       localDelivery: true,
     });
-    if (config.refuseTaken) {
-      try {
-        await checkUnclaimed(system, config.hostId, config.engineIds);
-      } catch (error) {
-        await system.close();
-        throw error;
-      }
-    }
     let requestStop!: () => void;
     const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));
     /** What holds the cluster's size: the engines, and the task realm of a sandboxed host. */
@@ -164,27 +163,57 @@ export class EngineHost {
       await system.close();
       throw error;
     }
+    const run = crypto.randomUUID();
     await system.sendMany(config.engineIds.map((id) => ({
       to: REGISTRY,
       type: "register",
-      content: { id, hostId: config.hostId, pid: Deno.pid, at: Date.now() } satisfies Registration,
+      content: {
+        id,
+        hostId: config.hostId,
+        pid: Deno.pid,
+        at: Date.now(),
+        run,
+      } satisfies Registration,
     })));
-    return new EngineHost(system, config, stopRequested, stopTicks, heartbeat, realm);
+    const host = new EngineHost(system, config, stopRequested, stopTicks, heartbeat, realm);
+    if (registryRead !== undefined) {
+      const lost = await withChecker(
+        transport,
+        config,
+        (checker) => checkRace(checker, config.hostId, config.engineIds, run, registryRead),
+      ).catch(async (error) => {
+        await host.close();
+        throw error;
+      });
+      if (lost) {
+        // The registry's last word goes back to the host that registered first.
+        await system.sendMany(
+          lost.messages.map(({ type, content }) => ({ to: REGISTRY, type, content })),
+        )
+          .catch(() => {});
+        await host.close({ unregister: false });
+        throw lost.refusal;
+      }
+    }
+    return host;
   }
 
   /**
    * Stops every engine of this host (and its heartbeats), and says so in the registry (an
    * `unregister` per engine), so that a client connecting later does not take the engines for
-   * this host's. Does not close the transport.
+   * this host's (unless `unregister` is `false`: a host that lost the race for its ids leaves
+   * the registry to the winner). Does not close the transport.
    */
-  async close(): Promise<void> {
+  async close(options: { unregister?: boolean } = {}): Promise<void> {
     this.#stopTicks();
     setHostClock(undefined);
-    await this.system.sendMany(this.#engineIds.map((id) => ({
-      to: REGISTRY,
-      type: "unregister",
-      content: { id, hostId: this.#hostId } satisfies Unregistration,
-    }))).catch(() => {}); // the transport is away: the registry keeps the last word it had
+    if (options.unregister ?? true) {
+      await this.system.sendMany(this.#engineIds.map((id) => ({
+        to: REGISTRY,
+        type: "unregister",
+        content: { id, hostId: this.#hostId } satisfies Unregistration,
+      }))).catch(() => {}); // the transport is away: the registry keeps the last word it had
+    }
     if (this.#heartbeat) {
       const heartbeat = this.#heartbeat;
       const stopped = new Promise((resolve) => (heartbeat.onmessage = resolve));
@@ -196,6 +225,30 @@ export class EngineHost {
     }
     this.#realm?.close();
     await this.system.close();
+  }
+}
+
+/**
+ * Runs `check` with an actor system of its own, which reads and never writes: a host refused
+ * must not touch the streams of its own system's id, which may be a live host's.
+ */
+async function withChecker<T>(
+  transport: Transport,
+  config: EngineHostConfig,
+  check: (checker: ActorSystem) => Promise<T>,
+): Promise<T> {
+  const checker = new ActorSystem({
+    transport,
+    key: config.key,
+    namespace: config.namespace,
+    id: `${config.hostId}.check-${crypto.randomUUID().slice(0, 8)}`,
+    replayWindowMs: config.replayWindowMs,
+    maxMessageBytes: config.maxMessageBytes,
+  });
+  try {
+    return await check(checker);
+  } finally {
+    await checker.close();
   }
 }
 

@@ -38,6 +38,8 @@ export interface Registration {
   pid: number;
   /** When the engine became ready (ms since the epoch). */
   at: number;
+  /** A random id of the host's run, telling apart two runs with one host id. */
+  run?: string;
 }
 
 /** What a host writes to the registry for each of its engines when it stops. */
