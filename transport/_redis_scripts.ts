@@ -15,26 +15,11 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 `;
 
-// "Consumer groups and reading". One Lua call, so that the delivery counts belong to the entries
-// just claimed.
+// "Consumer groups and reading". XAUTOCLAIM for every stream in KEYS at once (a host's sweep of all
+// its inboxes: one call, not one per inbox), in one Lua call so that the delivery counts belong to
+// the entries just claimed: for each key, in order, its entries and their counts. A stream without
+// the group (or no stream) has none.
 export const CLAIM_SCRIPT = `
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
-  'COUNT', ARGV[4])
-local entries, counts = {}, {}
-for _, entry in ipairs(claimed[2]) do
-  if entry then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)
-    entries[#entries + 1] = entry
-    counts[#counts + 1] = p[1] and p[1][4] or 1
-  end
-end
-return {entries, counts}
-`;
-
-// "Consumer groups and reading". CLAIM_SCRIPT for every stream in KEYS at once (a host's sweep of
-// all its inboxes: one call, not one per inbox): for each key, in order, its entries and their
-// delivery counts. A stream without the group (or no stream) has none.
-export const CLAIM_MANY_SCRIPT = `
 local out = {}
 for i, key in ipairs(KEYS) do
   local ok, claimed = pcall(redis.call, 'XAUTOCLAIM', key, ARGV[1], ARGV[2], ARGV[3], '0-0',

@@ -30,13 +30,7 @@ import {
   text,
   toEntry,
 } from "./_redis_reply.ts";
-import {
-  CLAIM_FROM_SCRIPT,
-  CLAIM_MANY_SCRIPT,
-  CLAIM_SCRIPT,
-  EPOCH_SCRIPT,
-  TRIM_SCRIPT,
-} from "./_redis_scripts.ts";
+import { CLAIM_FROM_SCRIPT, CLAIM_SCRIPT, EPOCH_SCRIPT, TRIM_SCRIPT } from "./_redis_scripts.ts";
 import { redactUrl } from "./_url.ts";
 import type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./types.ts";
 
@@ -275,25 +269,8 @@ export class RedisTransport implements Transport {
   ): Promise<StreamEntry[]> {
     checkDuration("minIdleMs", minIdleMs);
     checkCount("count", count);
-    if (typeof streams !== "string") {
-      return await this.#claimMany(streams, group, consumer, minIdleMs, count);
-    }
-    const stream = streams;
-    const args = [CLAIM_SCRIPT, "1", stream, group, consumer, String(Math.floor(minIdleMs))];
-    const reply = await this.#link.call(
-      `claim entries of stream "${stream}"`,
-      [stream],
-      async () => {
-        try {
-          return await this.#link.send(["EVAL", ...args, String(count)]);
-        } catch (error) {
-          if (isGroupLost(error)) return [[], []];
-          throw error;
-        }
-      },
-    );
-    const [raw, counts] = reply as [unknown[], number[]];
-    return raw.map((entry, i) => toEntry(stream, entry, counts[i] ?? 1));
+    const list = typeof streams === "string" ? [streams] : streams;
+    return await this.#claimMany(list, group, consumer, minIdleMs, count);
   }
 
   /** `claim` over several streams: one script per `CLAIM_BATCH` of them. */
@@ -309,7 +286,7 @@ export class RedisTransport implements Transport {
       const batch = streams.slice(i, i + CLAIM_BATCH);
       const args = [
         "EVAL",
-        CLAIM_MANY_SCRIPT,
+        CLAIM_SCRIPT,
         String(batch.length),
         ...batch,
         group,
