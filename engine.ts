@@ -5,8 +5,13 @@
  * deno run -A engine.ts --redis redis://host:6379 --cluster NAME --key-file FILE [--n 4]
  * ```
  *
- * Options: `--ids 0,1,2` (or `--n N` with `--first K`) chooses the engine ids; `--size N` is the
- * `size` their namespaces start with (default: the number of ids); `--key-stdin` reads the key
+ * Options: `--ids 0,1,2` (or `--n N` with `--first K`) chooses the engine ids; `--size N` fixes the
+ * `size` their namespaces hold (default: the number of engines the first client that connects
+ * finds, which it tells every host; a client that finds another size than a fixed one fails to
+ * connect); `--host-id ID` names the host (default: the machine's name, the pid and 6 random hex
+ * digits, unique even in containers where every process is pid 1); the host refuses to start when
+ * a live host of the cluster has its host id or one of its engine ids (`--skip-id-check` skips
+ * that, as the `Cluster`'s `"process"` launcher does); `--key-stdin` reads the key
  * from standard input instead of a file; `--redis -` reads the URL from standard input (after the
  * key, on the next line, with `--key-stdin`), which keeps a password out of the process list;
  * `--task-permissions JSON` runs the tasks in a Worker of their own with exactly those
@@ -41,7 +46,9 @@ Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key
   --key-stdin             read the key from stdin instead
   --n N, --first K        run engines K..K+N-1 (default: one engine, id 0)
   --ids 0,1,2             or run exactly these engine ids
-  --size N                the size their namespaces start with (default: the number of ids)
+  --size N                fix the size engines see (default: the cluster's, told by the
+                          client that connects); a client finding another size fails
+  --host-id ID            this host's id, unique in the cluster (default: hostname-pid-random)
   --result-retention MS   how long results are kept for client.getResult (default 3600000)
   --replay-window MS      an entry appended this long after it was signed is a replay (default 60000)
   --max-message-bytes N   entries larger than this are dead-lettered unread (default 536870912)
@@ -52,6 +59,8 @@ Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key
                           denied), away from the key and the Redis connection; needs
                           deno run --unstable-worker-options
   --exit-with-stdin       stop (and delete the cluster's keys) when stdin ends
+  --skip-id-check         start even if a live host has this host id or one of these engine
+                          ids (by default such a host is named and this one exits)
   -h, --help              print this and exit`;
 
 if (import.meta.main) {
@@ -72,6 +81,7 @@ if (import.meta.main) {
       "heartbeat-ms": { type: "string" },
       "task-permissions": { type: "string" },
       "exit-with-stdin": { type: "boolean" },
+      "skip-id-check": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -96,6 +106,10 @@ if (import.meta.main) {
     ? values.ids.split(",").map(Number)
     : Array.from({ length: Number(values.n ?? 1) }, (_, i) => Number(values.first ?? 0) + i);
   if (ids.some((id) => !Number.isInteger(id) || id < 0)) fail(`bad engine ids: ${ids}`);
+  const size = Number(values.size ?? ids.length);
+  if (!Number.isInteger(size) || size < 1) {
+    fail(`bad --size ${JSON.stringify(values.size)}: expected a whole number ≥ 1`);
+  }
   const retention = values["result-retention"];
   const resultRetentionMs = retention === undefined ? undefined : Number(retention);
   if (
@@ -130,8 +144,10 @@ if (import.meta.main) {
     namespace: values.cluster,
     key,
     engineIds: ids,
-    size: Number(values.size ?? ids.length),
-    hostId: values["host-id"] ?? `host-${Deno.pid}`,
+    size,
+    fixedSize: values.size !== undefined,
+    hostId: values["host-id"] ?? defaultHostId(),
+    refuseTaken: !values["skip-id-check"],
     resultRetentionMs,
     replayWindowMs,
     maxMessageBytes,
@@ -190,6 +206,18 @@ function stdinLines(): { lines(n: number): Promise<string[]>; ended(): Promise<v
       while (!done) done = (await reader.read()).done;
     },
   };
+}
+
+/**
+ * A host id unique across machines and containers: the machine's name, the process id (1 in
+ * many containers) and 6 random hex digits, e.g. `node7-4242-3fa9c1`.
+ */
+function defaultHostId(): string {
+  let name = "host";
+  try {
+    name = Deno.hostname().replace(/[^A-Za-z0-9-]+/g, "-").slice(0, 40) || name;
+  } catch { /* no --allow-sys: the random part keeps it unique */ }
+  return `${name}-${Deno.pid}-${crypto.randomUUID().slice(0, 6)}`;
 }
 
 function parsePermissions(text: string): Deno.PermissionOptionsObject {

@@ -186,6 +186,25 @@ export function transportContract(
     },
   );
 
+  test(
+    "claim() of several streams at once takes each one's stale entries, skipping streams without the group",
+    async (t, ns) => {
+      const [a, b, none, other] = [`${ns}:a`, `${ns}:b`, `${ns}:none`, `${ns}:other`];
+      await t.append(a, utf8("a1"));
+      await t.append(b, utf8("b1"));
+      await t.append(b, utf8("b2"));
+      await t.append(other, utf8("o1")); // no group "g" on it
+      assert.equal((await t.read("g", "dead", [a, b], { blockMs: 0 })).length, 3);
+      await delay(100);
+      const claimed = await t.claim([a, none, other, b], "g", "alive", 50);
+      assert.deepEqual(claimed.map((e) => [e.stream, e.deliveries]), [[a, 2], [b, 2], [b, 2]]);
+      assert.deepEqual(texts(claimed), ["a1", "b1", "b2"]);
+      assert.equal((await t.read("g", "alive", [a, b], { from: "0", blockMs: 0 })).length, 3);
+      assert.deepEqual(await t.claim([a, b], "g", "third", 60_000), []);
+      assert.deepEqual(await t.claim([], "g", "third", 0), []);
+    },
+  );
+
   test("claim() returns [] for a stream or group that does not exist", async (t, ns) => {
     assert.deepEqual(await t.claim(`${ns}:none`, "g", "c", 0), []);
     await t.append(`${ns}:s`, utf8("x"));

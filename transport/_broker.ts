@@ -216,12 +216,16 @@ export class Broker {
   }
 
   claim(
-    stream: string,
+    streams: string | readonly string[],
     group: string,
     consumer: string,
     minIdleMs: number,
     count: number,
   ): StreamEntry[] {
+    if (typeof streams !== "string") {
+      return streams.flatMap((stream) => this.claim(stream, group, consumer, minIdleMs, count));
+    }
+    const stream = streams;
     const s = this.streams.get(stream);
     const g = s?.groups.get(group);
     if (!s || !g) return [];

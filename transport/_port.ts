@@ -244,13 +244,13 @@ export class PortTransport implements Transport {
     return this.#call("ack", stream, group, ids);
   }
   claim(
-    stream: string,
+    streams: string | readonly string[],
     group: string,
     consumer: string,
     minIdleMs: number,
     count?: number,
   ): Promise<StreamEntry[]> {
-    return this.#call<StreamEntry[]>("claim", stream, group, consumer, minIdleMs, count)
+    return this.#call<StreamEntry[]>("claim", streams, group, consumer, minIdleMs, count)
       .then(privateEntries);
   }
   claimFrom(

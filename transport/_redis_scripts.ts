@@ -15,20 +15,30 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 `;
 
-// "Consumer groups and reading". One Lua call, so that the delivery counts belong to the entries
-// just claimed.
+// "Consumer groups and reading". XAUTOCLAIM for every stream in KEYS at once (a host's sweep of all
+// its inboxes: one call, not one per inbox), in one Lua call so that the delivery counts belong to
+// the entries just claimed: for each key, in order, its entries and their counts. A stream without
+// the group (or no stream) has none.
 export const CLAIM_SCRIPT = `
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
-  'COUNT', ARGV[4])
-local entries, counts = {}, {}
-for _, entry in ipairs(claimed[2]) do
-  if entry then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)
-    entries[#entries + 1] = entry
-    counts[#counts + 1] = p[1] and p[1][4] or 1
+local out = {}
+for i, key in ipairs(KEYS) do
+  local ok, claimed = pcall(redis.call, 'XAUTOCLAIM', key, ARGV[1], ARGV[2], ARGV[3], '0-0',
+    'COUNT', ARGV[4])
+  local entries, counts = {}, {}
+  if ok then
+    for _, entry in ipairs(claimed[2]) do
+      if entry then
+        local p = redis.call('XPENDING', key, ARGV[1], entry[1], entry[1], 1)
+        entries[#entries + 1] = entry
+        counts[#counts + 1] = p[1] and p[1][4] or 1
+      end
+    end
+  elseif not string.find(tostring(claimed.err or claimed), 'NOGROUP', 1, true) then
+    return redis.error_reply(tostring(claimed.err or claimed))
   end
+  out[i] = {entries, counts}
 end
-return {entries, counts}
+return out
 `;
 
 // "Consumer groups and reading". The entries pending for one consumer (ARGV[2]), moved to another

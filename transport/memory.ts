@@ -64,13 +64,13 @@ export class MemoryTransport implements Transport {
   }
 
   async claim(
-    stream: string,
+    streams: string | readonly string[],
     group: string,
     consumer: string,
     minIdleMs: number,
     count = 100,
   ): Promise<StreamEntry[]> {
-    return copies(await this.#open().claim(stream, group, consumer, minIdleMs, count));
+    return copies(await this.#open().claim(streams, group, consumer, minIdleMs, count));
   }
 
   async claimFrom(

@@ -63,6 +63,9 @@ const DEFAULT_EPOCH_KEY = "deno-parallel:epoch";
 /** Redis' default `proto-max-bulk-len`, assumed when the server does not say its own. */
 const DEFAULT_MAX_BULK = 512 * 1024 * 1024;
 
+/** How many streams one claim script sweeps (a host's inboxes: its engines and broadcast nodes). */
+const CLAIM_BATCH = 512;
+
 /**
  * A {@linkcode Transport} over Redis Streams.
  *
@@ -258,7 +261,7 @@ export class RedisTransport implements Transport {
   }
 
   async claim(
-    stream: string,
+    streams: string | readonly string[],
     group: string,
     consumer: string,
     minIdleMs: number,
@@ -266,21 +269,42 @@ export class RedisTransport implements Transport {
   ): Promise<StreamEntry[]> {
     checkDuration("minIdleMs", minIdleMs);
     checkCount("count", count);
-    const args = [CLAIM_SCRIPT, "1", stream, group, consumer, String(Math.floor(minIdleMs))];
-    const reply = await this.#link.call(
-      `claim entries of stream "${stream}"`,
-      [stream],
-      async () => {
-        try {
-          return await this.#link.send(["EVAL", ...args, String(count)]);
-        } catch (error) {
-          if (isGroupLost(error)) return [[], []];
-          throw error;
-        }
-      },
-    );
-    const [raw, counts] = reply as [unknown[], number[]];
-    return raw.map((entry, i) => toEntry(stream, entry, counts[i] ?? 1));
+    const list = typeof streams === "string" ? [streams] : streams;
+    return await this.#claimMany(list, group, consumer, minIdleMs, count);
+  }
+
+  /** `claim` over several streams: one script per `CLAIM_BATCH` of them. */
+  async #claimMany(
+    streams: readonly string[],
+    group: string,
+    consumer: string,
+    minIdleMs: number,
+    count: number,
+  ): Promise<StreamEntry[]> {
+    const out: StreamEntry[] = [];
+    for (let i = 0; i < streams.length; i += CLAIM_BATCH) {
+      const batch = streams.slice(i, i + CLAIM_BATCH);
+      const args = [
+        "EVAL",
+        CLAIM_SCRIPT,
+        String(batch.length),
+        ...batch,
+        group,
+        consumer,
+        String(Math.floor(minIdleMs)),
+        String(count),
+      ];
+      const reply = await this.#link.call(
+        `claim entries of ${listStreams(batch)}`,
+        batch,
+        () => this.#link.send(args),
+      ) as [unknown[], number[]][];
+      batch.forEach((stream, k) => {
+        const [raw, counts] = reply[k] ?? [[], []];
+        out.push(...raw.map((entry, j) => toEntry(stream, entry, counts[j] ?? 1)));
+      });
+    }
+    return out;
   }
 
   async claimFrom(

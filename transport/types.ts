@@ -74,11 +74,13 @@ export interface Transport {
   /** Acknowledges handled entries: they leave the group's pending list. */
   ack(stream: string, group: string, ids: readonly string[]): Promise<void>;
   /**
-   * Moves to `consumer` the entries of `stream` pending in `group` for at least `minIdleMs`, and
-   * returns them, their delivery counts raised by one.
+   * Moves to `consumer` the entries of `streams` (one stream, or several at once: one call to the
+   * server for them all) pending in `group` for at least `minIdleMs`, and returns them, their
+   * delivery counts raised by one: at most `count` per stream. A stream without the group has
+   * none.
    */
   claim(
-    stream: string,
+    streams: string | readonly string[],
     group: string,
     consumer: string,
     minIdleMs: number,

@@ -4,11 +4,16 @@
  *
  * @module
  */
-import { TimeoutError, TransportClosedError } from "../../errors.ts";
+import {
+  ClusterStateError,
+  RemoteError,
+  TimeoutError,
+  TransportClosedError,
+} from "../../errors.ts";
 import { redactUrl } from "../../transport/mod.ts";
 import type { ActorSystem } from "../core/system.ts";
 import { REGISTRY } from "../protocol/addresses.ts";
-import type { Registration, Unregistration } from "../protocol/host_messages.ts";
+import type { Join, Registration, Unregistration } from "../protocol/host_messages.ts";
 
 /**
  * Reads the registry until `n` engines registered (or, when `n` is not given, until it is quiet
@@ -82,6 +87,39 @@ export async function waitForEngines(
     bar?.(ids.size, true);
   }
   return ids;
+}
+
+/**
+ * Tells every host of `hosts` (engine id → host id) the cluster's size, the number of engines
+ * found, so that hosts started on their own (`engine.ts --n 4`, then `--n 4 --first 4`) give
+ * their engines the cluster's `size` and have a broadcast node for every position of a broadcast
+ * over the whole cluster. Resolves once each host answered, or after `timeoutMs` for a host that
+ * does not (gone, or its thread blocked: the heartbeat watch tells which). Rejects with
+ * `ClusterStateError` when a host refuses: it was started with another `--size`.
+ */
+export async function joinHosts(
+  system: ActorSystem,
+  hosts: ReadonlyMap<number, string>,
+  timeoutMs: number,
+): Promise<void> {
+  const size = hosts.size;
+  const refusals: string[] = [];
+  let cause: unknown;
+  await Promise.all([...new Set(hosts.values())].map(async (hostId) => {
+    try {
+      await system.ask(`host.${hostId}`, "join", { size } satisfies Join, { timeout: timeoutMs });
+    } catch (error) {
+      if (error instanceof TimeoutError) return;
+      if (!(error instanceof RemoteError)) throw error;
+      refusals.push(error.remoteMessage);
+      cause ??= error;
+    }
+  }));
+  if (refusals.length > 0) {
+    throw new ClusterStateError("connect to", system.namespace, refusals.sort().join("; "), {
+      cause,
+    });
+  }
 }
 
 function progressBar(total: number | undefined): (count: number, done?: boolean) => void {

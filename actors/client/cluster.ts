@@ -21,7 +21,7 @@ import {
 import { checkKey, type ClusterKey, generateKey } from "../../transport/envelope.ts";
 import { readKeyFile, toHex } from "../../transport/key.ts";
 import { engineEnvironment } from "./_engine_env.ts";
-import { waitForEngines } from "./_registry.ts";
+import { joinHosts, waitForEngines } from "./_registry.ts";
 import { MemoryTransport } from "../../transport/memory.ts";
 import { createTransport, redactUrl } from "../../transport/mod.ts";
 import type { Transport } from "../../transport/types.ts";
@@ -460,6 +460,8 @@ export class Cluster extends EventTarget {
           : ["--task-permissions", JSON.stringify(config.taskPermissions)]),
         // The pipe stays open while this process lives: its end tells the engines to stop.
         "--exit-with-stdin",
+        // Its ids are unique by construction, and a restart takes over those of a killed host.
+        "--skip-id-check",
       ],
       stdin: "piped",
       stdout: "null",
@@ -881,6 +883,7 @@ export class Cluster extends EventTarget {
         timeout: options.timeout ?? 10_000,
         progress: false,
       });
+      await joinHosts(system, hosts, options.heartbeatTimeoutMs ?? 2500);
       return new Client({
         system,
         hosts,

@@ -149,11 +149,13 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
   /** Entries queued or being handled, so that one delivered again is not handled twice. */
   readonly #inFlight = new Set<string>();
   /**
-   * Entries acknowledged since the reader's read (or claim) now on its way was issued: that read
-   * may bring them back as pending (a re-read of pending entries served before the ack), and
-   * they are done.
+   * For each read (or claim) on its way, the entries acknowledged since it was issued: it may
+   * bring them back as pending (a re-read of pending entries served before the ack), and they
+   * are done.
    */
-  #ackedSinceRead: Set<string> | undefined;
+  readonly #ackedSinceRead = new Set<Set<string>>();
+  /** The sweep for stale entries under way, beside the reads. */
+  #claiming: Promise<void> | undefined;
   #sent = 0;
   #received = 0;
   readonly #offDataLost: () => void;
@@ -221,7 +223,7 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
     this.#acks = new Acks(this.transport, {
       closed: () => this.#closed,
       acknowledged: (stream, tags) => {
-        for (const tag of tags) this.#ackedSinceRead?.add(tag);
+        for (const acked of this.#ackedSinceRead) for (const tag of tags) acked.add(tag);
         if (Number.isFinite(this.#retainAckedMs)) this.#acked.set(stream, Date.now());
       },
       settled: (tags) => {
@@ -678,7 +680,8 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
         ...this.#byStream.keys(),
       ];
       let entries: StreamEntry[];
-      const acked = this.#ackedSinceRead = new Set();
+      const acked = new Set<string>();
+      this.#ackedSinceRead.add(acked);
       try {
         entries = await this.transport.read(GROUP, this.id, streams, {
           count: 256,
@@ -687,16 +690,22 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
         });
         failures = 0;
       } catch (error) {
+        this.#ackedSinceRead.delete(acked);
         if (this.#closed) break;
         this.#emitError(error);
         await delay(Math.min(2000, 50 * 2 ** failures++));
         continue;
       }
+      this.#ackedSinceRead.delete(acked);
       // Read this consumer's pending entries once: reading "0" again returns those still being
       // handled, at once and forever.
       from = ">";
       for (const entry of entries) if (!acked.has(tagOf(entry))) this.#accept(entry);
-      if (Date.now() >= this.#nextClaim && !this.#closed) await this.#claimStale();
+      // The sweep goes on beside the next reads (it is one call on the transport's command
+      // connection, the reads wait on its blocking one): no message waits for it.
+      if (Date.now() >= this.#nextClaim && !this.#closed) {
+        this.#claiming ??= this.#claimStale().finally(() => (this.#claiming = undefined));
+      }
       if (Date.now() >= this.#nextTrim && this.#acked.size > 0 && !this.#closed) {
         this.#trimming ??= this.#trimAcknowledged().finally(() => (this.#trimming = undefined));
       }
@@ -733,17 +742,22 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
    */
   async #claimStale(): Promise<void> {
     this.#nextClaim = Date.now() + Math.max(10, this.#claimIdleMs / 2);
-    for (const stream of [...this.#byStream.keys()]) {
-      const prefix = `${stream}\n`;
-      if ([...this.#inFlight].some((tag) => tag.startsWith(prefix))) continue;
-      try {
-        const acked = this.#ackedSinceRead = new Set();
-        const entries = await this.transport.claim(stream, GROUP, this.id, this.#claimIdleMs);
-        for (const entry of entries) if (!acked.has(tagOf(entry))) this.#accept(entry);
-      } catch (error) {
-        if (this.#closed) return;
-        this.#emitError(error);
+    const busy = new Set([...this.#inFlight].map((tag) => tag.slice(0, tag.lastIndexOf("\n"))));
+    const streams = [...this.#byStream.keys()].filter((stream) => !busy.has(stream));
+    if (streams.length === 0) return;
+    const acked = new Set<string>();
+    this.#ackedSinceRead.add(acked);
+    try {
+      const entries = await this.transport.claim(streams, GROUP, this.id, this.#claimIdleMs);
+      for (const entry of entries) {
+        // An inbox that got an entry queued here meanwhile is left for the next sweep.
+        if (!acked.has(tagOf(entry)) && !this.#closed) this.#accept(entry);
       }
+    } catch (error) {
+      if (this.#closed) return;
+      this.#emitError(error);
+    } finally {
+      this.#ackedSinceRead.delete(acked);
     }
   }
 
@@ -1059,6 +1073,7 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
       await this.transport.append(this.#wakeStream, new Uint8Array(1)).catch(() => {});
       await this.#loop;
       await this.#trimming;
+      await this.#claiming;
     }
     await this.transport.deletePrefix(this.#replyStream).catch(() => {});
     await this.transport.deletePrefix(this.#wakeStream).catch(() => {});

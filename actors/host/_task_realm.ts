@@ -121,6 +121,11 @@ export class TaskRealm {
     return reply.value === undefined ? undefined : decodeValue(reply.value);
   }
 
+  /** Makes `size` the cluster's size in the realm's namespaces (see `Engine.resize`). */
+  resize(size: number): void {
+    this.#worker.postMessage({ type: "resize", size } satisfies ToRealm);
+  }
+
   /** Makes `com` of engine `engineId`'s namespace in the realm reduce on `com`. */
   async wire(engineId: number, com: TreeCommunicator): Promise<void> {
     this.#coms.set(engineId, com);

@@ -23,6 +23,7 @@ export interface RealmWiring {
 /** Messages from the host. */
 export type ToRealm =
   | { type: "start"; size: number; clock: SharedArrayBuffer }
+  | { type: "resize"; size: number }
   | {
     type: "task";
     call: number;

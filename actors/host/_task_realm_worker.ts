@@ -230,6 +230,12 @@ workerScope.onmessage = (event: MessageEvent<ToRealm>) => {
       clock.start();
       post({ type: "started" });
       break;
+    case "resize":
+      for (const namespace of namespaces.values()) {
+        if (namespace.values.size === size) namespace.values.size = message.size;
+      }
+      size = message.size;
+      break;
     case "task":
       void runTask(message);
       break;

@@ -52,6 +52,11 @@ export interface Engine {
   readonly id: number;
   /** The engine's namespace. */
   readonly namespace: Namespace;
+  /**
+   * Makes `size` the cluster's size: the default of later namespaces, and of the current one
+   * where `size` still holds the old default (a value pushed there stays).
+   */
+  resize(size: number): void;
   /** The actor to spawn under `engine.<id>`. */
   readonly definition: ActorDefinition;
 }
@@ -59,7 +64,8 @@ export interface Engine {
 /** Makes an engine actor. */
 export function engineActor(options: EngineOptions): Engine {
   captureConsole();
-  const { id, size, transport, realm } = options;
+  const { id, transport, realm } = options;
+  let size = options.size;
   const defaults = () => ({ id, rank: id, size, ...options.extras?.() });
   let namespace = new Namespace(defaults());
 
@@ -267,6 +273,10 @@ export function engineActor(options: EngineOptions): Engine {
     id,
     get namespace() {
       return namespace;
+    },
+    resize(next) {
+      if (namespace.values.size === size) namespace.values.size = next;
+      size = next;
     },
     definition,
   };

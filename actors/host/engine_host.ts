@@ -9,11 +9,12 @@ import type { Transport } from "../../transport/types.ts";
 import { defineActor } from "../core/actor.ts";
 import { BroadcastNodes } from "../broadcast_nodes.ts";
 import { dispatcherActor } from "./dispatcher.ts";
-import { engineActor } from "./engine_actor.ts";
+import { type Engine, engineActor } from "./engine_actor.ts";
 import { ActorSystem } from "../core/system.ts";
 import { spawnTaskReader } from "./task_reader.ts";
 import { HostClock, setHostClock } from "../_liveness.ts";
 import { TaskRealm } from "./_task_realm.ts";
+import { checkRace, checkUnclaimed } from "./_host_claims.ts";
 import {
   aliveAddress,
   broadcastAddress,
@@ -21,7 +22,12 @@ import {
   REGISTRY,
 } from "../protocol/addresses.ts";
 import type { ToHeartbeatWorker } from "../protocol/worker_messages.ts";
-import type { EngineHostConfig, Registration, Unregistration } from "../protocol/host_messages.ts";
+import type {
+  EngineHostConfig,
+  Join,
+  Registration,
+  Unregistration,
+} from "../protocol/host_messages.ts";
 
 /** A running engine host. */
 export class EngineHost {
@@ -55,6 +61,13 @@ export class EngineHost {
 
   /** Starts the engines of `config` on `transport` and registers each of them. */
   static async start(transport: Transport, config: EngineHostConfig): Promise<EngineHost> {
+    const registryRead = config.refuseTaken
+      ? await withChecker(
+        transport,
+        config,
+        (checker) => checkUnclaimed(checker, config.hostId, config.engineIds),
+      )
+      : undefined;
     const system = new ActorSystem({
       transport,
       key: config.key,
@@ -68,15 +81,44 @@ export class EngineHost {
     });
     let requestStop!: () => void;
     const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));
+    /** What holds the cluster's size: the engines, and the task realm of a sandboxed host. */
+    const sized: Pick<Engine, "resize">[] = [];
+    const nodes = new BroadcastNodes(config.hostId);
+    let size = config.size;
+    /** Broadcast nodes are named by target positions: one per engine of the cluster. */
+    let spawnedNodes = 0;
+    const spawnNodes = () => {
+      for (; spawnedNodes < Math.max(1, size); spawnedNodes++) {
+        system.spawn(broadcastAddress(config.hostId, spawnedNodes), nodes.actor(spawnedNodes));
+      }
+    };
+    const join = (content: Join) => {
+      if (!isRecord(content) || !Number.isInteger(content.size) || content.size < 1) {
+        throw new TypeError("Cannot join: content must be { size } with a whole size ≥ 1");
+      }
+      if (content.size !== size && config.fixedSize) {
+        throw new RangeError(
+          `host "${config.hostId}" (engines ${config.engineIds.join(", ")}) was started with ` +
+            `--size ${size}, but the cluster has ${content.size} engines: start it with ` +
+            `--size ${content.size}, or without --size`,
+        );
+      }
+      if (content.size !== size) {
+        size = content.size;
+        for (const holder of sized) holder.resize(size);
+        spawnNodes();
+      }
+      return { hostId: config.hostId, size };
+    };
     system.spawn(
       `host.${config.hostId}`,
-      defineActor({ handlers: {}, control: { stop: () => requestStop() } }),
+      defineActor({ handlers: {}, control: { stop: () => requestStop(), join } }),
     );
     const clock = new HostClock(config.clock);
     const realm = config.taskPermissions
       ? await TaskRealm.start({
         permissions: config.taskPermissions,
-        size: config.size,
+        size,
         clock: clock.buffer,
         transport,
         hostId: config.hostId,
@@ -85,22 +127,21 @@ export class EngineHost {
         throw error;
       })
       : undefined;
+    if (realm) sized.push(realm);
     for (const id of config.engineIds) {
       const engine = engineActor({
         realm,
         id,
-        size: config.size,
+        size,
         transport,
         resultRetentionMs: config.resultRetentionMs,
       });
       system.spawn(`engine.${id}`, engine.definition);
+      sized.push(engine);
     }
     system.spawn(dispatcherAddress(config.hostId), dispatcherActor(config.hostId));
     spawnTaskReader(system, config.hostId, config.engineIds);
-    const nodes = new BroadcastNodes(config.hostId);
-    for (let node = 0; node < Math.max(1, config.size); node++) {
-      system.spawn(broadcastAddress(config.hostId, node), nodes.actor(node));
-    }
+    spawnNodes();
     setHostClock(clock);
     // Tasks run in the realm's event loop, which ticks the clock.
     const stopTicks = realm ? () => {} : clock.start();
@@ -122,27 +163,57 @@ export class EngineHost {
       await system.close();
       throw error;
     }
+    const run = crypto.randomUUID();
     await system.sendMany(config.engineIds.map((id) => ({
       to: REGISTRY,
       type: "register",
-      content: { id, hostId: config.hostId, pid: Deno.pid, at: Date.now() } satisfies Registration,
+      content: {
+        id,
+        hostId: config.hostId,
+        pid: Deno.pid,
+        at: Date.now(),
+        run,
+      } satisfies Registration,
     })));
-    return new EngineHost(system, config, stopRequested, stopTicks, heartbeat, realm);
+    const host = new EngineHost(system, config, stopRequested, stopTicks, heartbeat, realm);
+    if (registryRead !== undefined) {
+      const lost = await withChecker(
+        transport,
+        config,
+        (checker) => checkRace(checker, config.hostId, config.engineIds, run, registryRead),
+      ).catch(async (error) => {
+        await host.close();
+        throw error;
+      });
+      if (lost) {
+        // The registry's last word goes back to the host that registered first.
+        await system.sendMany(
+          lost.messages.map(({ type, content }) => ({ to: REGISTRY, type, content })),
+        )
+          .catch(() => {});
+        await host.close({ unregister: false });
+        throw lost.refusal;
+      }
+    }
+    return host;
   }
 
   /**
    * Stops every engine of this host (and its heartbeats), and says so in the registry (an
    * `unregister` per engine), so that a client connecting later does not take the engines for
-   * this host's. Does not close the transport.
+   * this host's (unless `unregister` is `false`: a host that lost the race for its ids leaves
+   * the registry to the winner). Does not close the transport.
    */
-  async close(): Promise<void> {
+  async close(options: { unregister?: boolean } = {}): Promise<void> {
     this.#stopTicks();
     setHostClock(undefined);
-    await this.system.sendMany(this.#engineIds.map((id) => ({
-      to: REGISTRY,
-      type: "unregister",
-      content: { id, hostId: this.#hostId } satisfies Unregistration,
-    }))).catch(() => {}); // the transport is away: the registry keeps the last word it had
+    if (options.unregister ?? true) {
+      await this.system.sendMany(this.#engineIds.map((id) => ({
+        to: REGISTRY,
+        type: "unregister",
+        content: { id, hostId: this.#hostId } satisfies Unregistration,
+      }))).catch(() => {}); // the transport is away: the registry keeps the last word it had
+    }
     if (this.#heartbeat) {
       const heartbeat = this.#heartbeat;
       const stopped = new Promise((resolve) => (heartbeat.onmessage = resolve));
@@ -154,6 +225,30 @@ export class EngineHost {
     }
     this.#realm?.close();
     await this.system.close();
+  }
+}
+
+/**
+ * Runs `check` with an actor system of its own, which reads and never writes: a host refused
+ * must not touch the streams of its own system's id, which may be a live host's.
+ */
+async function withChecker<T>(
+  transport: Transport,
+  config: EngineHostConfig,
+  check: (checker: ActorSystem) => Promise<T>,
+): Promise<T> {
+  const checker = new ActorSystem({
+    transport,
+    key: config.key,
+    namespace: config.namespace,
+    id: `${config.hostId}.check-${crypto.randomUUID().slice(0, 8)}`,
+    replayWindowMs: config.replayWindowMs,
+    maxMessageBytes: config.maxMessageBytes,
+  });
+  try {
+    return await check(checker);
+  } finally {
+    await checker.close();
   }
 }
 
@@ -189,4 +284,8 @@ async function startHeartbeat(config: EngineHostConfig, clock: HostClock): Promi
     throw error;
   }
   return worker;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -38,6 +38,8 @@ export interface Registration {
   pid: number;
   /** When the engine became ready (ms since the epoch). */
   at: number;
+  /** A random id of the host's run, telling apart two runs with one host id. */
+  run?: string;
 }
 
 /** What a host writes to the registry for each of its engines when it stops. */
@@ -48,6 +50,16 @@ export interface Unregistration {
   hostId: string;
 }
 
+/**
+ * What a client that connected tells each engine host (a `join` control message to
+ * `host.<hostId>`): the cluster's size as it found it in the registry, the number of engines it
+ * connected to. The host answers once its engines' `size` and its broadcast nodes match.
+ */
+export interface Join {
+  /** The number of engines in the cluster. */
+  size: number;
+}
+
 /** Configuration of an engine host. */
 export interface EngineHostConfig {
   /** The cluster's namespace (stream key prefix). */
@@ -56,8 +68,23 @@ export interface EngineHostConfig {
   key: ClusterKey;
   /** The ids of the engines this host runs. */
   engineIds: number[];
-  /** The number of engines in the cluster. */
+  /**
+   * The number of engines in the cluster, as far as the host knows when it starts: the `size` its
+   * engines' namespaces start with, until a client's `join` says the cluster's.
+   */
   size: number;
+  /**
+   * Whoever started the host chose `size` (`engine.ts --size`): a client's `join` with another
+   * size is refused, and the client fails to connect, instead of changing it.
+   */
+  fixedSize?: boolean;
+  /**
+   * Refuse to start when a live host of the cluster holds this host's id or one of its engine ids
+   * (`engine.ts` does, unless `--skip-id-check`): a `ClusterStateError` naming that host. A
+   * `Cluster`'s own hosts skip it: their ids are unique by construction, and a restart takes over
+   * the ids of a host the cluster just killed.
+   */
+  refuseTaken?: boolean;
   /** This host's id, unique in the cluster. */
   hostId: string;
   /**
