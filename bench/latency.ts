@@ -153,7 +153,9 @@ for (const k of sizes) {
   } finally {
     for (const proc of procs.values()) {
       await proc.send("quit").catch(() => {});
-      await Promise.race([proc.close(), new Promise((r) => setTimeout(r, 60_000))]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([proc.close(), new Promise((r) => (timer = setTimeout(r, 60_000)))]);
+      clearTimeout(timer);
       proc.kill();
     }
   }
