@@ -61,7 +61,7 @@ export function netnsUnavailable(): Promise<string | undefined> {
 /** Deletes the namespaces and bridges of beds whose test process is gone. */
 async function sweepStale(): Promise<void> {
   const alive = (tag: string) => {
-    const pid = parseInt(tag.slice(0, -1), 36);
+    const pid = parseInt(tag.slice(0, -2), 36);
     try {
       Deno.statSync(`/proc/${pid}`);
       return true;
@@ -117,7 +117,17 @@ export interface BedOptions {
   delayMs?: number;
 }
 
-let beds = 0;
+/** A /24 of 10.200–249.x.0 that no interface of the root namespace has an address in. */
+function freeSubnet(): string {
+  const used = new TextDecoder().decode(
+    new Deno.Command("ip", { args: ["-o", "-4", "addr", "show"], stdout: "piped" }).outputSync()
+      .stdout,
+  );
+  for (;;) {
+    const subnet = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}`;
+    if (!used.includes(` ${subnet}.`)) return subnet;
+  }
+}
 
 /** A bed of network namespaces; `await using` tears it down. */
 export class Bed implements AsyncDisposable {
@@ -137,9 +147,11 @@ export class Bed implements AsyncDisposable {
   #dir = "";
 
   constructor(options: BedOptions) {
-    this.tag = `${Deno.pid.toString(36)}${(beds++ % 36).toString(36)}`;
+    // The test files of one `deno test --parallel` share a pid: two random letters tell beds apart.
+    const random = Math.floor(Math.random() * 36 * 36).toString(36).padStart(2, "0");
+    this.tag = `${Deno.pid.toString(36)}${random}`;
     this.delayMs = options.delayMs ?? 0;
-    this.subnet = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}`;
+    this.subnet = freeSubnet();
     this.#bridge = `${PREFIX}${this.tag}br`;
     const machine = (name: string, n: number): Machine => ({
       ns: `${PREFIX}${this.tag}-${name}`,

@@ -21,14 +21,18 @@ const IDS = [0, 1, 2, 3, 4, 5, 6, 7];
 const EIGHT_ONES = IDS.map(() => 1);
 
 /** Runs `fn` on a bed of two engine machines, engines 0–3 and 4–7, with a connected driver. */
-function bedTest(name: string, fn: (bed: Bed, client: Driver) => Promise<void>): void {
+function bedTest(
+  name: string,
+  fn: (bed: Bed, client: Driver) => Promise<void>,
+  delayMs = 0,
+): void {
   Deno.test({
     name,
     ignore: why !== undefined,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
-      await using bed = await makeBed({ hosts: 2 });
+      await using bed = await makeBed({ hosts: 2, delayMs });
       bed.startHost(0, IDS.slice(0, 4), 8);
       bed.startHost(1, IDS.slice(4), 8);
       const client = bed.driver();
@@ -90,9 +94,11 @@ bedTest(
   },
 );
 
-for (const [who, seconds] of [["client", 11], ["Redis", 11]] as const) {
+const CUTS = [["client", 11, 0], ["Redis", 11, 0], ["client", 12, 10]] as const;
+for (const [who, seconds, delayMs] of CUTS) {
   bedTest(
-    `The ${who}'s link down ${seconds} s: no engine is declared dead, calls work after`,
+    `The ${who}'s link down ${seconds} s (${delayMs} ms per link): no engine is declared dead, ` +
+      `calls work after`,
     async (bed, c) => {
       assert.deepEqual(await c.send({ op: "call", kind: "broadcast" }), EIGHT_ONES);
       const machine = who === "client" ? bed.client : bed.redis;
@@ -109,5 +115,6 @@ for (const [who, seconds] of [["client", 11], ["Redis", 11]] as const) {
       assert.deepEqual(await c.send({ op: "call", kind: "broadcast" }), EIGHT_ONES);
       assert.deepEqual(c.events, []);
     },
+    delayMs,
   );
 }
