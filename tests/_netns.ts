@@ -63,8 +63,8 @@ async function sweepStale(): Promise<void> {
   const alive = (tag: string) => {
     const pid = parseInt(tag.slice(0, -2), 36);
     try {
-      Deno.statSync(`/proc/${pid}`);
-      return true;
+      // A zombie (killed, not yet reaped) is gone too.
+      return !/^\d+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
     } catch {
       return false;
     }
@@ -72,7 +72,15 @@ async function sweepStale(): Promise<void> {
   const namespaces = (await ip("netns", "list")).split("\n").map((l) => l.split(" ")[0]);
   for (const ns of namespaces) {
     const match = /^dpn([0-9a-z]+)-/.exec(ns);
-    if (match && !alive(match[1])) await ip("netns", "del", ns).catch(() => {});
+    if (!match || alive(match[1])) continue;
+    // Its processes (Redis, engine hosts) outlived their test: end them with the namespace.
+    const pids = await ip("netns", "pids", ns).catch(() => "");
+    for (const pid of pids.split("\n").filter(Boolean)) {
+      try {
+        Deno.kill(Number(pid), "SIGKILL");
+      } catch { /* gone */ }
+    }
+    await ip("netns", "del", ns).catch(() => {});
   }
   const links = (await ip("-o", "link", "show", "type", "bridge")).split("\n");
   for (const line of links) {
@@ -248,14 +256,29 @@ export class Bed implements AsyncDisposable {
 
   /**
    * Starts `engine.ts` on engine host `index` with engines `ids` (the README's command, with
-   * `--ids`, `--size` and `--host-id` given).
+   * `--ids`, `--size` when given and `--host-id`), and `extra` arguments.
    */
-  startHost(index: number, ids: readonly number[], size: number, extra: string[] = []): BedProcess {
+  startHost(
+    index: number,
+    ids: readonly number[],
+    size?: number,
+    extra: string[] = [],
+  ): BedProcess {
+    return this.startEngineTs(index, [
+      ...["--ids", ids.join(","), ...(size === undefined ? [] : ["--size", String(size)])],
+      ...["--host-id", `host${index}`, ...extra],
+    ]);
+  }
+
+  /**
+   * Starts `engine.ts --redis URL --cluster NAME --key-file FILE args…` on engine host `index`:
+   * the README's command, with the rest of its options as the test gives them.
+   */
+  startEngineTs(index: number, args: string[]): BedProcess {
     const m = this.hosts[index];
     return this.spawn(m, Deno.execPath(), [
       ...["run", "-A", new URL("engine.ts", ROOT).pathname],
-      ...["--redis", m.redisUrl, "--cluster", this.cluster, "--key-file", this.keyFile],
-      ...["--ids", ids.join(","), "--size", String(size), "--host-id", `host${index}`, ...extra],
+      ...["--redis", m.redisUrl, "--cluster", this.cluster, "--key-file", this.keyFile, ...args],
     ]);
   }
 
