@@ -98,14 +98,26 @@ bedTest(
 const CUTS = [["client", 11, 0], ["Redis", 11, 0], ["client", 12, 10]] as const;
 for (const [who, seconds, delayMs] of CUTS) {
   bedTest(
-    `The ${who}'s link down ${seconds} s (${delayMs} ms per link): no engine is declared dead, ` +
+    `The ${who} machine's link down ${seconds} s (${delayMs} ms per link): no engine is declared dead, ` +
       `calls work after`,
     async (bed, c) => {
       assert.deepEqual(await c.send({ op: "call", kind: "broadcast" }), EIGHT_ONES);
       const machine = who === "client" ? bed.client : bed.redis;
       await bed.cut(machine);
+      // A call made while the link is down ends: with its result, or a typed error.
+      const during = c.send({ op: "call", kind: "broadcast", timeout: 60_000 }).then(
+        (value) => ({ value }),
+        (error: Error) => ({ error }),
+      );
       await delay(seconds * 1000);
       await bed.restore(machine);
+      const ended = await within(during, 60_000, "the call made while the link was down");
+      if ("error" in ended) {
+        assert.ok(
+          ["TransportClosedError", "TimeoutError"].includes(ended.error.name),
+          String(ended.error),
+        );
+      } else assert.deepEqual(ended.value, EIGHT_ONES);
       // Calls made once the link is back end with every engine's answer…
       assert.deepEqual(
         await c.send({ op: "call", kind: "broadcast", timeout: 30_000 }),
