@@ -13,11 +13,16 @@ export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 2500;
 /** Called once for a host found dead: its id, its engines, and how it was found dead. */
 export type OnHostDead = (hostId: string, engineIds: readonly number[], reason: string) => void;
 
+/** Called when a host found dead by its silence is heard again: its id and its engines. */
+export type OnHostBack = (hostId: string, engineIds: readonly number[]) => void;
+
 /**
  * Takes a host for dead when no heartbeat of it came for `timeoutMs`. Time is counted on a clock
  * that advances only while the watcher runs and hears the transport: by the time since the
  * previous {@linkcode advance}, at most two periods. So a watcher that stalls (load, a long
- * synchronous call) or whose transport is away does not blame hosts for the silence.
+ * synchronous call) or whose transport is away does not blame hosts for the silence. A host found
+ * dead by its silence whose heartbeats resume (a link that came back) is watched again, and
+ * `onBack` is called, when given; without it, a death is for good.
  */
 export class LivenessWatch {
   /** How often to observe and {@linkcode check}, in ms: a dozen times per timeout. */
@@ -26,14 +31,21 @@ export class LivenessWatch {
   readonly #onDead: OnHostDead;
   readonly #hosts = new Map<string, { aliveAt: number; engineIds: number[] }>();
   readonly #dead = new Set<string>();
+  /** The hosts of {@linkcode #dead} found dead by their silence (not forgotten). */
+  readonly #silenced = new Set<string>();
+  readonly #onBack?: OnHostBack;
   #clock = 0;
   #last = performance.now();
   #paused = false;
 
-  /** Watches with `timeoutMs`; `onDead` is called once per dead host. */
-  constructor(timeoutMs: number, onDead: OnHostDead) {
+  /**
+   * Watches with `timeoutMs`; `onDead` is called once per death of a host, `onBack` when a host
+   * found dead by its silence is heard again.
+   */
+  constructor(timeoutMs: number, onDead: OnHostDead, onBack?: OnHostBack) {
     this.#timeoutMs = timeoutMs;
     this.#onDead = onDead;
+    this.#onBack = onBack;
     this.periodMs = Math.max(25, Math.min(500, timeoutMs / 12));
   }
 
@@ -61,16 +73,27 @@ export class LivenessWatch {
     this.#paused = true;
   }
 
-  /** Records a heartbeat of `hostId`, which runs `engineIds`. Ignored for hosts found dead. */
+  /**
+   * Records a heartbeat of `hostId`, which runs `engineIds`. Ignored for hosts forgotten, and for
+   * hosts found dead by their silence unless the watch has an `onBack`: such a host is back.
+   */
   seen(hostId: string, engineIds: readonly number[]): void {
-    if (this.#dead.has(hostId)) return;
+    if (this.#dead.has(hostId)) {
+      if (!this.#onBack || !this.#silenced.has(hostId)) return;
+      this.#dead.delete(hostId);
+      this.#silenced.delete(hostId);
+      this.#hosts.set(hostId, { aliveAt: this.#clock, engineIds: [...engineIds] });
+      this.#onBack(hostId, engineIds);
+      return;
+    }
     this.#hosts.set(hostId, { aliveAt: this.#clock, engineIds: [...engineIds] });
   }
 
-  /** Stops watching `hostId` (it stopped, or was found dead another way). */
+  /** Stops watching `hostId` (it stopped, or was found dead another way): for good. */
   forget(hostId: string): void {
     this.#hosts.delete(hostId);
     this.#dead.add(hostId);
+    this.#silenced.delete(hostId);
   }
 
   /** Calls `onDead` for every host not heard from for longer than the timeout. */
@@ -79,6 +102,7 @@ export class LivenessWatch {
       const silent = this.#clock - host.aliveAt;
       if (silent <= this.#timeoutMs) continue;
       this.forget(hostId);
+      this.#silenced.add(hostId);
       const seconds = (silent / 1000).toFixed(1);
       this.#onDead(hostId, host.engineIds, `its host ${hostId} sent no heartbeat for ${seconds} s`);
     }

@@ -85,8 +85,10 @@ export class BroadcastNodes {
       },
       control: {
         died: (content: Died) => this.#died(content),
-        restarted: (content: { engineIds: number[] }) => {
+        restarted: (content: { engineIds: number[]; hostIds?: string[] }) => {
           for (const engineId of content.engineIds) this.#dead.delete(engineId);
+          // A host taken for dead whose heartbeats resumed: its nodes answer again.
+          for (const hostId of content.hostIds ?? []) this.#deadHosts.delete(hostId);
         },
         stats: (): BroadcastNodeStats => ({
           maxRepliesPerBroadcast: this.maxRepliesPerBroadcast,

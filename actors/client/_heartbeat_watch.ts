@@ -20,6 +20,11 @@ export interface HeartbeatWatchOptions {
   ownedBy(hostId: string, engineIds: readonly number[]): number[];
   /** Called once for a host found dead, with the engines it was the current host of. */
   onHostDied(hostId: string, engineIds: number[], reason: string): void;
+  /**
+   * Called when a host found dead by its silence is heard again, with the engines it is the
+   * current host of. Without it, a host found dead stays dead.
+   */
+  onHostBack?: (hostId: string, engineIds: number[]) => void;
   /** Called for each heartbeat saying a task overran its call's deadline on a host. */
   onOverrun?: (hostId: string, engineId: number, overrunMs: number) => void;
 }
@@ -34,13 +39,14 @@ export interface HeartbeatWatch {
  * Polls the heartbeat stream and declares dead the engines of hosts not heard from for
  * `timeoutMs` (see `LivenessWatch`). A beat counts only for the engines its host is
  * the current host of (the one that registered them last): the beats of a host that was
- * replaced, or stopped, say nothing of the engines that another host runs now.
+ * replaced, or stopped, say nothing of the engines that another host runs now. With `onHostBack`,
+ * a host whose beats resume after it was declared dead is back (its link was cut, not its life).
  */
 export function watchHeartbeats(
   system: ActorSystem,
   options: HeartbeatWatchOptions,
 ): HeartbeatWatch {
-  const { timeoutMs, ownedBy, onHostDied, onOverrun } = options;
+  const { timeoutMs, ownedBy, onHostDied, onHostBack, onOverrun } = options;
   if (!(timeoutMs > 0)) {
     throw new RangeError(
       `Cannot make client: heartbeatTimeoutMs must be positive, got ${timeoutMs}`,
@@ -53,7 +59,7 @@ export function watchHeartbeats(
     const owned = ownedBy(hostId, engineIds);
     if (owned.length === 0) return;
     onHostDied(hostId, owned, reason);
-  });
+  }, onHostBack && ((hostId, engineIds) => onHostBack(hostId, ownedBy(hostId, engineIds))));
   const poll = async () => {
     let entries;
     const begun = performance.now();

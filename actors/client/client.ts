@@ -127,8 +127,18 @@ export interface EngineDiedDetail {
  * ```
  */
 export interface EngineRestartedDetail {
-  /** The engine that runs again, on a new host, with a fresh namespace. */
+  /**
+   * The engine that runs again: on a new host, with a fresh namespace, or, when `readmitted`, the
+   * same engine on the same host.
+   */
   engineId: number;
+  /**
+   * Set when the engine never died: its host was taken for dead because no heartbeat came (a cut
+   * link, a stopped process), and its heartbeats resumed. It keeps its namespace; the calls
+   * that failed with `EngineDiedError` meanwhile may have run on it all the same; trees wired
+   * through it (`wireTree`) ping it at their next reduction and take it back.
+   */
+  readmitted?: boolean;
 }
 
 let closeClient: (client: Client, cluster: string) => Promise<void>;
@@ -207,6 +217,13 @@ export class Client extends EventTarget {
       ownedBy: (hostId, engineIds) => engineIds.filter((id) => this.#hosts.get(id) === hostId),
       onHostDied: onHostDied ??
         ((_, engineIds, reason) => engineIds.forEach((id) => this.engineDied(id, reason))),
+      // A Cluster that launched its hosts ends those it finds dead; hosts started by hand whose
+      // beats resume are re-admitted.
+      ...(onHostDied ? {} : {
+        onHostBack: (hostId: string, engineIds: number[]) => {
+          this.#readmit(hostId, engineIds).catch(() => {});
+        },
+      }),
       onOverrun,
     });
   }
@@ -546,7 +563,32 @@ export class Client extends EventTarget {
   async engineRestarted(id: number, hostId?: string): Promise<void> {
     if (!this.#dead.delete(id)) return;
     if (hostId !== undefined) this.#hosts.set(id, hostId);
-    const restarted = { engineIds: [id] };
+    await this.#tellRestarted({ engineIds: [id] });
+    this.dispatchEvent(
+      new CustomEvent<EngineRestartedDetail>("enginerestarted", { detail: { engineId: id } }),
+    );
+  }
+
+  /**
+   * Host `hostId`, taken for dead by its silence, beats again: its engines `engineIds` that were
+   * marked dead are alive, as they were. Dispatches `"enginerestarted"` with `readmitted` for each.
+   */
+  async #readmit(hostId: string, engineIds: readonly number[]): Promise<void> {
+    const back = engineIds.filter((id) => this.#hosts.get(id) === hostId && this.#dead.delete(id));
+    if (back.length === 0 || this.#closed) return;
+    this.#deadHosts.delete(hostId);
+    await this.#tellRestarted({ engineIds: back, hostIds: [hostId] });
+    for (const engineId of back) {
+      this.dispatchEvent(
+        new CustomEvent<EngineRestartedDetail>("enginerestarted", {
+          detail: { engineId, readmitted: true },
+        }),
+      );
+    }
+  }
+
+  /** Tells every live host's broadcast nodes, and the hub's, that engines (and hosts) are back. */
+  async #tellRestarted(restarted: { engineIds: number[]; hostIds?: string[] }): Promise<void> {
     const told = [...new Set(this.#hosts.values())].filter((h) => !this.#deadHosts.has(h)).map(
       (h) => this.system.send(broadcastAddress(h, 0), "restarted", restarted).catch(() => {}),
     );
@@ -556,9 +598,6 @@ export class Client extends EventTarget {
         this.system.send(broadcastAddress(hub, 0), "restarted", restarted)
       ).catch(() => {}),
     ]);
-    this.dispatchEvent(
-      new CustomEvent<EngineRestartedDetail>("enginerestarted", { detail: { engineId: id } }),
-    );
   }
 
   /** Counts `result` among the outstanding calls until every engine answered. */
