@@ -5,7 +5,7 @@
  * client event, `{ "event": "enginedied" | "enginerestarted", "detail" }`.
  *
  * Commands (`op`): `connect` (`url`, `cluster`, `keyFile`, `n`, `heartbeatTimeoutMs`), `call`
- * (`kind`: `"broadcast"`, `"direct"` with `engineId`, `"allreduce"`; `timeout`), `time` (the same
+ * (`kind`: `"broadcast"`, `"size"` (each engine's `size`), `"direct"` with `engineId`, `"allreduce"`; `timeout`), `time` (the same
  * `kind`, `iterations`: each call's ms), `close`.
  *
  * @module
@@ -21,11 +21,14 @@ type Command = {
   keyFile?: string;
   n?: number;
   heartbeatTimeoutMs?: number;
-  kind?: "broadcast" | "direct" | "allreduce";
+  kind?: "broadcast" | "size" | "direct" | "allreduce";
   engineId?: number;
   timeout?: number;
   iterations?: number;
 };
+
+/** The cluster's size in the engines' namespaces. */
+declare const size: number;
 
 const encoder = new TextEncoder();
 function print(line: unknown): void {
@@ -41,6 +44,8 @@ async function call(command: Command): Promise<unknown> {
   switch (command.kind) {
     case "broadcast":
       return await c.broadcastView().apply(() => 1).get({ timeout });
+    case "size":
+      return await c.broadcastView().apply(() => size).get({ timeout });
     case "direct":
       return await c.view(command.engineId ?? 0).apply(() => 1).get({ timeout });
     case "allreduce": {

@@ -49,6 +49,33 @@ function bedTest(
   });
 }
 
+Deno.test({
+  name: "Hosts started exactly as the README says (--n 4, then --n 4 --first 4) form one cluster " +
+    "of 8 across the machines",
+  ignore: why !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using bed = await makeBed({ hosts: 2, delayMs: 0 });
+    bed.startEngineTs(0, ["--n", "4"]);
+    bed.startEngineTs(1, ["--n", "4", "--first", "4"]);
+    const c = bed.driver();
+    await within(
+      (async () => {
+        assert.deepEqual(await c.send(bed.connect(8)), IDS);
+        // Every engine sees the cluster's size, and a broadcast spanning both machines answers.
+        assert.deepEqual(await c.send({ op: "call", kind: "size" }), IDS.map(() => 8));
+        assert.deepEqual(await c.send({ op: "call", kind: "broadcast" }), EIGHT_ONES);
+        assert.equal(await c.send({ op: "call", kind: "direct", engineId: 6 }), 1);
+        assert.deepEqual(await c.send({ op: "call", kind: "allreduce" }), IDS.map(() => 8));
+        await c.send({ op: "close" });
+      })(),
+      90_000,
+      "the README's flow",
+    );
+  },
+});
+
 /** The ids of the events of `type` the client dispatched. */
 function seen(client: Driver, type: string): number[] {
   return client.events.filter((e) => e.event === type).map((e) => e.detail.engineId).sort((a, b) =>
