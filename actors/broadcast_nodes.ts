@@ -37,6 +37,9 @@ import type {
 import { chunkBounds, nodeFor, placeRange, sliceRuns } from "./protocol/placement.ts";
 import type { Reply } from "./core/system_types.ts";
 
+/** The content of a `restarted` control message. */
+type Restarted = { engineIds: number[]; hostIds?: string[] };
+
 /** One node's part of one broadcast, while it waits for its children. */
 interface Pending {
   request: BroadcastRequest;
@@ -84,12 +87,8 @@ export class BroadcastNodes {
         reply: (reply: Reply, ctx) => this.#collect(reply, ctx),
       },
       control: {
-        died: (content: Died) => this.#died(content),
-        restarted: (content: { engineIds: number[]; hostIds?: string[] }) => {
-          for (const engineId of content.engineIds) this.#dead.delete(engineId);
-          // A host taken for dead whose heartbeats resumed: its nodes answer again.
-          for (const hostId of content.hostIds ?? []) this.#deadHosts.delete(hostId);
-        },
+        died: (content: Died) => this.died(content),
+        restarted: (content: Restarted) => this.restarted(content),
         stats: (): BroadcastNodeStats => ({
           maxRepliesPerBroadcast: this.maxRepliesPerBroadcast,
           node,
@@ -272,7 +271,15 @@ export class BroadcastNodes {
     return diedPart(engineId, reason);
   }
 
-  #died(content: Died): void {
+  /** Engines `content.engineIds` (and hosts `content.hostIds`) run again. */
+  restarted(content: Restarted): void {
+    for (const engineId of content.engineIds) this.#dead.delete(engineId);
+    // A host taken for dead whose heartbeats resumed: its nodes answer again.
+    for (const hostId of content.hostIds ?? []) this.#deadHosts.delete(hostId);
+  }
+
+  /** Engines (and hosts) died: their parts, now and in later broadcasts, fail with it. */
+  died(content: Died): void {
     for (const engineId of content.engineIds) this.#dead.set(engineId, content.reason);
     for (const hostId of content.hostIds ?? []) this.#deadHosts.set(hostId, content.reason);
     for (const [childId, { pending, a, b }] of [...this.#children]) {

@@ -175,7 +175,7 @@ async function soak(launcher: Launcher): Promise<Run> {
   const prefix = `${cluster.namespace}:`;
   const pids = [...new Set(await client.view().apply(() => Deno.pid).get({ timeout: 60_000 }))]
     .filter((pid) => pid !== Deno.pid);
-  const root = broadcastAddress(await client.broadcastHost(), 0);
+  const root = broadcastAddress(await client.broadcastHost([0]), 0);
   const gc = (globalThis as { gc?: () => void }).gc;
 
   // When each broadcast was answered, for the broadcasts of the last 10 s at each sample; older

@@ -202,7 +202,7 @@ Deno.test({
     assert.deepEqual(during, [0, 1]);
     assert.equal(client.system.stats.waiting, 0);
     // The hub's nodes stopped waiting for the lost part too (their own transport saw the loss).
-    const hub = broadcastAddress(await client.broadcastHost(), 0);
+    const hub = broadcastAddress(await client.broadcastHost([0]), 0);
     await within(
       (async () => {
         for (;;) {

@@ -2,52 +2,56 @@
  * A client's broadcast hub: the broadcast nodes of ranges of engines that span several hosts,
  * run in the client's own actor system. The client hands its request to the root, and the root
  * its answer to the client, without the transport: a broadcast over hosts crosses the transport
- * only between the hub and one node (or engine) per host, as a direct call does.
+ * only between the hub and one node (or engine) per host, as a direct call does. A node is
+ * spawned the first time a broadcast needs it, so that the client's reads cover only the inboxes
+ * of nodes in use.
  *
  * @module
  */
 import type { ActorSystem } from "../core/system.ts";
 import { BroadcastNodes } from "../broadcast_nodes.ts";
 import { broadcastAddress } from "../protocol/addresses.ts";
+import type { Died } from "../protocol/messages.ts";
 
-/** The hub of one client, started on first use. */
+/** The hub of one client. */
 export class BroadcastHub {
   /** The hub's host id, which broadcast requests name as their `hub`. */
   readonly hostId: string;
   readonly #system: ActorSystem;
-  readonly #nodes: number;
-  #ready: Promise<string> | undefined;
+  readonly #nodes: BroadcastNodes;
+  readonly #spawned = new Set<number>();
 
-  /**
-   * A hub for the client speaking through `system` (which must deliver locally), with node
-   * addresses `0 … nodes - 1`.
-   */
-  constructor(system: ActorSystem, nodes: number) {
+  /** A hub for the client speaking through `system` (best with local delivery). */
+  constructor(system: ActorSystem) {
     this.#system = system;
-    this.#nodes = nodes;
     this.hostId = `b-${system.id}`;
+    this.#nodes = new BroadcastNodes(this.hostId);
   }
 
-  /** Resolves to the hub's host id once it runs; `undefined` until it was started. */
-  get ready(): Promise<string> | undefined {
-    return this.#ready;
-  }
-
-  /** Spawns the nodes, once; resolves to the hub's host id. */
-  start(): Promise<string> {
-    if (this.#ready) return this.#ready;
-    const nodes = new BroadcastNodes(this.hostId);
-    for (let node = 0; node < this.#nodes; node++) {
-      this.#system.spawn(broadcastAddress(this.hostId, node), nodes.actor(node));
+  /** Spawns the nodes of `nodes` that do not run yet. */
+  start(nodes: Iterable<number>): void {
+    for (const node of nodes) {
+      if (this.#spawned.has(node)) continue;
+      this.#system.spawn(broadcastAddress(this.hostId, node), this.#nodes.actor(node));
+      this.#spawned.add(node);
     }
-    return this.#ready = Promise.resolve(this.hostId);
   }
 
-  /** Stops the nodes if they were started. */
+  /** Engines (and hosts) died: the hub's parts for them fail, now and in later broadcasts. */
+  died(died: Died): void {
+    this.#nodes.died(died);
+  }
+
+  /** Engines (and hosts) run again. */
+  restarted(restarted: { engineIds: number[]; hostIds?: string[] }): void {
+    this.#nodes.restarted(restarted);
+  }
+
+  /** Stops the nodes that were started. */
   async stop(): Promise<void> {
-    if (!this.#ready) return;
-    for (let node = 0; node < this.#nodes; node++) {
+    for (const node of this.#spawned) {
       await this.#system.stopActor(broadcastAddress(this.hostId, node));
     }
+    this.#spawned.clear();
   }
 }

@@ -37,8 +37,11 @@ export interface ViewHost {
   hostOf(engineId: number): string;
   /** The error of engine `engineId` if it is known to be dead. */
   deadEngine(engineId: number): EngineDiedError | undefined;
-  /** Starts, once, the client's broadcast actors of ranges spanning hosts; resolves to their host id. */
-  broadcastHost(): Promise<string>;
+  /**
+   * Starts the client's broadcast nodes `nodes` (of ranges spanning hosts) where they do not run
+   * yet; resolves to their host id.
+   */
+  broadcastHost(nodes: readonly number[]): Promise<string>;
   /**
    * With `streamOutput`, writes what an engine printed for a call, each line prefixed with
    * `[engine N]`, as its result arrives. Returns the outcome.

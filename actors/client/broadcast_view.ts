@@ -16,7 +16,7 @@ import type {
   BroadcastTree,
   Operation,
 } from "../protocol/messages.ts";
-import { nodeFor, placeRange, toRuns } from "../protocol/placement.ts";
+import { hubNodes, nodeFor, placeRange, toRuns } from "../protocol/placement.ts";
 
 /**
  * Options of `client.broadcastView()`.
@@ -132,7 +132,9 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
         error: { name: "EngineDiedError", message: request.dead![engineId], kind: "died" },
       })));
     } else {
-      const ready = place === host.hubId ? host.broadcastHost() : Promise.resolve(place);
+      const ready = place === host.hubId
+        ? host.broadcastHost(hubNodes(targets.length, hosts, fanout))
+        : Promise.resolve(place);
       parts = ready.then(async () => {
         // Aborted while the broadcast actors started: nothing goes out.
         if (signal?.aborted) throw signal.reason;

@@ -201,7 +201,7 @@ export class Client extends EventTarget {
     this.#streamOutput = options.streamOutput ?? false;
     this.#hosts = new Map(options.hosts);
     this.#ids = [...this.#hosts.keys()].sort((a, b) => a - b);
-    this.#hub = new BroadcastHub(this.system, Math.max(1, this.#ids.length));
+    this.#hub = new BroadcastHub(this.system);
     this.#onClose = options.onClose;
     this.#onShutdown = options.onShutdown;
     this.#retention = options.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS;
@@ -249,7 +249,7 @@ export class Client extends EventTarget {
       paths: this.#paths,
       hostOf: (engineId) => this.hostOf(engineId),
       deadEngine: (engineId) => this.deadEngine(engineId),
-      broadcastHost: () => this.broadcastHost(),
+      broadcastHost: (nodes) => this.broadcastHost(nodes),
       echoOutput: (outcome) => this.#echoOutput(outcome),
       dispatchInOrder: (prepared, dispatch) => this.#dispatchInOrder(prepared, dispatch),
       recordCall: (...call) => this.#recordCall(...call),
@@ -359,12 +359,13 @@ export class Client extends EventTarget {
   }
 
   /**
-   * Starts, once, this client's broadcast actors of ranges spanning hosts; resolves to their
-   * host id.
+   * Starts this client's broadcast nodes `nodes` (of ranges spanning hosts) where they do not run
+   * yet; resolves to their host id.
    */
-  broadcastHost(): Promise<string> {
+  broadcastHost(nodes: readonly number[] = []): Promise<string> {
     if (this.#closed) return Promise.reject(this.#closedError("broadcast"));
-    return this.#hub.start();
+    this.#hub.start(nodes);
+    return Promise.resolve(this.#hub.hostId);
   }
 
   /**
@@ -535,8 +536,7 @@ export class Client extends EventTarget {
       if (this.#deadHosts.has(live)) continue;
       this.system.send(broadcastAddress(live, 0), "died", died).catch(() => {});
     }
-    this.#hub.ready?.then((hub) => this.system.send(broadcastAddress(hub, 0), "died", died))
-      .catch(() => {});
+    this.#hub.died(died);
     // Tree reductions waiting on it fail now rather than when their pings go unanswered.
     this.#trees.delete(id);
     const told = [...this.#trees].filter(([other, tree]) =>
@@ -592,12 +592,8 @@ export class Client extends EventTarget {
     const told = [...new Set(this.#hosts.values())].filter((h) => !this.#deadHosts.has(h)).map(
       (h) => this.system.send(broadcastAddress(h, 0), "restarted", restarted).catch(() => {}),
     );
-    await Promise.all([
-      ...told,
-      this.#hub.ready?.then((hub) =>
-        this.system.send(broadcastAddress(hub, 0), "restarted", restarted)
-      ).catch(() => {}),
-    ]);
+    this.#hub.restarted(restarted);
+    await Promise.all(told);
   }
 
   /** Counts `result` among the outstanding calls until every engine answered. */

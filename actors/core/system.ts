@@ -356,8 +356,14 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
     let bytes: Uint8Array | undefined;
     if (options.keep) this.#keep(options.keep, bytes = sealEnvelope(envelope, this.#key));
     if (this.#localDelivery && to === this.replyAddress) {
-      // An answer to an ask of this system (a ping between two engines of a host, say).
-      const answer = { ...envelope, content: cloneValue(envelope.content) };
+      // An answer to an ask of this system (a ping between two engines of a host, say). One from
+      // an actor that shares contents (a broadcast node's parts) is made of what it was handed,
+      // copies already, which it neither keeps nor changes: it is handed over.
+      const shared = this.#actors.get(options.from ?? "")?.definition.sharesContent === true;
+      const answer = {
+        ...envelope,
+        content: shared ? envelope.content : cloneValue(envelope.content),
+      };
       queueMicrotask(() => this.#settleReply(answer));
       this.#written(envelope.id);
       return envelope.id;

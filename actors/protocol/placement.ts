@@ -45,6 +45,27 @@ export function nodeFor(
   return hi - lo > 1 ? lo + chunkBounds(hi - lo, fanout, runs)[0][1] : 0;
 }
 
+/**
+ * The nodes of a broadcast over `size` targets on `runs` that run on the hub: those of the
+ * ranges spanning several hosts.
+ */
+export function hubNodes(
+  size: number,
+  runs: readonly [string, number][],
+  fanout: number,
+): number[] {
+  const nodes: number[] = [];
+  const visit = (lo: number, hi: number, on: readonly [string, number][]) => {
+    if (on.length <= 1) return;
+    nodes.push(nodeFor(lo, hi, fanout, on));
+    for (const [a, b] of chunkBounds(hi - lo, fanout, on)) {
+      if (b - a > 1) visit(lo + a, lo + b, sliceRuns(on, a, b));
+    }
+  };
+  visit(0, size, runs);
+  return nodes;
+}
+
 /** `hosts` (one per position) as runs of `[host, count]`. */
 export function toRuns(hosts: readonly string[]): [string, number][] {
   const runs: [string, number][] = [];
