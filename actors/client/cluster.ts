@@ -38,6 +38,7 @@ import type { FromWorker, ToWorker } from "../protocol/worker_messages.ts";
 import { dispatcherAddress, REGISTRY } from "../protocol/addresses.ts";
 import type { EngineHostConfig, Registration } from "../protocol/host_messages.ts";
 import { displayCluster } from "./_jupyter_display.ts";
+import { inJupyterKernel } from "./_jupyter_kernel.ts";
 
 /**
  * Options of {@linkcode Cluster}.
@@ -107,7 +108,11 @@ export interface ClusterOptions {
   maxMessageBytes?: number;
   /** How long to wait for every engine to register, in ms. Default 60,000. */
   engineTimeout?: number;
-  /** Show a progress bar on stderr while engines start. Default: when stderr is a terminal. */
+  /**
+   * Show a progress bar while engines start: on stderr, or in Deno's Jupyter kernel in the
+   * running cell (a display updated in place). Default: when stderr is a terminal, or in that
+   * kernel.
+   */
   progress?: boolean;
   /** Write what tasks print to this process's stdout/stderr, prefixed `[engine N]`. */
   streamOutput?: boolean;
@@ -671,7 +676,7 @@ export class Cluster extends EventTarget {
       const hosts = await Promise.race([
         waitForEngines(system, this.n, {
           timeout: this.#options.engineTimeout ?? 60_000,
-          progress: this.#options.progress ?? Deno.stderr.isTerminal(),
+          progress: this.#options.progress ?? (Deno.stderr.isTerminal() || inJupyterKernel()),
         }),
         failed,
       ]);
