@@ -213,6 +213,12 @@ function resultOf(cells: ExecutedCell[], start: string, mime = "text/plain"): st
   return stripAnsi(joined(result.data?.[mime] as string | string[]));
 }
 
+/** The `display_data` outputs of the cell starting with `start`, as `mime`. */
+function displaysOf(cells: ExecutedCell[], start: string, mime = "text/plain"): string[] {
+  return cell(cells, start).outputs.filter((o) => o.output_type === "display_data")
+    .map((o) => stripAnsi(joined(o.data?.[mime] as string | string[])));
+}
+
 // The seed notebook's partition table for n = 10 and sizes 3, 4, 5 (its saved output).
 const SEED_PARTITIONS = `3 0 (0, 4)
 3 1 (4, 8)
@@ -272,6 +278,26 @@ forEachBackend(BACKENDS, (test) => {
         new RegExp(
           `<strong>AsyncResult [^:]+: \\d/${ENGINES} done, (pending|succeeded)</strong>`,
         ),
+      );
+      // The progress bars, as the saved notebook shows them: updated in place to their end.
+      const start = 'import { Cluster, Reference } from "../mod.ts"';
+      assert.deepEqual(displaysOf(cells, start).map((t) => t.replace(/\d+\.\d+s$/, "…")), [
+        `engines ${ENGINES}/${ENGINES} [${"#".repeat(30)}] …`,
+      ]);
+      assert.match(
+        displaysOf(cells, start, "text/html")[0],
+        new RegExp(
+          `^<div><progress value="${ENGINES}" max="${ENGINES}"></progress> ` +
+            `engines ${ENGINES}/${ENGINES} up after \\d+\\.\\d s</div>$`,
+        ),
+      );
+      const wait = "await ar.waitInteractive();";
+      assert.deepEqual(displaysOf(cells, wait).map((t) => t.replace(/\d+ s$/, "…")), [
+        `${String(ENGINES).padStart(4)}/${ENGINES} tasks finished after    …`,
+      ]);
+      assert.match(
+        displaysOf(cells, wait, "text/html")[0],
+        new RegExp(`^<div><progress value="${ENGINES}" max="${ENGINES}"></progress> <code>`),
       );
       if (url) await assertRedisEmpty(url);
     },
