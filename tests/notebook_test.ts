@@ -381,6 +381,51 @@ forEachBackend(BACKENDS, (test) => {
   );
 });
 
+forEachBackend(BACKENDS, (test) => {
+  test(
+    "streamOutput in a notebook: each call's lines land in the cell that made it, even late",
+    async (backend: Backend) => {
+      const url = backend.kind === "redis" ? backend.url : undefined;
+      const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+      const sleep = (ms: number) => `await new Promise((r) => setTimeout(r, ${ms}));`;
+      const cells = await executeNotebook("bintree", url, (notebook) => ({
+        ...notebook,
+        cells: [
+          codeCell(
+            "start",
+            `import { Cluster } from ${mod};\n` +
+              `var cluster = new Cluster({ n: 2, transport: Deno.env.get("REDIS_URL") ?? ` +
+              `"memory:", streamOutput: true, progress: false });\n` +
+              `var rc = await cluster.startAndConnect();`,
+          ),
+          codeCell(
+            "late",
+            `var late = rc.view().apply(async () => { ${sleep(1500)} ` +
+              `console.log("late line"); });\n"sent";`,
+          ),
+          codeCell("other", `${sleep(3000)}\n"other done";`),
+          codeCell("awaited", `await rc.view(1).apply(() => console.log("awaited line"));`),
+          codeCell(
+            "map",
+            `await rc.loadBalancedView().map((x: number) => console.log("item", x), [7]);`,
+          ),
+          codeCell("stop", `await late;\nawait cluster.stop();`),
+        ],
+      }));
+      const printed = (start: string) =>
+        displaysOf(cells, start).join("").split("\n").filter(Boolean).sort();
+      assert.deepEqual(printed("var late"), ["[engine 0] late line", "[engine 1] late line"]);
+      assert.deepEqual(printed("await rc.view(1)"), ["[engine 1] awaited line"]);
+      assert.match(printed("await rc.loadBalancedView()").join(), /^\[engine [01]\] item 7$/);
+      for (const other of cells.filter((c) => !c.source.startsWith("var late"))) {
+        assert.doesNotMatch(JSON.stringify(other.outputs), /late line/, other.source);
+      }
+      if (url) await assertRedisEmpty(url);
+    },
+    NOTEBOOK_CASE,
+  );
+});
+
 const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
 
 /** What Deno's Jupyter kernel shows for `value`, as plain text, after checking the HTML has it. */
