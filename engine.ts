@@ -154,7 +154,9 @@ if (import.meta.main) {
     exit(0);
   };
   Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
+  // An engine whose stdin is its owner's ignores SIGINT: a Ctrl-C, or Jupyter's SIGINT to a
+  // kernel's process group, is for its owner, which stops it, or dies and so ends its stdin.
+  Deno.addSignalListener("SIGINT", values["exit-with-stdin"] ? () => {} : stop);
   if (values["exit-with-stdin"]) {
     // Standard input ends when the process that started this one is gone (even by SIGKILL): its
     // cluster will not stop these engines, so they stop, and take the cluster's keys with them.

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { Cluster } from "../mod.ts";
 import { connectAdmin } from "./_redis_server.ts";
+import { installKernel, missingJupyter } from "./_jupyter.ts";
 import { type Backend, BACKENDS, type CaseOptions, forEachBackend } from "./_backends.ts";
 
 const EXAMPLES = fileURLToPath(new URL("../examples/", import.meta.url));
@@ -20,22 +21,6 @@ const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const ENGINES = 4;
 const FILES_PER_ENGINE = 5;
 const NOTEBOOK_TIMEOUT_MS = 90_000;
-
-/** Why the notebook tests cannot run here, or `undefined` when `jupyter nbconvert` works. */
-async function missingJupyter(): Promise<string | undefined> {
-  try {
-    const { code, stderr } = await new Deno.Command("jupyter", {
-      args: ["nbconvert", "--version"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (code === 0) return undefined;
-    return `\`jupyter nbconvert --version\` failed: ${new TextDecoder().decode(stderr).trim()}`;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return "no `jupyter` on PATH";
-    throw error;
-  }
-}
 
 const noJupyter = await missingJupyter();
 // deno-lint-ignore no-console
@@ -76,31 +61,6 @@ const joined = (text: string | string[] | undefined): string =>
 
 // deno-lint-ignore no-control-regex
 const stripAnsi = (text: string): string => text.replace(/\u001b\[[0-9;]*m/g, "");
-
-/** The kernelspec's home: `deno jupyter --install` writes under `$HOME/.local/share/jupyter`. */
-async function installKernel(home: string): Promise<string> {
-  const denoDir = Deno.env.get("DENO_DIR") ?? await currentDenoDir();
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["jupyter", "--install", "--force"],
-    env: { HOME: home, DENO_DIR: denoDir },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.equal(code, 0, new TextDecoder().decode(stderr));
-  const dataDir = `${home}/.local/share/jupyter`;
-  const spec = JSON.parse(await Deno.readTextFile(`${dataDir}/kernels/deno/kernel.json`));
-  assert.equal(await Deno.realPath(spec.argv[0]), await Deno.realPath(Deno.execPath()));
-  return dataDir;
-}
-
-async function currentDenoDir(): Promise<string> {
-  const { stdout } = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json"],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  return JSON.parse(new TextDecoder().decode(stdout)).denoDir;
-}
 
 /**
  * Executes `examples/<name>.ipynb` (or `edit` of it, written next to the output) on the Deno

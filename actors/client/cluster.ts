@@ -38,6 +38,7 @@ import type { FromWorker, ToWorker } from "../protocol/worker_messages.ts";
 import { dispatcherAddress, REGISTRY } from "../protocol/addresses.ts";
 import type { EngineHostConfig, Registration } from "../protocol/host_messages.ts";
 import { displayCluster } from "./_jupyter_display.ts";
+import { guardKeys, type KeyGuard } from "./_kernel_guard.ts";
 import { inJupyterKernel } from "./_jupyter_kernel.ts";
 
 /**
@@ -238,6 +239,8 @@ export class Cluster extends EventTarget {
   /** Renews this cluster's hold on its namespace. */
   #holding: ReturnType<typeof setInterval> | undefined;
   #renewing: Promise<void> | undefined;
+  /** In Deno's Jupyter kernel, what deletes the cluster's keys if the kernel ends first. */
+  #keyGuard: KeyGuard | undefined;
 
   /** Describes a cluster; nothing starts until {@linkcode start} or {@linkcode startAndConnect}. */
   constructor(options: ClusterOptions = {}) {
@@ -307,6 +310,12 @@ export class Cluster extends EventTarget {
     }
     this.#transport = await createTransport(this.#options.transport);
     await this.#holdNamespace(this.#transport);
+    this.#keyGuard = await guardKeys(
+      this.#options.transport!,
+      this.namespace,
+      this.#options.launcher!,
+    )
+      .catch(() => undefined); // the cluster works without it
     const hostCount = Math.min(this.n, this.#options.hosts ?? (navigator.hardwareConcurrency || 1));
     // Each host runs a block of neighbouring ids: a broadcast or tree over a range of ids then
     // crosses the transport only between blocks.
@@ -827,6 +836,7 @@ export class Cluster extends EventTarget {
       await transport.deletePrefix(`${this.namespace}:`).catch(() => {});
       await transport.close();
     }
+    await this.#keyGuard?.release();
   }
 
   /** Same as {@linkcode stop}: `await using cluster = new Cluster(…)` stops it at scope end. */
