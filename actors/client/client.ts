@@ -56,7 +56,10 @@ export interface ClientOptions {
   key: ClusterKey;
   /** The transport's URL, password included (for the broadcast worker to connect with). */
   transportUrl: string;
-  /** Write what tasks print to this process's stdout/stderr, each line prefixed `[engine N]`. */
+  /**
+   * Write what tasks print to this process's stdout/stderr, each line prefixed `[engine N]`; in
+   * Deno's Jupyter kernel, into the cell that made the call.
+   */
   streamOutput?: boolean;
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;

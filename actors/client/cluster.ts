@@ -115,7 +115,10 @@ export interface ClusterOptions {
    * kernel.
    */
   progress?: boolean;
-  /** Write what tasks print to this process's stdout/stderr, prefixed `[engine N]`. */
+  /**
+   * Write what tasks print to this process's stdout/stderr, prefixed `[engine N]`; in Deno's
+   * Jupyter kernel, into the cell that made the call (a display updated as answers come).
+   */
   streamOutput?: boolean;
   /**
    * How long (ms) each call's results stay in the transport after the engines finished, so that
