@@ -63,7 +63,7 @@ const LEASE_GONE_WITHIN_MS = 60_000;
 
 interface Session {
   /** The cell's report: the cluster's namespace and the pid of each engine. */
-  cluster: { namespace: string; pids: number[] };
+  cluster: { namespace: string; pids: number[]; kernel: number };
   /** The first kernel's pid, and the new one's after a restart. */
   oldPid: number;
   newPid: number | null;
@@ -85,7 +85,7 @@ async function session(
 var cluster = new Cluster({ n: 2, hosts: 2, progress: false, ...${JSON.stringify(options)} });
 var rc = await cluster.startAndConnect();
 const pids = await rc.view().apply(() => Deno.pid);
-console.log(JSON.stringify({ namespace: cluster.namespace, pids }));`;
+console.log(JSON.stringify({ namespace: cluster.namespace, pids, kernel: Deno.pid }));`;
     const child = new Deno.Command(python!, {
       args: [SESSION, action, cell],
       cwd: work,
@@ -131,15 +131,17 @@ async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<stri
   if (text) yield text;
 }
 
-/** The pids of the processes running this library's key guardian (`_key_guardian.ts`). */
-function guardians(): number[] {
+/** The children of process `parent` that run this library's key guardian (`_key_guardian.ts`). */
+function guardiansOf(parent: number): number[] {
   const script = new URL("../actors/client/_key_guardian.ts", import.meta.url).href;
   const pids: number[] = [];
   for (const entry of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
     try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
       const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
-      if (cmdline.includes(script) && running(Number(entry.name))) pids.push(Number(entry.name));
+      if (ppid === parent && cmdline.includes(script)) pids.push(Number(entry.name));
     } catch { /* gone */ }
   }
   return pids;
@@ -153,10 +155,15 @@ forEachBackend(LAUNCHERS, (test, variant) => {
         await using admin = backend.kind === "redis" ? await connectAdmin(backend.url) : undefined;
         const keysOf = async (namespace: string) =>
           await admin!.send(["KEYS", `${namespace}:*`]) as string[];
+        let guardians: number[] = [];
         const { cluster, oldPid, newPid } = await session(action, backend.cluster, async (c) => {
-          // While the kernel runs: its engines, and its keys, are there.
+          // While the kernel runs: its engines, its keys and (Worker hosts on Redis) the guardian
+          // of its keys are there.
           assert.ok(c.pids.every(running));
           if (admin) assert.ok((await keysOf(c.namespace)).length > 0);
+          guardians = guardiansOf(c.kernel);
+          const guarded = backend.kind === "redis" && variant.launcher === "worker";
+          assert.equal(guardians.length, guarded ? 1 : 0);
         });
         assert.equal(cluster.pids.length, 2);
         if (variant.launcher === "process") {
@@ -168,10 +175,10 @@ forEachBackend(LAUNCHERS, (test, variant) => {
           assert.ok(newPid !== null && newPid !== oldPid, "the new kernel answers");
         }
         // The old kernel's process, so its Workers, every engine process and any key guardian end.
-        const processes = [oldPid, ...cluster.pids];
+        const processes = [oldPid, ...cluster.pids, ...guardians];
         await waitUntil(
-          () => `the end of processes ${[...processes.filter(running), ...guardians()]}`,
-          () => !processes.some(running) && guardians().length === 0,
+          () => `the end of processes ${processes.filter(running)}`,
+          () => !processes.some(running),
           GONE_WITHIN_MS,
         );
         if (admin && action === "kill") {
