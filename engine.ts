@@ -14,7 +14,8 @@
  * `deno run --unstable-worker-options`);
  * `--exit-with-stdin` makes the engines stop, and delete the cluster's keys, when standard input
  * ends (the `"process"` launcher passes it and keeps the pipe open, so its engines end with the
- * process that started them, however it ends); `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
+ * process that started them, however it ends; SIGINT, a Ctrl-C or Jupyter's signal to a
+ * kernel's process group, is then left to that process); `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
  * 3600000, one hour; 0 keeps none).
  * The key and the password are never printed. `--heartbeat-ms N` sets how often the host sends a
  * heartbeat (default 250), from a thread of its own: clients take its engines for dead after
@@ -51,7 +52,7 @@ Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key
                           permissions (Worker deno.permissions shape, omitted kinds
                           denied), away from the key and the Redis connection; needs
                           deno run --unstable-worker-options
-  --exit-with-stdin       stop (and delete the cluster's keys) when stdin ends
+  --exit-with-stdin       stop (and delete the cluster's keys) when stdin ends; ignore SIGINT
   -h, --help              print this and exit`;
 
 if (import.meta.main) {
