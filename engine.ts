@@ -52,7 +52,7 @@ Usage: deno run -A engine.ts --redis URL --cluster NAME (--key-file FILE | --key
                           permissions (Worker deno.permissions shape, omitted kinds
                           denied), away from the key and the Redis connection; needs
                           deno run --unstable-worker-options
-  --exit-with-stdin       stop (and delete the cluster's keys) when stdin ends; ignore SIGINT
+  --exit-with-stdin       stop (and delete the cluster's keys) when stdin ends
   -h, --help              print this and exit`;
 
 if (import.meta.main) {
