@@ -7,9 +7,9 @@
 import { TimeoutError, TransportClosedError } from "../../errors.ts";
 import { redactUrl } from "../../transport/mod.ts";
 import type { ActorSystem } from "../core/system.ts";
+import { progressBar } from "./_progress_bar.ts";
 import { REGISTRY } from "../protocol/addresses.ts";
 import type { Registration, Unregistration } from "../protocol/host_messages.ts";
-import { progressBar } from "./_progress_bar.ts";
 
 /**
  * Reads the registry until `n` engines registered (or, when `n` is not given, until it is quiet
