@@ -16,8 +16,11 @@ interface JupyterApi {
   broadcast(type: string, content: Record<string, unknown>): Promise<void>;
 }
 
-/** The content of a display: the same thing as plain text and, when given, as HTML. */
-export type DisplayData = { "text/plain": string; "text/html"?: string };
+/**
+ * The content of a display: the same thing as plain text and, when given, as HTML. With neither,
+ * the display takes its place in the cell and shows nothing yet.
+ */
+export type DisplayData = { "text/plain"?: string; "text/html"?: string };
 
 let kernel: JupyterApi | null | undefined;
 

@@ -58,7 +58,7 @@ function printedBy(outcome: Outcome): { stdout: string; stderr: string } | undef
 /** Text in a cell of Deno's Jupyter kernel, growing as lines come. */
 class CellText {
   #text = "";
-  readonly #display = LiveDisplay.open({ "text/plain": "" });
+  readonly #display = LiveDisplay.open({});
 
   append(text: string): void {
     this.#text += text;
