@@ -19,7 +19,8 @@
  * `deno run --unstable-worker-options`);
  * `--exit-with-stdin` makes the engines stop, and delete the cluster's keys, when standard input
  * ends (the `"process"` launcher passes it and keeps the pipe open, so its engines end with the
- * process that started them, however it ends); `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
+ * process that started them, however it ends; SIGINT, a Ctrl-C or Jupyter's signal to a
+ * kernel's process group, is then left to that process); `--result-retention MS` is how long each task's result is kept for `client.getResult` (default
  * 3600000, one hour; 0 keeps none).
  * The key and the password are never printed. `--heartbeat-ms N` sets how often the host sends a
  * heartbeat (default 250), from a thread of its own: clients take its engines for dead after
@@ -170,7 +171,9 @@ if (import.meta.main) {
     exit(0);
   };
   Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
+  // An engine whose stdin is its owner's ignores SIGINT: a Ctrl-C, or Jupyter's SIGINT to a
+  // kernel's process group, is for its owner, which stops it, or dies and so ends its stdin.
+  Deno.addSignalListener("SIGINT", values["exit-with-stdin"] ? () => {} : stop);
   if (values["exit-with-stdin"]) {
     // Standard input ends when the process that started this one is gone (even by SIGKILL): its
     // cluster will not stop these engines, so they stop, and take the cluster's keys with them.

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { Cluster } from "../mod.ts";
 import { connectAdmin } from "./_redis_server.ts";
+import { installKernel, missingJupyter } from "./_jupyter.ts";
 import { type Backend, BACKENDS, type CaseOptions, forEachBackend } from "./_backends.ts";
 
 const EXAMPLES = fileURLToPath(new URL("../examples/", import.meta.url));
@@ -20,22 +21,6 @@ const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const ENGINES = 4;
 const FILES_PER_ENGINE = 5;
 const NOTEBOOK_TIMEOUT_MS = 90_000;
-
-/** Why the notebook tests cannot run here, or `undefined` when `jupyter nbconvert` works. */
-async function missingJupyter(): Promise<string | undefined> {
-  try {
-    const { code, stderr } = await new Deno.Command("jupyter", {
-      args: ["nbconvert", "--version"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (code === 0) return undefined;
-    return `\`jupyter nbconvert --version\` failed: ${new TextDecoder().decode(stderr).trim()}`;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return "no `jupyter` on PATH";
-    throw error;
-  }
-}
 
 const noJupyter = await missingJupyter();
 // deno-lint-ignore no-console
@@ -76,31 +61,6 @@ const joined = (text: string | string[] | undefined): string =>
 
 // deno-lint-ignore no-control-regex
 const stripAnsi = (text: string): string => text.replace(/\u001b\[[0-9;]*m/g, "");
-
-/** The kernelspec's home: `deno jupyter --install` writes under `$HOME/.local/share/jupyter`. */
-async function installKernel(home: string): Promise<string> {
-  const denoDir = Deno.env.get("DENO_DIR") ?? await currentDenoDir();
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["jupyter", "--install", "--force"],
-    env: { HOME: home, DENO_DIR: denoDir },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.equal(code, 0, new TextDecoder().decode(stderr));
-  const dataDir = `${home}/.local/share/jupyter`;
-  const spec = JSON.parse(await Deno.readTextFile(`${dataDir}/kernels/deno/kernel.json`));
-  assert.equal(await Deno.realPath(spec.argv[0]), await Deno.realPath(Deno.execPath()));
-  return dataDir;
-}
-
-async function currentDenoDir(): Promise<string> {
-  const { stdout } = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json"],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  return JSON.parse(new TextDecoder().decode(stdout)).denoDir;
-}
 
 /**
  * Executes `examples/<name>.ipynb` (or `edit` of it, written next to the output) on the Deno
@@ -213,6 +173,12 @@ function resultOf(cells: ExecutedCell[], start: string, mime = "text/plain"): st
   return stripAnsi(joined(result.data?.[mime] as string | string[]));
 }
 
+/** The `display_data` outputs of the cell starting with `start`, as `mime`. */
+function displaysOf(cells: ExecutedCell[], start: string, mime = "text/plain"): string[] {
+  return cell(cells, start).outputs.filter((o) => o.output_type === "display_data")
+    .map((o) => stripAnsi(joined(o.data?.[mime] as string | string[])));
+}
+
 // The seed notebook's partition table for n = 10 and sizes 3, 4, 5 (its saved output).
 const SEED_PARTITIONS = `3 0 (0, 4)
 3 1 (4, 8)
@@ -272,6 +238,26 @@ forEachBackend(BACKENDS, (test) => {
         new RegExp(
           `<strong>AsyncResult [^:]+: \\d/${ENGINES} done, (pending|succeeded)</strong>`,
         ),
+      );
+      // The progress bars, as the saved notebook shows them: updated in place to their end.
+      const start = 'import { Cluster, Reference } from "../mod.ts"';
+      assert.deepEqual(displaysOf(cells, start).map((t) => t.replace(/\d+\.\d+s$/, "…")), [
+        `engines ${ENGINES}/${ENGINES} [${"#".repeat(30)}] …`,
+      ]);
+      assert.match(
+        displaysOf(cells, start, "text/html")[0],
+        new RegExp(
+          `^<div><progress value="${ENGINES}" max="${ENGINES}"></progress> ` +
+            `engines ${ENGINES}/${ENGINES} up after \\d+\\.\\d s</div>$`,
+        ),
+      );
+      const wait = "await ar.waitInteractive();";
+      assert.deepEqual(displaysOf(cells, wait).map((t) => t.replace(/\d+ s$/, "…")), [
+        `${String(ENGINES).padStart(4)}/${ENGINES} tasks finished after    …`,
+      ]);
+      assert.match(
+        displaysOf(cells, wait, "text/html")[0],
+        new RegExp(`^<div><progress value="${ENGINES}" max="${ENGINES}"></progress> <code>`),
       );
       if (url) await assertRedisEmpty(url);
     },
@@ -349,6 +335,51 @@ forEachBackend(BACKENDS, (test) => {
       assert.match(shown[1], new RegExp(`^Cluster dp-\\w+: ${ENGINES} of ${ENGINES} engines up$`));
       assert.notEqual(shown[1].split(/[ :]/)[1], namespace);
       assert.equal(resultOf(cells, "(await rc.view()"), `"${Array(ENGINES).fill(1).join()}"`);
+      if (url) await assertRedisEmpty(url);
+    },
+    NOTEBOOK_CASE,
+  );
+});
+
+forEachBackend(BACKENDS, (test) => {
+  test(
+    "streamOutput in a notebook: each call's lines land in the cell that made it, even late",
+    async (backend: Backend) => {
+      const url = backend.kind === "redis" ? backend.url : undefined;
+      const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+      const sleep = (ms: number) => `await new Promise((r) => setTimeout(r, ${ms}));`;
+      const cells = await executeNotebook("bintree", url, (notebook) => ({
+        ...notebook,
+        cells: [
+          codeCell(
+            "start",
+            `import { Cluster } from ${mod};\n` +
+              `var cluster = new Cluster({ n: 2, transport: Deno.env.get("REDIS_URL") ?? ` +
+              `"memory:", streamOutput: true, progress: false });\n` +
+              `var rc = await cluster.startAndConnect();`,
+          ),
+          codeCell(
+            "late",
+            `var late = rc.view().apply(async () => { ${sleep(1500)} ` +
+              `console.log("late line"); });\n"sent";`,
+          ),
+          codeCell("other", `${sleep(3000)}\n"other done";`),
+          codeCell("awaited", `await rc.view(1).apply(() => console.log("awaited line"));`),
+          codeCell(
+            "map",
+            `await rc.loadBalancedView().map((x: number) => console.log("item", x), [7]);`,
+          ),
+          codeCell("stop", `await late;\nawait cluster.stop();`),
+        ],
+      }));
+      const printed = (start: string) =>
+        displaysOf(cells, start).join("").split("\n").filter(Boolean).sort();
+      assert.deepEqual(printed("var late"), ["[engine 0] late line", "[engine 1] late line"]);
+      assert.deepEqual(printed("await rc.view(1)"), ["[engine 1] awaited line"]);
+      assert.match(printed("await rc.loadBalancedView()").join(), /^\[engine [01]\] item 7$/);
+      for (const other of cells.filter((c) => !c.source.startsWith("var late"))) {
+        assert.doesNotMatch(JSON.stringify(other.outputs), /late line/, other.source);
+      }
       if (url) await assertRedisEmpty(url);
     },
     NOTEBOOK_CASE,

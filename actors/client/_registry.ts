@@ -1,6 +1,6 @@
 /**
  * Waiting for a cluster's engines: reading the registry stream until they registered, with an
- * optional progress bar on stderr.
+ * optional progress bar (on stderr, or in the running cell of Deno's Jupyter kernel).
  *
  * @module
  */
@@ -12,6 +12,7 @@ import {
 } from "../../errors.ts";
 import { redactUrl } from "../../transport/mod.ts";
 import type { ActorSystem } from "../core/system.ts";
+import { progressBar } from "./_progress_bar.ts";
 import { REGISTRY } from "../protocol/addresses.ts";
 import type { Join, Registration, Unregistration } from "../protocol/host_messages.ts";
 
@@ -120,18 +121,4 @@ export async function joinHosts(
       cause,
     });
   }
-}
-
-function progressBar(total: number | undefined): (count: number, done?: boolean) => void {
-  const encoder = new TextEncoder();
-  const started = Date.now();
-  return (count, done = false) => {
-    const width = 30;
-    const filled = total ? Math.round((count / total) * width) : 0;
-    const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    const line = `\rengines ${count}/${total ?? "?"} [${"#".repeat(filled)}${
-      " ".repeat(width - filled)
-    }] ${seconds}s${done ? "\n" : ""}`;
-    Deno.stderr.writeSync(encoder.encode(line));
-  };
 }

@@ -12,6 +12,7 @@ import {
   TimeoutError,
 } from "../../errors.ts";
 import type { AsyncMapResult } from "./async_map_result.ts";
+import type { Outcome } from "./async_result.ts";
 import type { ViewHost } from "./_view_host.ts";
 import type { FunctionSource, ModuleFunction } from "../protocol/wire_types.ts";
 import type { EngineResult, MapItemResult } from "../protocol/results.ts";
@@ -67,10 +68,12 @@ class TaskCall {
   #left: number;
   #deadline: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #echo: (outcome: Outcome) => Outcome;
 
   constructor(tracker: TaskTracker, spec: TaskCallSpec) {
     this.#tracker = tracker;
     this.spec = spec;
+    this.#echo = tracker.host.echoOutput();
     this.#left = spec.items.length;
     const { timeout, signal } = spec;
     if (Number.isFinite(timeout)) {
@@ -152,9 +155,9 @@ class TaskCall {
   #answered(task: Task, result: EngineResult): void {
     if (this.tasks.get(task.id) !== task) return; // claimed from a dead engine and sent again
     this.tasks.delete(task.id);
-    const { spec, host } = this;
+    const { spec } = this;
     const { engineId } = result;
-    host.echoOutput({ engineId, result });
+    this.#echo({ engineId, result });
     spec.result.output(task.indices[0], result.stdout, result.stderr);
     const again: number[] = [];
     const retry = task.attempt < spec.retries;

@@ -43,10 +43,11 @@ export interface ViewHost {
    */
   broadcastHost(nodes: readonly number[]): Promise<string>;
   /**
-   * With `streamOutput`, writes what an engine printed for a call, each line prefixed with
-   * `[engine N]`, as its result arrives. Returns the outcome.
+   * With `streamOutput`, what writes what an engine printed for the call made now, each line
+   * prefixed with `[engine N]`, as its result arrives (and returns the outcome). Called when the
+   * call is made: in Deno's Jupyter kernel, the lines go to the cell that made it.
    */
-  echoOutput(outcome: Outcome): Outcome;
+  echoOutput(): (outcome: Outcome) => Outcome;
   /**
    * Calls `dispatch` with what `prepared` resolves to, once every call made before was
    * dispatched: the calls of one client leave in the order they were made.

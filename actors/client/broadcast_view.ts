@@ -171,10 +171,11 @@ export class BroadcastView<S extends Shape = "list"> extends View<S> {
     // The broadcast answers once: until it does, every live target may still have it queued.
     const abort = () => host.abortCall(id, live);
     abortOnSignal(signal, parts.catch(() => {}), abort);
+    const echo = host.echoOutput();
     return new AsyncResult(
       id,
       targets,
-      outcomes.map((o) => o.then((o) => host.echoOutput(o))),
+      outcomes.map((o) => o.then(echo)),
       abort,
     );
   }

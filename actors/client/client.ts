@@ -19,20 +19,19 @@ import { BroadcastView, type BroadcastViewOptions } from "./broadcast_view.ts";
 import { LoadBalancedView, type LoadBalancedViewOptions } from "./load_balanced_view.ts";
 import type { ViewHost } from "./_view_host.ts";
 import type { ActorSystem } from "../core/system.ts";
-import type { AsyncResult, GetOptions, Outcome } from "./async_result.ts";
+import type { AsyncResult, GetOptions } from "./async_result.ts";
 import { broadcastAddress, callKey, engineMessageId } from "../protocol/addresses.ts";
 import type { BroadcastTree, CallRecord, Died, TaskRecord } from "../protocol/messages.ts";
 import { DEFAULT_RESULT_RETENTION_MS } from "../protocol/results.ts";
 import { DirectView } from "./direct_view.ts";
 import { CallPaths } from "./_call_paths.ts";
 import { displayClient } from "./_jupyter_display.ts";
+import { OutputEcho } from "./_output_echo.ts";
 import { BroadcastHub } from "./_broadcast_hub.ts";
 import { type HeartbeatWatch, watchHeartbeats } from "./_heartbeat_watch.ts";
 import { fetchCall, type FetchedCall, flattenMap } from "./fetch_result.ts";
 import { askQueueStatus } from "./_queue_status.ts";
 import type { EngineQueueStatus } from "../protocol/queue_status.ts";
-
-const encoder = new TextEncoder();
 
 /**
  * Options of {@linkcode Client}.
@@ -57,7 +56,10 @@ export interface ClientOptions {
   key: ClusterKey;
   /** The transport's URL, password included. */
   transportUrl: string;
-  /** Write what tasks print to this process's stdout/stderr, each line prefixed `[engine N]`. */
+  /**
+   * Write what tasks print to this process's stdout/stderr, each line prefixed `[engine N]`; in
+   * Deno's Jupyter kernel, into the cell that made the call.
+   */
   streamOutput?: boolean;
   /** Called by `close()` after the client's own system closed (e.g. to close the transport). */
   onClose?: () => Promise<void>;
@@ -172,7 +174,7 @@ export class Client extends EventTarget {
   readonly #trees = new Map<number, { wiring: string; ids: readonly number[] }>();
   readonly #onClose?: () => Promise<void>;
   readonly #onShutdown?: () => Promise<void>;
-  readonly #streamOutput: boolean;
+  readonly #echo: OutputEcho;
   readonly #retention: number;
   /** Aborted by `close()`: ends the waits for results not stored yet. */
   readonly #closing = new AbortController();
@@ -198,7 +200,7 @@ export class Client extends EventTarget {
   constructor(options: ClientOptions) {
     super();
     this.system = options.system;
-    this.#streamOutput = options.streamOutput ?? false;
+    this.#echo = new OutputEcho(options.streamOutput ?? false);
     this.#hosts = new Map(options.hosts);
     this.#ids = [...this.#hosts.keys()].sort((a, b) => a - b);
     this.#hub = new BroadcastHub(this.system);
@@ -250,7 +252,7 @@ export class Client extends EventTarget {
       hostOf: (engineId) => this.hostOf(engineId),
       deadEngine: (engineId) => this.deadEngine(engineId),
       broadcastHost: (nodes) => this.broadcastHost(nodes),
-      echoOutput: (outcome) => this.#echoOutput(outcome),
+      echoOutput: () => this.#echo.forCall(),
       dispatchInOrder: (prepared, dispatch) => this.#dispatchInOrder(prepared, dispatch),
       recordCall: (...call) => this.#recordCall(...call),
       abortCall: (id, engineIds) => this.#abortCall(id, engineIds),
@@ -366,19 +368,6 @@ export class Client extends EventTarget {
     if (this.#closed) return Promise.reject(this.#closedError("broadcast"));
     this.#hub.start(nodes);
     return Promise.resolve(this.#hub.hostId);
-  }
-
-  /**
-   * With `streamOutput`, writes what an engine printed for a call, each line prefixed
-   * with `[engine N]`, as its result arrives. Returns the outcome.
-   */
-  #echoOutput(outcome: Outcome): Outcome {
-    if (!this.#streamOutput || !("result" in outcome)) return outcome;
-    const { engineId, stdout, stderr } = outcome.result;
-    const prefix = (text: string) => text.replace(/^(?=.)/gm, `[engine ${engineId}] `);
-    if (stdout) Deno.stdout.writeSync(encoder.encode(prefix(stdout)));
-    if (stderr) Deno.stderr.writeSync(encoder.encode(prefix(stderr)));
-    return outcome;
   }
 
   /** Checks and normalises a targets argument. */

@@ -38,6 +38,8 @@ import type { FromWorker, ToWorker } from "../protocol/worker_messages.ts";
 import { dispatcherAddress, REGISTRY } from "../protocol/addresses.ts";
 import type { EngineHostConfig, Registration } from "../protocol/host_messages.ts";
 import { displayCluster } from "./_jupyter_display.ts";
+import { guardKeys, type KeyGuard } from "./_kernel_guard.ts";
+import { inJupyterKernel } from "./_jupyter_kernel.ts";
 
 /**
  * Options of {@linkcode Cluster}.
@@ -107,9 +109,16 @@ export interface ClusterOptions {
   maxMessageBytes?: number;
   /** How long to wait for every engine to register, in ms. Default 60,000. */
   engineTimeout?: number;
-  /** Show a progress bar on stderr while engines start. Default: when stderr is a terminal. */
+  /**
+   * Show a progress bar while engines start: on stderr, or in Deno's Jupyter kernel in the
+   * running cell (a display updated in place). Default: when stderr is a terminal, or in that
+   * kernel.
+   */
   progress?: boolean;
-  /** Write what tasks print to this process's stdout/stderr, prefixed `[engine N]`. */
+  /**
+   * Write what tasks print to this process's stdout/stderr, prefixed `[engine N]`; in Deno's
+   * Jupyter kernel, into the cell that made the call (a display updated as answers come).
+   */
   streamOutput?: boolean;
   /**
    * How long (ms) each call's results stay in the transport after the engines finished, so that
@@ -233,6 +242,8 @@ export class Cluster extends EventTarget {
   /** Renews this cluster's hold on its namespace. */
   #holding: ReturnType<typeof setInterval> | undefined;
   #renewing: Promise<void> | undefined;
+  /** In Deno's Jupyter kernel, what deletes the cluster's keys if the kernel ends first. */
+  #keyGuard: KeyGuard | undefined;
 
   /** Describes a cluster; nothing starts until {@linkcode start} or {@linkcode startAndConnect}. */
   constructor(options: ClusterOptions = {}) {
@@ -302,6 +313,12 @@ export class Cluster extends EventTarget {
     }
     this.#transport = await createTransport(this.#options.transport);
     await this.#holdNamespace(this.#transport);
+    this.#keyGuard = await guardKeys(
+      this.#options.transport!,
+      this.namespace,
+      this.#options.launcher!,
+    )
+      .catch(() => undefined); // the cluster works without it
     const hostCount = Math.min(this.n, this.#options.hosts ?? (navigator.hardwareConcurrency || 1));
     // Each host runs a block of neighbouring ids: a broadcast or tree over a range of ids then
     // crosses the transport only between blocks.
@@ -675,7 +692,7 @@ export class Cluster extends EventTarget {
       const hosts = await Promise.race([
         waitForEngines(system, this.n, {
           timeout: this.#options.engineTimeout ?? 60_000,
-          progress: this.#options.progress ?? Deno.stderr.isTerminal(),
+          progress: this.#options.progress ?? (Deno.stderr.isTerminal() || inJupyterKernel()),
         }),
         failed,
       ]);
@@ -826,6 +843,7 @@ export class Cluster extends EventTarget {
       await transport.deletePrefix(`${this.namespace}:`).catch(() => {});
       await transport.close();
     }
+    await this.#keyGuard?.release();
   }
 
   /** Same as {@linkcode stop}: `await using cluster = new Cluster(…)` stops it at scope end. */

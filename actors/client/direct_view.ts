@@ -103,10 +103,11 @@ export class DirectView<S extends Shape = "list"> extends View<S> {
     });
     const abort = () => host.abortCall(id, live.filter((e) => !answered.has(e)));
     abortOnSignal(signal, Promise.all(outcomes), abort);
+    const echo = host.echoOutput();
     return new AsyncResult(
       id,
       targets,
-      outcomes.map((o) => o.then((o) => host.echoOutput(o))),
+      outcomes.map((o) => o.then(echo)),
       abort,
     );
   }

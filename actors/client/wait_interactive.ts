@@ -1,10 +1,12 @@
 /**
  * `AsyncResult.waitInteractive`: a progress line, redrawn in place, until a call is done
- * (IPython Parallel's `wait_interactive`).
+ * (IPython Parallel's `wait_interactive`): on stderr, or in Deno's Jupyter kernel as a progress bar
+ * in the running cell.
  *
  * @module
  */
 import { checkTimerRange } from "./_timer_range.ts";
+import { LiveDisplay } from "./_jupyter_kernel.ts";
 
 /** Options of `AsyncResult.waitInteractive`. */
 export interface WaitInteractiveOptions {
@@ -13,8 +15,9 @@ export interface WaitInteractiveOptions {
   /** How long to wait at most, in ms; the wait then resolves to `false`. Default: no limit. */
   timeout?: number;
   /**
-   * Where the line goes. Default `Deno.stderr`. It is redrawn with a carriage return, which a
-   * terminal and a Jupyter notebook's output both honour.
+   * Where the line goes, redrawn with a carriage return. Default `Deno.stderr`; in Deno's Jupyter
+   * kernel, by default, a display in the running cell (a progress bar and the line) updated in
+   * place.
    */
   output?: { writeSync(bytes: Uint8Array): number };
 }
@@ -36,18 +39,31 @@ export async function waitInteractive(
   total: number,
   options: WaitInteractiveOptions = {},
 ): Promise<boolean> {
-  const { interval = 1000, timeout = Infinity, output = Deno.stderr } = options;
+  const { interval = 1000, timeout = Infinity } = options;
   checkTimerRange("wait for result", "interval", interval);
   checkTimerRange("wait for result", "timeout", timeout);
   const encoder = new TextEncoder();
   const started = Date.now();
-  const draw = (end: string) => {
+  const text = () => {
     const seconds = Math.floor((Date.now() - started) / 1000);
-    const line = `\r${String(result.progress).padStart(4)}/${total} tasks finished after ` +
-      `${String(seconds).padStart(4)} s${end}`;
-    const bytes = encoder.encode(line);
+    return `${String(result.progress).padStart(4)}/${total} tasks finished after ` +
+      `${String(seconds).padStart(4)} s`;
+  };
+  const cell = options.output === undefined ? LiveDisplay.open(shown(text())) : undefined;
+  const output = options.output ?? Deno.stderr;
+  const draw = (end: string) => {
+    if (cell) return cell.update(shown(text()));
+    const bytes = encoder.encode(`\r${text()}${end}`);
     for (let at = 0; at < bytes.byteLength;) at += output.writeSync(bytes.subarray(at));
   };
+  /** The line, under a progress bar in HTML. */
+  function shown(line: string) {
+    return {
+      "text/plain": line,
+      "text/html": `<div><progress value="${result.progress}" max="${total}"></progress> ` +
+        `<code>${line.trim()}</code></div>`,
+    };
+  }
   const until = started + timeout;
   while (!result.ready()) {
     const left = until - Date.now();
@@ -56,5 +72,6 @@ export async function waitInteractive(
     await result.wait(Math.min(interval, left));
   }
   draw("\n");
+  await cell?.flushed();
   return result.ready();
 }
