@@ -7,6 +7,7 @@
 import { toHex } from "../transport/key.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { uniqueNamespace } from "./_redis_server.ts";
+import { type Client, Cluster } from "../mod.ts";
 
 /** A cluster's name and key file, as the user makes them before starting hosts. */
 export interface ClusterFiles extends AsyncDisposable {
@@ -73,4 +74,20 @@ export function startEngine(
       await ended;
     },
   };
+}
+
+/** A client connected with `Cluster.connect` to `files`' cluster on `url`; disposing closes it. */
+export interface ConnectedClient extends AsyncDisposable {
+  client: Client;
+}
+
+/** Connects to `files`' cluster on `url` once `n` engines registered (within 30 s). */
+export async function connectClient(
+  url: string,
+  files: ClusterFiles,
+  n: number,
+): Promise<ConnectedClient> {
+  const { cluster, keyFile } = files;
+  const client = await Cluster.connect({ transport: url, cluster, keyFile, n, timeout: 30_000 });
+  return { client, [Symbol.asyncDispose]: () => client.close() };
 }

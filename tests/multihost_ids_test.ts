@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Cluster } from "../mod.ts";
 import { waitUntil, within } from "./_async.ts";
 import { redisTest } from "./_backends.ts";
-import { clusterFiles, startEngine } from "./_multihost.ts";
+import { clusterFiles, connectClient, startEngine } from "./_multihost.ts";
 
 function hostArgs(url: string, cluster: string, keyFile: string, more: string[]): string[] {
   return ["--redis", url, "--cluster", cluster, "--key-file", keyFile, ...more];
@@ -43,28 +43,19 @@ redisTest(
       hostArgs(url, cluster, keyFile, ["--n", "4", "--first", "4"]),
       wrap,
     );
-    const client = await Cluster.connect({
-      transport: url,
-      cluster,
-      keyFile,
-      n: 8,
-      timeout: 30_000,
-    });
-    try {
-      const hosts = client.ids.map((id) => client.hostOf(id));
-      assert.equal(new Set(hosts).size, 2, `host ids: ${hosts}`);
-      assert.match(
-        hosts[0],
-        /-1-[0-9a-f]{6}$/,
-        "the default id holds the pid (1) and a random part",
-      );
-      const ids = await within(client.view().apply(() => id).get(), 10_000, "DirectView apply");
-      assert.deepEqual(ids, [0, 1, 2, 3, 4, 5, 6, 7]);
-      for (const engine of client.ids) {
-        assert.equal(await client.view(engine).apply(() => id), engine);
-      }
-    } finally {
-      await client.close();
+    await using connected = await connectClient(url, files, 8);
+    const { client } = connected;
+    const hosts = client.ids.map((id) => client.hostOf(id));
+    assert.equal(new Set(hosts).size, 2, `host ids: ${hosts}`);
+    assert.match(
+      hosts[0],
+      /-1-[0-9a-f]{6}$/,
+      "the default id holds the pid (1) and a random part",
+    );
+    const ids = await within(client.view().apply(() => id).get(), 10_000, "DirectView apply");
+    assert.deepEqual(ids, [0, 1, 2, 3, 4, 5, 6, 7]);
+    for (const engine of client.ids) {
+      assert.equal(await client.view(engine).apply(() => id), engine);
     }
   },
   { ignore: noPidNamespace !== undefined },
@@ -78,29 +69,20 @@ redisTest(
     await using _a = startEngine(
       hostArgs(url, cluster, keyFile, ["--n", "4", "--host-id", "first"]),
     );
-    const client = await Cluster.connect({
-      transport: url,
-      cluster,
-      keyFile,
-      n: 4,
-      timeout: 30_000,
-    });
-    try {
-      await using b = startEngine(hostArgs(url, cluster, keyFile, ["--n", "4"]));
-      const { code, stderr } = await within(b.ended, 20_000, "the second host to be refused");
-      assert.equal(code, 1, stderr);
-      assert.match(stderr, /engines 0, 1, 2, 3 run on host "first" \(pid \d+\), which is alive/);
-      assert.match(stderr, /--first/);
-      assert.deepEqual(await client.view().apply(() => id), [0, 1, 2, 3]);
-      assert.deepEqual(client.ids.map((id) => client.hostOf(id)), [
-        "first",
-        "first",
-        "first",
-        "first",
-      ]);
-    } finally {
-      await client.close();
-    }
+    await using connected = await connectClient(url, files, 4);
+    const { client } = connected;
+    await using b = startEngine(hostArgs(url, cluster, keyFile, ["--n", "4"]));
+    const { code, stderr } = await within(b.ended, 20_000, "the second host to be refused");
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /engines 0, 1, 2, 3 run on host "first" \(pid \d+\), which is alive/);
+    assert.match(stderr, /--first/);
+    assert.deepEqual(await client.view().apply(() => id), [0, 1, 2, 3]);
+    assert.deepEqual(client.ids.map((id) => client.hostOf(id)), [
+      "first",
+      "first",
+      "first",
+      "first",
+    ]);
   },
 );
 
@@ -112,25 +94,16 @@ redisTest(
     await using _a = startEngine(
       hostArgs(url, cluster, keyFile, ["--n", "4", "--host-id", "same"]),
     );
-    const client = await Cluster.connect({
-      transport: url,
-      cluster,
-      keyFile,
-      n: 4,
-      timeout: 30_000,
-    });
-    try {
-      await using b = startEngine(
-        hostArgs(url, cluster, keyFile, ["--n", "4", "--first", "4", "--host-id", "same"]),
-      );
-      const { code, stderr } = await within(b.ended, 20_000, "the second host to be refused");
-      assert.equal(code, 1, stderr);
-      assert.match(stderr, /a live host \(pid \d+\) has the host id "same" \(engines 0, 1, 2, 3\)/);
-      assert.match(stderr, /--host-id/);
-      assert.deepEqual(await client.view().apply(() => id), [0, 1, 2, 3]);
-    } finally {
-      await client.close();
-    }
+    await using connected = await connectClient(url, files, 4);
+    const { client } = connected;
+    await using b = startEngine(
+      hostArgs(url, cluster, keyFile, ["--n", "4", "--first", "4", "--host-id", "same"]),
+    );
+    const { code, stderr } = await within(b.ended, 20_000, "the second host to be refused");
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /a live host \(pid \d+\) has the host id "same" \(engines 0, 1, 2, 3\)/);
+    assert.match(stderr, /--host-id/);
+    assert.deepEqual(await client.view().apply(() => id), [0, 1, 2, 3]);
   },
 );
 
@@ -179,19 +152,10 @@ redisTest(
     assert.equal(code, 1, stderr);
     assert.match(stderr, new RegExp(`engines 0, 1, 2, 3 .*host "${winner}"`));
     assert.match(stderr, /--first/);
-    const client = await Cluster.connect({
-      transport: url,
-      cluster,
-      keyFile,
-      n: 4,
-      timeout: 30_000,
-    });
-    try {
-      assert.deepEqual(client.ids.map((id) => client.hostOf(id)), [winner, winner, winner, winner]);
-      assert.deepEqual(await client.view().apply(() => id), [0, 1, 2, 3]);
-    } finally {
-      await client.close();
-    }
+    await using connected = await connectClient(url, files, 4);
+    const { client } = connected;
+    assert.deepEqual(client.ids.map((id) => client.hostOf(id)), [winner, winner, winner, winner]);
+    assert.deepEqual(await client.view().apply(() => id), [0, 1, 2, 3]);
   },
 );
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { type Client, Cluster, ClusterStateError } from "../mod.ts";
 import { within } from "./_async.ts";
 import { redisTest } from "./_backends.ts";
-import { clusterFiles, startEngine } from "./_multihost.ts";
+import { clusterFiles, connectClient, startEngine } from "./_multihost.ts";
 
 function readmeHost(url: string, cluster: string, keyFile: string, more: string[]): string[] {
   return ["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", "4", ...more];
@@ -20,18 +20,9 @@ redisTest(
     const { cluster, keyFile } = files;
     await using _a = startEngine(readmeHost(url, cluster, keyFile, []));
     await using _b = startEngine(readmeHost(url, cluster, keyFile, ["--first", "4"]));
-    const client = await Cluster.connect({
-      transport: url,
-      cluster,
-      keyFile,
-      n: 8,
-      timeout: 30_000,
-    });
-    try {
-      await spansBothHosts(client);
-    } finally {
-      await client.close();
-    }
+    await using connected = await connectClient(url, files, 8);
+    const { client } = connected;
+    await spansBothHosts(client);
   },
 );
 
@@ -69,22 +60,13 @@ redisTest(
       "--unstable-worker-options",
     ]);
     await using _b = startEngine(readmeHost(url, cluster, keyFile, ["--first", "4"]));
-    const client = await Cluster.connect({
-      transport: url,
-      cluster,
-      keyFile,
-      n: 8,
-      timeout: 30_000,
-    });
-    try {
-      const bv = client.broadcastView();
-      const sizes = await within(bv.apply(() => size).get(), 10_000, "a broadcast apply");
-      assert.deepEqual(sizes, [8, 8, 8, 8, 8, 8, 8, 8]);
-      await client.view([0]).push({ size: 3 });
-      assert.deepEqual(await client.view([0, 4]).apply(() => size), [3, 8]);
-    } finally {
-      await client.close();
-    }
+    await using connected = await connectClient(url, files, 8);
+    const { client } = connected;
+    const bv = client.broadcastView();
+    const sizes = await within(bv.apply(() => size).get(), 10_000, "a broadcast apply");
+    assert.deepEqual(sizes, [8, 8, 8, 8, 8, 8, 8, 8]);
+    await client.view([0]).push({ size: 3 });
+    assert.deepEqual(await client.view([0, 4]).apply(() => size), [3, 8]);
   },
 );
 
