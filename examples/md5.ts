@@ -101,6 +101,7 @@ if (import.meta.main) {
     // The SPMD task, as a single task on all engines.
     t = performance.now();
     const ar = broadcastView.apply(spmdTask, tmpPath, new Reference("rank"), size);
+    await ar.waitInteractive(); // a progress bar, on stderr (in the cell, in a notebook)
     const chunks = await ar;
     const applyTime = seconds(t);
 
