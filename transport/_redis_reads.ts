@@ -33,9 +33,13 @@ export class GroupReader {
    */
   #recovered = new WeakMap<readonly string[], { epoch: number; group: string; consumer: string }>();
 
-  constructor(link: RedisLink, onGroupLost: () => void) {
+  /** Called after a group was made on a stream (which `MKSTREAM` may have created). */
+  #onCreate: (stream: string) => void;
+
+  constructor(link: RedisLink, onGroupLost: () => void, onCreate: (stream: string) => void) {
     this.#link = link;
     this.#onGroupLost = onGroupLost;
+    this.#onCreate = onCreate;
   }
 
   /**
@@ -86,6 +90,7 @@ export class GroupReader {
       await Promise.all(missing.map(async (stream) => {
         try {
           await this.#link.send(["XGROUP", "CREATE", stream, group, "0", "MKSTREAM"]);
+          this.#onCreate(stream);
         } catch (error) {
           if (!(error instanceof Error && error.message.startsWith("BUSYGROUP"))) throw error;
         }

@@ -31,6 +31,7 @@ import {
   toEntry,
 } from "./_redis_reply.ts";
 import { CLAIM_FROM_SCRIPT, CLAIM_SCRIPT, EPOCH_SCRIPT, TRIM_SCRIPT } from "./_redis_scripts.ts";
+import { StreamLeases } from "./_redis_lease.ts";
 import { redactUrl } from "./_url.ts";
 import type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./types.ts";
 
@@ -102,6 +103,7 @@ export class RedisTransport implements Transport {
   readonly url: string;
   #link: RedisLink;
   #reader: GroupReader;
+  #leases: StreamLeases;
   /** The largest value the server takes in one argument (its `proto-max-bulk-len`). */
   #maxBulk = DEFAULT_MAX_BULK;
   readonly #epochKey: string;
@@ -130,7 +132,12 @@ export class RedisTransport implements Transport {
       onNewCommandConnection: () => this.#rereadMaxBulk(),
     });
     this.url = this.#link.url;
-    this.#reader = new GroupReader(this.#link, () => this.#checkEpoch(false));
+    this.#leases = new StreamLeases(this.#link);
+    this.#reader = new GroupReader(
+      this.#link,
+      () => this.#checkEpoch(false),
+      (stream) => this.#leases.sendExpiries(this.#leases.expiries([stream])),
+    );
   }
 
   /**
@@ -170,13 +177,24 @@ export class RedisTransport implements Transport {
     this.#checkSize(what, data);
     const args = xadd(stream, data, options?.maxLen);
     const after = options?.maxAgeMs === undefined ? [] : ageTrim(stream, options.maxAgeMs);
+    const lease = this.#leases.expiries([stream]);
     if (after.length === 0) {
-      return text(await this.#link.call(what, [stream], () => this.#link.send(args)));
+      return text(
+        await this.#link.call(what, [stream], () => {
+          const sent = this.#link.send(args);
+          this.#leases.sendExpiries(lease);
+          return sent;
+        }),
+      );
     }
     const [id] = await this.#link.call(
       what,
       [stream],
-      () => Promise.all([args, ...after].map((c) => this.#link.send(c))),
+      () => {
+        const sent = Promise.all([args, ...after].map((c) => this.#link.send(c)));
+        this.#leases.sendExpiries(lease);
+        return sent;
+      },
     );
     return text(id);
   }
@@ -198,10 +216,15 @@ export class RedisTransport implements Transport {
       ? `append to stream "${streams[0]}"`
       : `append ${entries.length} entries to ${listStreams(streams)}`;
     // Pipelined, not MULTI/EXEC: one connection keeps the order, and a transaction halves the rate.
+    const lease = this.#leases.expiries(streams);
     const ids = await this.#link.call(
       what,
       streams,
-      () => Promise.all([...commands, ...after].map((c) => this.#link.send(c))),
+      () => {
+        const sent = Promise.all([...commands, ...after].map((c) => this.#link.send(c)));
+        this.#leases.sendExpiries(lease);
+        return sent;
+      },
     );
     return ids.slice(0, commands.length).map(text);
   }
@@ -414,6 +437,22 @@ export class RedisTransport implements Transport {
         () => this.#link.send(["UNLINK", ...batch]),
       );
     }
+  }
+
+  /**
+   * Leases the streams under `prefix`: from now on, a stream there that this transport creates
+   * expires `ttlMs` later unless {@linkcode renewLease} (here or on another transport) renews it.
+   */
+  leaseStreams(prefix: string, ttlMs: number): void {
+    this.#leases.lease(prefix, ttlMs);
+  }
+
+  /**
+   * Renews the lease of every stream under `prefix` (leased with {@linkcode leaseStreams}), unless
+   * some party on this server did in the last `sweepMs`. Returns whether this call renewed them.
+   */
+  renewLease(prefix: string, sweepMs: number): Promise<boolean> {
+    return this.#leases.renew(prefix, sweepMs);
   }
 
   /** Deletes every key starting with `prefix`; the empty prefix is refused (it is every key). */

@@ -1,0 +1,194 @@
+/**
+ * Every key of a cluster's namespace leaves Redis once no party keeps the cluster alive, however
+ * the parties ended (issue 14 point 5, issue 20 point 6): streams are leased, and live parties
+ * renew the lease; a value with a lifetime of its own (a result, for `resultRetention`) keeps it.
+ * And a live cluster keeps its keys past the lease time, idle or busy in a long task. All on a
+ * `redis-server` of the test's own.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Cluster } from "../actors/client/cluster.ts";
+import { LEASE_SWEEP_MS, STREAM_LEASE_MS } from "../actors/core/_lease.ts";
+import { toHex } from "../transport/key.ts";
+import { generateKey } from "../transport/envelope.ts";
+import { delay, within } from "./_async.ts";
+import {
+  connectAdmin,
+  hasRedisServer,
+  type RedisServer,
+  startRedisServer,
+  uniqueNamespace,
+} from "./_redis_server.ts";
+
+declare const id: number;
+
+const ignore = !hasRedisServer();
+/** Long enough for a lease to run out after the last renewal, twice over. */
+const TEST_TIMEOUT_MS = 3 * STREAM_LEASE_MS + 60_000;
+/** Result retention of the clusters of these tests: results leave within it. */
+const RETENTION_MS = 2000;
+
+/** The keys of `namespace` on `server`. */
+async function keysOf(server: RedisServer, namespace: string): Promise<string[]> {
+  await using admin = await connectAdmin(server.url);
+  return ((await admin.send(["KEYS", `${namespace}:*`])) as string[]).map(String).sort();
+}
+
+/** Waits until `namespace` has no key left on `server`; fails naming those left, past the bound. */
+async function untilNoKeys(server: RedisServer, namespace: string): Promise<void> {
+  const bound = performance.now() + 2 * STREAM_LEASE_MS + RETENTION_MS;
+  for (;;) {
+    const keys = await keysOf(server, namespace);
+    if (keys.length === 0) return;
+    if (performance.now() > bound) {
+      throw new Error(`${keys.length} keys of ${namespace} stayed: ${keys.slice(0, 8).join(", ")}`);
+    }
+    await delay(500);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT"); // harmless: only asks whether the process exists
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs tests/fixtures/process_cluster.ts with `launcher`; resolves once its cluster answered. */
+async function runScript(url: string, launcher: "worker" | "process") {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./fixtures/process_cluster.ts", import.meta.url).href,
+      url,
+      launcher,
+      String(RETENTION_MS),
+    ],
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const chunk = await reader.read();
+    if (chunk.done) throw new Error(`The script ended before its cluster ran: ${text}`);
+    text += chunk.value;
+  }
+  await reader.cancel();
+  const { namespace, pids } = JSON.parse(text.split("\n")[0]) as {
+    namespace: string;
+    pids: number[];
+  };
+  return { child, namespace, pids };
+}
+
+for (const launcher of ["worker", "process"] as const) {
+  Deno.test({
+    name: `Every key of a cluster leaves Redis once its script and its ${launcher} engines are ` +
+      "SIGKILLed",
+    ignore,
+    async fn() {
+      await within(
+        (async () => {
+          await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
+          const { child, namespace, pids } = await runScript(server.url, launcher);
+          assert.ok((await keysOf(server, namespace)).length > 0);
+          // Everyone at once, as a kernel restart or a crash of the machine's session would:
+          // no party is left to stop the cluster or delete its keys.
+          for (const pid of new Set(pids)) if (pid !== child.pid) Deno.kill(pid, "SIGKILL");
+          child.kill("SIGKILL");
+          await child.status;
+          while (pids.some(alive)) await delay(50);
+          await untilNoKeys(server, namespace);
+        })(),
+        TEST_TIMEOUT_MS,
+        `keys after SIGKILL (${launcher})`,
+      );
+    },
+  });
+}
+
+/** Starts `engine.ts` for engines 0 and 1 of `cluster`. */
+function engineProcess(url: string, cluster: string, keyFile: string) {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../engine.ts", import.meta.url).href,
+      ...["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", "2"],
+      ...["--result-retention", String(RETENTION_MS)],
+    ],
+    stdout: "null",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+}
+
+Deno.test({
+  name: "An engine.ts cluster keeps its keys past the lease while it runs, busy and without a " +
+    "client, and they leave Redis once its host is stopped",
+  ignore,
+  async fn() {
+    await within(
+      (async () => {
+        await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
+        const dir = await Deno.makeTempDir();
+        const keyFile = `${dir}/key`;
+        await Deno.writeTextFile(keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
+        const cluster = uniqueNamespace();
+        const options = {
+          transport: server.url,
+          cluster,
+          keyFile,
+          n: 2,
+          timeout: 60_000,
+          resultRetention: RETENTION_MS,
+        };
+        const host = engineProcess(server.url, cluster, keyFile);
+        try {
+          const first = await Cluster.connect(options);
+          assert.deepEqual(await first.view().apply(() => id).get({ timeout: 30_000 }), [0, 1]);
+          // Engine 0 blocks its host's event loop well past the lease; no client stays.
+          const busyMs = STREAM_LEASE_MS + 4 * LEASE_SWEEP_MS;
+          const busy = first.view(0).apply((ms: number) => {
+            const end = Date.now() + ms;
+            while (Date.now() < end) { /* CPU-bound */ }
+          }, busyMs);
+          busy.get().catch(() => {}); // fails once the client closes
+          await delay(500);
+          await first.close();
+          const before = (await keysOf(server, cluster)).filter((k) =>
+            k.includes(":inbox:engine.")
+          );
+          assert.equal(before.length, 2);
+          await delay(busyMs + 2000);
+          assert.deepEqual(
+            (await keysOf(server, cluster)).filter((k) => k.includes(":inbox:engine.")),
+            before,
+          );
+          const second = await Cluster.connect(options);
+          assert.deepEqual(await second.view().apply(() => id).get({ timeout: 30_000 }), [0, 1]);
+          await second.close();
+          host.kill("SIGTERM");
+          await host.status;
+          // A stopped engine.ts host leaves its cluster's keys (other hosts may still run it);
+          // with no party left, the lease runs out.
+          await untilNoKeys(server, cluster);
+        } finally {
+          try {
+            host.kill("SIGKILL");
+          } catch { /* exited */ }
+          await host.status;
+          await Deno.remove(dir, { recursive: true });
+        }
+      })(),
+      TEST_TIMEOUT_MS,
+      "engine.ts keys",
+    );
+  },
+});
