@@ -1,9 +1,9 @@
 /**
  * Every key of a cluster's namespace leaves Redis once no party keeps the cluster alive, however
- * the parties ended (issue 14 point 5, issue 20 point 6): streams are leased, and live parties
- * renew the lease; a value with a lifetime of its own (a result, for `resultRetention`) keeps it.
- * And a live cluster keeps its keys past the lease time, idle or busy in a long task. All on a
- * `redis-server` of the test's own.
+ * the parties ended (issue 14 point 5, issue 20 point 6): keys are leased, and live parties renew
+ * the lease (kept results up to their `resultRetention`, one hour here). And a live cluster keeps
+ * its keys past the lease time, idle or busy in a long task. All on a `redis-server` of the
+ * test's own.
  *
  * @module
  */
@@ -26,8 +26,6 @@ declare const id: number;
 const ignore = !hasRedisServer();
 /** Long enough for a lease to run out after the last renewal, twice over. */
 const TEST_TIMEOUT_MS = 3 * STREAM_LEASE_MS + 60_000;
-/** Result retention of the clusters of these tests: results leave within it. */
-const RETENTION_MS = 2000;
 
 /** The keys of `namespace` on `server`. */
 async function keysOf(server: RedisServer, namespace: string): Promise<string[]> {
@@ -37,7 +35,7 @@ async function keysOf(server: RedisServer, namespace: string): Promise<string[]>
 
 /** Waits until `namespace` has no key left on `server`; fails naming those left, past the bound. */
 async function untilNoKeys(server: RedisServer, namespace: string): Promise<void> {
-  const bound = performance.now() + 2 * STREAM_LEASE_MS + RETENTION_MS;
+  const bound = performance.now() + 2 * STREAM_LEASE_MS;
   for (;;) {
     const keys = await keysOf(server, namespace);
     if (keys.length === 0) return;
@@ -66,7 +64,6 @@ async function runScript(url: string, launcher: "worker" | "process") {
       new URL("./fixtures/process_cluster.ts", import.meta.url).href,
       url,
       launcher,
-      String(RETENTION_MS),
     ],
     stdout: "piped",
     stderr: "null",
@@ -121,7 +118,6 @@ function engineProcess(url: string, cluster: string, keyFile: string) {
       "-A",
       new URL("../engine.ts", import.meta.url).href,
       ...["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", "2"],
-      ...["--result-retention", String(RETENTION_MS)],
     ],
     stdout: "null",
     stderr: "null",
@@ -141,18 +137,12 @@ Deno.test({
         const keyFile = `${dir}/key`;
         await Deno.writeTextFile(keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
         const cluster = uniqueNamespace();
-        const options = {
-          transport: server.url,
-          cluster,
-          keyFile,
-          n: 2,
-          timeout: 60_000,
-          resultRetention: RETENTION_MS,
-        };
+        const options = { transport: server.url, cluster, keyFile, n: 2, timeout: 60_000 };
         const host = engineProcess(server.url, cluster, keyFile);
         try {
           const first = await Cluster.connect(options);
-          assert.deepEqual(await first.view().apply(() => id).get({ timeout: 30_000 }), [0, 1]);
+          const call = first.view().apply(() => id);
+          assert.deepEqual(await call.get({ timeout: 30_000 }), [0, 1]);
           // Engine 0 blocks its host's event loop well past the lease; no client stays.
           const busyMs = STREAM_LEASE_MS + 4 * LEASE_SWEEP_MS;
           const busy = first.view(0).apply((ms: number) => {
@@ -173,6 +163,8 @@ Deno.test({
           );
           const second = await Cluster.connect(options);
           assert.deepEqual(await second.view().apply(() => id).get({ timeout: 30_000 }), [0, 1]);
+          // Kept for its hour, though longer ago than the lease.
+          assert.deepEqual(await second.getResult(call.id, { timeout: 10_000 }), [0, 1]);
           await second.close();
           host.kill("SIGTERM");
           await host.status;

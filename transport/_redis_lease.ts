@@ -1,11 +1,13 @@
 /**
- * Leases on the streams of a key prefix (a cluster's namespace), on Redis: a stream has no expiry
- * of its own, so that of a cluster whose every party died (`kill -9`, a kernel restart, hosts
- * stopped one by one) would stay in Redis forever. Under a leased prefix, a stream gets an
- * expiry when the transport creates it (`PEXPIRE … NX`, sent with the `XADD` or `XGROUP CREATE`
- * that makes it), and live parties renew the expiry of every stream of the prefix, one sweep at
- * a time for the whole cluster: the `lease` key of the prefix says when the last sweep was. See
- * "Streams and keys" in `docs/protocol.md`.
+ * Leases on the keys of a prefix (a cluster's namespace), on Redis: a stream has no expiry of its
+ * own, and a kept result lives an hour, so that the keys of a cluster whose every party died
+ * (`kill -9`, a kernel restart, hosts stopped one by one) would stay in Redis long after it, or
+ * forever. Under a leased prefix, a stream gets an expiry when the transport creates it
+ * (`PEXPIRE … NX`, sent with the `XADD` or `XGROUP CREATE` that makes it), a value meant to live
+ * longer than the lease is stored for the lease, its own deadline noted in the prefix's `keep`
+ * hash, and live parties renew every key of the prefix (up to a value's own deadline), one sweep
+ * at a time for the whole cluster: the `lease` key of the prefix says when the last sweep was.
+ * See "Streams and keys" in `docs/protocol.md`.
  *
  * @module
  */
@@ -22,19 +24,43 @@ redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 return 1
 `;
 
-// Sets the expiry of KEYS (streams) to ARGV[1] ms, unless one is set further out.
+// Renews the keys KEYS[2..] for ARGV[1] ms. A value noted in the hash KEYS[1] (its own deadline,
+// ms since the epoch) is renewed up to that deadline, and deleted past it; a value not noted there
+// keeps its own expiry; any other key (a stream, the hash) gets ARGV[1] ms, unless it has more.
 const RENEW_SCRIPT = `
 local ttl = tonumber(ARGV[1])
-for _, k in ipairs(KEYS) do
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+for i = 2, #KEYS do
+  local k = KEYS[i]
   local t = redis.call('PTTL', k)
-  if t == -1 or (t >= 0 and t < ttl) then redis.call('PEXPIRE', k, ARGV[1]) end
+  if t ~= -2 then
+    local own = redis.call('HGET', KEYS[1], k)
+    if own then
+      local left = tonumber(own) - now
+      if left > ttl then
+        redis.call('PEXPIRE', k, ARGV[1])
+      else
+        redis.call('HDEL', KEYS[1], k)
+        if left > 0 then redis.call('PEXPIRE', k, string.format('%d', left))
+        else redis.call('DEL', k) end
+      end
+    elseif redis.call('TYPE', k).ok ~= 'string' and (t == -1 or t < ttl) then
+      redis.call('PEXPIRE', k, ARGV[1])
+    end
+  end
 end
-return #KEYS
+return #KEYS - 1
 `;
 
-/** The name, under a leased prefix, of the key that says when its streams were last renewed. */
+/** The name, under a leased prefix, of the key that says when its keys were last renewed. */
 export function leaseKey(prefix: string): string {
   return `${prefix}lease`;
+}
+
+/** The name, under a leased prefix, of the hash of its values' own deadlines. */
+export function keepKey(prefix: string): string {
+  return `${prefix}keep`;
 }
 
 /** The leased prefixes of one transport and their sweeps. */
@@ -47,10 +73,37 @@ export class StreamLeases {
     this.#link = link;
   }
 
-  /** Leases the streams under `prefix` for `ttlMs` from their creation or last renewal. */
+  /** Leases the keys under `prefix` for `ttlMs` from their creation or last renewal. */
   lease(prefix: string, ttlMs: number): void {
-    if (prefix === "") throw new RangeError("Cannot lease streams: the prefix is empty");
+    if (prefix === "") throw new RangeError("Cannot lease keys: the prefix is empty");
     this.#leases.set(prefix, Math.max(1, Math.floor(ttlMs)));
+  }
+
+  /**
+   * How long to store a value `key` meant to live `ttlMs`: at most its prefix's lease, the rest
+   * noted (by `notes`, sent with the `SET`) for the sweeps to renew.
+   */
+  value(key: string, ttlMs: number): { ttlMs: number; notes: Arg[][] } {
+    const lease = this.#prefixOf(key);
+    if (lease === undefined || ttlMs <= lease.ttl) return { ttlMs, notes: [] };
+    const keep = keepKey(lease.prefix);
+    return {
+      ttlMs: lease.ttl,
+      notes: [
+        ["HSET", keep, key, String(Math.ceil(Date.now() + ttlMs))],
+        ["PEXPIRE", keep, String(lease.ttl), "NX"],
+      ],
+    };
+  }
+
+  /** The commands that forget the deadlines of values `keys`, deleted. */
+  forget(keys: readonly string[]): Arg[][] {
+    const byPrefix = new Map<string, string[]>();
+    for (const key of keys) {
+      const lease = this.#prefixOf(key);
+      if (lease) byPrefix.set(lease.prefix, [...byPrefix.get(lease.prefix) ?? [], key]);
+    }
+    return [...byPrefix].map(([prefix, ks]) => ["HDEL", keepKey(prefix), ...ks]);
   }
 
   /** The commands that give `streams` (just created, maybe) their lease, where they have one. */
@@ -58,25 +111,25 @@ export class StreamLeases {
     if (this.#leases.size === 0) return [];
     const out: Arg[][] = [];
     for (const stream of streams) {
-      const ttl = this.#ttlOf(stream);
-      if (ttl !== undefined) out.push(["PEXPIRE", stream, String(ttl), "NX"]);
+      const lease = this.#prefixOf(stream);
+      if (lease) out.push(["PEXPIRE", stream, String(lease.ttl), "NX"]);
     }
     return out;
   }
 
-  /** Sends `commands` from {@linkcode expiries} on the link, never failing: a sweep renews. */
+  /** Sends lease `commands` on the link, never failing: a sweep renews. */
   sendExpiries(commands: readonly Arg[][]): void {
     for (const command of commands) this.#link.send(command).catch(() => {});
   }
 
   /**
-   * Renews the lease of every stream under `prefix`, unless some party did in the last
-   * `sweepMs`. Returns whether this call swept.
+   * Renews the lease of every key under `prefix`, unless some party did in the last `sweepMs`.
+   * Returns whether this call swept.
    */
   async renew(prefix: string, sweepMs: number): Promise<boolean> {
     const ttl = this.#leases.get(prefix);
     if (ttl === undefined) throw new RangeError(`Cannot renew lease: "${prefix}" is not leased`);
-    const what = `renew the lease of streams starting with "${prefix}"`;
+    const what = `renew the lease of keys starting with "${prefix}"`;
     const due = await this.#link.call(what, [], () =>
       this.#link.send([
         "EVAL",
@@ -92,16 +145,13 @@ export class StreamLeases {
     do {
       const [next] = await this.#link.call(what, [], async () => {
         const reply = await this.#link.send(
-          ["SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", "stream"],
+          ["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"],
         ) as [unknown, Buffer[]];
-        if (reply[1].length > 0) {
-          await this.#link.send([
-            "EVAL",
-            RENEW_SCRIPT,
-            String(reply[1].length),
-            ...reply[1],
-            String(ttl),
-          ]);
+        const keys = reply[1];
+        if (keys.length > 0) {
+          await this.#link.send(
+            ["EVAL", RENEW_SCRIPT, String(keys.length + 1), keepKey(prefix), ...keys, String(ttl)],
+          );
         }
         return reply;
       });
@@ -110,8 +160,8 @@ export class StreamLeases {
     return true;
   }
 
-  #ttlOf(stream: string): number | undefined {
-    for (const [prefix, ttl] of this.#leases) if (stream.startsWith(prefix)) return ttl;
+  #prefixOf(key: string): { prefix: string; ttl: number } | undefined {
+    for (const [prefix, ttl] of this.#leases) if (key.startsWith(prefix)) return { prefix, ttl };
     return undefined;
   }
 }

@@ -405,8 +405,13 @@ export class RedisTransport implements Transport {
     }
     const what = `store value "${key}"`;
     this.#checkSize(what, data);
-    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(ttlMs))];
-    await this.#link.call(what, [key], () => this.#link.send(args));
+    const lease = this.#leases.value(key, ttlMs);
+    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(lease.ttlMs))];
+    await this.#link.call(what, [key], () => {
+      const sent = this.#link.send(args);
+      this.#leases.sendExpiries(lease.notes);
+      return sent;
+    });
   }
 
   async putBlobIfAbsent(key: string, data: Uint8Array, ttlMs: number): Promise<boolean> {
@@ -415,8 +420,11 @@ export class RedisTransport implements Transport {
     }
     const what = `store value "${key}"`;
     this.#checkSize(what, data);
-    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(ttlMs)), "NX"];
-    return (await this.#link.call(what, [key], () => this.#link.send(args))) !== null;
+    const lease = this.#leases.value(key, ttlMs);
+    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(lease.ttlMs)), "NX"];
+    const stored = (await this.#link.call(what, [key], () => this.#link.send(args))) !== null;
+    if (stored) this.#leases.sendExpiries(lease.notes);
+    return stored;
   }
 
   async getBlob(key: string): Promise<Uint8Array | null> {
@@ -434,21 +442,26 @@ export class RedisTransport implements Transport {
       await this.#link.call(
         `delete ${batch.length} values`,
         batch,
-        () => this.#link.send(["UNLINK", ...batch]),
+        () => {
+          const sent = this.#link.send(["UNLINK", ...batch]);
+          this.#leases.sendExpiries(this.#leases.forget(batch));
+          return sent;
+        },
       );
     }
   }
 
   /**
-   * Leases the streams under `prefix`: from now on, a stream there that this transport creates
-   * expires `ttlMs` later unless {@linkcode renewLease} (here or on another transport) renews it.
+   * Leases the keys under `prefix`: from now on, a stream there that this transport creates
+   * expires `ttlMs` later unless {@linkcode renewLease} (here or on another transport) renews it,
+   * and so does a value it stores for longer (renewed up to its own TTL).
    */
-  leaseStreams(prefix: string, ttlMs: number): void {
+  leaseKeys(prefix: string, ttlMs: number): void {
     this.#leases.lease(prefix, ttlMs);
   }
 
   /**
-   * Renews the lease of every stream under `prefix` (leased with {@linkcode leaseStreams}), unless
+   * Renews the lease of every key under `prefix` (leased with {@linkcode leaseKeys}), unless
    * some party on this server did in the last `sweepMs`. Returns whether this call renewed them.
    */
   renewLease(prefix: string, sweepMs: number): Promise<boolean> {

@@ -121,15 +121,16 @@ export interface Transport {
   /** Deletes the values stored under `keys` (missing ones are skipped). */
   deleteBlobs(keys: readonly string[]): Promise<void>;
   /**
-   * Leases the streams under `prefix` (a cluster's namespace), on a transport whose server
-   * outlives its clients (Redis): a stream there that this transport creates from now on expires
-   * `ttlMs` later unless {@linkcode renewLease} renews it, so that the streams of a cluster whose
-   * every party is gone leave the server. Absent where streams end with their clients.
+   * Leases the keys under `prefix` (a cluster's namespace), on a transport whose server outlives
+   * its clients (Redis): a stream there that this transport creates from now on expires `ttlMs`
+   * later unless {@linkcode renewLease} renews it, and so does a value it stores for longer
+   * (renewed up to its own TTL), so that the keys of a cluster whose every party is gone leave
+   * the server. Absent where streams end with their clients.
    */
-  leaseStreams?(prefix: string, ttlMs: number): void;
+  leaseKeys?(prefix: string, ttlMs: number): void;
   /**
-   * Renews the lease of every stream under `prefix` (see {@linkcode leaseStreams}) for its
-   * `ttlMs`, unless some party did in the last `sweepMs`. Resolves to whether this call did.
+   * Renews the lease of every key under `prefix` (see {@linkcode leaseKeys}) for its `ttlMs`,
+   * unless some party did in the last `sweepMs`. Resolves to whether this call did.
    */
   renewLease?(prefix: string, sweepMs: number): Promise<boolean>;
   /** Deletes every stream and value whose key starts with `prefix`. */

@@ -1,31 +1,32 @@
-// The lease of a namespace's streams (see transport/_redis_lease.ts): every actor system renews
-// it from its read loop, so that the streams live while any party of the cluster reads, and leave
-// the server within STREAM_LEASE_MS of the last one's end, however it ended. A host busy in a
-// task still renews: its heartbeat thread runs a system of its own.
+// The lease of a namespace's keys (see transport/_redis_lease.ts): every actor system renews it
+// from its read loop, so that the streams and kept values live while any party of the cluster
+// reads (values up to their own TTL), and leave the server within STREAM_LEASE_MS of the last
+// one's end, however it ended. A host busy in a task still renews: its heartbeat thread runs a
+// system of its own.
 import type { Transport } from "../../transport/types.ts";
 
 /**
- * How long the streams of a namespace outlive the last renewal of their lease, in ms: also how
- * long a Redis outage can last before the idle streams of a live cluster expire (less two sweeps).
+ * How long the keys of a namespace outlive the last renewal of their lease, in ms: also about how
+ * long a Redis outage can last before the idle streams of a live cluster expire (less a sweep).
  */
 export const STREAM_LEASE_MS = 40_000;
-/** How often the streams of a namespace are renewed, by whichever party asks first, in ms. */
+/** How often the keys of a namespace are renewed, by whichever party asks first, in ms. */
 export const LEASE_SWEEP_MS = 5000;
 /** How often each system asks whether a renewal is due, in ms. */
 const LEASE_CHECK_MS = 1000;
 
-/** One actor system's part in the lease of its namespace's streams. */
+/** One actor system's part in the lease of its namespace's keys. */
 export class NamespaceLease {
   readonly #transport: Transport;
   readonly #prefix: string;
   #next = 0;
   #renewing: Promise<void> | undefined;
 
-  /** Leases the streams of `namespace` that `transport` creates from now on. */
+  /** Leases the keys of `namespace` that `transport` creates from now on. */
   constructor(transport: Transport, namespace: string) {
     this.#transport = transport;
     this.#prefix = `${namespace}:`;
-    transport.leaseStreams?.(this.#prefix, STREAM_LEASE_MS);
+    transport.leaseKeys?.(this.#prefix, STREAM_LEASE_MS);
   }
 
   /** Renews the lease when a renewal is due; never waits, never throws. */
