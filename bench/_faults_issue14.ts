@@ -3,7 +3,7 @@
  * a Redis outage longer than `commandTimeoutMs`, and `kill -9` of the process that started a
  * cluster. Each counts, besides the callers' outcomes, the engines declared dead (a false death
  * is an outcome "declared dead") and what was left: processes, and keys of the cluster's
- * namespace once the streams' lease ran out.
+ * namespace once the keys' lease ran out.
  *
  * @module
  */
@@ -76,7 +76,7 @@ async function keysOf(url: string, namespace: string): Promise<string[]> {
 }
 
 /**
- * Waits (at most twice the streams' lease) until the namespaces of `trials` have no key left on
+ * Waits (at most twice the keys' lease) until the namespaces of `trials` have no key left on
  * `url`, then adds to each trial's `left` its namespace's keys still there (named on stderr).
  */
 async function leftAfterLease(
@@ -110,7 +110,7 @@ export function staleHeartbeats(): Fault {
     measure: "the results of the broadcasts on engines 0 and 1 made every 200 ms for 8 s after " +
       "`Cluster.connect` to host B (an engine declared dead is an outcome _declared dead_), " +
       "time from host B's start to the first answer; left: processes, and the cluster's keys " +
-      `once host B was stopped and the streams' lease (${STREAM_LEASE_MS / 1000} s) ran out`,
+      `once host B was stopped and the keys' lease (${STREAM_LEASE_MS / 1000} s) ran out`,
     async run(trials) {
       await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
       const out: { trial: Trial; namespace: string }[] = [];
@@ -262,7 +262,7 @@ export function clientKilled(launcher: "process" | "worker"): Fault {
     measure: "the killed script's cluster (outcome _cleaned up_ once its engine processes " +
       "exited and its namespace had no key left, else what stayed); time from the kill to " +
       `then; left: processes alive 30 s after the kill, and keys of the namespace left ` +
-      `${2 * STREAM_LEASE_MS / 1000} s after it (twice the streams' lease)`,
+      `${2 * STREAM_LEASE_MS / 1000} s after it (twice the keys' lease)`,
     async run(trials) {
       await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
       const out: Trial[] = [];

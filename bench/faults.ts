@@ -775,7 +775,9 @@ function render(
     "# Faults",
     "",
     `Measured ${started.toISOString().slice(0, 16).replace("T", " ")} UTC by ` +
-    `\`deno run -A bench/faults.ts${TRIALS !== 5 ? ` --trials ${TRIALS}` : ""}\`: Deno ` +
+    `\`deno run -A bench/faults.ts${TRIALS !== 5 ? ` --trials ${TRIALS}` : ""}${
+      flags.only ? ` --only ${flags.only}` : ""
+    }\`: Deno ` +
     `${Deno.version.deno}, a private \`redis-server\` per row on loopback, ` +
     `${navigator.hardwareConcurrency} CPUs shared with other jobs (load average ` +
     `${formatLoad(load[0])} before, ${formatLoad(load[1])} after). Each fault was injected ` +
