@@ -15,13 +15,21 @@ import type { Buffer } from "node:buffer";
 import type { Arg, RedisLink } from "./_redis_connection.ts";
 import { text } from "./_redis_reply.ts";
 
-// Whether a sweep is due: none in the last ARGV[2] ms (the lease key, set with a TTL of ARGV[1]
-// at each sweep, has more than ARGV[1] - ARGV[2] ms left). Claims the sweep when it is, in the
-// same step, so that of parties that ask at once one sweeps.
+// Whether a sweep is due: none in the last ARGV[2] ms (the lease key, renewed for ARGV[1] ms at
+// each sweep, has more than ARGV[1] - ARGV[2] ms left). Claims the sweep when it is, in the same
+// step, so that of parties that ask at once one sweeps. Returns that (1 or 0) and the key's value:
+// a token set (to ARGV[3]) when the key was missing, a new prefix or a lease that ran out, so that
+// every party that saw the old token can tell.
 const SWEEP_DUE_SCRIPT = `
-if redis.call('PTTL', KEYS[1]) > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-return 1
+local t = redis.call('PTTL', KEYS[1])
+if t == -2 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[1])
+  return {1, ARGV[3]}
+end
+local token = redis.call('GET', KEYS[1])
+if t > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return {0, token} end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {1, token}
 `;
 
 // Renews the keys KEYS[2..] for ARGV[1] ms. A value noted in the hash KEYS[1] (its own deadline,
@@ -68,9 +76,18 @@ export class StreamLeases {
   readonly #link: RedisLink;
   /** Leased prefixes and their lease time, in ms. */
   readonly #leases = new Map<string, number>();
+  /** The lease token this transport last saw, by prefix: found changed, the lease ran out. */
+  readonly #seen = new Map<string, string>();
+  readonly #onLapsed: (prefix: string, ttlMs: number) => void;
 
-  constructor(link: RedisLink) {
+  /**
+   * Leases on `link`; `onLapsed` is called when a prefix's lease is found to have run out while
+   * this transport's parties lived (the server was away longer than the lease): its keys may
+   * be gone.
+   */
+  constructor(link: RedisLink, onLapsed: (prefix: string, ttlMs: number) => void) {
     this.#link = link;
+    this.#onLapsed = onLapsed;
   }
 
   /** Leases the keys under `prefix` for `ttlMs` from their creation or last renewal. */
@@ -130,7 +147,7 @@ export class StreamLeases {
     const ttl = this.#leases.get(prefix);
     if (ttl === undefined) throw new RangeError(`Cannot renew lease: "${prefix}" is not leased`);
     const what = `renew the lease of keys starting with "${prefix}"`;
-    const due = await this.#link.call(what, [], () =>
+    const [due, token] = await this.#link.call(what, [], () =>
       this.#link.send([
         "EVAL",
         SWEEP_DUE_SCRIPT,
@@ -138,8 +155,12 @@ export class StreamLeases {
         leaseKey(prefix),
         String(ttl),
         String(Math.floor(sweepMs)),
-      ]));
-    if (Number(due) !== 1) return false;
+        crypto.randomUUID(),
+      ])) as [unknown, unknown];
+    const seen = this.#seen.get(prefix);
+    this.#seen.set(prefix, text(token));
+    if (seen !== undefined && seen !== text(token)) this.#onLapsed(prefix, ttl);
+    if (Number(due) === 0) return false;
     const pattern = prefix.replace(/[*?[\]\\]/g, "\\$&") + "*";
     let cursor = "0";
     do {

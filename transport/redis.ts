@@ -2,8 +2,8 @@
  * The Redis transport: each stream is a Redis Stream whose entries carry their payload in one
  * binary field `m`, read through consumer groups (`XADD`, `XREADGROUP`, `XACK`, `XAUTOCLAIM`).
  *
- * A little over 500 lines: the one class is the 17 methods of `Transport` (each maps one call to
- * its commands) and the epoch check that holds them all; the connections, group reads, replies,
+ * About 600 lines: the one class is the 19 methods of `Transport` (each maps one call to its
+ * commands) and the epoch check that holds them all; the connections, group reads, replies,
  * scripts and arguments are in the `_redis_*.ts` files beside it.
  *
  * @module
@@ -132,7 +132,14 @@ export class RedisTransport implements Transport {
       onNewCommandConnection: () => this.#rereadMaxBulk(),
     });
     this.url = this.#link.url;
-    this.#leases = new StreamLeases(this.#link);
+    this.#leases = new StreamLeases(this.#link, (prefix, ttlMs) => {
+      this.#reader.forgetAll();
+      const server = new URL(this.url).host;
+      this.#dataLost(
+        `Redis at ${server} dropped the keys starting with "${prefix}": their lease ran out ` +
+          `(no party could renew it for ${ttlMs / 1000} s: the server was away that long)`,
+      );
+    });
     this.#reader = new GroupReader(
       this.#link,
       () => this.#checkEpoch(false),
@@ -602,12 +609,16 @@ export class RedisTransport implements Transport {
       const reason = afterReconnect
         ? `Redis at ${server} restarted without its data (key "${this.#epochKey}" was gone after a reconnect)`
         : `Redis at ${server} lost its data (key "${this.#epochKey}" was gone)`;
-      for (const listener of [...this.#lostListeners]) {
-        try {
-          listener(reason);
-        } catch {
-          // A listener's failure is its own; the others still hear.
-        }
+      this.#dataLost(reason);
+    }
+  }
+
+  #dataLost(reason: string): void {
+    for (const listener of [...this.#lostListeners]) {
+      try {
+        listener(reason);
+      } catch {
+        // A listener's failure is its own; the others still hear.
       }
     }
   }

@@ -137,7 +137,8 @@ export interface Transport {
   deletePrefix(prefix: string): Promise<void>;
   /**
    * Calls `listener` each time the transport finds that its server lost what it held (streams,
-   * groups, values): a Redis that restarted without persistence, or was flushed. Entries appended
+   * groups, values): a Redis that restarted without persistence, or was flushed, or a lease of
+   * {@linkcode leaseKeys} that ran out while the server was away. Entries appended
    * before (messages not yet read, answers not yet read) are gone, so answers awaited from then
    * may never come. `reason` says what was found, without any password. The listener is called
    * before the transport carries on with other calls. Returns a function that removes it. A
