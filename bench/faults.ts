@@ -35,12 +35,13 @@ import {
   uniqueNamespace,
 } from "../tests/_redis_server.ts";
 import { formatLoad, loadAverage, median } from "./_util.ts";
+import { clientKilled, longOutage, staleHeartbeats } from "./_faults_issue14.ts";
 
 /** `rank` in the engines' namespaces. */
 declare const rank: number;
 
 /** What one injection of a fault gave. */
-interface Trial {
+export interface Trial {
   /** Ms from the fault until the caller had the outcome, one per affected call (or entry). */
   times: number[];
   /** Affected calls (or entries) by outcome: "ok", an error's name, or "no answer". */
@@ -54,7 +55,7 @@ interface Trial {
 }
 
 /** One row of the table. */
-interface Fault {
+export interface Fault {
   /** Short name, for `--only`. */
   id: string;
   /** What is done, for the table. */
@@ -541,6 +542,10 @@ const FAULTS: Fault[] = [
   firstBroadcastAfterDeath("memory"),
   firstBroadcastAfterDeath("redis"),
   oversizedValue(),
+  staleHeartbeats(),
+  longOutage(),
+  clientKilled("process"),
+  clientKilled("worker"),
   failedConnect("tls"),
   failedConnect("garbage"),
 ];
@@ -770,7 +775,9 @@ function render(
     "# Faults",
     "",
     `Measured ${started.toISOString().slice(0, 16).replace("T", " ")} UTC by ` +
-    `\`deno run -A bench/faults.ts${TRIALS !== 5 ? ` --trials ${TRIALS}` : ""}\`: Deno ` +
+    `\`deno run -A bench/faults.ts${TRIALS !== 5 ? ` --trials ${TRIALS}` : ""}${
+      flags.only ? ` --only ${flags.only}` : ""
+    }\`: Deno ` +
     `${Deno.version.deno}, a private \`redis-server\` per row on loopback, ` +
     `${navigator.hardwareConcurrency} CPUs shared with other jobs (load average ` +
     `${formatLoad(load[0])} before, ${formatLoad(load[1])} after). Each fault was injected ` +

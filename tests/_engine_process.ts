@@ -16,6 +16,39 @@ export interface HandStarted extends AsyncDisposable {
   process: Deno.ChildProcess;
 }
 
+/** A fresh cluster name and a key file for it, in a temporary directory (`dir`). */
+export async function newHandCluster(): Promise<{ cluster: string; keyFile: string; dir: string }> {
+  const dir = await Deno.makeTempDir();
+  const keyFile = `${dir}/key`;
+  await Deno.writeTextFile(keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
+  return { cluster: uniqueNamespace(), keyFile, dir };
+}
+
+/**
+ * Starts engines 0 to `n - 1` of `cluster` in one `engine.ts` process on the Redis at `url`,
+ * as host `hostId` when given (else `engine.ts` names it).
+ */
+export function spawnEngines(
+  url: string,
+  cluster: string,
+  keyFile: string,
+  n: number,
+  hostId?: string,
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../engine.ts", import.meta.url).href,
+      ...["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", String(n)],
+      ...(hostId === undefined ? [] : ["--host-id", hostId]),
+    ],
+    stdout: "null",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+}
+
 /**
  * Starts `n` engines in one `engine.ts` process on the Redis at `url` (a fresh cluster name and
  * key file) and connects a client to them, waiting up to `timeout` ms (default 30,000).
@@ -25,21 +58,8 @@ export async function startByHand(
   n: number,
   options: { heartbeatTimeoutMs?: number; timeout?: number } = {},
 ): Promise<HandStarted> {
-  const dir = await Deno.makeTempDir();
-  const keyFile = `${dir}/key`;
-  await Deno.writeTextFile(keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
-  const cluster = uniqueNamespace();
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../engine.ts", import.meta.url).href,
-      ...["--redis", url, "--cluster", cluster, "--key-file", keyFile, "--n", String(n)],
-    ],
-    stdout: "null",
-    stderr: "null",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const { cluster, keyFile, dir } = await newHandCluster();
+  const process = spawnEngines(url, cluster, keyFile, n);
   const { timeout = 30_000, heartbeatTimeoutMs } = options;
   const client = await Cluster.connect({
     transport: url,

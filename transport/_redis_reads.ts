@@ -33,9 +33,13 @@ export class GroupReader {
    */
   #recovered = new WeakMap<readonly string[], { epoch: number; group: string; consumer: string }>();
 
-  constructor(link: RedisLink, onGroupLost: () => void) {
+  /** Called as a group is made on a stream (which `MKSTREAM` may create), in the same tick. */
+  #onCreate: (stream: string) => void;
+
+  constructor(link: RedisLink, onGroupLost: () => void, onCreate: (stream: string) => void) {
     this.#link = link;
     this.#onGroupLost = onGroupLost;
+    this.#onCreate = onCreate;
   }
 
   /**
@@ -85,7 +89,11 @@ export class GroupReader {
       const missing = streams.filter((s) => !known.has(s));
       await Promise.all(missing.map(async (stream) => {
         try {
-          await this.#link.send(["XGROUP", "CREATE", stream, group, "0", "MKSTREAM"]);
+          const created = this.#link.send(["XGROUP", "CREATE", stream, group, "0", "MKSTREAM"]);
+          // Sent in the same tick, so in the same write: a process killed now leaves no stream
+          // made without its expiry.
+          this.#onCreate(stream);
+          await created;
         } catch (error) {
           if (!(error instanceof Error && error.message.startsWith("BUSYGROUP"))) throw error;
         }

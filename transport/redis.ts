@@ -2,8 +2,8 @@
  * The Redis transport: each stream is a Redis Stream whose entries carry their payload in one
  * binary field `m`, read through consumer groups (`XADD`, `XREADGROUP`, `XACK`, `XAUTOCLAIM`).
  *
- * A little over 500 lines: the one class is the 17 methods of `Transport` (each maps one call to
- * its commands) and the epoch check that holds them all; the connections, group reads, replies,
+ * About 600 lines: the one class is the 19 methods of `Transport` (each maps one call to its
+ * commands) and the epoch check that holds them all; the connections, group reads, replies,
  * scripts and arguments are in the `_redis_*.ts` files beside it.
  *
  * @module
@@ -31,6 +31,7 @@ import {
   toEntry,
 } from "./_redis_reply.ts";
 import { CLAIM_FROM_SCRIPT, CLAIM_SCRIPT, EPOCH_SCRIPT, TRIM_SCRIPT } from "./_redis_scripts.ts";
+import { StreamLeases } from "./_redis_lease.ts";
 import { redactUrl } from "./_url.ts";
 import type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./types.ts";
 
@@ -105,6 +106,7 @@ export class RedisTransport implements Transport {
   readonly url: string;
   #link: RedisLink;
   #reader: GroupReader;
+  #leases: StreamLeases;
   /** The largest value the server takes in one argument (its `proto-max-bulk-len`). */
   #maxBulk = DEFAULT_MAX_BULK;
   readonly #epochKey: string;
@@ -133,7 +135,19 @@ export class RedisTransport implements Transport {
       onNewCommandConnection: () => this.#rereadMaxBulk(),
     });
     this.url = this.#link.url;
-    this.#reader = new GroupReader(this.#link, () => this.#checkEpoch(false));
+    this.#leases = new StreamLeases(this.#link, (prefix, ttlMs) => {
+      this.#reader.forgetAll();
+      const server = new URL(this.url).host;
+      this.#dataLost(
+        `Redis at ${server} dropped the keys starting with "${prefix}": their lease ran out ` +
+          `(no party could renew it for ${ttlMs / 1000} s: the server was away that long)`,
+      );
+    });
+    this.#reader = new GroupReader(
+      this.#link,
+      () => this.#checkEpoch(false),
+      (stream) => this.#leases.sendExpiries(this.#leases.expiries([stream])),
+    );
   }
 
   /**
@@ -173,13 +187,24 @@ export class RedisTransport implements Transport {
     this.#checkSize(what, data);
     const args = xadd(stream, data, options?.maxLen);
     const after = options?.maxAgeMs === undefined ? [] : ageTrim(stream, options.maxAgeMs);
+    const lease = this.#leases.expiries([stream]);
     if (after.length === 0) {
-      return text(await this.#link.call(what, [stream], () => this.#link.send(args)));
+      return text(
+        await this.#link.call(what, [stream], () => {
+          const sent = this.#link.send(args);
+          this.#leases.sendExpiries(lease);
+          return sent;
+        }),
+      );
     }
     const [id] = await this.#link.call(
       what,
       [stream],
-      () => Promise.all([args, ...after].map((c) => this.#link.send(c))),
+      () => {
+        const sent = Promise.all([args, ...after].map((c) => this.#link.send(c)));
+        this.#leases.sendExpiries(lease);
+        return sent;
+      },
     );
     return text(id);
   }
@@ -201,10 +226,15 @@ export class RedisTransport implements Transport {
       ? `append to stream "${streams[0]}"`
       : `append ${entries.length} entries to ${listStreams(streams)}`;
     // Pipelined, not MULTI/EXEC: one connection keeps the order, and a transaction halves the rate.
+    const lease = this.#leases.expiries(streams);
     const ids = await this.#link.call(
       what,
       streams,
-      () => Promise.all([...commands, ...after].map((c) => this.#link.send(c))),
+      () => {
+        const sent = Promise.all([...commands, ...after].map((c) => this.#link.send(c)));
+        this.#leases.sendExpiries(lease);
+        return sent;
+      },
     );
     return ids.slice(0, commands.length).map(text);
   }
@@ -406,8 +436,13 @@ export class RedisTransport implements Transport {
     }
     const what = `store value "${key}"`;
     this.#checkSize(what, data);
-    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(ttlMs))];
-    await this.#link.call(what, [key], () => this.#link.send(args));
+    const lease = this.#leases.value(key, ttlMs);
+    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(lease.ttlMs))];
+    await this.#link.call(what, [key], () => {
+      const sent = this.#link.send(args);
+      this.#leases.sendExpiries(lease.notes);
+      return sent;
+    });
   }
 
   async putBlobIfAbsent(key: string, data: Uint8Array, ttlMs: number): Promise<boolean> {
@@ -416,8 +451,11 @@ export class RedisTransport implements Transport {
     }
     const what = `store value "${key}"`;
     this.#checkSize(what, data);
-    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(ttlMs)), "NX"];
-    return (await this.#link.call(what, [key], () => this.#link.send(args))) !== null;
+    const lease = this.#leases.value(key, ttlMs);
+    const args = ["SET", key, Buffer.from(data), "PX", String(Math.ceil(lease.ttlMs)), "NX"];
+    const stored = (await this.#link.call(what, [key], () => this.#link.send(args))) !== null;
+    if (stored) this.#leases.sendExpiries(lease.notes);
+    return stored;
   }
 
   async getBlob(key: string): Promise<Uint8Array | null> {
@@ -435,9 +473,30 @@ export class RedisTransport implements Transport {
       await this.#link.call(
         `delete ${batch.length} values`,
         batch,
-        () => this.#link.send(["UNLINK", ...batch]),
+        () => {
+          const sent = this.#link.send(["UNLINK", ...batch]);
+          this.#leases.sendExpiries(this.#leases.forget(batch));
+          return sent;
+        },
       );
     }
+  }
+
+  /**
+   * Leases the keys under `prefix`: from now on, a stream there that this transport creates
+   * expires `ttlMs` later unless {@linkcode renewLease} (here or on another transport) renews it,
+   * and so does a value it stores for longer (renewed up to its own TTL).
+   */
+  leaseKeys(prefix: string, ttlMs: number): void {
+    this.#leases.lease(prefix, ttlMs);
+  }
+
+  /**
+   * Renews the lease of every key under `prefix` (leased with {@linkcode leaseKeys}), unless
+   * some party on this server did in the last `sweepMs`. Returns whether this call renewed them.
+   */
+  renewLease(prefix: string, sweepMs: number): Promise<boolean> {
+    return this.#leases.renew(prefix, sweepMs);
   }
 
   /** Deletes every key starting with `prefix`; the empty prefix is refused (it is every key). */
@@ -574,12 +633,16 @@ export class RedisTransport implements Transport {
       const reason = afterReconnect
         ? `Redis at ${server} restarted without its data (key "${this.#epochKey}" was gone after a reconnect)`
         : `Redis at ${server} lost its data (key "${this.#epochKey}" was gone)`;
-      for (const listener of [...this.#lostListeners]) {
-        try {
-          listener(reason);
-        } catch {
-          // A listener's failure is its own; the others still hear.
-        }
+      this.#dataLost(reason);
+    }
+  }
+
+  #dataLost(reason: string): void {
+    for (const listener of [...this.#lostListeners]) {
+      try {
+        listener(reason);
+      } catch {
+        // A listener's failure is its own; the others still hear.
       }
     }
   }

@@ -122,11 +122,25 @@ export interface Transport {
   getBlob(key: string): Promise<Uint8Array | null>;
   /** Deletes the values stored under `keys` (missing ones are skipped). */
   deleteBlobs(keys: readonly string[]): Promise<void>;
+  /**
+   * Leases the keys under `prefix` (a cluster's namespace), on a transport whose server outlives
+   * its clients (Redis): a stream there that this transport creates from now on expires `ttlMs`
+   * later unless {@linkcode renewLease} renews it, and so does a value it stores for longer
+   * (renewed up to its own TTL), so that the keys of a cluster whose every party is gone leave
+   * the server. Absent where streams end with their clients.
+   */
+  leaseKeys?(prefix: string, ttlMs: number): void;
+  /**
+   * Renews the lease of every key under `prefix` (see {@linkcode leaseKeys}) for its `ttlMs`,
+   * unless some party did in the last `sweepMs`. Resolves to whether this call did.
+   */
+  renewLease?(prefix: string, sweepMs: number): Promise<boolean>;
   /** Deletes every stream and value whose key starts with `prefix`. */
   deletePrefix(prefix: string): Promise<void>;
   /**
    * Calls `listener` each time the transport finds that its server lost what it held (streams,
-   * groups, values): a Redis that restarted without persistence, or was flushed. Entries appended
+   * groups, values): a Redis that restarted without persistence, or was flushed, or a lease of
+   * {@linkcode leaseKeys} that ran out while the server was away. Entries appended
    * before (messages not yet read, answers not yet read) are gone, so answers awaited from then
    * may never come. `reason` says what was found, without any password. The listener is called
    * before the transport carries on with other calls. Returns a function that removes it. A

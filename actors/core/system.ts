@@ -41,6 +41,7 @@ import type {
 } from "./actor.ts";
 import { DEFAULT_REPLAY_WINDOW_MS, RecentMessages, replayReason } from "./_replay_guard.ts";
 import { Acks, tagOf } from "./_acks.ts";
+import { NamespaceLease } from "./_lease.ts";
 import {
   DEAD_LETTER_BOUNDS,
   type DeadLetterBounds,
@@ -159,6 +160,7 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
   #sent = 0;
   #received = 0;
   readonly #offDataLost: () => void;
+  readonly #lease: NamespaceLease;
   readonly #deadLetters: Record<DeadLetterReason, number> = {
     "no-payload": 0,
     oversized: 0,
@@ -220,6 +222,7 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
     this.#replyStream = this.inboxOf(this.replyAddress);
     this.#wakeStream = `${this.namespace}:wake:${this.id}`;
     this.#offDataLost = this.transport.onDataLost((reason) => this.#dataLost(reason));
+    this.#lease = new NamespaceLease(this.transport, this.namespace);
     this.#acks = new Acks(this.transport, {
       closed: () => this.#closed,
       acknowledged: (stream, tags) => {
@@ -707,6 +710,7 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
       // handled, at once and forever.
       from = ">";
       for (const entry of entries) if (!acked.has(tagOf(entry))) this.#accept(entry);
+      if (!this.#closed) this.#lease.tick();
       // The sweep goes on beside the next reads (it is one call on the transport's command
       // connection, the reads wait on its blocking one): no message waits for it.
       if (Date.now() >= this.#nextClaim && !this.#closed) {
@@ -1080,6 +1084,7 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
       await this.#loop;
       await this.#trimming;
       await this.#claiming;
+      await this.#lease.settled();
     }
     await this.transport.deletePrefix(this.#replyStream).catch(() => {});
     await this.transport.deletePrefix(this.#wakeStream).catch(() => {});
