@@ -12,7 +12,12 @@ import type { Client } from "../actors/client/client.ts";
 import { Cluster } from "../actors/client/cluster.ts";
 import { STREAM_LEASE_MS } from "../actors/core/_lease.ts";
 import { RemoteError } from "../errors.ts";
-import { newHandCluster, spawnEngines } from "../tests/_engine_process.ts";
+import {
+  newHandCluster,
+  processAlive,
+  runScriptCluster,
+  spawnEngines,
+} from "../tests/_engine_process.ts";
 import { connectAdmin, type RedisServer, startRedisServer } from "../tests/_redis_server.ts";
 import type { Fault, Trial } from "./faults.ts";
 
@@ -59,15 +64,6 @@ async function callAll(client: Client, trial: Trial): Promise<boolean> {
     }
   }
   return ok;
-}
-
-function alive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT"); // harmless: only asks whether the process exists
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function keysOf(url: string, namespace: string): Promise<string[]> {
@@ -231,7 +227,7 @@ export function longOutage(): Fault {
         }
         await Promise.all(working);
         await c.stop();
-        trial.left! += pids.filter(alive).length + await keysLeft(server);
+        trial.left! += pids.filter(processAlive).length + await keysLeft(server);
         out.push(trial);
       }
       return out;
@@ -268,30 +264,7 @@ export function clientKilled(launcher: "process" | "worker"): Fault {
       const out: Trial[] = [];
       for (let t = 0; t < trials; t++) {
         const trial = newTrial();
-        const child = new Deno.Command(Deno.execPath(), {
-          args: [
-            "run",
-            "-A",
-            new URL("../tests/fixtures/process_cluster.ts", import.meta.url).href,
-            server.url,
-            launcher,
-          ],
-          stdout: "piped",
-          stderr: "null",
-          env: { NO_COLOR: "1" },
-        }).spawn();
-        const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-        let text = "";
-        while (!text.includes("\n")) {
-          const chunk = await reader.read();
-          if (chunk.done) throw new Error(`faults: the script ended before its cluster ran`);
-          text += chunk.value;
-        }
-        await reader.cancel();
-        const { namespace, pids } = JSON.parse(text.split("\n")[0]) as {
-          namespace: string;
-          pids: number[];
-        };
+        const { child, namespace, pids } = await runScriptCluster(server.url, launcher);
         const engines = [...new Set(pids)].filter((pid) => pid !== child.pid);
         const killedAt = Date.now();
         child.kill("SIGKILL");
@@ -300,7 +273,7 @@ export function clientKilled(launcher: "process" | "worker"): Fault {
         let keys: string[] = [];
         for (;;) {
           const now = Date.now();
-          if (exitedAt === undefined && !engines.some(alive)) exitedAt = now;
+          if (exitedAt === undefined && !engines.some(processAlive)) exitedAt = now;
           if (exitedAt === undefined && now - killedAt > 30_000) break;
           keys = await keysOf(server.url, namespace);
           if (exitedAt !== undefined && keys.length === 0) {
@@ -311,7 +284,7 @@ export function clientKilled(launcher: "process" | "worker"): Fault {
           if (now - killedAt > 2 * STREAM_LEASE_MS) break;
           await delay(100);
         }
-        const running = engines.filter(alive);
+        const running = engines.filter(processAlive);
         if (running.length) count(trial, "engines running");
         if (keys.length) {
           count(trial, "keys stayed");

@@ -82,3 +82,55 @@ export async function startByHand(
     },
   };
 }
+
+/** A user's script running a cluster (`tests/fixtures/process_cluster.ts`), once it answered. */
+export interface ScriptCluster {
+  /** The script's process, left running: kill it as a user's `kill -9` would. */
+  child: Deno.ChildProcess;
+  /** Its cluster's namespace. */
+  namespace: string;
+  /** The pids its engines answered with (the script's own, for Worker engines). */
+  pids: number[];
+}
+
+/**
+ * Runs `tests/fixtures/process_cluster.ts` on the Redis at `url`, its engines launched by
+ * `launcher`; resolves once its cluster answered a call and a broadcast.
+ */
+export async function runScriptCluster(
+  url: string,
+  launcher: "worker" | "process" = "process",
+): Promise<ScriptCluster> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./fixtures/process_cluster.ts", import.meta.url).href,
+      url,
+      launcher,
+    ],
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const chunk = await reader.read();
+    if (chunk.done) throw new Error(`The script ended before its cluster ran: ${text}`);
+    text += chunk.value;
+  }
+  await reader.cancel();
+  const { namespace, pids } = JSON.parse(text.split("\n")[0]) as ScriptCluster;
+  return { child, namespace, pids };
+}
+
+/** Whether process `pid` still exists. */
+export function processAlive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT"); // harmless: only asks whether the process exists
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -11,6 +11,7 @@ import { Cluster } from "../actors/client/cluster.ts";
 import { toHex } from "../transport/key.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { delay, within } from "./_async.ts";
+import { processAlive, runScriptCluster } from "./_engine_process.ts";
 import {
   connectAdmin,
   hasRedisServer,
@@ -135,41 +136,11 @@ Deno.test({
       (async () => {
         await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
         await using admin = await connectAdmin(server.url);
-        const child = new Deno.Command(Deno.execPath(), {
-          args: [
-            "run",
-            "-A",
-            new URL("./fixtures/process_cluster.ts", import.meta.url).href,
-            server.url,
-          ],
-          stdout: "piped",
-          stderr: "null",
-          env: { NO_COLOR: "1" },
-        }).spawn();
-        const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-        let text = "";
-        while (!text.includes("\n")) {
-          const chunk = await reader.read();
-          if (chunk.done) throw new Error(`The script ended before its cluster ran: ${text}`);
-          text += chunk.value;
-        }
-        const { namespace, pids } = JSON.parse(text.split("\n")[0]) as {
-          namespace: string;
-          pids: number[];
-        };
+        const { child, namespace, pids } = await runScriptCluster(server.url);
         assert.ok((await admin.send(["KEYS", `${namespace}:*`]) as string[]).length > 0);
         child.kill("SIGKILL");
         await child.status;
-        await reader.cancel();
-        const alive = (pid: number) => {
-          try {
-            Deno.kill(pid, "SIGCONT"); // harmless: only asks whether the process exists
-            return true;
-          } catch {
-            return false;
-          }
-        };
-        while (pids.some(alive)) await delay(50);
+        while (pids.some(processAlive)) await delay(50);
         let keys = await admin.send(["KEYS", `${namespace}:*`]) as string[];
         while (keys.length > 0) {
           await delay(50);

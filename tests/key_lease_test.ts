@@ -13,6 +13,7 @@ import { LEASE_SWEEP_MS, STREAM_LEASE_MS } from "../actors/core/_lease.ts";
 import { toHex } from "../transport/key.ts";
 import { generateKey } from "../transport/envelope.ts";
 import { delay, within } from "./_async.ts";
+import { processAlive, runScriptCluster } from "./_engine_process.ts";
 import {
   connectAdmin,
   hasRedisServer,
@@ -46,44 +47,6 @@ async function untilNoKeys(server: RedisServer, namespace: string): Promise<void
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT"); // harmless: only asks whether the process exists
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Runs tests/fixtures/process_cluster.ts with `launcher`; resolves once its cluster answered. */
-async function runScript(url: string, launcher: "worker" | "process") {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./fixtures/process_cluster.ts", import.meta.url).href,
-      url,
-      launcher,
-    ],
-    stdout: "piped",
-    stderr: "null",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const chunk = await reader.read();
-    if (chunk.done) throw new Error(`The script ended before its cluster ran: ${text}`);
-    text += chunk.value;
-  }
-  await reader.cancel();
-  const { namespace, pids } = JSON.parse(text.split("\n")[0]) as {
-    namespace: string;
-    pids: number[];
-  };
-  return { child, namespace, pids };
-}
-
 for (const launcher of ["worker", "process"] as const) {
   Deno.test({
     name: `Every key of a cluster leaves Redis once its script and its ${launcher} engines are ` +
@@ -93,14 +56,14 @@ for (const launcher of ["worker", "process"] as const) {
       await within(
         (async () => {
           await using server = await startRedisServer({ args: ["--loglevel", "warning"] });
-          const { child, namespace, pids } = await runScript(server.url, launcher);
+          const { child, namespace, pids } = await runScriptCluster(server.url, launcher);
           assert.ok((await keysOf(server, namespace)).length > 0);
           // Everyone at once, as a kernel restart or a crash of the machine's session would:
           // no party is left to stop the cluster or delete its keys.
           for (const pid of new Set(pids)) if (pid !== child.pid) Deno.kill(pid, "SIGKILL");
           child.kill("SIGKILL");
           await child.status;
-          while (pids.some(alive)) await delay(50);
+          while (pids.some(processAlive)) await delay(50);
           await untilNoKeys(server, namespace);
         })(),
         TEST_TIMEOUT_MS,
