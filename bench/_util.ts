@@ -284,3 +284,33 @@ export async function waitForMemory(
   }
   return true;
 }
+
+/**
+ * Starts a broadcast server of `engines` engines, answering `measure` commands on stdin:
+ * IPython Parallel (`ipp_broadcast.py --serve`, when `transport` is `"ipp"`) or deno-parallel on
+ * `transport` (`broadcast.ts --serve`). `name` labels its errors.
+ */
+export function startBroadcastServer(
+  name: string,
+  engines: number,
+  transport: "ipp" | string,
+): LineProcess {
+  const here = new URL(".", import.meta.url);
+  return transport === "ipp"
+    ? new LineProcess(name, "/usr/bin/python3", [
+      new URL("ipp_broadcast.py", here).pathname,
+      "--engines",
+      String(engines),
+      "--serve",
+    ])
+    : new LineProcess(name, Deno.execPath(), [
+      "run",
+      "-A",
+      new URL("broadcast.ts", here).pathname,
+      "--engines",
+      String(engines),
+      "--transport",
+      transport,
+      "--serve",
+    ], { ...envWithout("REDIS_URL"), NO_COLOR: "1" });
+}

@@ -18,7 +18,14 @@
 // deno-lint-ignore-file no-console
 import { parseArgs } from "node:util";
 import { startRedisServer } from "../tests/_redis_server.ts";
-import { envWithout, formatLoad, LineProcess, loadAverage, median, memAvailable } from "./_util.ts";
+import {
+  formatLoad,
+  type LineProcess,
+  loadAverage,
+  median,
+  memAvailable,
+  startBroadcastServer,
+} from "./_util.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -30,7 +37,6 @@ const { values: flags } = parseArgs({
   },
 });
 
-const HERE = new URL(".", import.meta.url);
 const PYTHON = "/usr/bin/python3";
 const sizes = flags.sizes.split(",").map(Number);
 const rounds = Number(flags.rounds);
@@ -102,23 +108,11 @@ for (const k of sizes) {
     else if (ipp) notes.push(`IPython Parallel at ${k} engines skipped: not enough memory.`);
     for (const system of systems) {
       log(`starting ${k} engines: ${system}…`);
-      const proc = system === "ipp"
-        ? new LineProcess(system, PYTHON, [
-          new URL("ipp_broadcast.py", HERE).pathname,
-          "--engines",
-          String(k),
-          "--serve",
-        ])
-        : new LineProcess(system, Deno.execPath(), [
-          "run",
-          "-A",
-          new URL("broadcast.ts", HERE).pathname,
-          "--engines",
-          String(k),
-          "--transport",
-          system === "redis" ? redis.url : "memory:",
-          "--serve",
-        ], { ...envWithout("REDIS_URL"), NO_COLOR: "1" });
+      const proc = startBroadcastServer(
+        system,
+        k,
+        system === "ipp" ? "ipp" : system === "redis" ? redis.url : "memory:",
+      );
       const ready = await proc.expect<{ engines: number }>("READY");
       if (ready.engines !== k) throw new Error(`${system}: ${ready.engines} engines, not ${k}`);
       procs.set(system, proc);

@@ -38,11 +38,11 @@ import {
 } from "./_report.ts";
 import { type Md5Run, runDenoMd5, runIppMd5 } from "./md5.ts";
 import {
-  envWithout,
   formatBytes,
   formatLoad,
-  LineProcess,
+  type LineProcess,
   loadAverage,
+  startBroadcastServer,
   summarize,
   type Summary,
   treeCpuSeconds,
@@ -195,23 +195,11 @@ async function benchBroadcast(): Promise<void> {
     for (const system of systems) {
       if (system === "ipp" && !(await ippMemoryGuard(clusterSize))) continue;
       log(`starting a ${clusterSize}-engine cluster for ${LABELS[system]}…`);
-      const proc = system === "ipp"
-        ? new LineProcess(system, PYTHON, [
-          new URL("ipp_broadcast.py", HERE).pathname,
-          "--engines",
-          String(clusterSize),
-          "--serve",
-        ])
-        : new LineProcess(system, Deno.execPath(), [
-          "run",
-          "-A",
-          new URL("broadcast.ts", HERE).pathname,
-          "--engines",
-          String(clusterSize),
-          "--transport",
-          transportOf(system),
-          "--serve",
-        ], { ...envWithout("REDIS_URL"), NO_COLOR: "1" });
+      const proc = startBroadcastServer(
+        system,
+        clusterSize,
+        system === "ipp" ? "ipp" : transportOf(system),
+      );
       procs.set(system, proc);
       let ready: Record<string, unknown>;
       try {
