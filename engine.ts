@@ -140,6 +140,14 @@ if (import.meta.main) {
   const taskPermissions = values["task-permissions"] === undefined
     ? undefined
     : parsePermissions(values["task-permissions"]);
+  // Listening from here on: a SIGTERM during the start must stop the host once it has started,
+  // not kill the process with its registration left behind.
+  const signalled = new Promise<void>((resolve) => {
+    Deno.addSignalListener("SIGTERM", resolve);
+    // An engine whose stdin is its owner's ignores SIGINT: a Ctrl-C, or Jupyter's SIGINT to a
+    // kernel's process group, is for its owner, which stops it, or dies and so ends its stdin.
+    Deno.addSignalListener("SIGINT", values["exit-with-stdin"] ? () => {} : resolve);
+  });
   const transport = await createTransport(url).catch((error) => fail(String(error?.message), 1));
   const host = await EngineHost.start(transport, {
     namespace: values.cluster,
@@ -170,10 +178,6 @@ if (import.meta.main) {
     await transport.close();
     exit(0);
   };
-  Deno.addSignalListener("SIGTERM", stop);
-  // An engine whose stdin is its owner's ignores SIGINT: a Ctrl-C, or Jupyter's SIGINT to a
-  // kernel's process group, is for its owner, which stops it, or dies and so ends its stdin.
-  Deno.addSignalListener("SIGINT", values["exit-with-stdin"] ? () => {} : stop);
   if (values["exit-with-stdin"]) {
     // Standard input ends when the process that started this one is gone (even by SIGKILL): its
     // cluster will not stop these engines, so they stop, and take the cluster's keys with them.
@@ -184,7 +188,7 @@ if (import.meta.main) {
       exit(0);
     });
   }
-  await host.stopRequested;
+  await Promise.race([host.stopRequested, signalled]);
   await stop();
 }
 
