@@ -88,6 +88,11 @@ function assertDiedOn(error: DriverError, dead: readonly number[], what: string)
   }
 }
 
+/** The client's `connect` command that takes the engines registered so far (within 5 s). */
+function connectRegistered(bed: Bed): Record<string, unknown> {
+  return { ...bed.connect(0), n: undefined, timeout: 5000 };
+}
+
 /** The keys of `bed`'s cluster in its Redis. */
 async function clusterKeys(bed: Bed): Promise<string[]> {
   await using admin = await within(connectAdmin(bed.adminUrl), 5000, "an admin connection");
@@ -214,7 +219,7 @@ bedTest(
     assert.deepEqual(await c.send({ op: "call", kind: "id" }), FIRST);
     // A client connecting now finds the first host's engines only.
     const fresh = bed.driver();
-    assert.deepEqual(await fresh.send({ ...bed.connect(0), n: undefined, timeout: 5000 }), FIRST);
+    assert.deepEqual(await fresh.send(connectRegistered(bed)), FIRST);
     assert.deepEqual(await fresh.send({ op: "call", kind: "broadcastId" }), FIRST);
     await fresh.send({ op: "close" });
     await c.send({ op: "close" });
@@ -240,7 +245,7 @@ bedTest(
     const ids = winner === 0 ? FIRST : SECOND;
     assert.ok((await bed.pids(bed.hosts[winner])).length > 0, "the other host runs");
     const c = bed.driver();
-    assert.deepEqual(await c.send({ ...bed.connect(0), n: undefined, timeout: 5000 }), ids);
+    assert.deepEqual(await c.send(connectRegistered(bed)), ids);
     assert.deepEqual(await c.send({ op: "hosts" }), ids.map(() => "same"));
     assert.deepEqual(await c.send({ op: "call", kind: "id" }), ids);
     await c.send({ op: "close" });
