@@ -9,6 +9,29 @@ import { generateKey } from "../transport/envelope.ts";
 import { uniqueNamespace } from "./_redis_server.ts";
 import { type Client, Cluster } from "../mod.ts";
 
+/** `unshare --pid --fork` runs each host as PID 1 of a PID namespace of its own, as containers do. */
+export const PID_NAMESPACE = ["unshare", "--pid", "--fork", "--kill-child"];
+
+let pidNamespaceProbe: { why: string | undefined } | undefined;
+
+/** Why {@linkcode PID_NAMESPACE} cannot be used here, or `undefined` when it can. */
+export function pidNamespaceUnavailable(): string | undefined {
+  return (pidNamespaceProbe ??= {
+    why: (() => {
+      try {
+        const { success } = new Deno.Command(PID_NAMESPACE[0], {
+          args: [...PID_NAMESPACE.slice(1), "true"],
+          stdout: "null",
+          stderr: "null",
+        }).outputSync();
+        return success ? undefined : "unshare --pid fails here (needs root)";
+      } catch {
+        return "no unshare binary";
+      }
+    })(),
+  }).why;
+}
+
 /** A cluster's name and key file, as the user makes them before starting hosts. */
 export interface ClusterFiles extends AsyncDisposable {
   cluster: string;

@@ -108,9 +108,19 @@ export interface BedProcess {
   stderr(): string;
 }
 
+/** An error a driver's command ended with, as the client's process described it. */
+export interface DriverError extends Error {
+  /** The engine it names (`EngineDiedError`, `RemoteError`, …). */
+  engineId?: number;
+  /** The engines it names (`CompositeError`, `TimeoutError`). */
+  engineIds?: number[];
+  /** Each engine's error, of a `CompositeError`. */
+  errors?: DriverError[];
+}
+
 /** A client driver (`_netns_client.ts`) running in the client's namespace. */
 export interface Driver {
-  /** Sends a command, resolves to its value; rejects with the driver's error. */
+  /** Sends a command, resolves to its value; rejects with the driver's error ({@linkcode DriverError}). */
   send(command: Record<string, unknown>): Promise<unknown>;
   /** The events the client dispatched so far, in order. */
   events: { event: string; detail: { engineId: number; [key: string]: unknown } }[];
@@ -272,14 +282,23 @@ export class Bed implements AsyncDisposable {
 
   /**
    * Starts `engine.ts --redis URL --cluster NAME --key-file FILE args…` on engine host `index`:
-   * the README's command, with the rest of its options as the test gives them.
+   * the README's command, with the rest of its options as the test gives them; `wrap` runs it
+   * under another command (for instance `["unshare", "--pid", "--fork", "--kill-child"]`).
    */
-  startEngineTs(index: number, args: string[]): BedProcess {
+  startEngineTs(index: number, args: string[], wrap: string[] = []): BedProcess {
     const m = this.hosts[index];
-    return this.spawn(m, Deno.execPath(), [
+    const [command, ...rest] = [
+      ...wrap,
+      Deno.execPath(),
       ...["run", "-A", new URL("engine.ts", ROOT).pathname],
       ...["--redis", m.redisUrl, "--cluster", this.cluster, "--key-file", this.keyFile, ...args],
-    ]);
+    ];
+    return this.spawn(m, command, rest);
+  }
+
+  /** The ids of the processes running in `machine`'s namespace. */
+  async pids(machine: Machine): Promise<number[]> {
+    return (await ip("netns", "pids", machine.ns)).split("\n").filter(Boolean).map(Number);
   }
 
   /** Starts a client driver in the client's namespace. */
@@ -304,9 +323,8 @@ export class Bed implements AsyncDisposable {
         waiting.delete(message.id);
         if (message.ok) waiter?.resolve(message.value);
         else {
-          waiter?.reject(Object.assign(new Error(message.error.message), {
-            name: message.error.name,
-          }));
+          // With the error's name and the engines it names (`engineId`, `engineIds`, `errors`).
+          waiter?.reject(Object.assign(new Error(message.error.message), message.error));
         }
       }
       for (const waiter of waiting.values()) {

@@ -4,9 +4,13 @@
  * stdin and prints one JSON line per answer, `{ "id", "ok", "value" | "error" }`, and one per
  * client event, `{ "event": "enginedied" | "enginerestarted", "detail" }`.
  *
- * Commands (`op`): `connect` (`url`, `cluster`, `keyFile`, `n`, `heartbeatTimeoutMs`), `call`
- * (`kind`: `"broadcast"`, `"size"` (each engine's `size`), `"direct"` with `engineId`, `"allreduce"`; `timeout`), `time` (the same
- * `kind`, `iterations`: each call's ms), `close`.
+ * Commands (`op`): `connect` (`url`, `cluster`, `keyFile`, `n`, `heartbeatTimeoutMs`, `timeout`),
+ * `call` (`kind`: `"broadcast"`, `"size"` (each engine's `size`), `"direct"` with `engineId`,
+ * `"allreduce"`, `"id"` (a DirectView on `engineId`, or on all engines, answering each engine's
+ * `id` after `sleepMs`), `"broadcastId"` (the same through a BroadcastView); `timeout`), `time`
+ * (the same `kind`, `iterations`: each call's ms), `hosts` (each engine's host id, in `ids`
+ * order), `shutdown` (`client.shutdown()`, with `timeout`), `close`. An error answer holds the
+ * error's `name`, `message`, and `engineId`, `engineIds` and each of `errors` when it has them.
  *
  * @module
  */
@@ -15,20 +19,40 @@ import type { Client } from "../actors/client/client.ts";
 
 type Command = {
   id: number;
-  op: "connect" | "call" | "time" | "close";
+  op: "connect" | "call" | "time" | "hosts" | "shutdown" | "close";
   url?: string;
   cluster?: string;
   keyFile?: string;
   n?: number;
   heartbeatTimeoutMs?: number;
-  kind?: "broadcast" | "size" | "direct" | "allreduce";
+  kind?: "broadcast" | "size" | "direct" | "allreduce" | "id" | "broadcastId";
   engineId?: number;
+  sleepMs?: number;
   timeout?: number;
   iterations?: number;
 };
 
-/** The cluster's size in the engines' namespaces. */
+/** The cluster's size and the engine's id, in the engines' namespaces. */
 declare const size: number;
+declare const id: number;
+
+/** Each engine's `id`, after `ms`: a call that stays in flight that long. */
+async function idAfter(ms: number): Promise<number> {
+  if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+  return id;
+}
+
+/** What an error answer says of `error`: its type, message and the engines it names. */
+function describe(error: unknown): Record<string, unknown> {
+  const e = error as Partial<AggregateError & { engineId: number; engineIds: number[] }>;
+  return {
+    name: e?.name,
+    message: String(e?.message ?? error),
+    ...(typeof e?.engineId === "number" ? { engineId: e.engineId } : {}),
+    ...(Array.isArray(e?.engineIds) ? { engineIds: e.engineIds } : {}),
+    ...(Array.isArray(e?.errors) ? { errors: e.errors.map(describe) } : {}),
+  };
+}
 
 const encoder = new TextEncoder();
 function print(line: unknown): void {
@@ -48,6 +72,10 @@ async function call(command: Command): Promise<unknown> {
       return await c.broadcastView().apply(() => size).get({ timeout });
     case "direct":
       return await c.view(command.engineId ?? 0).apply(() => 1).get({ timeout });
+    case "id":
+      return await c.view(command.engineId).apply(idAfter, command.sleepMs ?? 0).get({ timeout });
+    case "broadcastId":
+      return await c.broadcastView().apply(idAfter, command.sleepMs ?? 0).get({ timeout });
     case "allreduce": {
       const bv = c.broadcastView();
       if (!wired) {
@@ -69,7 +97,7 @@ async function run(command: Command): Promise<unknown> {
         cluster: command.cluster!,
         keyFile: command.keyFile!,
         n: command.n,
-        timeout: 30_000,
+        timeout: command.timeout ?? 30_000,
         ...(command.heartbeatTimeoutMs ? { heartbeatTimeoutMs: command.heartbeatTimeoutMs } : {}),
       });
       for (const type of ["enginedied", "enginerestarted"]) {
@@ -90,6 +118,12 @@ async function run(command: Command): Promise<unknown> {
       }
       return times;
     }
+    case "hosts":
+      return client!.ids.map((engineId) => client!.hostOf(engineId));
+    case "shutdown":
+      await client!.shutdown({ timeout: command.timeout });
+      client = undefined;
+      return null;
     case "close":
       await client?.close();
       client = undefined;
@@ -109,12 +143,7 @@ for await (const chunk of lines) {
     running.push(
       run(command).then(
         (value) => print({ id: command.id, ok: true, value }),
-        (error) =>
-          print({
-            id: command.id,
-            ok: false,
-            error: { name: error?.name, message: String(error?.message ?? error) },
-          }),
+        (error) => print({ id: command.id, ok: false, error: describe(error) }),
       ),
     );
   }

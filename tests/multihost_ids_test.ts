@@ -7,26 +7,20 @@ import assert from "node:assert/strict";
 import { Cluster } from "../mod.ts";
 import { waitUntil, within } from "./_async.ts";
 import { redisTest } from "./_backends.ts";
-import { clusterFiles, connectClient, startEngine } from "./_multihost.ts";
+import {
+  clusterFiles,
+  connectClient,
+  PID_NAMESPACE,
+  pidNamespaceUnavailable,
+  startEngine,
+} from "./_multihost.ts";
+
+const noPidNamespace = pidNamespaceUnavailable();
 
 function hostArgs(url: string, cluster: string, keyFile: string, more: string[]): string[] {
   return ["--redis", url, "--cluster", cluster, "--key-file", keyFile, ...more];
 }
 
-/** `unshare --pid --fork` runs each host as PID 1 of a PID namespace of its own, as containers do. */
-const PID_NAMESPACE = ["unshare", "--pid", "--fork", "--kill-child"];
-const noPidNamespace = (() => {
-  try {
-    const { success } = new Deno.Command(PID_NAMESPACE[0], {
-      args: [...PID_NAMESPACE.slice(1), "true"],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    return success ? undefined : "unshare --pid fails here (needs root)";
-  } catch {
-    return "no unshare binary";
-  }
-})();
 if (noPidNamespace) {
   // deno-lint-ignore no-console
   console.warn(`multihost_ids_test: the PID-namespace case is ignored: ${noPidNamespace}`);
