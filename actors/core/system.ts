@@ -933,20 +933,27 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
     try {
       while (running.queue.length > 0 && this.#actors.get(running.address) === running) {
         const { entry, envelope, done } = running.queue.shift()!;
-        await this.#handle(running, entry, envelope, running.definition.handlers[envelope.type]);
-        done?.();
+        const handler = running.definition.handlers[envelope.type];
+        // The next message need not wait for this one's answer to be written: only its ack does.
+        const { written } = await this.#handle(running, entry, envelope, handler);
+        written.then(done, done);
       }
     } finally {
       running.busy = false;
     }
   }
 
+  /**
+   * Runs `handler` on `envelope`; resolves once it returned, with `written`: a promise of its
+   * answer being written and `entry` acknowledged (wrapped, since a promise returned from an async
+   * function would be awaited with it).
+   */
   async #handle(
     running: Running,
     entry: StreamEntry | null,
     envelope: Envelope,
     handler: Handler,
-  ): Promise<void> {
+  ): Promise<{ written: Promise<void> }> {
     this.#handling++;
     let deferred = false;
     let keep: { key: string; ttlMs: number } | undefined;
@@ -981,12 +988,15 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
     } catch (error) {
       reply = { ok: false, error: errorData(error) };
     }
-    try {
-      if (!deferred) await this.#replyTo(envelope, running.address, reply, keep);
-    } finally {
-      this.#acks.ack(entry);
-      if (--this.#handling === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
-    }
+    const written = deferred
+      ? Promise.resolve()
+      : this.#replyTo(envelope, running.address, reply, keep);
+    return {
+      written: written.finally(() => {
+        this.#acks.ack(entry);
+        if (--this.#handling === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
+      }),
+    };
   }
 
   /**
