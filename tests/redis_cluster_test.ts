@@ -1,0 +1,153 @@
+/**
+ * The Redis Cluster transport against a local cluster of three masters: the unchanged transport
+ * contract, where each namespace's keys land (one slot), and a cluster of engines through the
+ * public API. Each test starts a cluster of its own and removes it.
+ */
+import assert from "node:assert/strict";
+import { Cluster, Reference } from "../mod.ts";
+import { createTransport, redactUrl } from "../transport/mod.ts";
+import { clusterKey, slotOf } from "../transport/_cluster_keys.ts";
+import { RedisClusterTransport } from "../transport/redis_cluster.ts";
+import { clusterUnavailable, startRedisCluster } from "./_redis_cluster.ts";
+import { transportContract } from "./transport_contract.ts";
+import { startRedisServer, uniqueNamespace } from "./_redis_server.ts";
+import { within } from "./_async.ts";
+
+const unavailable = await clusterUnavailable();
+if (unavailable !== undefined) {
+  // deno-lint-ignore no-console
+  console.warn(`Redis Cluster tests ignored: ${unavailable}`);
+}
+const ignore = unavailable !== undefined;
+
+transportContract("RedisClusterTransport", async () => {
+  const cluster = await startRedisCluster();
+  try {
+    const transport = await createTransport(cluster.url);
+    return {
+      transport,
+      async [Symbol.asyncDispose]() {
+        await transport.close();
+        await cluster[Symbol.asyncDispose]();
+      },
+    };
+  } catch (error) {
+    await cluster[Symbol.asyncDispose]();
+    throw error;
+  }
+}, { ignore });
+
+Deno.test({
+  name: "RedisClusterTransport keeps each namespace's keys in one slot, namespaces spread",
+  ignore,
+  async fn() {
+    await using cluster = await startRedisCluster();
+    await using transport = await RedisClusterTransport.connect(cluster.url);
+    const namespaces = Array.from({ length: 12 }, uniqueNamespace);
+    const owners = new Set<number>();
+    for (const ns of namespaces) {
+      transport.leaseKeys(`${ns}:`, 60_000);
+      await transport.append(`${ns}:inbox:a`, new TextEncoder().encode("x"));
+      await transport.read("g", "c", [`${ns}:inbox:a`, `${ns}:inbox:b`], { blockMs: 0 });
+      await transport.putBlob(`${ns}:result:1`, new Uint8Array([1]), 120_000);
+      assert.equal(await transport.renewLease(`${ns}:`, 0), true);
+      // Every key of the namespace, lease and keep keys too, on the master of its one slot.
+      const slot = slotOf(clusterKey(`${ns}:x`));
+      let found: string[] = [];
+      for (const node of cluster.nodes) {
+        const keys = (await cluster.cli(node.port, "--scan", "--pattern", `*${ns}*`)).trim();
+        if (keys === "") continue;
+        found = keys.split("\n").sort();
+        owners.add(node.port);
+        for (const key of found) {
+          assert.equal(Number(await cluster.cli(node.port, "CLUSTER", "KEYSLOT", key)), slot, key);
+        }
+      }
+      assert.deepEqual(found, [
+        `{${ns}}:inbox:a`,
+        `{${ns}}:inbox:b`,
+        `{${ns}}:keep`,
+        `{${ns}}:lease`,
+        `{${ns}}:result:1`,
+      ]);
+      const [entry] = await transport.range(`${ns}:inbox:a`);
+      assert.equal(entry.stream, `${ns}:inbox:a`);
+      await transport.deletePrefix(`${ns}:`);
+    }
+    assert.ok(owners.size >= 2, `12 namespaces all on one master (${[...owners]})`);
+    for (const node of cluster.nodes) {
+      const left = (await cluster.cli(node.port, "--scan", "--pattern", "{t*")).trim();
+      assert.equal(left, "", `keys left on ${node.port}`);
+    }
+    await assert.rejects(
+      transport.read("g", "c", [`${namespaces[0]}:a`, `${namespaces[1]}:a`], { blockMs: 0 }),
+      TypeError,
+    );
+    assert.throws(() => transport.leaseKeys("nocolon", 1000), RangeError);
+  },
+});
+
+Deno.test({
+  name: "redis+cluster:// URLs: password hidden, bad forms refused, no node answering is typed",
+  ignore,
+  async fn() {
+    assert.equal(
+      redactUrl("redis+cluster://:s3cret@127.0.0.1:7000,127.0.0.1:7001"),
+      "redis+cluster://:***@127.0.0.1:7000,127.0.0.1:7001",
+    );
+    assert.equal(
+      redactUrl("rediss+cluster://u:p@ss@h1:1,h2:2?ca=/ca.pem"),
+      "rediss+cluster://u:***@h1:1,h2:2?ca=/ca.pem",
+    );
+    assert.doesNotMatch(redactUrl("redis+cluster://:s3cret@h1"), /s3cret/);
+    await assert.rejects(createTransport("redis+cluster://:s3cret@h1/2"), TypeError);
+    const error = await createTransport("redis+cluster://:s3cret@127.0.0.1:1,127.0.0.1:2", {
+      connectTimeoutMs: 500,
+    }).catch((e) => e);
+    assert.equal(error?.name, "TransportClosedError", String(error));
+    assert.doesNotMatch(`${error.message}\n${error.stack}`, /s3cret/);
+    // A plain Redis is no cluster: refused at connect, typed, password hidden.
+    await using plain = await startRedisServer({ args: ["--requirepass", "s3cret"] });
+    const refused = await createTransport(`redis+cluster://:s3cret@127.0.0.1:${plain.port}`)
+      .catch((e) => e);
+    assert.equal(refused?.name, "TransportClosedError", String(refused));
+    assert.match(refused.message, /cluster support disabled/);
+    assert.doesNotMatch(`${refused.message}\n${refused.stack}`, /s3cret/);
+  },
+});
+
+Deno.test({
+  name: "Cluster of 4 engines on a Redis Cluster: DirectView, BroadcastView and map equal local",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using redis = await startRedisCluster();
+    await within(
+      (async () => {
+        await using cluster = new Cluster({ n: 4, progress: false, transport: redis.url });
+        const client = await cluster.startAndConnect();
+        const f = (x: number) => x * x + 1;
+        const ranks = await client.view().apply((r: number) => r, new Reference("rank"));
+        assert.deepEqual(ranks, [0, 1, 2, 3]);
+        const direct = await client.view().apply((a: number, b: number) => a * b, 6, 7);
+        assert.deepEqual(direct, [42, 42, 42, 42]);
+        const broadcast = await client.broadcastView().apply((a: number) => a + 1, 41);
+        assert.deepEqual(broadcast, [42, 42, 42, 42]);
+        const xs = Array.from({ length: 200 }, (_, i) => i);
+        assert.deepEqual(await client.loadBalancedView().map(f, xs), xs.map(f));
+        assert.deepEqual(await client.view().map(f, xs), xs.map(f));
+        assert.deepEqual(await client.broadcastView().map(f, xs), xs.map(f));
+        const ns = cluster.namespace;
+        const owners = [];
+        for (const node of redis.nodes) {
+          const keys = (await redis.cli(node.port, "--scan", "--pattern", `{${ns}}:*`)).trim();
+          if (keys !== "") owners.push(node.port);
+        }
+        assert.equal(owners.length, 1, `the namespace's keys are on one master: ${owners}`);
+      })(),
+      120_000,
+      "cluster on Redis Cluster",
+    );
+  },
+});
