@@ -128,9 +128,19 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         `redis-cli --cluster create failed:\n${new TextDecoder().decode(created.stdout)}`,
       );
     }
+    // Settled: every node sees the cluster ok, all masters and replicas, each replica in sync.
+    const settled = async (port: number) => {
+      if (!(await cli(port, "CLUSTER", "INFO")).includes("cluster_state:ok")) return false;
+      const flags = (await cli(port, "CLUSTER", "NODES")).split("\n").filter((l) => l !== "")
+        .map((line) => line.split(" ")[2] ?? "");
+      const count = (role: string) => flags.filter((f) => f.split(",").includes(role)).length;
+      if (count("master") !== MASTERS || count("slave") !== MASTERS * replicas) return false;
+      const info = await cli(port, "INFO", "replication");
+      return !info.includes("role:slave") || info.includes("master_link_status:up");
+    };
     for (const { port } of children) {
-      while (!(await cli(port, "CLUSTER", "INFO")).includes("cluster_state:ok")) {
-        if (Date.now() > deadline) throw new Error(`cluster node ${port} did not reach state ok`);
+      while (!await settled(port)) {
+        if (Date.now() > deadline) throw new Error(`cluster node ${port} did not settle`);
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }

@@ -151,3 +151,59 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "RedisClusterTransport rides out a master's failover: calls succeed on the promoted replica",
+  ignore,
+  async fn() {
+    await using cluster = await startRedisCluster({ replicas: 1 });
+    await using transport = await RedisClusterTransport.connect(cluster.url);
+    const ns = uniqueNamespace();
+    const s = `${ns}:s`;
+    const text = (entries: { data: Uint8Array | null }[]) =>
+      entries.map((e) => new TextDecoder().decode(e.data!));
+    for (const m of ["a", "b", "c"]) await transport.append(s, new TextEncoder().encode(m));
+    const taken = await transport.read("g", "c1", [s], { count: 2, blockMs: 0 });
+    assert.deepEqual(text(taken), ["a", "b"]); // pending, never acknowledged
+    const masters = await cluster.masters();
+    let master: number | undefined;
+    for (const port of masters) {
+      if ((await cluster.cli(port, "--scan", "--pattern", `{${ns}}:*`)).trim() !== "") {
+        master = port;
+      }
+    }
+    assert.ok(master !== undefined, "no master holds the namespace");
+    // Replication is asynchronous: wait until the replica has all the master wrote.
+    await within(
+      (async () => {
+        for (;;) {
+          const info = await cluster.cli(master, "INFO", "replication");
+          const offset = /master_repl_offset:(\d+)/.exec(info)?.[1];
+          const replica = /slave0:[^\n]*offset=(\d+)/.exec(info)?.[1];
+          if (offset !== undefined && offset === replica) return;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })(),
+      10_000,
+      "replica in sync",
+    );
+    await cluster.nodes.find((node) => node.port === master)!.kill();
+    const started = Date.now();
+    await transport.append(s, new TextEncoder().encode("d"));
+    const tookMs = Date.now() - started;
+    // deno-lint-ignore no-console
+    console.log(`append during failover took ${tookMs} ms`);
+    assert.ok(tookMs < 25_000, `append took ${tookMs} ms`);
+    const promoted = await cluster.masters();
+    assert.ok(!promoted.includes(master), `${master} still a master`);
+    assert.equal(promoted.length, 3);
+    // On the new master the consumer first gets its own pending entries again, then the rest.
+    const again = await transport.read("g", "c1", [s], { blockMs: 0 });
+    assert.deepEqual(text(again), ["a", "b"]);
+    assert.ok(again.every((e) => e.deliveries >= 2));
+    assert.deepEqual(text(await transport.read("g", "c1", [s], { blockMs: 0 })), ["c", "d"]);
+    assert.deepEqual(text(await transport.range(s)), ["a", "b", "c", "d"]);
+    await transport.deletePrefix(`${ns}:`);
+  },
+});
