@@ -18,6 +18,11 @@ export interface ClusterNode {
   readonly port: number;
   /** Kills it with SIGKILL and waits for it to exit. */
   kill(): Promise<void>;
+  /**
+   * Kills it and starts it again on its port and cluster config, without its data (no
+   * persistence), and waits until it sees the cluster ok.
+   */
+  restart(): Promise<void>;
 }
 
 /** A Redis Cluster owned by a test. */
@@ -78,32 +83,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   try {
     for (let i = 0; i < MASTERS * (1 + replicas); i++) {
       const port = freePort();
-      const child = new Deno.Command("redis-server", {
-        args: [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--cluster-enabled",
-          "yes",
-          "--cluster-config-file",
-          `nodes-${port}.conf`,
-          "--cluster-node-timeout",
-          "1000",
-          "--save",
-          "",
-          "--appendonly",
-          "no",
-          "--dir",
-          dir,
-          "--loglevel",
-          "warning",
-        ],
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-      children.push({ port, child, dead: false });
+      children.push({ port, child: spawnNode(port, dir), dead: false });
     }
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (const { port } of children) {
@@ -150,7 +130,20 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   }
   return {
     url: `redis+cluster://${children.map(({ port }) => `127.0.0.1:${port}`).join(",")}`,
-    nodes: children.map((node) => ({ port: node.port, kill: () => kill(node) })),
+    nodes: children.map((node) => ({
+      port: node.port,
+      kill: () => kill(node),
+      async restart() {
+        await kill(node);
+        node.child = spawnNode(node.port, dir);
+        node.dead = false;
+        const deadline = Date.now() + START_TIMEOUT_MS;
+        while (!(await cli(node.port, "CLUSTER", "INFO")).includes("cluster_state:ok")) {
+          if (Date.now() > deadline) throw new Error(`node ${node.port} did not rejoin`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      },
+    })),
     cli,
     async masters() {
       const live = children.find((node) => !node.dead);
@@ -163,4 +156,33 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     },
     [Symbol.asyncDispose]: dispose,
   };
+}
+
+/** One cluster node on `port`, its config and files in `dir`, no persistence. */
+function spawnNode(port: number, dir: string): Deno.ChildProcess {
+  return new Deno.Command("redis-server", {
+    args: [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--cluster-enabled",
+      "yes",
+      "--cluster-config-file",
+      `nodes-${port}.conf`,
+      "--cluster-node-timeout",
+      "1000",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--dir",
+      dir,
+      "--loglevel",
+      "warning",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
 }

@@ -8,7 +8,7 @@ import { Cluster, Reference } from "../mod.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
 import { clusterKey, slotOf } from "../transport/_cluster_keys.ts";
 import { RedisClusterTransport } from "../transport/redis_cluster.ts";
-import { clusterUnavailable, startRedisCluster } from "./_redis_cluster.ts";
+import { type ClusterNode, clusterUnavailable, startRedisCluster } from "./_redis_cluster.ts";
 import { transportContract } from "./transport_contract.ts";
 import { startRedisServer, uniqueNamespace } from "./_redis_server.ts";
 import { within } from "./_async.ts";
@@ -116,41 +116,50 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "Cluster of 4 engines on a Redis Cluster: DirectView, BroadcastView and map equal local",
-  ignore,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    await using redis = await startRedisCluster();
-    await within(
-      (async () => {
-        await using cluster = new Cluster({ n: 4, progress: false, transport: redis.url });
-        const client = await cluster.startAndConnect();
-        const f = (x: number) => x * x + 1;
-        const ranks = await client.view().apply((r: number) => r, new Reference("rank"));
-        assert.deepEqual(ranks, [0, 1, 2, 3]);
-        const direct = await client.view().apply((a: number, b: number) => a * b, 6, 7);
-        assert.deepEqual(direct, [42, 42, 42, 42]);
-        const broadcast = await client.broadcastView().apply((a: number) => a + 1, 41);
-        assert.deepEqual(broadcast, [42, 42, 42, 42]);
-        const xs = Array.from({ length: 200 }, (_, i) => i);
-        assert.deepEqual(await client.loadBalancedView().map(f, xs), xs.map(f));
-        assert.deepEqual(await client.view().map(f, xs), xs.map(f));
-        assert.deepEqual(await client.broadcastView().map(f, xs), xs.map(f));
-        const ns = cluster.namespace;
-        const owners = [];
-        for (const node of redis.nodes) {
-          const keys = (await redis.cli(node.port, "--scan", "--pattern", `{${ns}}:*`)).trim();
-          if (keys !== "") owners.push(node.port);
-        }
-        assert.equal(owners.length, 1, `the namespace's keys are on one master: ${owners}`);
-      })(),
-      120_000,
-      "cluster on Redis Cluster",
-    );
-  },
-});
+for (const launcher of ["worker", "process"] as const) {
+  Deno.test({
+    name:
+      `Cluster of 4 engines (${launcher} hosts) on a Redis Cluster: DirectView, BroadcastView and map equal local`,
+    ignore,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      await using redis = await startRedisCluster();
+      await within(
+        (async () => {
+          await using cluster = new Cluster({
+            n: 4,
+            hosts: 2,
+            launcher,
+            progress: false,
+            transport: redis.url,
+          });
+          const client = await cluster.startAndConnect();
+          const f = (x: number) => x * x + 1;
+          const ranks = await client.view().apply((r: number) => r, new Reference("rank"));
+          assert.deepEqual(ranks, [0, 1, 2, 3]);
+          const direct = await client.view().apply((a: number, b: number) => a * b, 6, 7);
+          assert.deepEqual(direct, [42, 42, 42, 42]);
+          const broadcast = await client.broadcastView().apply((a: number) => a + 1, 41);
+          assert.deepEqual(broadcast, [42, 42, 42, 42]);
+          const xs = Array.from({ length: 200 }, (_, i) => i);
+          assert.deepEqual(await client.loadBalancedView().map(f, xs), xs.map(f));
+          assert.deepEqual(await client.view().map(f, xs), xs.map(f));
+          assert.deepEqual(await client.broadcastView().map(f, xs), xs.map(f));
+          const ns = cluster.namespace;
+          const owners = [];
+          for (const node of redis.nodes) {
+            const keys = (await redis.cli(node.port, "--scan", "--pattern", `{${ns}}:*`)).trim();
+            if (keys !== "") owners.push(node.port);
+          }
+          assert.equal(owners.length, 1, `the namespace's keys are on one master: ${owners}`);
+        })(),
+        120_000,
+        "cluster on Redis Cluster",
+      );
+    },
+  });
+}
 
 Deno.test({
   name:
@@ -204,6 +213,34 @@ Deno.test({
     assert.ok(again.every((e) => e.deliveries >= 2));
     assert.deepEqual(text(await transport.read("g", "c1", [s], { blockMs: 0 })), ["c", "d"]);
     assert.deepEqual(text(await transport.range(s)), ["a", "b", "c", "d"]);
+    await transport.deletePrefix(`${ns}:`);
+  },
+});
+
+Deno.test({
+  name: "RedisClusterTransport reports a master that restarted without its data",
+  ignore,
+  async fn() {
+    await using cluster = await startRedisCluster();
+    await using transport = await RedisClusterTransport.connect(cluster.url);
+    const reasons: string[] = [];
+    transport.onDataLost((reason) => reasons.push(reason));
+    const ns = uniqueNamespace();
+    await transport.append(`${ns}:s`, new TextEncoder().encode("x"));
+    let master: ClusterNode | undefined;
+    for (const node of cluster.nodes) {
+      const keys = await cluster.cli(node.port, "--scan", "--pattern", `{${ns}}:*`);
+      if (keys.trim() !== "") master = node;
+    }
+    assert.ok(master, "no master holds the namespace");
+    await master.restart();
+    // The next call reconnects, finds the master's epoch key gone, and reports it first.
+    assert.deepEqual(await transport.range(`${ns}:s`), []);
+    assert.equal(reasons.length, 1, `reasons: ${reasons}`);
+    assert.match(
+      reasons[0],
+      new RegExp(`127\\.0\\.0\\.1:${master.port} restarted without its data`),
+    );
     await transport.deletePrefix(`${ns}:`);
   },
 });
