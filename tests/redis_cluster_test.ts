@@ -11,7 +11,7 @@ import { RedisClusterTransport } from "../transport/redis_cluster.ts";
 import { type ClusterNode, clusterUnavailable, startRedisCluster } from "./_redis_cluster.ts";
 import { transportContract } from "./transport_contract.ts";
 import { startRedisServer, uniqueNamespace } from "./_redis_server.ts";
-import { within } from "./_async.ts";
+import { delay, within } from "./_async.ts";
 
 const unavailable = await clusterUnavailable();
 if (unavailable !== undefined) {
@@ -244,3 +244,95 @@ Deno.test({
     await transport.deletePrefix(`${ns}:`);
   },
 });
+
+Deno.test({
+  name: "RedisClusterTransport: a failover longer than commandTimeoutMs fails the call, typed",
+  ignore,
+  async fn() {
+    await using cluster = await startRedisCluster({ replicas: 1 });
+    await using transport = await RedisClusterTransport.connect(cluster.url, {
+      commandTimeoutMs: 500,
+    });
+    const ns = uniqueNamespace();
+    await transport.append(`${ns}:s`, new TextEncoder().encode("a"));
+    let master: number | undefined;
+    for (const port of await cluster.masters()) {
+      const keys = await cluster.cli(port, "--scan", "--pattern", `{${ns}}:*`);
+      if (keys.trim() !== "") master = port;
+    }
+    assert.ok(master !== undefined, "no master holds the namespace");
+    await cluster.nodes.find((node) => node.port === master)!.kill();
+    // The replica takes over after cluster-node-timeout (1 s) and an election: later than 500 ms.
+    const error = await transport.append(`${ns}:s`, new TextEncoder().encode("b")).catch((e) => e);
+    assert.equal(error?.name, "TransportClosedError", String(error));
+    await within(
+      (async () => {
+        while ((await cluster.masters()).includes(master)) await delay(100);
+      })(),
+      20_000,
+      "the failover",
+    );
+    // Once the replica took over, calls go there (as soon as the node asked knows it).
+    let appended = false;
+    for (let i = 0; i < 50 && !appended; i++) {
+      const c = new TextEncoder().encode("c");
+      appended = await transport.append(`${ns}:s`, c).then(() => true, () => false);
+      if (!appended) await delay(200);
+    }
+    assert.ok(appended, "no append succeeded after the failover");
+    const kept = (await transport.range(`${ns}:s`)).map((e) => new TextDecoder().decode(e.data!));
+    assert.equal(kept[0], "a");
+    assert.equal(kept[kept.length - 1], "c");
+    await transport.deletePrefix(`${ns}:`);
+  },
+});
+
+for (const launcher of ["worker", "process"] as const) {
+  Deno.test({
+    name:
+      `Cluster of engines (${launcher} hosts) on a Redis Cluster: a call made as the master fails over ends`,
+    ignore,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      await using redis = await startRedisCluster({ replicas: 1 });
+      await within(
+        (async () => {
+          await using cluster = new Cluster({
+            n: 2,
+            launcher,
+            progress: false,
+            transport: redis.url,
+          });
+          const client = await cluster.startAndConnect();
+          const f = (x: number) => x * 2;
+          assert.deepEqual(await client.view().apply(f, 21), [42, 42]);
+          const ns = cluster.namespace;
+          let master: number | undefined;
+          for (const port of await redis.masters()) {
+            const keys = await redis.cli(port, "--scan", "--pattern", `{${ns}}:*`);
+            if (keys.trim() !== "") master = port;
+          }
+          assert.ok(master !== undefined, "no master holds the namespace");
+          await redis.nodes.find((node) => node.port === master)!.kill();
+          const started = Date.now();
+          const outcome = await client.view().apply(f, 21).then(
+            (value) => ({ value, shown: JSON.stringify(value) }),
+            (error) => ({ error, shown: String(error) }),
+          );
+          const tookMs = Date.now() - started;
+          // deno-lint-ignore no-console
+          console.log(
+            `${launcher} hosts, call during failover: ${outcome.shown} after ${tookMs} ms`,
+          );
+          if ("value" in outcome) assert.deepEqual(outcome.value, [42, 42]);
+          else assert.ok(outcome.error instanceof Error && outcome.error.name.endsWith("Error"));
+          // Once over, the cluster serves again.
+          assert.deepEqual(await client.view().apply(f, 1), [2, 2]);
+        })(),
+        120_000,
+        "failover under a Cluster",
+      );
+    },
+  });
+}
