@@ -379,7 +379,8 @@ export class RedisClusterTransport implements Transport {
     this.#discovering ??= (async () => {
       const known = [...this.#slots.ranges.keys()];
       const timeout = Math.min(this.#options.connectTimeoutMs ?? 10_000, 2000);
-      this.#slots = await discoverSlots([...known, ...this.#seeds], this.#access, timeout);
+      const addresses = [...new Set([...known, ...this.#seeds])];
+      this.#slots = await discoverSlots(addresses, this.#access, timeout);
       for (const [address, node] of this.#nodes) {
         if (this.#slots.ranges.has(address)) continue;
         this.#nodes.delete(address);
