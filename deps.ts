@@ -8,7 +8,13 @@ export { parse as parseJavaScript } from "npm:acorn@8.15.0";
 const REDIS_CLIENT = "npm:@redis/client@5.10.0";
 /** The Redis client's module. */
 export type RedisClientModule = typeof import("npm:@redis/client@5.10.0");
-/** Loads the Redis client; only a `redis://` or `rediss://` URL calls this. */
+/** Loads the Redis client; only a `redis://` or `rediss://` URL (or a cluster's) calls this. */
 export function loadRedisClient(): Promise<RedisClientModule> {
   return import(REDIS_CLIENT);
+}
+
+const KEY_SLOT = "npm:cluster-key-slot@1.1.2";
+/** Loads Redis Cluster's key-to-slot hash (CRC16 of the key's hash tag, mod 16384). */
+export async function loadKeySlot(): Promise<(key: string) => number> {
+  return (await import(KEY_SLOT)).default;
 }

@@ -74,7 +74,7 @@ export function isTlsRefusal(error: Error): boolean {
 
 /** Whether the server answered that it cannot serve yet (loading its data, running a script). */
 export function isTransient(error: Error): boolean {
-  return /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN)\b/.test(error.message);
+  return /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN)\b/.test(error.message);
 }
 
 /** Whether the server answered that it could not parse a command (it then drops the connection). */

@@ -23,13 +23,15 @@ import { redactUrl } from "./_url.ts";
 
 export { MemoryTransport } from "./memory.ts";
 export type { RedisTransport, RedisTransportOptions } from "./redis.ts";
+export type { RedisClusterTransport } from "./redis_cluster.ts";
 export type { AppendOptions, ReadOptions, StreamEntry, Transport } from "./types.ts";
 export { redactUrl } from "./_url.ts";
 
 /**
  * Opens the transport a URL names: `"memory:"` (the default) gives a new embedded
  * {@linkcode MemoryTransport}; `redis://…` and `rediss://…` connect a `RedisTransport` with
- * `options`, its client library loaded only then. Rejects with `TypeError` for any other URL, and
+ * `options`, its client library loaded only then; `redis+cluster://host:port,host:port…` (or
+ * `rediss+cluster://…`) connects a `RedisClusterTransport` to a Redis Cluster. Rejects with `TypeError` for any other URL, and
  * with `TransportClosedError` when Redis cannot be reached.
  *
  * @example Open the embedded transport
@@ -65,11 +67,16 @@ export async function createTransport(
       const { RedisTransport } = await import("./redis.ts");
       return await RedisTransport.connect(url, options);
     }
+    case "redis+cluster:":
+    case "rediss+cluster:": {
+      const { RedisClusterTransport } = await import("./redis_cluster.ts");
+      return await RedisClusterTransport.connect(url, options);
+    }
     default:
       throw new TypeError(
         `Cannot open transport "${
           redactUrl(url)
-        }": expected "memory:", "redis://…" or "rediss://…"`,
+        }": expected "memory:", "redis://…", "rediss://…" or "redis+cluster://…"`,
       );
   }
 }
