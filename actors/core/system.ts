@@ -72,6 +72,8 @@ interface StreamEntryWithEnvelope {
   envelope: Envelope;
   /** Called once the message was handled and answered, or dropped (see `handleEntry`). */
   done?: () => void;
+  /** Called once its handler returned, before its answer is written (or when it is dropped). */
+  handled?: () => void;
 }
 
 interface Waiting {
@@ -313,7 +315,10 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
     this.#actors.delete(address);
     this.#byStream.delete(running.stream);
     this.#streams = undefined;
-    for (const item of running.queue.splice(0)) item.done?.();
+    for (const item of running.queue.splice(0)) {
+      item.handled?.();
+      item.done?.();
+    }
     await running.definition.stopped?.();
   }
 
@@ -794,9 +799,10 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
    * actor's other messages, as if it had come to its inbox. Resolves `true` once it was handled
    * and answered; `false` at once when it was not handled: it does not verify (it is then
    * dead-lettered), its type has no handler (its asker gets the `TypeError` answer), or no actor
-   * runs at `address`. The caller acknowledges the entry.
+   * runs at `address`. The caller acknowledges the entry. `handled` is called as soon as the
+   * handler returned, before the answer is written (or when the message is not handled).
    */
-  handleEntry(entry: StreamEntry, address: string): Promise<boolean> {
+  handleEntry(entry: StreamEntry, address: string, handled?: () => void): Promise<boolean> {
     let envelope: Envelope;
     try {
       if (entry.data === null) throw new RangeError("entry has no payload field");
@@ -822,7 +828,7 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
       return Promise.resolve(false);
     }
     return new Promise((resolve) => {
-      running.queue.push({ entry: null, envelope, done: () => resolve(true) });
+      running.queue.push({ entry: null, envelope, done: () => resolve(true), handled });
       this.#drain(running);
     });
   }
@@ -932,10 +938,11 @@ export class ActorSystem extends EventTarget implements ActorRuntime {
     running.busy = true;
     try {
       while (running.queue.length > 0 && this.#actors.get(running.address) === running) {
-        const { entry, envelope, done } = running.queue.shift()!;
+        const { entry, envelope, done, handled } = running.queue.shift()!;
         const handler = running.definition.handlers[envelope.type];
         // The next message need not wait for this one's answer to be written: only its ack does.
         const { written } = await this.#handle(running, entry, envelope, handler);
+        handled?.();
         written.then(done, done);
       }
     } finally {

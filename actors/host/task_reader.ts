@@ -4,7 +4,7 @@
  * group {@linkcode TASK_GROUP}, named `<hostId>:<engineId>`, and reads the next task only when it
  * holds fewer than `prefetch` (default 1): no task waits behind a long one while another engine
  * idles. A task is handed to its engine as if it had come to the engine's inbox (queued behind
- * the engine's other messages), and acknowledged once the engine answered it.
+ * the engine's other messages), and acknowledged once the engine's answer is written.
  *
  * A task an engine took and did not answer stays pending under that engine's consumer: when the
  * engine dies, the client claims it from there and sends it again
@@ -72,11 +72,19 @@ export function spawnTaskReader(system: ActorSystem, hostId: string, engineIds: 
         if (entries.length === 0 && !feed.nudged) break;
         for (const entry of entries) {
           feed.held++;
-          system.handleEntry(entry, `engine.${feed.engineId}`).finally(() => {
+          // The engine reads its next task as soon as this one's handler returned, while the
+          // answer is written; the task is acknowledged only once its answer is.
+          let released = false;
+          const release = () => {
+            if (released) return;
+            released = true;
             feed.held--;
+            if (!stopped) pump(feed);
+          };
+          system.handleEntry(entry, `engine.${feed.engineId}`, release).finally(() => {
+            release();
             if (stopped) return;
             transport.ack(entry.stream, TASK_GROUP, [entry.id]).catch((error) => report(error));
-            pump(feed);
           });
         }
       }
