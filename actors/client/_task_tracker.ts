@@ -11,6 +11,7 @@ import {
   TaskError,
   TimeoutError,
 } from "../../errors.ts";
+import { setImmediate } from "node:timers";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import type { Outcome } from "./async_result.ts";
 import type { ViewHost } from "./_view_host.ts";
@@ -59,6 +60,12 @@ export interface TaskCallSpec {
 const CLAIM_AFTER_MS = [0, 1200, 3000];
 /** How often the task streams of calls in flight are trimmed of acknowledged tasks, in ms. */
 const TRIM_MS = 2000;
+
+/** Tasks in the first write of a map at least (more with more engines or prefetch). */
+const FIRST_BATCH_MIN = 16;
+
+/** Tasks in each later write of a map. */
+const LATER_BATCH = 500;
 
 /** One load-balanced call in flight. */
 class TaskCall {
@@ -138,17 +145,32 @@ class TaskCall {
     const nudge: Nudge = { stream: spec.address, engineIds: live, prefetch: spec.prefetch };
     const hosts = new Set(live.map((e) => host.hostOf(e)));
     const options = { replyTo: system.replyAddress, deadline: this.#deadline };
-    system.sendMany([
-      ...tasks.map((task) => ({
-        to: spec.address,
-        type: "map",
-        content: { fn: spec.fn, items: task.indices.map((i) => spec.items[i]) },
-        options: { ...options, id: task.id },
-      })),
-      ...[...hosts].map((host) => ({ to: taskReaderAddress(host), type: "nudge", content: nudge })),
-    ], { uncapped: true }).catch((error) => {
-      for (const task of tasks) system.failReply(task.id, error);
-    });
+    const write = (batch: Task[]) =>
+      system.sendMany([
+        ...batch.map((task) => ({
+          to: spec.address,
+          type: "map",
+          content: { fn: spec.fn, items: task.indices.map((i) => spec.items[i]) },
+          options: { ...options, id: task.id },
+        })),
+        ...[...hosts].map((host) => ({
+          to: taskReaderAddress(host),
+          type: "nudge",
+          content: nudge,
+        })),
+      ], { uncapped: true }).then(() => {}, (error) => {
+        for (const task of batch) system.failReply(task.id, error);
+      });
+    // The engines start on a first batch, enough for each to take a few, while the rest is
+    // signed and written in batches, one after the other, each after a turn of the event loop
+    // (on the embedded transport this thread also serves the engines' reads), and each with its
+    // nudge, since an engine that found the stream empty reads again only when nudged.
+    const first = Math.max(FIRST_BATCH_MIN, 2 * live.length * spec.prefetch);
+    let written = write(tasks.slice(0, first));
+    for (let lo = first; lo < tasks.length; lo += LATER_BATCH) {
+      const batch = tasks.slice(lo, lo + LATER_BATCH);
+      written = written.then(yieldTurn).then(() => write(batch));
+    }
   }
 
   /** A task's engine answered. */
@@ -372,6 +394,14 @@ export class TaskTracker {
       call?.lost(id, engineId, reason);
     }
   }
+}
+
+/**
+ * Resolves after the event loop's pending I/O and messages from other threads were handled
+ * (`setImmediate`: a few µs, where a `setTimeout` of 0 takes a millisecond or more).
+ */
+function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 const trackers = new WeakMap<ViewHost, TaskTracker>();
