@@ -1,0 +1,57 @@
+/**
+ * An engine's namespace (`actors/host/engine_namespace.ts`): shipped functions see its values as
+ * free variables, and read the built-ins they name (`Math`, `JSON`, …) as fast as a local
+ * function does, not through the namespace's scope at each use.
+ */
+import assert from "node:assert/strict";
+import { Namespace } from "../actors/host/engine_namespace.ts";
+import { FunctionSource } from "../actors/protocol/wire_types.ts";
+
+/** Namespace values that count how often each name is looked up in them. */
+function countedValues(): { values: Record<string, unknown>; lookups: Map<string, number> } {
+  const lookups = new Map<string, number>();
+  const values = new Proxy({} as Record<string, unknown>, {
+    getOwnPropertyDescriptor(target, key) {
+      if (typeof key === "string") lookups.set(key, (lookups.get(key) ?? 0) + 1);
+      return Reflect.getOwnPropertyDescriptor(target, key);
+    },
+  });
+  return { values, lookups };
+}
+
+/** A free variable of the functions below: on an engine, the namespace's. */
+declare const offset: number;
+
+function sumOfAbs(n: number): number {
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.abs(-i);
+  return sum;
+}
+
+Deno.test("A shipped function reads the built-ins it names once, not at each use", () => {
+  const { values, lookups } = countedValues();
+  const fn = new Namespace(values).compile(FunctionSource.of(sumOfAbs));
+  assert.equal(fn(10_000), sumOfAbs(10_000));
+  assert.equal(fn(10_000), sumOfAbs(10_000));
+  // Once, when it was compiled: is `Math` the namespace's?
+  assert.ok((lookups.get("Math") ?? 0) <= 2, `Math looked up ${lookups.get("Math")} times`);
+});
+
+Deno.test("A built-in's name the namespace holds is the namespace's, before and after compiling", () => {
+  const namespace = new Namespace({ offset: 1 });
+  const source = FunctionSource.of((x: number) => Math.abs(x) + offset);
+  assert.equal(namespace.compile(source)(-2), 3);
+  namespace.values.Math = { abs: () => 40 };
+  assert.equal(namespace.compile(source)(-2), 41);
+  const fresh = new Namespace({ offset: 1, Math: { abs: () => 10 } });
+  assert.equal(fresh.compile(source)(-2), 11);
+});
+
+Deno.test("A shipped function that declares a built-in's name locally uses its own", () => {
+  const namespace = new Namespace();
+  const fn = namespace.compile(FunctionSource.of(() => {
+    const JSON = { stringify: (_: unknown) => "own" };
+    return [JSON.stringify({}), Number("2"), parseInt("3", 10)];
+  }));
+  assert.deepEqual(fn(), ["own", 2, 3]);
+});
