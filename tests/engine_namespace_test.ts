@@ -55,3 +55,23 @@ Deno.test("A shipped function that declares a built-in's name locally uses its o
   }));
   assert.deepEqual(fn(), ["own", 2, 3]);
 });
+
+Deno.test("A function defined in a cell reads the built-ins it names once, not at each use", async () => {
+  const { values, lookups } = countedValues();
+  const namespace = new Namespace(values);
+  await namespace.execute(`${sumOfAbs}\nconst first = sumOfAbs(10);`);
+  const fn = namespace.values.sumOfAbs as typeof sumOfAbs;
+  assert.equal(namespace.values.first, sumOfAbs(10));
+  const before = lookups.get("Math") ?? 0;
+  assert.equal(fn(10_000), sumOfAbs(10_000));
+  assert.equal(lookups.get("Math") ?? 0, before, "Math looked up through the namespace");
+});
+
+Deno.test("A cell that declares a built-in's name keeps its own in the namespace", async () => {
+  const namespace = new Namespace();
+  await namespace.execute("function Map() { return 'mine'; }\nconst got = Map();");
+  assert.equal(namespace.values.got, "mine");
+  await namespace.execute("const again = Map();");
+  assert.equal(namespace.values.again, "mine");
+  assert.equal(typeof new globalThis.Map().set, "function");
+});

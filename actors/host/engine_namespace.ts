@@ -186,8 +186,12 @@ export class Namespace {
   async execute(code: string): Promise<void> {
     const { body, names } = rewrittenCell(code);
     for (const name of names) if (!Object.hasOwn(this.values, name)) this.values[name] = undefined;
-    const cell = new AsyncFunction("__scope", `with (__scope) {\n${body}\n}`);
-    await cell(this.#scope);
+    // The functions a cell defines get the built-ins as a shipped function does (those the
+    // namespace holds now, or the cell declares or assigns, stay the namespace's).
+    const intrinsics = intrinsicsOf(body).filter((name) => !Object.hasOwn(this.values, name));
+    const constants = intrinsics.length ? `const { ${intrinsics.join(", ")} } = ${GLOBALS};\n` : "";
+    const cell = new AsyncFunction("__scope", GLOBALS, `with (__scope) {\n${constants}${body}\n}`);
+    await cell(this.#scope, globalThis);
   }
 }
 
