@@ -35,6 +35,8 @@ export interface RedisCluster extends AsyncDisposable {
   cli(port: number, ...args: string[]): Promise<string>;
   /** The ports of the nodes that are masters now (by `CLUSTER NODES` of a live node). */
   masters(): Promise<number[]>;
+  /** The ports of the masters that hold keys of `namespace` (stored as `{namespace}:…`). */
+  holders(namespace: string): Promise<number[]>;
 }
 
 const START_TIMEOUT_MS = 20_000;
@@ -128,6 +130,15 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     await dispose();
     throw error;
   }
+  const masters = async (): Promise<number[]> => {
+    const live = children.find((node) => !node.dead);
+    if (!live) return [];
+    const lines = (await cli(live.port, "CLUSTER", "NODES")).split("\n");
+    return lines.map((line) => line.split(" ")).filter((fields) => {
+      const flags = (fields[2] ?? "").split(",");
+      return flags.includes("master") && !flags.some((f) => f.startsWith("fail"));
+    }).map((fields) => Number(/:(\d+)@/.exec(fields[1])?.[1])).sort((a, b) => a - b);
+  };
   return {
     url: `redis+cluster://${children.map(({ port }) => `127.0.0.1:${port}`).join(",")}`,
     nodes: children.map((node) => ({
@@ -145,14 +156,15 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       },
     })),
     cli,
-    async masters() {
-      const live = children.find((node) => !node.dead);
-      if (!live) return [];
-      const lines = (await cli(live.port, "CLUSTER", "NODES")).split("\n");
-      return lines.map((line) => line.split(" ")).filter((fields) => {
-        const flags = (fields[2] ?? "").split(",");
-        return flags.includes("master") && !flags.some((f) => f.startsWith("fail"));
-      }).map((fields) => Number(/:(\d+)@/.exec(fields[1])?.[1])).sort((a, b) => a - b);
+    masters,
+    async holders(namespace) {
+      const found = [];
+      for (const port of await masters()) {
+        if ((await cli(port, "--scan", "--pattern", `{${namespace}}:*`)).trim() !== "") {
+          found.push(port);
+        }
+      }
+      return found;
     },
     [Symbol.asyncDispose]: dispose,
   };

@@ -8,7 +8,7 @@ import { Cluster, Reference } from "../mod.ts";
 import { createTransport, redactUrl } from "../transport/mod.ts";
 import { clusterKey, slotOf } from "../transport/_cluster_keys.ts";
 import { RedisClusterTransport } from "../transport/redis_cluster.ts";
-import { type ClusterNode, clusterUnavailable, startRedisCluster } from "./_redis_cluster.ts";
+import { clusterUnavailable, startRedisCluster } from "./_redis_cluster.ts";
 import { transportContract } from "./transport_contract.ts";
 import { startRedisServer, uniqueNamespace } from "./_redis_server.ts";
 import { delay, within } from "./_async.ts";
@@ -147,11 +147,7 @@ for (const launcher of ["worker", "process"] as const) {
           assert.deepEqual(await client.view().map(f, xs), xs.map(f));
           assert.deepEqual(await client.broadcastView().map(f, xs), xs.map(f));
           const ns = cluster.namespace;
-          const owners = [];
-          for (const node of redis.nodes) {
-            const keys = (await redis.cli(node.port, "--scan", "--pattern", `{${ns}}:*`)).trim();
-            if (keys !== "") owners.push(node.port);
-          }
+          const owners = await redis.holders(ns);
           assert.equal(owners.length, 1, `the namespace's keys are on one master: ${owners}`);
         })(),
         120_000,
@@ -175,13 +171,7 @@ Deno.test({
     for (const m of ["a", "b", "c"]) await transport.append(s, new TextEncoder().encode(m));
     const taken = await transport.read("g", "c1", [s], { count: 2, blockMs: 0 });
     assert.deepEqual(text(taken), ["a", "b"]); // pending, never acknowledged
-    const masters = await cluster.masters();
-    let master: number | undefined;
-    for (const port of masters) {
-      if ((await cluster.cli(port, "--scan", "--pattern", `{${ns}}:*`)).trim() !== "") {
-        master = port;
-      }
-    }
+    const [master] = await cluster.holders(ns);
     assert.ok(master !== undefined, "no master holds the namespace");
     // Replication is asynchronous: wait until the replica has all the master wrote.
     await within(
@@ -227,11 +217,8 @@ Deno.test({
     transport.onDataLost((reason) => reasons.push(reason));
     const ns = uniqueNamespace();
     await transport.append(`${ns}:s`, new TextEncoder().encode("x"));
-    let master: ClusterNode | undefined;
-    for (const node of cluster.nodes) {
-      const keys = await cluster.cli(node.port, "--scan", "--pattern", `{${ns}}:*`);
-      if (keys.trim() !== "") master = node;
-    }
+    const [port] = await cluster.holders(ns);
+    const master = cluster.nodes.find((node) => node.port === port);
     assert.ok(master, "no master holds the namespace");
     await master.restart();
     // The next call reconnects, finds the master's epoch key gone, and reports it first.
@@ -255,11 +242,7 @@ Deno.test({
     });
     const ns = uniqueNamespace();
     await transport.append(`${ns}:s`, new TextEncoder().encode("a"));
-    let master: number | undefined;
-    for (const port of await cluster.masters()) {
-      const keys = await cluster.cli(port, "--scan", "--pattern", `{${ns}}:*`);
-      if (keys.trim() !== "") master = port;
-    }
+    const [master] = await cluster.holders(ns);
     assert.ok(master !== undefined, "no master holds the namespace");
     await cluster.nodes.find((node) => node.port === master)!.kill();
     // The replica takes over after cluster-node-timeout (1 s) and an election: later than 500 ms.
@@ -308,11 +291,7 @@ for (const launcher of ["worker", "process"] as const) {
           const f = (x: number) => x * 2;
           assert.deepEqual(await client.view().apply(f, 21), [42, 42]);
           const ns = cluster.namespace;
-          let master: number | undefined;
-          for (const port of await redis.masters()) {
-            const keys = await redis.cli(port, "--scan", "--pattern", `{${ns}}:*`);
-            if (keys.trim() !== "") master = port;
-          }
+          const [master] = await redis.holders(ns);
           assert.ok(master !== undefined, "no master holds the namespace");
           await redis.nodes.find((node) => node.port === master)!.kill();
           const started = Date.now();
