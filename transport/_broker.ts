@@ -180,19 +180,35 @@ export class Broker {
     }
   }
 
+  /**
+   * What {@linkcode read} answers without waiting: the entries there are, or `undefined` when
+   * the read would block until an append.
+   */
+  readAtOnce(
+    group: string,
+    consumer: string,
+    streams: readonly string[],
+    options: ReadOptions,
+  ): StreamEntry[] | undefined {
+    const from = options.from ?? ">";
+    const entries = this.readNow(group, consumer, streams, options.count ?? 100, from);
+    const blockMs = options.blockMs ?? 1000;
+    if (entries.length > 0 || from === "0" || blockMs <= 0 || streams.length === 0) {
+      return entries;
+    }
+    return undefined;
+  }
+
   read(
     group: string,
     consumer: string,
     streams: readonly string[],
     options: ReadOptions,
   ): Promise<StreamEntry[]> {
+    const entries = this.readAtOnce(group, consumer, streams, options);
+    if (entries !== undefined) return Promise.resolve(entries);
     const count = options.count ?? 100;
-    const from = options.from ?? ">";
-    const entries = this.readNow(group, consumer, streams, count, from);
     const blockMs = options.blockMs ?? 1000;
-    if (entries.length > 0 || from === "0" || blockMs <= 0 || streams.length === 0) {
-      return Promise.resolve(entries);
-    }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         group,

@@ -62,6 +62,10 @@ export function servePort(broker: Broker, port: MessagePort): void {
         send({ i, ...failure(error) });
       }
     }
+    // What could be answered at once goes now, before the microtasks this message set off run
+    // (the client settling the answers just appended, on the embedded transport): a host's
+    // engines wait for these reads.
+    send.flush();
   };
 }
 
@@ -75,7 +79,8 @@ function call(broker: Broker, method: Method, a: any[]): unknown {
         broker.append(e.stream, e.data, a[1])
       );
     case "read":
-      return broker.read(a[0], a[1], a[2], a[3] ?? {});
+      return broker.readAtOnce(a[0], a[1], a[2], a[3] ?? {}) ??
+        broker.read(a[0], a[1], a[2], a[3] ?? {});
     case "ack":
       return broker.ack(a[0], a[1], a[2]);
     case "claim":
@@ -159,7 +164,9 @@ function privateEntries(entries: StreamEntry[]): StreamEntry[] {
  * Collects the items passed in one turn of the event loop and hands them over in one batch; an
  * item passed with `now` goes at once, with those collected before it.
  */
-function batched<T>(flush: (items: T[]) => void): (item: T, now?: boolean) => void {
+function batched<T>(
+  flush: (items: T[]) => void,
+): ((item: T, now?: boolean) => void) & { flush: () => void } {
   let items: T[] = [];
   const flushAll = () => {
     if (items.length === 0) return;
@@ -167,14 +174,14 @@ function batched<T>(flush: (items: T[]) => void): (item: T, now?: boolean) => vo
     items = [];
     flush(batch);
   };
-  return (item, now = false) => {
+  return Object.assign((item: T, now = false) => {
     // After the microtasks of this turn: the answers of every engine of a host that finished in
     // it go in one message (a microtask would send one per engine), a few µs later. But the
     // microtasks of a turn can be long (a host's engines passing a large value down the tree
     // one after another), and a large write is worth a message of its own: it goes at once.
     if (items.push(item) === 1 && !now) setImmediate(flushAll);
     if (now) flushAll();
-  };
+  }, { flush: flushAll });
 }
 
 /** A Worker's handle on a `MemoryTransport` of its parent, reached through a `MessagePort`. */
