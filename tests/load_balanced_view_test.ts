@@ -246,6 +246,36 @@ forEachBackend(BACKENDS, (backendCase) => {
   );
 
   test(
+    "LoadBalancedView.map(): a deadline or a signal that comes while a large map is still being written ends every task",
+    { n: 2 },
+    async (cluster) => {
+      const lview = cluster.client!.loadBalancedView();
+      const xs = Array.from({ length: 20_000 }, (_, i) => i);
+      const inc = (x: number) => x + 1;
+      // Its tasks are written in batches: most are not written yet when the deadline passes.
+      const late = await lview.mapWith({ timeout: 5 }, inc, xs).get({
+        ...T,
+        returnExceptions: true,
+      });
+      assert.equal(late.length, xs.length);
+      const timedOut = late.filter((v) => v instanceof TimeoutError).length;
+      // Those not written by then fail at once, unsent: most of them.
+      assert.ok(timedOut > xs.length / 2, `${timedOut} tasks timed out`);
+      assert.ok(late.every((v, i) => v === i + 1 || v instanceof TimeoutError));
+      const controller = new AbortController();
+      const reason = new Error("stop");
+      const cut = lview.mapWith({ signal: controller.signal }, inc, xs);
+      setTimeout(() => controller.abort(reason), 0);
+      const values = await cut.get({ ...T, returnExceptions: true });
+      assert.equal(values.length, xs.length);
+      const stopped = values.filter((v) => v === reason).length;
+      assert.ok(stopped > xs.length / 2, `${stopped} tasks ended with the signal's reason`);
+      assert.ok(values.every((v, i) => v === i + 1 || v === reason));
+      assert.deepEqual(await lview.map(inc, [1, 2]), [2, 3]);
+    },
+  );
+
+  test(
     "LoadBalancedView.map() refuses bad input with TypeError or RangeError before sending anything",
     { n: 1 },
     async (cluster) => {

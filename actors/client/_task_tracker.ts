@@ -11,7 +11,6 @@ import {
   TaskError,
   TimeoutError,
 } from "../../errors.ts";
-import { setImmediate } from "node:timers";
 import type { AsyncMapResult } from "./async_map_result.ts";
 import type { Outcome } from "./async_result.ts";
 import type { ViewHost } from "./_view_host.ts";
@@ -28,6 +27,8 @@ interface Task {
   chunk: number;
   indices: number[];
   attempt: number;
+  /** Whether its answer is awaited: it was written, or is being written. */
+  expected?: boolean;
 }
 
 /** What a load-balanced call is made of. */
@@ -137,16 +138,16 @@ class TaskCall {
     for (const task of tasks) {
       this.tasks.set(task.id, task);
       for (const i of task.indices) spec.result.attempted(i);
-      system.expectReply<EngineResult>(task.id, spec.address, Infinity, undefined, "map").then(
-        (result) => this.#answered(task, result),
-        (error) => this.#failed(task, error),
-      );
     }
     const nudge: Nudge = { stream: spec.address, engineIds: live, prefetch: spec.prefetch };
     const hosts = new Set(live.map((e) => host.hostOf(e)));
     const options = { replyTo: system.replyAddress, deadline: this.#deadline };
-    const write = (batch: Task[]) =>
-      system.sendMany([
+    const write = (tasks: Task[]) => {
+      // A task failed before its turn (a timeout, an abort) is not sent.
+      const batch = tasks.filter((task) => this.tasks.get(task.id) === task);
+      if (batch.length === 0) return Promise.resolve();
+      for (const task of batch) this.#expect(task);
+      return system.sendMany([
         ...batch.map((task) => ({
           to: spec.address,
           type: "map",
@@ -161,6 +162,7 @@ class TaskCall {
       ], { uncapped: true }).then(() => {}, (error) => {
         for (const task of batch) system.failReply(task.id, error);
       });
+    };
     // The engines start on a first batch, enough for each to take a few, while the rest is
     // signed and written in batches, one after the other, each after a turn of the event loop
     // (on the embedded transport this thread also serves the engines' reads), and each with its
@@ -171,6 +173,19 @@ class TaskCall {
       const batch = tasks.slice(lo, lo + LATER_BATCH);
       written = written.then(yieldTurn).then(() => write(batch));
     }
+  }
+
+  /** Waits for the answer to `task`, about to be written. */
+  #expect(task: Task): void {
+    task.expected = true;
+    this.host.system.expectReply<EngineResult>(
+      task.id,
+      this.spec.address,
+      Infinity,
+      undefined,
+      "map",
+    )
+      .then((result) => this.#answered(task, result), (error) => this.#failed(task, error));
   }
 
   /** A task's engine answered. */
@@ -259,7 +274,8 @@ class TaskCall {
   /** Fails every task still out, each with `errorOf(task)`. */
   #failAll(errorOf: (task: Task) => Error): void {
     for (const task of [...this.tasks.values()]) {
-      this.host.system.failReply(task.id, errorOf(task));
+      if (task.expected) this.host.system.failReply(task.id, errorOf(task));
+      else this.#failed(task, errorOf(task));
     }
   }
 
@@ -397,11 +413,13 @@ export class TaskTracker {
 }
 
 /**
- * Resolves after the event loop's pending I/O and messages from other threads were handled
- * (`setImmediate`: a few µs, where a `setTimeout` of 0 takes a millisecond or more).
+ * Resolves after the event loop's pending I/O and messages from other threads were handled. A
+ * timer, not `setImmediate`: in Deno 2.9 a chain of immediates holds back `MessagePort` messages
+ * (a host's reads waited 20–40 ms behind a map's writes); a timer of 0 lets them in, for about a
+ * millisecond per batch.
  */
 function yieldTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 const trackers = new WeakMap<ViewHost, TaskTracker>();
