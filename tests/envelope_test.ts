@@ -104,6 +104,26 @@ Deno.test("sealEnvelope() writes version, HMAC-SHA256 over version and body, the
   assert.deepEqual(decodeValue(fields[8] as Uint8Array), envelope.content);
 });
 
+Deno.test("sealEnvelope() signs as node:crypto's HMAC-SHA256 does, for every body size from short to long and keys of any length", () => {
+  const random = prng(20261204);
+  const keys = [
+    generateKey(),
+    new Uint8Array(64).fill(9),
+    new Uint8Array(100).map(() => 256 * random()),
+  ];
+  for (const key of keys) {
+    // Content of 0 to 1,200 bytes: bodies on both sides of the JavaScript/native boundary and of
+    // every padding case (a length that leaves 0 to 63 bytes in the last block).
+    for (let n = 0; n <= 1200; n += key === keys[0] ? 1 : 37) {
+      const content = new Uint8Array(n).map(() => 256 * random());
+      const bytes = sealEnvelope(sample(content), key);
+      const mac = createHmac("sha256", key).update(bytes.subarray(0, 1))
+        .update(bytes.subarray(HEADER)).digest();
+      assert.deepEqual(bytes.subarray(1, HEADER), new Uint8Array(mac), `content of ${n} bytes`);
+      assert.deepEqual(openEnvelope(bytes, key).content, content);
+    }
+  }
+});
 Deno.test("sealEnvelope() throws SerializationError before returning any bytes", () => {
   const key = generateKey();
   const circular: Record<string, unknown> = {};

@@ -8,6 +8,7 @@
  */
 import { createHash, createHmac, type Hash, timingSafeEqual } from "node:crypto";
 import { decodeValue, encodeValue, encodeValueTransient } from "./codec.ts";
+import { type HmacKeyStates, hmacKeyStates, hmacSha256 } from "./_hmac_sha256.ts";
 
 /** The wire format's version byte. */
 export const WIRE_VERSION = 1;
@@ -184,17 +185,22 @@ export function openEnvelope(bytes: Uint8Array, key: ClusterKey, maxBytes = Infi
 /**
  * HMAC-SHA256 (RFC 2104) of `version ‖ body`. The hash states after the padded key blocks are
  * computed once per key and copied per message: four times cheaper than `createHmac` per message.
+ * A short body is hashed in JavaScript (`_hmac_sha256.ts`), without the objects and buffers each
+ * `node:crypto` call makes; a long one natively, faster there.
  */
 function sign(key: ClusterKey, version: Uint8Array, body: Uint8Array): Uint8Array {
-  const { inner, outer } = padded(key);
-  const innerDigest = inner.copy().update(version).update(body).digest();
-  return outer.copy().update(innerDigest).digest();
+  const states = padded(key);
+  if (body.byteLength < SHORT_BODY_BYTES) return hmacSha256(states.short, version[0], body);
+  const innerDigest = states.inner.copy().update(version).update(body).digest();
+  return states.outer.copy().update(innerDigest).digest();
 }
 
+/** Below this size a body is hashed in JavaScript (at 1,000 bytes: 7.0 µs against 8.9 natively). */
+const SHORT_BODY_BYTES = 1024;
 const BLOCK_BYTES = 64;
-const paddedKeys = new WeakMap<ClusterKey, { inner: Hash; outer: Hash }>();
+const paddedKeys = new WeakMap<ClusterKey, { inner: Hash; outer: Hash; short: HmacKeyStates }>();
 
-function padded(key: ClusterKey): { inner: Hash; outer: Hash } {
+function padded(key: ClusterKey): { inner: Hash; outer: Hash; short: HmacKeyStates } {
   let states = paddedKeys.get(key);
   if (!states) {
     const block = new Uint8Array(BLOCK_BYTES);
@@ -202,6 +208,7 @@ function padded(key: ClusterKey): { inner: Hash; outer: Hash } {
     states = {
       inner: createHash("sha256").update(block.map((b) => b ^ 0x36)),
       outer: createHash("sha256").update(block.map((b) => b ^ 0x5c)),
+      short: hmacKeyStates(block),
     };
     paddedKeys.set(key, states);
   }
