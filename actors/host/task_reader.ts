@@ -83,8 +83,7 @@ export function spawnTaskReader(system: ActorSystem, hostId: string, engineIds: 
           };
           system.handleEntry(entry, `engine.${feed.engineId}`, release).finally(() => {
             release();
-            if (stopped) return;
-            transport.ack(entry.stream, TASK_GROUP, [entry.id]).catch((error) => report(error));
+            if (!stopped) ack(entry.stream, entry.id);
           });
         }
       }
@@ -92,6 +91,22 @@ export function spawnTaskReader(system: ActorSystem, hostId: string, engineIds: 
       if (!stopped) report(error);
     } finally {
       feed.reading = false;
+    }
+  };
+
+  // The tasks answered in one turn are acknowledged together: one XACK per stream.
+  let acks = new Map<string, string[]>();
+  const ack = (stream: string, id: string) => {
+    if (acks.size === 0) queueMicrotask(flushAcks);
+    const ids = acks.get(stream);
+    if (ids) ids.push(id);
+    else acks.set(stream, [id]);
+  };
+  const flushAcks = () => {
+    const batch = acks;
+    acks = new Map();
+    for (const [stream, ids] of batch) {
+      transport.ack(stream, TASK_GROUP, ids).catch((error) => report(error));
     }
   };
 
