@@ -244,6 +244,18 @@ Deno.test({
     await transport.append(`${ns}:s`, new TextEncoder().encode("a"));
     const [master] = await cluster.holders(ns);
     assert.ok(master !== undefined, "no master holds the namespace");
+    // Replication is asynchronous: the first entry outlives the master only once its replica has
+    // it (the replica acknowledges its offset every second).
+    const replication = () => cluster.cli(master, "INFO", "replication");
+    const written = Number(/master_repl_offset:(\d+)/.exec(await replication())?.[1]);
+    await within(
+      (async () => {
+        const copied = async () => Number(/slave0:.*offset=(\d+)/.exec(await replication())?.[1]);
+        while (!(await copied() >= written)) await delay(50);
+      })(),
+      10_000,
+      "the replica's copy of the first entry",
+    );
     await cluster.nodes.find((node) => node.port === master)!.kill();
     // The replica takes over after cluster-node-timeout (1 s) and an election: later than 500 ms.
     const error = await transport.append(`${ns}:s`, new TextEncoder().encode("b")).catch((e) => e);
