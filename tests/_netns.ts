@@ -149,27 +149,41 @@ function freeSubnet(): string {
 
 /** A bed of network namespaces; `await using` tears it down. */
 export class Bed implements AsyncDisposable {
-  readonly tag: string;
+  /** What the names of its namespaces, links and bridge start with (after `dpn`). */
+  tag = "";
   readonly subnet: string;
   /** Redis's machine, the client's, and the engine hosts'. */
-  readonly redis: Machine;
-  readonly client: Machine;
-  readonly hosts: Machine[];
+  redis!: Machine;
+  client!: Machine;
+  hosts!: Machine[];
   /** The Redis URL from the root namespace (the test's own commands), without delay. */
   readonly adminUrl: string;
   readonly cluster = uniqueNamespace();
   readonly delayMs: number;
   keyFile = "";
-  readonly #bridge: string;
+  #bridge = "";
+  /** Whether the bed made its bridge: until then its names may be another bed's. */
+  #named = false;
   readonly #processes: BedProcess[] = [];
+  readonly #hostCount: number;
   #dir = "";
 
   constructor(options: BedOptions) {
-    // The test files of one `deno test --parallel` share a pid: two random letters tell beds apart.
-    const random = Math.floor(Math.random() * 36 * 36).toString(36).padStart(2, "0");
-    this.tag = `${Deno.pid.toString(36)}${random}`;
     this.delayMs = options.delayMs ?? 0;
     this.subnet = freeSubnet();
+    this.#hostCount = options.hosts;
+    this.#name();
+    this.adminUrl = `redis://${this.redis.address}:6379`;
+  }
+
+  /**
+   * Names the bed anew: the test files of one `deno test --parallel` share a pid, and two random
+   * letters after it tell their beds apart (the sweep reads the pid back). Two beds that drew the
+   * same letters find out when the second makes its bridge (see {@linkcode up}).
+   */
+  #name(): void {
+    const random = Math.floor(Math.random() * 36 * 36).toString(36).padStart(2, "0");
+    this.tag = `${Deno.pid.toString(36)}${random}`;
     this.#bridge = `${PREFIX}${this.tag}br`;
     const machine = (name: string, n: number): Machine => ({
       ns: `${PREFIX}${this.tag}-${name}`,
@@ -179,8 +193,7 @@ export class Bed implements AsyncDisposable {
     });
     this.redis = machine("r", 1);
     this.client = machine("c", 2);
-    this.hosts = Array.from({ length: options.hosts }, (_, i) => machine(`e${i}`, 10 + i));
-    this.adminUrl = `redis://${this.redis.address}:6379`;
+    this.hosts = Array.from({ length: this.#hostCount }, (_, i) => machine(`e${i}`, 10 + i));
   }
 
   /** Every machine, Redis's first. */
@@ -193,7 +206,18 @@ export class Bed implements AsyncDisposable {
     this.#dir = await Deno.makeTempDir({ prefix: "deno-parallel-netns-" });
     this.keyFile = `${this.#dir}/cluster.key`;
     await Deno.writeTextFile(this.keyFile, toHex(generateKey()) + "\n", { mode: 0o600 });
-    await ip("link", "add", this.#bridge, "type", "bridge");
+    // The bridge is made first, and only one bed can make it: a bed whose name another bed (of
+    // another test file of this run) took draws a new one before it made anything.
+    for (let attempt = 1;; attempt++) {
+      try {
+        await ip("link", "add", this.#bridge, "type", "bridge");
+        this.#named = true;
+        break;
+      } catch (error) {
+        if (attempt === 10 || !/File exists/.test(String(error))) throw error;
+        this.#name();
+      }
+    }
     await ip("addr", "add", `${this.subnet}.254/24`, "dev", this.#bridge);
     await ip("link", "set", this.#bridge, "up");
     for (const m of this.machines) {
@@ -375,8 +399,10 @@ export class Bed implements AsyncDisposable {
       } catch { /* gone */ }
     }
     await Promise.allSettled(this.#processes.map((p) => p.child.status));
-    for (const m of this.machines) await ip("netns", "del", m.ns).catch(() => {});
-    await ip("link", "del", this.#bridge).catch(() => {});
+    if (this.#named) {
+      for (const m of this.machines) await ip("netns", "del", m.ns).catch(() => {});
+      await ip("link", "del", this.#bridge).catch(() => {});
+    }
     if (this.#dir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }
