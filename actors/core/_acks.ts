@@ -24,16 +24,18 @@ export interface AckHooks {
   failed(error: unknown): void;
 }
 
-/** The acknowledgements of one system's reader. */
+/** The acknowledgements of one system's reader (or of a host's task reader, in its group). */
 export class Acks {
   readonly #transport: Transport;
   readonly #hooks: AckHooks;
+  readonly #group: string;
   readonly #pending = new Map<string, StreamEntry[]>();
 
-  /** Acknowledges through `transport`, telling `hooks`. */
-  constructor(transport: Transport, hooks: AckHooks) {
+  /** Acknowledges through `transport`, in consumer group `group`, telling `hooks`. */
+  constructor(transport: Transport, hooks: AckHooks, group = GROUP) {
     this.#transport = transport;
     this.#hooks = hooks;
+    this.#group = group;
   }
 
   /**
@@ -65,7 +67,7 @@ export class Acks {
     const tags = entries.map(tagOf);
     const hooks = this.#hooks;
     if (hooks.closed()) return hooks.settled(tags);
-    this.#transport.ack(stream, GROUP, entries.map((e) => e.id)).then(() => {
+    this.#transport.ack(stream, this.#group, entries.map((e) => e.id)).then(() => {
       hooks.acknowledged(stream, tags);
       hooks.settled(tags);
     }, (error) => {

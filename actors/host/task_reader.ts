@@ -19,6 +19,7 @@
  */
 import type { Transport } from "../../transport/types.ts";
 import { defineActor } from "../core/actor.ts";
+import { Acks } from "../core/_acks.ts";
 import type { ActorSystem } from "../core/system.ts";
 import type { Nudge } from "../protocol/messages.ts";
 import { TASK_GROUP, taskConsumer, taskReaderAddress } from "../protocol/addresses.ts";
@@ -83,7 +84,7 @@ export function spawnTaskReader(system: ActorSystem, hostId: string, engineIds: 
           };
           system.handleEntry(entry, `engine.${feed.engineId}`, release).finally(() => {
             release();
-            if (!stopped) ack(entry.stream, entry.id);
+            acks.ack(entry);
           });
         }
       }
@@ -94,27 +95,20 @@ export function spawnTaskReader(system: ActorSystem, hostId: string, engineIds: 
     }
   };
 
-  // The tasks answered in one turn are acknowledged together: one XACK per stream.
-  let acks = new Map<string, string[]>();
-  const ack = (stream: string, id: string) => {
-    if (acks.size === 0) queueMicrotask(flushAcks);
-    const ids = acks.get(stream);
-    if (ids) ids.push(id);
-    else acks.set(stream, [id]);
-  };
-  const flushAcks = () => {
-    const batch = acks;
-    acks = new Map();
-    for (const [stream, ids] of batch) {
-      transport.ack(stream, TASK_GROUP, ids).catch((error) => report(error));
-    }
-  };
-
   const report = (error: unknown) => {
     system.dispatchEvent(
       new ErrorEvent("error", { error, message: String((error as Error)?.message ?? error) }),
     );
   };
+
+  // The tasks answered in one turn are acknowledged together (one XACK per stream), and an ack
+  // that fails is tried again until it goes through.
+  const acks = new Acks(transport, {
+    closed: () => stopped,
+    acknowledged: () => {},
+    settled: () => {},
+    failed: report,
+  }, TASK_GROUP);
 
   const poll = setInterval(() => {
     for (const feed of feeds.values()) pump(feed);
